@@ -1,0 +1,1 @@
+"""Synthetic RAW capture tools: colour maths, Brooks et al. unprocessing and a DNG writer."""

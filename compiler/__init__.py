@@ -1,0 +1,1 @@
+"""Model compiler: lowers the staged network for on-device targets."""

@@ -1,0 +1,1 @@
+"""Devices the pipeline runs on: host, adb-connected Android, iOS."""

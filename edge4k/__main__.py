@@ -1,0 +1,5 @@
+import sys
+
+from edge4k.cli import main
+
+sys.exit(main())

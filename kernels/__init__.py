@@ -1,0 +1,1 @@
+"""CPU kernels: the raw_preprocess and postprocess stages."""

@@ -1,0 +1,161 @@
+"""RAW frontend (the raw_preprocess stage): decode, levels, CFA, pack, WB, conditioning.
+
+Host side reads any Bayer file LibRaw reads (through rawpy). The packed output is
+4 x H/2 x W/2 in canonical channel order [R, Gr, Gb, B] whatever the sensor's
+pattern: each 2x2 cell is gathered by colour, so BGGR/GRBG/GBRG need no cropping
+(the four planes sit half a packed pixel apart, as they do for RGGB).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edge4k.calibration.colour import srgb_from_cam
+from edge4k.errors import Edge4KError
+
+PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
+
+
+@dataclass
+class RawFrame:
+    """What the frontend reads from a RAW file; everything later stages need."""
+
+    bayer: np.ndarray          # (H, W) uint16, visible area
+    cfa: str                   # pattern at the visible origin, e.g. "RGGB"
+    black_level: np.ndarray    # (4,) per packed channel [R, Gr, Gb, B]
+    white_level: float
+    wb_gains: np.ndarray       # (3,) R, G, B multipliers with G = 1
+    srgb_from_cam: np.ndarray  # (3, 3) white-balanced camera RGB -> linear sRGB
+
+    @property
+    def height(self) -> int:
+        return int(self.bayer.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.bayer.shape[1])
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """Row/column offset inside the 2x2 cell of each packed channel."""
+        cells = [(i, j) for i in range(2) for j in range(2)]
+        r = next(c for c in cells if self.cfa[c[0] * 2 + c[1]] == "R")
+        b = next(c for c in cells if self.cfa[c[0] * 2 + c[1]] == "B")
+        return [r, (r[0], 1 - r[1]), (b[0], 1 - b[1]), b]
+
+    def info(self) -> dict:
+        return {
+            "width": self.width, "height": self.height, "cfa": self.cfa,
+            "black_level": [float(x) for x in self.black_level], "white_level": float(self.white_level),
+            "wb_gains": [round(float(x), 6) for x in self.wb_gains],
+            "srgb_from_cam": np.round(self.srgb_from_cam, 6).tolist(),
+        }
+
+
+def read_raw(path: str | os.PathLike) -> RawFrame:
+    """Decode a Bayer RAW file; refuse anything that is not a 2x2 Bayer mosaic."""
+    import rawpy  # imported here so `edge4k --help` stays fast
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise Edge4KError(f"input not found: {path}")
+    with _libraw_messages() as messages:
+        try:
+            with rawpy.imread(path) as raw:
+                return _frame_from_libraw(raw, path)
+        except rawpy.LibRawError as e:
+            said = messages().replace(path + ": ", "").strip().replace("\n", "; ")
+            raise Edge4KError(f"cannot read RAW file {path}: {type(e).__name__}"
+                              + (f" ({said})" if said else "")) from None
+
+
+@contextlib.contextmanager
+def _libraw_messages():
+    """LibRaw writes warnings such as 'Unexpected end of file' straight to the C
+    stderr. Capture them (yielding a getter) so the user sees one clean line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield lambda: (buf.seek(0), buf.read().decode(errors="replace"))[1]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _frame_from_libraw(raw, path: str) -> RawFrame:
+    desc = raw.color_desc.decode(errors="replace")
+    pattern = raw.raw_pattern
+    if raw.raw_type != raw.raw_type.Flat or pattern is None or raw.num_colors < 3:
+        kind = "monochrome" if raw.num_colors == 1 else f"non-mosaic ({raw.raw_type.name}, e.g. Foveon or linear)"
+        raise Edge4KError(f"{path}: {kind} sensor data; Edge4K needs a 2x2 Bayer CFA")
+    if pattern.shape != (2, 2):
+        kind = {(6, 6): "X-Trans", (4, 4): "Quad-Bayer"}.get(pattern.shape, "non-Bayer")
+        raise Edge4KError(f"{path}: {kind} CFA ({pattern.shape[0]}x{pattern.shape[1]} pattern); "
+                          "Edge4K needs a 2x2 Bayer CFA (RGGB, BGGR, GRBG or GBRG)")
+    colours = raw.raw_colors_visible[:2, :2]
+    cfa = "".join(desc[c] for c in colours.flatten())
+    if sorted(cfa) != sorted("RGGB"):
+        # LibRaw reads a 4x4 Quad-Bayer tile as a 2x2 one with no blue site.
+        raise Edge4KError(f"{path}: CFA reads as {cfa!r}, not a 2x2 Bayer cell (a Quad-Bayer or other "
+                          "non-Bayer sensor?); Edge4K needs RGGB, BGGR, GRBG or GBRG")
+    bayer = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+    if bayer.shape[0] % 2 or bayer.shape[1] % 2:
+        raise Edge4KError(f"{path}: odd frame size {bayer.shape[1]}x{bayer.shape[0]}; "
+                          "a Bayer frame must have even width and height")
+    frame = RawFrame(bayer=bayer, cfa=cfa, black_level=np.zeros(4),
+                     white_level=float(raw.white_level), wb_gains=_wb_gains(raw),
+                     srgb_from_cam=_srgb_from_cam(raw))
+    blacks = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+    frame.black_level = np.array([blacks[colours[i, j]] for i, j in frame.offsets()])
+    if np.any(frame.white_level <= frame.black_level):
+        raise Edge4KError(f"{path}: white level {frame.white_level} is not above black level {frame.black_level.max()}")
+    return frame
+
+
+def _wb_gains(raw) -> np.ndarray:
+    for wb in (raw.camera_whitebalance, raw.daylight_whitebalance):
+        wb = np.asarray(wb[:3], dtype=np.float64)
+        if np.all(wb > 0):
+            return wb / wb[1]
+    return np.ones(3)
+
+
+def _srgb_from_cam(raw) -> np.ndarray:
+    """LibRaw's rgb_cam (built from the DNG ColorMatrix or its own camera table) when
+    set; else derived from its XYZ->camera matrix; else the identity (sRGB primaries)."""
+    rgb_cam = np.asarray(raw.color_matrix, dtype=np.float64)[:, :3]
+    if np.abs(rgb_cam).sum() > 0:
+        return rgb_cam
+    xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
+    return srgb_from_cam(xyz_to_cam) if np.abs(xyz_to_cam).sum() > 0 else np.eye(3)
+
+
+def pack(frame: RawFrame) -> np.ndarray:
+    """Bayer (H, W) uint16 -> packed float32 (4, H/2, W/2): black-subtracted,
+    normalised to [0, 1] by the white level, then white-balanced."""
+    gains = np.array([frame.wb_gains[0], frame.wb_gains[1], frame.wb_gains[1], frame.wb_gains[2]])
+    planes = []
+    for c, (i, j) in enumerate(frame.offsets()):
+        black = frame.black_level[c]
+        plane = (frame.bayer[i::2, j::2].astype(np.float32) - black) / (frame.white_level - black)
+        planes.append(np.clip(plane, 0.0, 1.0) * gains[c])
+    return np.stack(planes).astype(np.float32)
+
+
+def thumbnail(packed: np.ndarray, size: int) -> np.ndarray:
+    """Area-averaged (4, size, size) thumbnail of the whole packed frame (global branch input)."""
+    t = torch.from_numpy(packed)[None]
+    return F.adaptive_avg_pool2d(t, (size, size))[0].numpy()
+
+
+def meta_vector(frame: RawFrame) -> np.ndarray:
+    """The camera conditioning the model sees: WB gains (3) + camera->sRGB matrix (9)."""
+    return np.concatenate([frame.wb_gains, frame.srgb_from_cam.reshape(-1)]).astype(np.float32)

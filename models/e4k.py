@@ -1,0 +1,154 @@
+"""The E4K network: four exportable stages (global, encoder, backbone, decoder).
+
+raw_preprocess and postprocess are CPU kernels (edge4k.kernels); these are the
+network stages that the compiler lowers one by one, each at a fixed shape.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .blocks import AdaLNSingle, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock, SpaceToChannelDown, make_act
+from .config import E4KConfig
+
+STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
+NETWORK_STAGES = ("global", "encoder", "backbone", "decoder")
+
+
+class GlobalBranch(nn.Module):
+    """Thumbnail of the whole frame + camera metadata -> one vector per image.
+    Computed once and shared by every tile, so tiles agree on colour and tone."""
+
+    def __init__(self, cfg: E4KConfig):
+        super().__init__()
+        act = cfg.activation
+        self.features = nn.Sequential(
+            ConvBNAct(4, 16, 3, 2, act=act), ConvBNAct(16, 32, 3, 2, act=act),
+            ConvBNAct(32, 64, 3, 2, act=act), ConvBNAct(64, 64, 3, 2, act=act))
+        self.from_image = nn.Linear(64, cfg.global_dim)
+        self.from_meta = nn.Linear(cfg.meta_dim, cfg.global_dim)
+        self.act = make_act(act)
+        self.out = nn.Linear(cfg.global_dim, cfg.global_dim)
+
+    def forward(self, thumb, meta):
+        f = self.features(thumb).mean(dim=(2, 3), keepdim=True).flatten(1)
+        return self.out(self.act(self.from_image(f) + self.from_meta(meta)))
+
+
+class Encoder(nn.Module):
+    """Packed RAW tile (4 x T/2 x T/2) -> latent (C x T/f x T/f)."""
+
+    def __init__(self, cfg: E4KConfig):
+        super().__init__()
+        act, layers, width = cfg.activation, [], cfg.stem_width
+        layers.append(ConvBNAct(4, width, 3, act=act))
+        for w in cfg.enc_widths:
+            layers += [SpaceToChannelDown(width, w), ResBlock(w, act, cfg.separable)]
+            width = w
+        layers.append(nn.Conv2d(width, cfg.latent_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, packed):
+        return self.net(packed)
+
+
+class Backbone(nn.Module):
+    """Linear DiT on the latent grid, conditioned on the global vector (AdaLN-single).
+
+    One-step use needs no timestep input: a fixed t is a constant that folds into
+    the modulation tables."""
+
+    def __init__(self, cfg: E4KConfig):
+        super().__init__()
+        d = cfg.dit_width
+        self.inp = nn.Conv2d(cfg.latent_channels, d, 1)
+        self.adaln = AdaLNSingle(cfg.global_dim, d, cfg.activation)
+        self.blocks = nn.ModuleList(
+            DiTBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention, cfg.activation) for _ in range(cfg.depth))
+        self.out = nn.Conv2d(d, cfg.latent_channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, latent, g):
+        mod = self.adaln(g)
+        h = self.inp(latent)
+        for blk in self.blocks:
+            h = blk(h, mod)
+        return latent + self.out(h)
+
+
+class Decoder(nn.Module):
+    """Latent (+ packed RAW tile) -> display RGB tile (3 x T x T).
+
+    With raw_skip the decoder adds a projection of the packed RAW at half
+    resolution and predicts a residual over a cheap base render of the RAW
+    (nearest-neighbour demosaic + square-root tone). Its last conv starts at zero,
+    so an untrained model already shows the scene, and training learns colour and detail."""
+
+    def __init__(self, cfg: E4KConfig):
+        super().__init__()
+        act, w = cfg.activation, cfg.dec_widths
+        layers = [nn.Conv2d(cfg.latent_channels, w[0], 1), ResBlock(w[0], act, cfg.separable)]
+        for cin, cout in zip(w[:-1], w[1:]):
+            layers += [ChannelToSpaceUp(cin, cout), ResBlock(cout, act, cfg.separable)]
+        self.up = nn.Sequential(*layers)
+        self.raw_skip = cfg.raw_skip
+        if cfg.raw_skip:
+            self.skip = nn.Conv2d(4, w[-1], 1)
+            self.base = nn.Conv2d(4, 12, 1, bias=False)
+            self.base.weight.data.copy_(_nearest_demosaic_weight())
+        self.head = nn.Sequential(ResBlock(w[-1], act, cfg.separable), nn.Conv2d(w[-1], 12, 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, latent, packed=None):
+        x = self.up(latent)
+        if not self.raw_skip:
+            return F.pixel_shuffle(self.head(x), 2) + 0.5
+        x = x + self.skip(packed)
+        base = torch.sqrt(F.relu(self.base(packed)) + 1e-4)
+        return F.pixel_shuffle(base + self.head(x), 2)
+
+
+def _nearest_demosaic_weight() -> torch.Tensor:
+    """1x1 conv weight mapping packed [R, Gr, Gb, B] to 3 colours x 4 sub-pixels,
+    laid out for pixel_shuffle(2): output channel c*4 + k is colour c at sub-pixel k."""
+    w = torch.zeros(12, 4, 1, 1)
+    for k in range(4):
+        w[0 * 4 + k, 0] = 1.0
+        w[1 * 4 + k, 1] = w[1 * 4 + k, 2] = 0.5
+        w[2 * 4 + k, 3] = 1.0
+    return w
+
+
+class E4KNet(nn.Module):
+    """The four network stages together. forward() runs one batch of tiles end to
+    end (used in training); the runtime calls the stages one by one."""
+
+    def __init__(self, cfg: E4KConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.global_branch = GlobalBranch(cfg)
+        self.encoder = Encoder(cfg)
+        self.backbone = Backbone(cfg)
+        self.decoder = Decoder(cfg)
+
+    def stage(self, name: str) -> nn.Module:
+        return {"global": self.global_branch, "encoder": self.encoder,
+                "backbone": self.backbone, "decoder": self.decoder}[name]
+
+    def forward(self, packed, thumb, meta):
+        g = self.global_branch(thumb, meta)
+        return self.decoder(self.backbone(self.encoder(packed), g), packed)
+
+
+def build_model(cfg: E4KConfig, *, seed: int = 0) -> E4KNet:
+    """Seed-initialised model in eval mode (deterministic for a given seed)."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = E4KNet(cfg)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return model.eval()

@@ -1,0 +1,1 @@
+"""Host runtime: tiling, backends, the pipeline and its profile."""

@@ -1,0 +1,137 @@
+"""The host pipeline: RAW file -> six stages -> image, timed per stage.
+
+raw_preprocess and postprocess run here (CPU kernels); the four network stages go
+through a Backend, so eager and compiled builds share this code and the profile.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from edge4k.files import sha256_file
+from edge4k.kernels.postprocess import bit_depth_for, quantise, write_image
+from edge4k.kernels.raw import meta_vector, pack, read_raw, thumbnail
+from edge4k.models import E4KConfig
+
+from . import memory
+from .backends import Backend
+from .profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
+from .tiling import Blender, TilePlan, packed_tile, pad_packed, plan_tiles
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    tile: int | None = 512
+    overlap: int = 64
+    native: bool = False
+    batch: int = 1
+
+    def plan(self, cfg: E4KConfig, height: int, width: int) -> TilePlan:
+        return plan_tiles(height, width, compression=cfg.compression, tile=self.tile,
+                          overlap=self.overlap, native=self.native)
+
+
+def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
+            progress: bool = False) -> tuple[torch.Tensor, dict]:
+    """One RAW file through all six stages. Returns display RGB (3, H, W) in [0, 1]
+    before quantisation, plus what was learned about the input and the tiling."""
+    timer = timer or StageTimer()
+    with timer("raw_preprocess"):
+        frame = read_raw(path)
+        plan = opts.plan(cfg, frame.height, frame.width)
+        packed = pack(frame)
+        thumb = torch.from_numpy(thumbnail(packed, cfg.thumb_size))[None]
+        meta = torch.from_numpy(meta_vector(frame))[None]
+        padded = pad_packed(packed, plan)
+    with timer("global"):
+        g = backend.run("global", thumb, meta)
+    blender = Blender(plan)
+    batches = [plan.origins[i:i + opts.batch] for i in range(0, plan.num_tiles, opts.batch)]
+    for origins in tqdm(batches, desc="tiles", unit="batch", leave=False, disable=not progress):
+        with timer("raw_preprocess"):
+            tiles = [packed_tile(padded, plan, y, x) for y, x in origins]
+            tiles += tiles[-1:] * (opts.batch - len(tiles))   # fixed batch shape: repeat the last tile
+            x = torch.stack(tiles)
+        with timer("encoder"):
+            z = backend.run("encoder", x)
+        with timer("backbone"):
+            z = backend.run("backbone", z, g)
+        with timer("decoder"):
+            rgb = backend.run("decoder", z, x)
+        with timer("postprocess"):
+            for k, (y0, x0) in enumerate(origins):
+                blender.add(rgb[k], y0, x0)
+    with timer("postprocess"):
+        image = blender.result()
+    info = {"frame": frame, "plan": plan}
+    return image, info
+
+
+def run_and_profile(input_path, output_path, *, model, backend: Backend, opts: TileOptions,
+                    runs: int = 1, warmup: int = 0, profile_path=None, weights: str = "seed:0",
+                    progress: bool = True) -> dict:
+    """Run the pipeline warmup + runs times, write the image from the last run and,
+    if asked, a validated profile JSON. Returns the profile dict."""
+    cfg = model.cfg
+    bits = bit_depth_for(output_path)
+    estimate = None
+    if opts.native:
+        frame = read_raw(input_path)
+        plan = opts.plan(cfg, frame.height, frame.width)
+        estimate = memory.check_fits(model, plan.tile_height, plan.tile_width, opts.batch)
+    for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
+        process(input_path, backend, cfg, opts)
+    timer, power = StageTimer(), PowerMeter()
+    power.start()
+    for _ in tqdm(range(runs), desc="timed runs", unit="run", disable=not progress or runs < 2):
+        timer.start_run()
+        image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1)
+        with timer("postprocess"):
+            pixels = quantise(image, bits)
+        timer.end_run()
+    power_report = power.stop(runs)
+    write_image(output_path, pixels)
+    frame, plan = info["frame"], info["plan"]
+    profile = {
+        "schema": SCHEMA_ID,
+        "created": now_iso(),
+        "input": {"path": os.fspath(input_path), "sha256": sha256_file(input_path), "cfa": frame.cfa,
+                  "width": frame.width, "height": frame.height},
+        "resolution": {"width": frame.width, "height": frame.height},
+        "tiling": {"enabled": not plan.native, "tile": None if plan.native else plan.tile_height,
+                   "overlap": None if plan.native else plan.overlap, "tiles": plan.num_tiles,
+                   "batch": opts.batch, "padded": [plan.padded_height, plan.padded_width]},
+        "latent_compression": cfg.compression,
+        "timing": {"warmup": warmup, "runs": runs, "clock": "time.perf_counter"},
+        "latency_ms": timer.summary_ms(),
+        "memory": {"peak_rss_bytes": memory.peak_rss_bytes(), "planned_arena_bytes": backend.planned_arena_bytes(),
+                   "weight_bytes": backend.weight_bytes(), "estimated_tile_bytes": estimate},
+        "power": power_report,
+        "device": host_device(backend.name, backend.delegate, torch.get_num_threads()),
+        "model": {"preset": cfg.name, "config_hash": cfg.config_hash(), "precision": backend.precision,
+                  "weights": weights, "params": sum(p.numel() for p in model.parameters())},
+        "output": {"path": os.fspath(output_path), "sha256": sha256_file(output_path),
+                   "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits},
+        "versions": versions(),
+    }
+    if profile_path:
+        write_profile(profile_path, profile)
+    return profile
+
+
+def format_table(profile: dict) -> str:
+    """Per-stage latency table for the terminal."""
+    lat = profile["latency_ms"]
+    total = lat["total"]["median"] or 1.0
+    rows = [f"{'stage':<16}{'median ms':>11}{'min':>10}{'max':>10}{'share':>8}"]
+    for stage, s in lat.items():
+        share = "" if stage == "total" else f"{100 * s['median'] / total:7.1f}%"
+        rows.append(f"{stage:<16}{s['median']:>11.1f}{s['min']:>10.1f}{s['max']:>10.1f}{share:>8}")
+    mem = profile["memory"]["peak_rss_bytes"] / 2**20
+    rows.append(f"peak RSS {mem:.0f} MiB; power: "
+                + (f"{profile['power']['mean_watts']} W" if profile["power"]["available"]
+                   else profile["power"]["reason"]))
+    return "\n".join(rows)

@@ -1,0 +1,103 @@
+"""End to end through the CLI, the way a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge4k.calibration.dng import XTRANS_PATTERN, write_dng
+from edge4k.cli import main
+from edge4k.runtime.profile import validate_profile
+from edge4k.errors import Edge4KError
+
+STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess", "total")
+
+
+def test_run_writes_image_and_valid_profile(tmp_path, sample_dng, capsys):
+    out, prof = tmp_path / "o.png", tmp_path / "o.json"
+    rc = main(["run", sample_dng, "-o", str(out), "--profile", str(prof), "--preset", "e4k-t-f16",
+               "--tile", "256", "--overlap", "32", "--runs", "2", "--warmup", "1", "--batch", "2"])
+    assert rc == 0
+    from PIL import Image
+    img = np.asarray(Image.open(out))
+    assert img.shape == (512, 512, 3) and img.dtype == np.uint8 and img.std() > 10
+    profile = json.loads(prof.read_text())
+    validate_profile(profile)
+    assert set(profile["latency_ms"]) == set(STAGES)
+    assert all(profile["latency_ms"][s]["median"] > 0 for s in STAGES)
+    assert profile["tiling"] == {"enabled": True, "tile": 256, "overlap": 32, "tiles": 9, "batch": 2,
+                                 "padded": [512, 512]}
+    assert profile["timing"]["runs"] == 2 and profile["model"]["preset"] == "e4k-t-f16"
+    assert profile["power"]["available"] or profile["power"]["reason"]
+    assert "decoder" in capsys.readouterr().out
+
+
+def test_profile_validation_rejects_a_missing_stage(tmp_path, sample_dng):
+    prof = tmp_path / "p.json"
+    assert main(["run", sample_dng, "-o", str(tmp_path / "o.png"), "--profile", str(prof),
+                 "--preset", "e4k-t-f16", "--native"]) == 0
+    profile = json.loads(prof.read_text())
+    assert profile["tiling"]["enabled"] is False and profile["memory"]["estimated_tile_bytes"] > 0
+    del profile["latency_ms"]["decoder"]
+    with pytest.raises(Edge4KError, match="decoder"):
+        validate_profile(profile)
+
+
+def test_sixteen_bit_tiff_output(tmp_path, sample_dng):
+    import tifffile
+    out = tmp_path / "o.tif"
+    assert main(["run", sample_dng, "-o", str(out), "--preset", "e4k-t-f16", "--tile", "512", "--overlap", "0"]) == 0
+    img = tifffile.imread(out)
+    assert img.dtype == np.uint16 and img.shape == (512, 512, 3)
+
+
+def test_sample_then_info_round_trip(tmp_path, capsys):
+    from PIL import Image
+    src = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)).save(src)
+    dng = tmp_path / "s.dng"
+    assert main(["sample", str(src), "-o", str(dng), "--cfa", "GBRG", "--iso", "800"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(dng), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["width"], info["height"], info["cfa"]) == (96, 64, "GBRG")
+    assert info["packed_shape"] == [4, 32, 48]
+
+
+def _bad_inputs(tmp_path, sample_dng):
+    """(name, argv, env) for each bad input the CLI must refuse in one line."""
+    truncated = tmp_path / "truncated.dng"
+    truncated.write_bytes(open(sample_dng, "rb").read()[:20000])
+    xtrans = write_dng(tmp_path / "xtrans.dng", np.full((48, 72), 3000, np.uint16), cfa_pattern=XTRANS_PATTERN)
+    odd = write_dng(tmp_path / "odd.dng", np.full((47, 72), 3000, np.uint16))
+    small = write_dng(tmp_path / "small.dng", np.full((64, 96), 3000, np.uint16))
+    run = ["run", "-o"]
+    return [
+        ("missing", ["run", str(tmp_path / "nope.dng"), "-o"], "not found", {}),
+        ("truncated", ["run", str(truncated), "-o"], "cannot read RAW", {}),
+        ("non-bayer", ["run", str(xtrans), "-o"], "X-Trans", {}),
+        ("odd", ["run", str(odd), "-o"], "odd frame size", {}),
+        ("smaller-than-tile", ["run", str(small), "--tile", "128", "--overlap", "16", "-o"], "smaller than one", {}),
+        ("overlap", [*run[:1], sample_dng, "--tile", "128", "--overlap", "128", "-o"], "smaller than the tile", {}),
+        ("preset", [*run[:1], sample_dng, "--preset", "e4k-huge", "-o"], "unknown preset", {}),
+        ("native-too-big", [*run[:1], sample_dng, "--native", "-o"], "GiB is available",
+         {"EDGE4K_MEMORY_LIMIT_MB": "1"}),
+        ("bad-format", [*run[:1], sample_dng, "-o"], "unsupported output format", {"suffix": ".jpg"}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_bad_input_is_one_line_nonzero_and_leaves_no_file(tmp_path, sample_dng, case):
+    name, argv, needle, env = _bad_inputs(tmp_path, sample_dng)[case]
+    suffix = env.pop("suffix", ".png")
+    out = tmp_path / f"out{suffix}"
+    proc = subprocess.run([sys.executable, "-m", "edge4k", *argv, str(out), "--profile", str(tmp_path / "p.json")],
+                          capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    assert proc.returncode != 0, name
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge4k: error:"), (name, proc.stderr)
+    assert needle in lines[0], (name, lines[0])
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", "p.json", ".out"))) == [], name
