@@ -101,3 +101,11 @@ def test_bad_input_is_one_line_nonzero_and_leaves_no_file(tmp_path, sample_dng, 
     assert needle in lines[0], (name, lines[0])
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", "p.json", ".out"))) == [], name
+
+
+def test_outputs_get_ordinary_permissions(tmp_path, sample_dng):
+    out = tmp_path / "o.png"
+    assert main(["run", sample_dng, "-o", str(out), "--preset", "e4k-t-f16", "--tile", "512", "--overlap", "0"]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
