@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import warnings
 from importlib import resources
 
 from edge4k.errors import Edge4KError
@@ -19,23 +22,39 @@ def sample_path() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from edge4k.models import DEFAULT_PRESET
+    from edge4k.runtime.backends import BACKENDS
     p = argparse.ArgumentParser(prog="edge4k", description="One-step RAW-to-RGB on device: run, profile, compile.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="RAW file -> RGB image (+ per-stage profile JSON)")
     r.add_argument("input", nargs="?", help="RAW file (DNG or any Bayer format LibRaw reads); default: the embedded sample")
     r.add_argument("-o", "--output", required=True, help="output image: .png (8-bit) or .tif (16-bit)")
-    r.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET}; see `edge4k presets`)")
+    r.add_argument("--backend", default="eager", choices=sorted(BACKENDS),
+                   help="eager (PyTorch, default) or a compiled build's backend (needs --artifacts)")
+    r.add_argument("--artifacts", metavar="DIR", help="compiled build folder (from `edge4k compile`)")
+    r.add_argument("--preset", help=f"model preset (default {DEFAULT_PRESET}; see `edge4k presets`)")
     r.add_argument("--seed", type=int, default=0, help="weight initialisation seed (until a checkpoint is given)")
-    mode = r.add_mutually_exclusive_group()
-    mode.add_argument("--tile", type=int, default=512, help="tile size in output pixels (default 512)")
-    mode.add_argument("--native", action="store_true", help="one tile covering the whole frame")
-    r.add_argument("--overlap", type=int, default=64, help="tile overlap in output pixels (default 64)")
-    r.add_argument("--batch", type=int, default=1, help="tiles per network call (fixed shape, default 1)")
+    _tiling_args(r)
     r.add_argument("--profile", metavar="JSON", help="write the edge4k.profile/1 JSON here")
     r.add_argument("--runs", type=int, default=1, help="timed runs (default 1)")
     r.add_argument("--warmup", type=int, default=0, help="untimed warm-up runs (default 0)")
     r.add_argument("--threads", type=int, help="CPU threads for the network stages (default: torch's)")
+
+    c = sub.add_parser("compile", help="lower the network for a target: artifacts + manifest.json")
+    c.add_argument("--target", required=True, help="compiler target, e.g. host-xnnpack, android-xnnpack")
+    c.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    c.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    c.add_argument("--resolution", default="3840x2160", help="frame size WxH the build is for (default 3840x2160)")
+    _tiling_args(c)
+    c.add_argument("--quant", default="fp32", help="precision: fp32 or int8 (XNNPACK)")
+    c.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
+    c.add_argument("--calib-source", action="append", default=[], metavar="RAW",
+                   help="RAW file to cut calibration tiles from (repeatable; default: the embedded sample)")
+    c.add_argument("--observer", choices=["minmax", "histogram"], default="minmax",
+                   help="int8 activation observer (default minmax)")
+    c.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
+                   help="module path to leave unquantised, e.g. blocks.0.attn (repeatable)")
+    c.add_argument("-o", "--output", required=True, help="build folder to write (replaced if it exists)")
 
     s = sub.add_parser("sample", help="unprocess an sRGB image into a synthetic RAW DNG")
     s.add_argument("image", help="sRGB image (PNG/JPEG/TIFF)")
@@ -54,32 +73,113 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tiling_args(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--tile", type=int, help="tile size in output pixels (default 512)")
+    mode.add_argument("--native", action="store_true", help="one tile covering the whole frame")
+    p.add_argument("--overlap", type=int, help="tile overlap in output pixels (default 64)")
+    p.add_argument("--batch", type=int, help="tiles per network call (fixed shape, default 1)")
+
+
+def _tile_options(args):
+    from edge4k.runtime.pipeline import TileOptions
+    for name, minimum in (("batch", 1), ("tile", 1), ("overlap", 0)):
+        _check_positive(name, getattr(args, name), minimum)
+    if args.native:
+        return TileOptions(tile=None, overlap=0, native=True, batch=args.batch or 1)
+    return TileOptions(tile=args.tile or 512, overlap=64 if args.overlap is None else args.overlap,
+                       batch=args.batch or 1)
+
+
+def _parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise Edge4KError(f"--resolution must look like 3840x2160, got {text!r}") from None
+    if w < 1 or h < 1 or w % 2 or h % 2:
+        raise Edge4KError(f"--resolution needs even, positive width and height, got {text}")
+    return w, h
+
+
 def _check_positive(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise Edge4KError(f"--{name} must be >= {minimum}, got {value}")
 
 
+def _compiled_backend(args):
+    """The backend for --artifacts, with the tiling its build fixed; CLI tiling flags must agree."""
+    from edge4k.runtime.backends import open_build
+    from edge4k.runtime.pipeline import TileOptions
+
+    if not args.artifacts:
+        raise Edge4KError(f"--backend {args.backend} runs a compiled build: pass --artifacts build/NAME")
+    backend = open_build(args.artifacts, backend=args.backend)
+    opts = TileOptions.from_manifest(backend.manifest)
+    if args.preset and args.preset != backend.cfg.name:
+        raise Edge4KError(f"{args.artifacts} holds preset {backend.cfg.name}, not {args.preset}")
+    asked = {"tile": args.tile, "overlap": args.overlap, "batch": args.batch, "native": args.native or None}
+    for key, value in asked.items():
+        if value is not None and value != getattr(opts, key):
+            raise Edge4KError(f"{args.artifacts} was compiled with {key}={getattr(opts, key)}, not {value}; "
+                              "recompile or drop the flag")
+    return backend, opts
+
+
 def cmd_run(args) -> int:
     import torch
-    from edge4k.models import build_model, get_preset
-    from edge4k.runtime.backends import get_backend
-    from edge4k.runtime.pipeline import TileOptions, format_table, run_and_profile
+    from edge4k.models import DEFAULT_PRESET, build_model, get_preset
+    from edge4k.runtime.backends import EagerBackend
+    from edge4k.runtime.pipeline import format_table, run_and_profile
 
-    for name, minimum in (("runs", 1), ("warmup", 0), ("batch", 1), ("threads", 1), ("tile", 1)):
+    for name, minimum in (("runs", 1), ("warmup", 0), ("threads", 1)):
         _check_positive(name, getattr(args, name), minimum)
-    cfg = get_preset(args.preset)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build_model(cfg, seed=args.seed)
-    backend = get_backend("eager", model=model)
-    opts = TileOptions(tile=None if args.native else args.tile, overlap=0 if args.native else args.overlap,
-                       native=args.native, batch=args.batch)
-    profile = run_and_profile(args.input or sample_path(), args.output, model=model, backend=backend,
-                              opts=opts, runs=args.runs, warmup=args.warmup, profile_path=args.profile,
-                              weights=f"seed:{args.seed}", progress=sys.stderr.isatty())
+    if args.backend == "eager":
+        if args.artifacts:
+            raise Edge4KError("--artifacts needs a compiled backend, e.g. --backend executorch")
+        model = build_model(get_preset(args.preset or DEFAULT_PRESET), seed=args.seed)
+        backend, opts = EagerBackend(model, weights=f"seed:{args.seed}"), _tile_options(args)
+    else:
+        backend, opts = _compiled_backend(args)
+    profile = run_and_profile(args.input or sample_path(), args.output, backend=backend, opts=opts,
+                              runs=args.runs, warmup=args.warmup, profile_path=args.profile,
+                              progress=sys.stderr.isatty())
     print(format_table(profile))
     print(f"wrote {args.output}" + (f" and {args.profile}" if args.profile else ""))
     return 0
+
+
+def cmd_compile(args) -> int:
+    from edge4k.compiler.build import BuildSpec, compile_build
+    from edge4k.models import build_model, get_preset
+
+    width, height = _parse_resolution(args.resolution)
+    opts = _tile_options(args)
+    _check_positive("calib", args.calib)
+    model = build_model(get_preset(args.preset), seed=args.seed)
+    spec = BuildSpec(target=args.target, preset=args.preset, width=width, height=height, tile=opts.tile,
+                     overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=args.quant,
+                     calib=args.calib, calib_sources=tuple(args.calib_source),
+                     options={"observer": args.observer, "keep_fp32": args.keep_fp32})
+    show = sys.stderr.isatty() or os.environ.get("EDGE4K_PROGRESS") == "1"
+    manifest = compile_build(model, spec, args.output, weights=f"seed:{args.seed}",
+                             progress=lambda msg: print(f"[compile] {msg}", file=sys.stderr) if show else None)
+    print(format_manifest(manifest))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def format_manifest(manifest: dict) -> str:
+    rows = [f"{manifest['target']} {manifest['precision']} {manifest['preset']}: "
+            f"tile {manifest['tiling']['tile_width']}x{manifest['tiling']['tile_height']} batch {manifest['tiling']['batch']}",
+            f"{'stage':<10}{'PSNR dB':>9}{'arena MiB':>11}  ops outside delegate"]
+    for stage, entry in manifest["stages"].items():
+        outside = ", ".join(f"{k} x{v}" for k, v in entry.get("ops_outside_delegate", {}).items()) or "none"
+        rows.append(f"{stage:<10}{manifest['verification']['psnr_db'][stage]:>9.1f}"
+                    f"{entry.get('planned_arena_bytes', 0) / 2**20:>11.2f}  {outside}")
+    rows.append(f"whole tile (all stages compiled): {manifest['verification']['tile_psnr_db']:.1f} dB")
+    return "\n".join(rows)
 
 
 def cmd_sample(args) -> int:
@@ -133,11 +233,14 @@ def cmd_presets(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # torch.export's internals warn about their own deprecations; not the user's business.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     try:
         return COMMANDS[args.command](args)
     except Edge4KError as e:

@@ -7,10 +7,7 @@ pattern: each 2x2 cell is gathered by colour, so BGGR/GRBG/GBRG need no cropping
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +16,7 @@ import torch.nn.functional as F
 
 from edge4k.calibration.colour import srgb_from_cam
 from edge4k.errors import Edge4KError
+from edge4k.stderr import captured_native_stderr
 
 PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
 
@@ -65,7 +63,8 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise Edge4KError(f"input not found: {path}")
-    with _libraw_messages() as messages:
+    # LibRaw prints notes such as "Unexpected end of file" itself: fold them into the error.
+    with captured_native_stderr() as messages:
         try:
             with rawpy.imread(path) as raw:
                 return _frame_from_libraw(raw, path)
@@ -73,21 +72,6 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
             said = messages().replace(path + ": ", "").strip().replace("\n", "; ")
             raise Edge4KError(f"cannot read RAW file {path}: {type(e).__name__}"
                               + (f" ({said})" if said else "")) from None
-
-
-@contextlib.contextmanager
-def _libraw_messages():
-    """LibRaw writes warnings such as 'Unexpected end of file' straight to the C
-    stderr. Capture them (yielding a getter) so the user sees one clean line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as buf:
-        os.dup2(buf.fileno(), 2)
-        try:
-            yield lambda: (buf.seek(0), buf.read().decode(errors="replace"))[1]
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def _frame_from_libraw(raw, path: str) -> RawFrame:

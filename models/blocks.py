@@ -173,7 +173,7 @@ class DiTBlock(nn.Module):
     def forward(self, x, mod: dict[str, torch.Tensor]):
         m = {r: mod[r] + self.table[r] for r in MOD_ROLES}
         if self.attn is not None:
-            h = self.norm_attn(x) * (1 + m["scale_attn"]) + m["shift_attn"]
+            h = self.norm_attn(x) * (1.0 + m["scale_attn"]) + m["shift_attn"]
             x = x + m["gate_attn"] * self.attn(h)
-        h = self.norm_ffn(x) * (1 + m["scale_ffn"]) + m["shift_ffn"]
+        h = self.norm_ffn(x) * (1.0 + m["scale_ffn"]) + m["shift_ffn"]
         return x + m["gate_ffn"] * self.ffn(h)

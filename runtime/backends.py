@@ -1,28 +1,29 @@
-"""Backends run the four network stages. The pipeline only sees this interface,
-so compiled backends (ExecuTorch, LiteRT, QNN) plug in beside the eager one."""
+"""Backends run the four network stages. The pipeline only sees this interface, so
+compiled backends (ExecuTorch, LiteRT, QNN) plug in beside the eager one.
+
+BACKENDS maps a name to "module:Class", imported on first use, so a backend whose
+toolchain is not installed costs nothing until it is asked for."""
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from pathlib import Path
 
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.models import E4KNet
+from edge4k.models import E4KConfig, E4KNet
 
-BACKENDS: dict[str, Callable[..., "Backend"]] = {}
-
-
-def register_backend(name: str):
-    def deco(factory):
-        BACKENDS[name] = factory
-        return factory
-    return deco
+BACKENDS = {
+    "eager": "edge4k.runtime.backends:EagerBackend",
+    "executorch": "edge4k.runtime.et_backend:ExecuTorchBackend",
+}
 
 
-def get_backend(name: str, **kwargs) -> "Backend":
+def backend_class(name: str) -> type["Backend"]:
     if name not in BACKENDS:
         raise Edge4KError(f"unknown backend '{name}'; valid backends: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](**kwargs)
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 class Backend:
@@ -31,7 +32,10 @@ class Backend:
 
     name = "base"
     precision = "fp32"
-    delegate = None
+    delegate: str | None = None
+    cfg: E4KConfig
+    weights = ""          # what the weights are: "seed:N", a checkpoint, a build
+    manifest: dict | None = None   # compiled builds: their manifest.json
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -39,18 +43,23 @@ class Backend:
     def weight_bytes(self) -> int:
         return 0
 
+    def param_count(self) -> int | None:
+        return None
+
     def planned_arena_bytes(self) -> int | None:
         return None
 
+    def estimate_tile_bytes(self, tile_height: int, tile_width: int, batch: int) -> int | None:
+        return None
 
-@register_backend("eager")
+
 class EagerBackend(Backend):
     """PyTorch eager on the host CPU, fp32."""
 
     name = "eager"
 
-    def __init__(self, model: E4KNet, **_):
-        self.model = model.eval()
+    def __init__(self, model: E4KNet, weights: str = "seed:0"):
+        self.model, self.cfg, self.weights = model.eval(), model.cfg, weights
 
     @torch.inference_mode()
     def run(self, stage, *inputs):
@@ -58,3 +67,22 @@ class EagerBackend(Backend):
 
     def weight_bytes(self):
         return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+
+    def param_count(self):
+        return sum(p.numel() for p in self.model.parameters())
+
+    def estimate_tile_bytes(self, tile_height, tile_width, batch):
+        from .memory import estimate_tile_bytes
+        return estimate_tile_bytes(self.model, tile_height, tile_width, batch)
+
+
+def open_build(artifacts, *, backend: str | None = None) -> Backend:
+    """Open a compiled build folder with the backend its manifest names; if `backend`
+    is given, refuse a build made for another one."""
+    from edge4k.compiler.build import load_manifest
+
+    manifest = load_manifest(artifacts)
+    if backend is not None and manifest["backend"] != backend:
+        raise Edge4KError(f"{artifacts} was compiled for target {manifest['target']} (backend "
+                          f"{manifest['backend']}), not for backend {backend}")
+    return backend_class(manifest["backend"])(Path(artifacts), manifest)

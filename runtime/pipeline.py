@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
 from edge4k.kernels.postprocess import bit_depth_for, quantise, write_image
 from edge4k.kernels.raw import meta_vector, pack, read_raw, thumbnail
@@ -28,10 +29,23 @@ class TileOptions:
     overlap: int = 64
     native: bool = False
     batch: int = 1
+    native_size: tuple[int, int] | None = None   # a native build's fixed padded (height, width)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "TileOptions":
+        t = manifest["tiling"]
+        return cls(tile=t["tile"], overlap=t["overlap"], native=t["native"], batch=t["batch"],
+                   native_size=tuple(t["padded"]) if t["native"] else None)
 
     def plan(self, cfg: E4KConfig, height: int, width: int) -> TilePlan:
-        return plan_tiles(height, width, compression=cfg.compression, tile=self.tile,
+        plan = plan_tiles(height, width, compression=cfg.compression, tile=self.tile,
                           overlap=self.overlap, native=self.native)
+        padded = (plan.padded_height, plan.padded_width)
+        if self.native_size and padded != self.native_size:
+            raise Edge4KError(f"this native build takes frames of {self.native_size[1]}x{self.native_size[0]} "
+                              f"(after padding); the input is {width}x{height} ({padded[1]}x{padded[0]} padded). "
+                              "Compile for this resolution or use a tiled build")
+        return plan
 
 
 def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
@@ -70,18 +84,18 @@ def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: St
     return image, info
 
 
-def run_and_profile(input_path, output_path, *, model, backend: Backend, opts: TileOptions,
-                    runs: int = 1, warmup: int = 0, profile_path=None, weights: str = "seed:0",
-                    progress: bool = True) -> dict:
+def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions,
+                    runs: int = 1, warmup: int = 0, profile_path=None, progress: bool = True) -> dict:
     """Run the pipeline warmup + runs times, write the image from the last run and,
     if asked, a validated profile JSON. Returns the profile dict."""
-    cfg = model.cfg
+    cfg = backend.cfg
     bits = bit_depth_for(output_path)
     estimate = None
-    if opts.native:
+    if opts.native:   # one tile for the whole frame: refuse before running out of memory
         frame = read_raw(input_path)
         plan = opts.plan(cfg, frame.height, frame.width)
-        estimate = memory.check_fits(model, plan.tile_height, plan.tile_width, opts.batch)
+        estimate = memory.check_fits(backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch),
+                                     f"a {plan.tile_width}x{plan.tile_height} tile")
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
         process(input_path, backend, cfg, opts)
     timer, power = StageTimer(), PowerMeter()
@@ -112,7 +126,8 @@ def run_and_profile(input_path, output_path, *, model, backend: Backend, opts: T
         "power": power_report,
         "device": host_device(backend.name, backend.delegate, torch.get_num_threads()),
         "model": {"preset": cfg.name, "config_hash": cfg.config_hash(), "precision": backend.precision,
-                  "weights": weights, "params": sum(p.numel() for p in model.parameters())},
+                  "weights": backend.weights,
+                  **({"params": backend.param_count()} if backend.param_count() is not None else {})},
         "output": {"path": os.fspath(output_path), "sha256": sha256_file(output_path),
                    "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits},
         "versions": versions(),

@@ -1,0 +1,219 @@
+"""A build: fixed shapes for every network stage, a target that lowers them, a
+manifest beside the artifacts, and a self-check against eager fp32.
+
+compile_build() is a chain of small named steps: plan shapes -> calibration
+inputs -> target.lower (export, quantise, lower, serialise) -> verify -> manifest.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from edge4k.errors import Edge4KError
+from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
+from edge4k.runtime.profile import now_iso, versions
+from edge4k.runtime.tiling import TilePlan, plan_tiles
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "edge4k.manifest/1"
+INPUT_NAMES = {"global": ("thumb", "meta"), "encoder": ("packed",),
+               "backbone": ("latent", "g"), "decoder": ("latent", "packed")}
+OUTPUT_NAMES = {"global": "g", "encoder": "latent", "backbone": "latent_out", "decoder": "rgb"}
+
+# Lowest per-stage PSNR (dB, against eager fp32 on held-out calibration tiles) a
+# build may have; below it the build fails. Defined once; the tests import it.
+PSNR_FLOOR = {"fp32": 60.0, "fp16": 40.0, "int8": 30.0, "w4a8": 25.0}
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    target: str
+    preset: str
+    width: int
+    height: int
+    tile: int | None = 512
+    overlap: int = 64
+    native: bool = False
+    batch: int = 1
+    precision: str = "fp32"
+    calib: int = 8
+    calib_sources: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)   # target-specific (observer, keep-fp32 layers, SoC, ...)
+
+    def plan(self, cfg: E4KConfig) -> TilePlan:
+        return plan_tiles(self.height, self.width, compression=cfg.compression, tile=self.tile,
+                          overlap=self.overlap, native=self.native)
+
+
+def example_inputs(cfg: E4KConfig, plan: TilePlan, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Zero tensors at each stage's compiled input shapes."""
+    th, tw, f = plan.tile_height, plan.tile_width, cfg.compression
+    packed = torch.zeros(batch, 4, th // 2, tw // 2)
+    latent = torch.zeros(batch, cfg.latent_channels, th // f, tw // f)
+    return {"global": (torch.zeros(1, 4, cfg.thumb_size, cfg.thumb_size), torch.zeros(1, cfg.meta_dim)),
+            "encoder": (packed,), "backbone": (latent, torch.zeros(1, cfg.global_dim)),
+            "decoder": (latent, packed)}
+
+
+def tensor_specs(names, tensors) -> list[dict]:
+    return [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
+            for n, t in zip(names, tensors)]
+
+
+class Target:
+    """One compiler target. lower() writes the stage artifacts into out_dir and
+    returns, per stage, what the manifest records (file, sizes, planned memory,
+    ops outside the delegate...). backend is the runtime backend that runs them."""
+
+    name = ""
+    backend = ""
+    precisions: tuple[str, ...] = ()
+    delegate: str | None = None
+
+    def lower(self, model: E4KNet, spec: BuildSpec, inputs: dict, calib: list[dict],
+              out_dir: Path, progress: Callable[[str], None]) -> dict[str, dict]:
+        raise NotImplementedError
+
+    def tool_versions(self) -> dict:
+        return {}
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def register_target(cls):
+    TARGETS[cls.name] = cls()
+    return cls
+
+
+def get_target(name: str) -> Target:
+    _load_targets()
+    if name not in TARGETS:
+        raise Edge4KError(f"unknown target '{name}'; valid targets: {', '.join(sorted(TARGETS))}")
+    return TARGETS[name]
+
+
+def _load_targets() -> None:
+    # Each target folder registers itself on import; a missing optional toolchain
+    # only hides that target's lowering, not its name (it fails when used).
+    from edge4k.compiler import xnnpack  # noqa: F401
+
+
+def psnr(reference: torch.Tensor, test: torch.Tensor) -> float:
+    """PSNR in dB with the reference's own peak-to-peak range as the signal."""
+    ref, test = reference.double(), test.double()
+    mse = torch.mean((ref - test) ** 2).item()
+    peak = (ref.max() - ref.min()).item() or 1.0
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def load_manifest(artifacts: str | os.PathLike) -> dict:
+    path = Path(artifacts) / MANIFEST
+    if not path.is_file():
+        raise Edge4KError(f"no {MANIFEST} in {artifacts}: not an Edge4K build folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise Edge4KError(f"{path} is not valid JSON: {e}") from None
+    if manifest.get("schema") != MANIFEST_SCHEMA:
+        raise Edge4KError(f"{path}: schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA}")
+    return manifest
+
+
+def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *, weights: str,
+                  progress: Callable[[str], None] = lambda msg: None) -> dict:
+    """Compile every network stage for spec.target into out_dir (replaced atomically)."""
+    from edge4k.calibration.tiles import calibration_inputs
+
+    target = get_target(spec.target)
+    if spec.precision not in target.precisions:
+        raise Edge4KError(f"target {target.name} supports precisions {', '.join(target.precisions)}, "
+                          f"not {spec.precision}")
+    cfg = model.cfg
+    plan = spec.plan(cfg)
+    out_dir = Path(out_dir)
+    inputs = example_inputs(cfg, plan, spec.batch)
+    shape = dict(tile_height=plan.tile_height, tile_width=plan.tile_width, batch=spec.batch)
+    progress(f"calibration: {spec.calib} samples")
+    sources = list(spec.calib_sources) or None
+    calib = calibration_inputs(model, count=spec.calib, sources=sources, seed=0, **shape)
+    held_out = calibration_inputs(model, count=2, sources=sources, seed=1, **shape)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        stages = target.lower(model, spec, inputs, calib, staging, progress)
+        manifest = {
+            "schema": MANIFEST_SCHEMA, "created": now_iso(), "target": target.name, "backend": target.backend,
+            "delegate": target.delegate, "preset": cfg.name, "config": cfg.to_dict(),
+            "config_hash": cfg.config_hash(), "weights": weights, "precision": spec.precision,
+            "resolution": {"width": spec.width, "height": spec.height},
+            "tiling": {"native": plan.native, "tile": None if plan.native else plan.tile_height,
+                       "overlap": plan.overlap, "batch": spec.batch, "tile_height": plan.tile_height,
+                       "tile_width": plan.tile_width, "padded": [plan.padded_height, plan.padded_width]},
+            "options": spec.options,
+            "stages": {s: {"inputs": tensor_specs(INPUT_NAMES[s], inputs[s]),
+                           "output": OUTPUT_NAMES[s], **stages[s]} for s in NETWORK_STAGES},
+            "calibration": {"sources": [os.path.basename(p) for p in (spec.calib_sources or ["sample.dng"])],
+                            "count": spec.calib, "seed": 0},
+            "versions": {**versions(), **target.tool_versions()},
+            "git_commit": git_commit(),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        progress("verify against eager fp32")
+        manifest["verification"] = verify(model, staging, held_out, spec.precision)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        failing = {s: v for s, v in manifest["verification"]["psnr_db"].items()
+                   if v < manifest["verification"]["floor_db"]}
+        if failing:
+            worst = ", ".join(f"{s} {v:.1f} dB" for s, v in failing.items())
+            raise Edge4KError(f"build fails its accuracy check ({worst} < {PSNR_FLOOR[spec.precision]} dB "
+                              f"for {spec.precision}); keep the weakest layers in fp32 or use more calibration")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str) -> dict:
+    """PSNR of each compiled stage (fed eager inputs) and of the chained tile
+    (global -> encoder -> backbone -> decoder, all compiled) against eager fp32."""
+    from edge4k.runtime.backends import open_build
+
+    backend = open_build(artifacts)
+    ref = {s: [] for s in NETWORK_STAGES}
+    got = {s: [] for s in NETWORK_STAGES}
+    chain_ref, chain_got = [], []
+    with torch.inference_mode():
+        for ins in held_out:
+            for s in NETWORK_STAGES:
+                ref[s].append(model.stage(s)(*ins[s]))
+                got[s].append(backend.run(s, *ins[s]))
+            g = backend.run("global", *ins["global"])
+            x = ins["encoder"][0]
+            chain_got.append(backend.run("decoder", backend.run("backbone", backend.run("encoder", x), g), x))
+            chain_ref.append(ref["decoder"][-1])
+    scores = {s: round(psnr(torch.cat(ref[s]), torch.cat(got[s])), 2) for s in NETWORK_STAGES}
+    return {"psnr_db": scores, "tile_psnr_db": round(psnr(torch.cat(chain_ref), torch.cat(chain_got)), 2),
+            "floor_db": PSNR_FLOOR[precision], "samples": len(held_out)}

@@ -1,0 +1,49 @@
+"""Module-level graph passes run before export. Each is small, named and tested alone.
+
+They change how a stage is computed, never what it computes (up to float rounding)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+class ChannelAffine(nn.Module):
+    """x * scale + shift per channel: what an eval-mode BatchNorm is, in two ops
+    every delegate runs (a standalone BatchNorm is not lowered by all of them)."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1))
+        self.register_buffer("shift", shift.reshape(1, -1, 1, 1))
+
+    def forward(self, x):
+        return x * self.scale + self.shift
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that directly follows a conv (inside an nn.Sequential)
+    into that conv's weights, and turn any other BatchNorm into a ChannelAffine."""
+    module = copy.deepcopy(module).eval()
+    for parent in list(module.modules()):
+        if isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            for a, b in zip(names, names[1:]):
+                conv, bn = parent._modules[a], parent._modules[b]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    parent._modules[a] = fuse_conv_bn_eval(conv, bn)
+                    parent._modules[b] = nn.Identity()
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                inv = torch.rsqrt(child.running_var + child.eps)
+                scale = inv * (child.weight if child.affine else 1.0)
+                shift = -child.running_mean * scale + (child.bias if child.affine else 0.0)
+                setattr(parent, name, ChannelAffine(scale.detach(), shift.detach()))
+    return module
+
+
+def count_batchnorms(module: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())

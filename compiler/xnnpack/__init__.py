@@ -1,0 +1,100 @@
+"""ExecuTorch + XNNPACK targets: host-xnnpack (this machine) and android-xnnpack (arm64 phones).
+
+Both write one .pte holding one method per network stage, so a single program
+file carries the whole network and the runtime loads each stage by name."""
+from __future__ import annotations
+
+import collections
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from edge4k.compiler.build import BuildSpec, Target, register_target
+from edge4k.compiler.passes import fold_batchnorm
+from edge4k.errors import Edge4KError
+from edge4k.stderr import captured_native_stderr
+from edge4k.models import NETWORK_STAGES, E4KNet
+
+PTE = "model.pte"
+
+
+def require_executorch():
+    try:
+        with captured_native_stderr():   # torchao/cpuinfo notes about optional CUDA kernels
+            import executorch  # noqa: F401
+            import torchao  # noqa: F401
+            from executorch import version
+            from executorch.runtime import Runtime
+            Runtime.get()
+    except ImportError:
+        raise Edge4KError("the ExecuTorch targets need executorch: pip install 'edge4k[executorch]'") from None
+    return version.__version__
+
+
+def ops_outside_delegate(edge, method: str) -> dict[str, int]:
+    """Count the ATen ops a method still runs outside XNNPACK (each is a CPU fallback)."""
+    graph = edge.exported_program(method).graph_module.graph
+    names = [str(n.target) for n in graph.nodes if n.op == "call_function"
+             and "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target)]
+    return dict(collections.Counter(n.split("::")[-1].split(">")[0].strip() for n in names))
+
+
+def planned_memory(program) -> dict[str, int]:
+    """Memory-planned activation arena bytes per method, read from the program."""
+    return {plan.name: int(sum(plan.non_const_buffer_sizes)) for plan in program.execution_plan}
+
+
+class XnnpackTarget(Target):
+    backend = "executorch"
+    precisions = ("fp32", "int8")
+    delegate = "xnnpack"
+
+    def lower(self, model: E4KNet, spec: BuildSpec, inputs, calib, out_dir: Path, progress):
+        require_executorch()
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+        from edge4k.compiler.xnnpack.quantize import int8_recipe, quantize_stage
+
+        recipe = None
+        if spec.precision == "int8":
+            recipe = int8_recipe(spec.options.get("observer", "minmax"),
+                                 tuple(spec.options.get("keep_fp32", ())))
+        programs, seconds = {}, {}
+        for stage in NETWORK_STAGES:
+            t0 = time.perf_counter()
+            progress(f"export {stage}")
+            module = fold_batchnorm(model.stage(stage))
+            if recipe is not None:
+                progress(f"quantise {stage} ({recipe.observer}, {len(calib)} calibration samples)")
+                module = quantize_stage(module, inputs[stage], [c[stage] for c in calib], recipe)
+            programs[stage] = torch.export.export(module, inputs[stage])
+            seconds[stage] = time.perf_counter() - t0
+        progress("lower to XNNPACK")
+        edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+        outside = {s: ops_outside_delegate(edge, s) for s in NETWORK_STAGES}
+        et = edge.to_executorch()
+        path = out_dir / PTE
+        path.write_bytes(et.buffer)
+        arenas = planned_memory(et.executorch_program)
+        return {s: {"file": PTE, "method": s, "bytes": os.path.getsize(path),
+                    "planned_arena_bytes": arenas[s],
+                    "weight_bytes": sum(t.numel() * t.element_size() for t in model.stage(s).state_dict().values()),
+                    "precision": spec.precision, "ops_outside_delegate": outside[s],
+                    "quantization": recipe.name if recipe else None,
+                    "export_seconds": round(seconds[s], 2)} for s in NETWORK_STAGES}
+
+    def tool_versions(self):
+        import torchao
+        return {"executorch": require_executorch(), "torchao": torchao.__version__}
+
+
+@register_target
+class HostXnnpack(XnnpackTarget):
+    name = "host-xnnpack"
+
+
+@register_target
+class AndroidXnnpack(XnnpackTarget):
+    name = "android-xnnpack"

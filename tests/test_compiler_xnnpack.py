@@ -1,0 +1,148 @@
+"""ExecuTorch/XNNPACK target: passes, small fp32 and int8 builds, the executorch
+runtime backend, and the refusals. Builds are tiny (e4k-t-f16, 128-pixel tiles)."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from edge4k.cli import main
+from edge4k.compiler.build import PSNR_FLOOR, BuildSpec, compile_build, load_manifest, psnr
+from edge4k.compiler.passes import count_batchnorms, fold_batchnorm
+from edge4k.errors import Edge4KError
+from edge4k.models import NETWORK_STAGES
+from edge4k.runtime.backends import EagerBackend, open_build
+from edge4k.runtime.pipeline import TileOptions, process
+
+from conftest import tiny_model
+from test_models import stage_inputs
+
+pytest.importorskip("executorch")
+
+
+def randomise_norms(model):
+    gen = torch.Generator().manual_seed(7)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model
+
+
+def test_fold_batchnorm_keeps_outputs_and_removes_every_norm():
+    model = randomise_norms(tiny_model())
+    ins = stage_inputs(model.cfg)
+    for stage in NETWORK_STAGES:
+        folded = fold_batchnorm(model.stage(stage))
+        assert count_batchnorms(folded) == 0 and count_batchnorms(model.stage(stage)) > 0
+        with torch.no_grad():
+            torch.testing.assert_close(folded(*ins[stage]), model.stage(stage)(*ins[stage]), rtol=1e-4, atol=1e-5)
+
+
+SPEC = dict(target="host-xnnpack", preset="e4k-t-f16", width=256, height=256, tile=128, overlap=32, batch=2, calib=2)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("builds")
+    model = randomise_norms(tiny_model())
+    out = {}
+    for precision in ("fp32", "int8"):
+        out[precision] = root / precision
+        compile_build(model, BuildSpec(precision=precision, **SPEC), out[precision], weights="test")
+    return model, out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_build_manifest_accuracy_and_full_delegation(builds, precision):
+    _, paths = builds
+    manifest = load_manifest(paths[precision])
+    assert manifest["target"] == "host-xnnpack" and manifest["precision"] == precision
+    assert manifest["tiling"] == {"native": False, "tile": 128, "overlap": 32, "batch": 2, "tile_height": 128,
+                                  "tile_width": 128, "padded": [256, 256]}
+    assert manifest["versions"]["executorch"].startswith("1.5")
+    for stage in NETWORK_STAGES:
+        entry = manifest["stages"][stage]
+        assert entry["ops_outside_delegate"] == {}, (stage, entry["ops_outside_delegate"])
+        assert entry["planned_arena_bytes"] > 0 and entry["bytes"] > 0
+        assert manifest["verification"]["psnr_db"][stage] >= PSNR_FLOOR[precision]
+    assert manifest["stages"]["encoder"]["inputs"] == [{"name": "packed", "shape": [2, 4, 64, 64], "dtype": "float32"}]
+    if precision == "int8":
+        assert manifest["stages"]["decoder"]["bytes"] < load_manifest(paths["fp32"])["stages"]["decoder"]["bytes"]
+
+
+def test_compiled_pipeline_matches_eager(builds, sample_dng):
+    model, paths = builds
+    eager, _ = process(sample_dng, EagerBackend(model), model.cfg, TileOptions(tile=128, overlap=32, batch=2))
+    for precision, floor in (("fp32", 60.0), ("int8", 30.0)):
+        backend = open_build(paths[precision], backend="executorch")
+        compiled, _ = process(sample_dng, backend, backend.cfg, TileOptions.from_manifest(backend.manifest))
+        assert psnr(eager, compiled) >= floor, precision
+
+
+def test_cli_run_with_a_build_writes_a_valid_profile(builds, sample_dng, tmp_path):
+    _, paths = builds
+    prof = tmp_path / "p.json"
+    assert main(["run", sample_dng, "-o", str(tmp_path / "o.png"), "--backend", "executorch",
+                 "--artifacts", str(paths["int8"]), "--profile", str(prof)]) == 0
+    profile = json.loads(prof.read_text())
+    assert profile["device"]["backend"] == "executorch" and profile["device"]["delegate"] == "xnnpack"
+    assert profile["model"]["precision"] == "int8" and profile["memory"]["planned_arena_bytes"] > 0
+    assert profile["tiling"]["tile"] == 128 and profile["tiling"]["batch"] == 2
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--preset", "e4k-s-f16"], "holds preset e4k-t-f16"),
+    (["--tile", "256"], "compiled with tile=128"),
+    (["--native"], "compiled with native=False"),
+])
+def test_cli_refuses_flags_that_disagree_with_the_build(builds, sample_dng, tmp_path, capsys, argv, needle):
+    _, paths = builds
+    out = tmp_path / "o.png"
+    assert main(["run", sample_dng, "-o", str(out), "--backend", "executorch",
+                 "--artifacts", str(paths["fp32"]), *argv]) == 1
+    assert needle in capsys.readouterr().err and not out.exists()
+
+
+def test_broken_builds_are_refused(builds, tmp_path):
+    _, paths = builds
+    other = tmp_path / "b"
+    shutil.copytree(paths["fp32"], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["versions"]["executorch"] = "0.9.0"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Edge4KError, match="built with executorch 0.9.0"):
+        open_build(other)
+    (other / "model.pte").unlink()
+    manifest["versions"]["executorch"] = load_manifest(paths["fp32"])["versions"]["executorch"]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Edge4KError, match="missing"):
+        open_build(other)
+    with pytest.raises(Edge4KError, match="not an Edge4K build"):
+        open_build(tmp_path)
+    with pytest.raises(Edge4KError, match="not for backend litert"):
+        open_build(paths["fp32"], backend="litert")
+
+
+def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
+    model = tiny_model()
+    out = tmp_path / "native"
+    compile_build(model, BuildSpec(target="host-xnnpack", preset="e4k-t-f16", width=256, height=256,
+                                   tile=None, overlap=0, native=True, calib=1), out, weights="test")
+    backend = open_build(out)
+    with pytest.raises(Edge4KError, match="takes frames of 256x256"):
+        process(sample_dng, backend, backend.cfg, TileOptions.from_manifest(backend.manifest))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--target", "host-xnnpack", "--tile", "100"], "multiple of the latent compression"),
+    (["--target", "nope"], "valid targets: android-xnnpack, host-xnnpack"),
+    (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8"),
+    (["--target", "host-xnnpack", "--resolution", "4k"], "--resolution must look like"),
+    (["--target", "host-xnnpack", "--calib", "0"], "--calib must be >= 1"),
+])
+def test_compile_refuses_impossible_builds(tmp_path, capsys, argv, needle):
+    out = tmp_path / "b"
+    assert main(["compile", "--preset", "e4k-t-f16", "--resolution", "256x256", "-o", str(out), *argv]) == 1
+    assert needle in capsys.readouterr().err and not out.exists()
+    assert list(tmp_path.iterdir()) == []
