@@ -37,7 +37,8 @@ def calibration_inputs(model: E4KNet, *, tile_height: int, tile_width: int, batc
     th, tw = tile_height // 2, tile_width // 2
     usable = [f for f in frames if f[0].shape[1] >= th and f[0].shape[2] >= tw]
     if not usable:
-        raise Edge4KError(f"no calibration frame is at least {tile_width}x{tile_height} pixels")
+        raise Edge4KError(f"no calibration frame is at least {tile_width}x{tile_height} pixels; "
+                          "pass RAW files that large with --calib-source")
     sets = []
     for _ in range(count):
         packed, thumb, meta = usable[rng.integers(len(usable))]

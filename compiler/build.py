@@ -138,24 +138,31 @@ def load_manifest(artifacts: str | os.PathLike) -> dict:
     return manifest
 
 
-def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *, weights: str,
-                  progress: Callable[[str], None] = lambda msg: None) -> dict:
-    """Compile every network stage for spec.target into out_dir (replaced atomically)."""
+def prepare_inputs(model: E4KNet, spec: BuildSpec, progress=lambda msg: None):
+    """The plan, the example inputs at the compiled shapes, calibration inputs (seed 0)
+    and held-out verification inputs (seed 1, other crops)."""
     from edge4k.calibration.tiles import calibration_inputs
 
-    target = get_target(spec.target)
-    if spec.precision not in target.precisions:
-        raise Edge4KError(f"target {target.name} supports precisions {', '.join(target.precisions)}, "
-                          f"not {spec.precision}")
-    cfg = model.cfg
-    plan = spec.plan(cfg)
-    out_dir = Path(out_dir)
-    inputs = example_inputs(cfg, plan, spec.batch)
+    plan = spec.plan(model.cfg)
+    inputs = example_inputs(model.cfg, plan, spec.batch)
     shape = dict(tile_height=plan.tile_height, tile_width=plan.tile_width, batch=spec.batch)
     progress(f"calibration: {spec.calib} samples")
     sources = list(spec.calib_sources) or None
     calib = calibration_inputs(model, count=spec.calib, sources=sources, seed=0, **shape)
     held_out = calibration_inputs(model, count=2, sources=sources, seed=1, **shape)
+    return plan, inputs, calib, held_out
+
+
+def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *, weights: str,
+                  progress: Callable[[str], None] = lambda msg: None) -> dict:
+    """Compile every network stage for spec.target into out_dir (replaced atomically)."""
+    target = get_target(spec.target)
+    if spec.precision not in target.precisions:
+        raise Edge4KError(f"target {target.name} supports precisions {', '.join(target.precisions)}, "
+                          f"not {spec.precision}")
+    cfg = model.cfg
+    plan, inputs, calib, held_out = prepare_inputs(model, spec, progress)
+    out_dir = Path(out_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

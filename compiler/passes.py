@@ -47,3 +47,33 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
 def count_batchnorms(module: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+
+
+class PointwiseLinear(nn.Module):
+    """A 1x1 convolution computed as nn.Linear over tokens: (B, C, H, W) ->
+    (B, HW, C) -> linear -> back. XNNPACK's int4 group-wise weight kernels exist
+    for linear layers only, and recognise them on 3-D token tensors."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.linear.weight.copy_(conv.weight[:, :, 0, 0])
+            if conv.bias is not None:
+                self.linear.bias.copy_(conv.bias)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        y = self.linear(x.reshape(b, c, h * w).transpose(1, 2))
+        return y.transpose(1, 2).reshape(b, -1, h, w)
+
+
+def pointwise_convs_to_linear(module: nn.Module, accept=lambda conv: True) -> nn.Module:
+    """Replace every dense 1x1 conv that `accept`s with a PointwiseLinear (same maths)."""
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if (isinstance(child, nn.Conv2d) and child.kernel_size == (1, 1) and child.groups == 1
+                    and accept(child)):
+                setattr(parent, name, PointwiseLinear(child))
+    return module

@@ -54,7 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 activation observer (default minmax)")
     c.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
                    help="module path to leave unquantised, e.g. blocks.0.attn (repeatable)")
+    c.add_argument("--fp32-plan", metavar="JSON", help="keep the layers listed by `edge4k analyze` in fp32")
     c.add_argument("-o", "--output", required=True, help="build folder to write (replaced if it exists)")
+
+    a = sub.add_parser("analyze", help="per-layer int8 sensitivity (XNNPACK): which layers to keep in fp32")
+    a.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    a.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    a.add_argument("--resolution", default="3840x2160", help="frame size WxH (default 3840x2160)")
+    _tiling_args(a)
+    a.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
+    a.add_argument("--calib-source", action="append", default=[], metavar="RAW", help="RAW file for calibration tiles")
+    a.add_argument("--observer", choices=["minmax", "histogram"], default="minmax")
+    a.add_argument("--stages", default="global,encoder,backbone,decoder", help="stages to analyse (comma list)")
+    a.add_argument("--threshold", type=float, default=40.0, help="layers below this PSNR (dB) go in keep_fp32")
+    a.add_argument("-o", "--output", required=True, help="JSON plan to write")
 
     s = sub.add_parser("sample", help="unprocess an sRGB image into a synthetic RAW DNG")
     s.add_argument("image", help="sRGB image (PNG/JPEG/TIFF)")
@@ -150,23 +163,65 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_compile(args) -> int:
-    from edge4k.compiler.build import BuildSpec, compile_build
+def _build_spec(args, target: str, precision: str, keep_fp32=()):
+    from edge4k.compiler.build import BuildSpec
     from edge4k.models import build_model, get_preset
 
     width, height = _parse_resolution(args.resolution)
     opts = _tile_options(args)
     _check_positive("calib", args.calib)
     model = build_model(get_preset(args.preset), seed=args.seed)
-    spec = BuildSpec(target=args.target, preset=args.preset, width=width, height=height, tile=opts.tile,
-                     overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=args.quant,
+    spec = BuildSpec(target=target, preset=args.preset, width=width, height=height, tile=opts.tile,
+                     overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=precision,
                      calib=args.calib, calib_sources=tuple(args.calib_source),
-                     options={"observer": args.observer, "keep_fp32": args.keep_fp32})
+                     options={"observer": args.observer, "keep_fp32": list(keep_fp32)})
+    return model, spec
+
+
+def _progress(prefix: str):
     show = sys.stderr.isatty() or os.environ.get("EDGE4K_PROGRESS") == "1"
-    manifest = compile_build(model, spec, args.output, weights=f"seed:{args.seed}",
-                             progress=lambda msg: print(f"[compile] {msg}", file=sys.stderr) if show else None)
+    return lambda msg: print(f"[{prefix}] {msg}", file=sys.stderr, flush=True) if show else None
+
+
+def cmd_compile(args) -> int:
+    from edge4k.compiler.build import compile_build
+
+    keep = list(args.keep_fp32)
+    if args.fp32_plan:
+        try:
+            keep += json.loads(open(args.fp32_plan).read())["keep_fp32"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise Edge4KError(f"cannot read keep_fp32 from {args.fp32_plan}: {e}") from None
+    model, spec = _build_spec(args, args.target, args.quant, keep)
+    manifest = compile_build(model, spec, args.output, weights=f"seed:{args.seed}", progress=_progress("compile"))
     print(format_manifest(manifest))
     print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from edge4k.compiler.build import prepare_inputs
+    from edge4k.compiler.xnnpack import require_executorch
+    from edge4k.compiler.xnnpack.sensitivity import layer_sensitivity
+    from edge4k.files import atomic_output
+    from edge4k.models import NETWORK_STAGES
+
+    require_executorch()
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = set(stages) - set(NETWORK_STAGES)
+    if unknown:
+        raise Edge4KError(f"unknown stages {', '.join(sorted(unknown))}; valid: {', '.join(NETWORK_STAGES)}")
+    model, spec = _build_spec(args, "host-xnnpack", "int8")
+    _, inputs, calib, held_out = prepare_inputs(model, spec)
+    report = layer_sensitivity(model, inputs, calib, held_out, stages=stages, observer=args.observer,
+                               threshold_db=args.threshold, progress=_progress("analyze"))
+    report.update(preset=args.preset, resolution=args.resolution, calib=args.calib)
+    with atomic_output(args.output) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    for row in report["layers"][:10]:
+        print(f"{row['psnr_db']:8.2f} dB  {row['layer']}")
+    print(f"{len(report['keep_fp32'])} of {len(report['layers'])} layers below {args.threshold} dB; "
+          f"wrote {args.output} (use it with `edge4k compile --fp32-plan {args.output}`)")
     return 0
 
 
@@ -233,7 +288,7 @@ def cmd_presets(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:

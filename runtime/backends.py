@@ -52,6 +52,9 @@ class Backend:
     def estimate_tile_bytes(self, tile_height: int, tile_width: int, batch: int) -> int | None:
         return None
 
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
 
 class EagerBackend(Backend):
     """PyTorch eager on the host CPU, fp32."""

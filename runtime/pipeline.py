@@ -124,7 +124,7 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         "memory": {"peak_rss_bytes": memory.peak_rss_bytes(), "planned_arena_bytes": backend.planned_arena_bytes(),
                    "weight_bytes": backend.weight_bytes(), "estimated_tile_bytes": estimate},
         "power": power_report,
-        "device": host_device(backend.name, backend.delegate, torch.get_num_threads()),
+        "device": host_device(backend.name, backend.delegate, backend.threads()),
         "model": {"preset": cfg.name, "config_hash": cfg.config_hash(), "precision": backend.precision,
                   "weights": backend.weights,
                   **({"params": backend.param_count()} if backend.param_count() is not None else {})},

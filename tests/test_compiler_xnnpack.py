@@ -47,13 +47,14 @@ def builds(tmp_path_factory):
     root = tmp_path_factory.mktemp("builds")
     model = randomise_norms(tiny_model())
     out = {}
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "w4a8"):
         out[precision] = root / precision
-        compile_build(model, BuildSpec(precision=precision, **SPEC), out[precision], weights="test")
+        options = {"keep_fp32": ["decoder.head.1"]} if precision != "fp32" else {}
+        compile_build(model, BuildSpec(precision=precision, options=options, **SPEC), out[precision], weights="test")
     return model, out
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "w4a8"])
 def test_build_manifest_accuracy_and_full_delegation(builds, precision):
     _, paths = builds
     manifest = load_manifest(paths[precision])
@@ -64,17 +65,20 @@ def test_build_manifest_accuracy_and_full_delegation(builds, precision):
     for stage in NETWORK_STAGES:
         entry = manifest["stages"][stage]
         assert entry["ops_outside_delegate"] == {}, (stage, entry["ops_outside_delegate"])
-        assert entry["planned_arena_bytes"] > 0 and entry["bytes"] > 0
+        assert entry["planned_arena_bytes"] > 0 and entry["file_bytes"] > 0
         assert manifest["verification"]["psnr_db"][stage] >= PSNR_FLOOR[precision]
     assert manifest["stages"]["encoder"]["inputs"] == [{"name": "packed", "shape": [2, 4, 64, 64], "dtype": "float32"}]
-    if precision == "int8":
-        assert manifest["stages"]["decoder"]["bytes"] < load_manifest(paths["fp32"])["stages"]["decoder"]["bytes"]
+    if precision != "fp32":
+        assert manifest["stages"]["decoder"]["file_bytes"] < load_manifest(paths["fp32"])["stages"]["decoder"]["file_bytes"]
+        assert manifest["stages"]["decoder"]["kept_fp32"] == ["head.1"]
+        assert manifest["stages"]["backbone"]["precision"] == precision
+        assert (manifest["stages"]["backbone"]["int4_linear_layers"] > 0) == (precision == "w4a8")
 
 
 def test_compiled_pipeline_matches_eager(builds, sample_dng):
     model, paths = builds
     eager, _ = process(sample_dng, EagerBackend(model), model.cfg, TileOptions(tile=128, overlap=32, batch=2))
-    for precision, floor in (("fp32", 60.0), ("int8", 30.0)):
+    for precision, floor in (("fp32", 60.0), ("int8", 30.0), ("w4a8", 25.0)):
         backend = open_build(paths[precision], backend="executorch")
         compiled, _ = process(sample_dng, backend, backend.cfg, TileOptions.from_manifest(backend.manifest))
         assert psnr(eager, compiled) >= floor, precision
@@ -137,7 +141,7 @@ def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
 @pytest.mark.parametrize("argv, needle", [
     (["--target", "host-xnnpack", "--tile", "100"], "multiple of the latent compression"),
     (["--target", "nope"], "valid targets: android-xnnpack, host-xnnpack"),
-    (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8"),
+    (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8, w4a8"),
     (["--target", "host-xnnpack", "--resolution", "4k"], "--resolution must look like"),
     (["--target", "host-xnnpack", "--calib", "0"], "--calib must be >= 1"),
 ])
@@ -146,3 +150,20 @@ def test_compile_refuses_impossible_builds(tmp_path, capsys, argv, needle):
     assert main(["compile", "--preset", "e4k-t-f16", "--resolution", "256x256", "-o", str(out), *argv]) == 1
     assert needle in capsys.readouterr().err and not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sensitivity_ranks_every_layer_of_a_stage():
+    from edge4k.compiler.build import prepare_inputs
+    from edge4k.compiler.xnnpack.quantize import stage_keep_list
+    from edge4k.compiler.xnnpack.sensitivity import layer_sensitivity
+
+    model = tiny_model()
+    _, inputs, calib, held_out = prepare_inputs(model, BuildSpec(calib=2, **{k: v for k, v in SPEC.items() if k != "calib"}))
+    report = layer_sensitivity(model, inputs, calib, held_out, stages=["global"], threshold_db=80.0)
+    convs = [n for n, m in model.global_branch.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert sorted(r["layer"] for r in report["layers"]) == sorted(f"global.{n}" for n in convs)
+    scores = [r["psnr_db"] for r in report["layers"]]
+    assert scores == sorted(scores) and 20 < scores[0] < 80     # one int8 layer: measurable, not lossless
+    assert report["keep_fp32"] == [r["layer"] for r in report["layers"] if r["psnr_db"] < 80.0]
+    assert stage_keep_list(("decoder.head.1", "global"), "decoder") == ("head.1",)
+    assert stage_keep_list(("decoder.head.1", "global"), "global") is None

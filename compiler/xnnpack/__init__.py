@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from edge4k.compiler.build import BuildSpec, Target, register_target
-from edge4k.compiler.passes import fold_batchnorm
+from edge4k.compiler.passes import PointwiseLinear, fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.stderr import captured_native_stderr
 from edge4k.models import NETWORK_STAGES, E4KNet
@@ -48,27 +48,33 @@ def planned_memory(program) -> dict[str, int]:
 
 class XnnpackTarget(Target):
     backend = "executorch"
-    precisions = ("fp32", "int8")
+    # w4a8: the backbone's 1x1 convs as int4-weight linears (8da4w), other stages int8
+    precisions = ("fp32", "int8", "w4a8")
     delegate = "xnnpack"
 
     def lower(self, model: E4KNet, spec: BuildSpec, inputs, calib, out_dir: Path, progress):
         require_executorch()
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
-        from edge4k.compiler.xnnpack.quantize import int8_recipe, quantize_stage
+        from edge4k.compiler.xnnpack.quantize import W4A8, int8_recipe, quantize_stage, stage_keep_list, w4a8_stage
 
-        recipe = None
-        if spec.precision == "int8":
-            recipe = int8_recipe(spec.options.get("observer", "minmax"),
-                                 tuple(spec.options.get("keep_fp32", ())))
-        programs, seconds = {}, {}
+        keep = tuple(spec.options.get("keep_fp32", ()))
+        programs, seconds, recipes, int4 = {}, {}, {}, {}
         for stage in NETWORK_STAGES:
             t0 = time.perf_counter()
             progress(f"export {stage}")
             module = fold_batchnorm(model.stage(stage))
-            if recipe is not None:
+            stage_keep = stage_keep_list(keep, stage)
+            recipe = None   # None: this stage stays fp32
+            if stage_keep is not None and spec.precision == "w4a8" and stage == "backbone":
+                progress("int4 group-wise weights for the backbone")
+                recipe, module = W4A8, w4a8_stage(module)
+            elif stage_keep is not None and spec.precision in ("int8", "w4a8"):
+                recipe = int8_recipe(spec.options.get("observer", "minmax"), stage_keep)
                 progress(f"quantise {stage} ({recipe.observer}, {len(calib)} calibration samples)")
                 module = quantize_stage(module, inputs[stage], [c[stage] for c in calib], recipe)
+            recipes[stage] = recipe
+            int4[stage] = sum(isinstance(m, PointwiseLinear) for m in module.modules()) if recipe == W4A8 else 0
             programs[stage] = torch.export.export(module, inputs[stage])
             seconds[stage] = time.perf_counter() - t0
         progress("lower to XNNPACK")
@@ -78,16 +84,23 @@ class XnnpackTarget(Target):
         path = out_dir / PTE
         path.write_bytes(et.buffer)
         arenas = planned_memory(et.executorch_program)
-        return {s: {"file": PTE, "method": s, "bytes": os.path.getsize(path),
+        return {s: {"file": PTE, "method": s, "file_bytes": os.path.getsize(path),
                     "planned_arena_bytes": arenas[s],
-                    "weight_bytes": sum(t.numel() * t.element_size() for t in model.stage(s).state_dict().values()),
-                    "precision": spec.precision, "ops_outside_delegate": outside[s],
-                    "quantization": recipe.name if recipe else None,
+                    "fp32_weight_bytes": sum(t.numel() * t.element_size() for t in model.stage(s).state_dict().values()),
+                    "precision": _stage_precision(recipes[s]), "ops_outside_delegate": outside[s],
+                    "quantization": recipes[s].name if recipes[s] else None,
+                    "kept_fp32": list(recipes[s].keep_fp32) if recipes[s] else [],
+                    "int4_linear_layers": int4[s],
                     "export_seconds": round(seconds[s], 2)} for s in NETWORK_STAGES}
 
     def tool_versions(self):
         import torchao
         return {"executorch": require_executorch(), "torchao": torchao.__version__}
+
+
+def _stage_precision(recipe) -> str:
+    from edge4k.compiler.xnnpack.quantize import W4A8
+    return "fp32" if recipe is None else "w4a8" if recipe == W4A8 else "int8"
 
 
 @register_target
