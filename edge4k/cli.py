@@ -231,8 +231,9 @@ def cmd_check(args) -> int:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
     if report["failing"]:
         worst = ", ".join(f"{k} {v:.1f} dB" for k, v in report["failing"].items())
+        floor = "--floor" if args.floor is not None else f"the {manifest['precision']} floor"
         raise Edge4KError(f"{args.artifacts} fails the accuracy check: {worst} < {report['floor_db']:.1f} dB "
-                          f"({manifest['precision']} floor)")
+                          f"({floor})")
     return 0
 
 
