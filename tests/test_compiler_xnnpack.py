@@ -146,3 +146,15 @@ def test_compile_refuses_impossible_builds(tmp_path, capsys, argv, needle):
     assert main(["compile", "--preset", "e4k-t-f16", "--resolution", "256x256", "-o", str(out), *argv]) == 1
     assert needle in capsys.readouterr().err and not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_compares_an_executorch_build_stage_by_stage_and_whole_image(builds, make_dng):
+    from edge4k.compiler.build import check_build
+
+    model, paths = builds
+    image = make_dng()
+    report = check_build(model, paths["fp32"], images=[image], samples=1)
+    assert report["failing"] == {} and report["floor_db"] == PSNR_FLOOR["fp32"]
+    assert set(report["psnr_db"]) == set(NETWORK_STAGES) and report["image_psnr_db"]["RGGB_192x128.dng"] >= 60.0
+    strict = check_build(model, paths["int8"], images=[image], samples=1, floor=200.0)
+    assert set(strict["failing"]) == {*NETWORK_STAGES, "whole tile", "image RGGB_192x128.dng"}

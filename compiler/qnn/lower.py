@@ -49,13 +49,13 @@ def placement(fp32_model, context_model) -> dict:
     network = [n for n in fp32_model.graph.node]
     left = [n for n in context_model.graph.node if n.op_type != "EPContext"]
     cpu = [n for n in left if n.op_type not in QDQ_OPS]
+    cpu_names = {n.name for n in cpu}
     return {"nodes": len(network), "htp": len(network) - len(cpu), "cpu": len(cpu),
             "cpu_ops": dict(collections.Counter(n.op_type for n in cpu)),
             "cpu_nodes": [n.name for n in cpu],
             "cpu_qdq": len(left) - len(cpu),
             "context_binaries": sum(n.op_type == "EPContext" for n in context_model.graph.node),
-            "htp_ops": dict(collections.Counter(n.op_type for n in network
-                                                if n.name not in {c.name for c in cpu}))}
+            "htp_ops": dict(collections.Counter(n.op_type for n in network if n.name not in cpu_names))}
 
 
 def context_info(context_model) -> dict:
