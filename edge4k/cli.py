@@ -123,10 +123,9 @@ def _check_positive(name: str, value: int | None, minimum: int = 1) -> None:
 
 def _compiled_backend(args):
     """The backend for --artifacts, with the tiling its build fixed; CLI tiling flags must agree."""
+    from edge4k.compiler.build import load_manifest
     from edge4k.runtime.backends import open_build
     from edge4k.runtime.pipeline import TileOptions
-
-    from edge4k.compiler.build import load_manifest
     from edge4k.runtime.qnn_backend import check_soc
 
     if not args.artifacts:
@@ -182,8 +181,8 @@ def cmd_compile(args) -> int:
     spec = BuildSpec(target=args.target, preset=args.preset, width=width, height=height, tile=opts.tile,
                      overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=precision,
                      calib=args.calib, calib_sources=tuple(args.calib_source),
-                     options={"observer": args.observer, "keep_fp32": args.keep_fp32, "soc": args.soc and args.soc.upper(),
-                              "a16": args.a16})
+                     options={"observer": args.observer, "keep_fp32": args.keep_fp32,
+                              "soc": args.soc and args.soc.upper(), "a16": args.a16})
     show = sys.stderr.isatty() or os.environ.get("EDGE4K_PROGRESS") == "1"
     manifest = compile_build(model, spec, args.output, weights=f"seed:{args.seed}",
                              progress=lambda msg: print(f"[compile] {msg}", file=sys.stderr) if show else None)
