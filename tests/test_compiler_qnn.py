@@ -198,3 +198,25 @@ def test_compile_refuses_impossible_qnn_builds(tmp_path, capsys, argv, needle):
 def test_run_soc_needs_a_compiled_build(tmp_path, capsys):
     assert main(["run", "-o", str(tmp_path / "o.png"), "--soc", "SM8650"]) == 1
     assert "--soc needs a compiled backend" in capsys.readouterr().err
+
+
+def test_placement_reports_nodes_the_htp_leaves_to_the_cpu(tmp_path):
+    """Without the strided-conv pass, pixel_unshuffle exports as a 6-D reshape/transpose
+    that the HTP does not take: the placement report must name those nodes."""
+    import onnx
+    from edge4k.compiler.qnn import get_soc
+    from edge4k.compiler.qnn.ep import compile_context
+    from edge4k.compiler.qnn.lower import export_onnx, placement
+    from edge4k.compiler.qnn.quantize import qnn_recipe, quantize_stage
+
+    model = tiny_model()
+    example = stage_inputs(model.cfg)["encoder"]
+    export_onnx(fold_batchnorm(model.encoder), example, tmp_path / "f.onnx", input_names=INPUT_NAMES["encoder"],
+                output_name=OUTPUT_NAMES["encoder"])
+    quantize_stage(tmp_path / "f.onnx", tmp_path / "q.onnx", stage="encoder", names=INPUT_NAMES["encoder"],
+                   example=example, samples=[example], recipe=qnn_recipe("int8"))
+    compile_context(tmp_path / "q.onnx", tmp_path / "c.onnx", get_soc("SM8550"))
+    place = placement(onnx.load(tmp_path / "f.onnx"), onnx.load(tmp_path / "c.onnx"))
+    levels = len(model.cfg.enc_widths)
+    assert place["cpu_ops"] == {"Reshape": 2 * levels, "Transpose": levels}, place
+    assert place["htp"] == place["nodes"] - 3 * levels and len(place["cpu_nodes"]) == 3 * levels
