@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test android-qnn clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Qualcomm HTP build for one SoC (SOC=SM8550|SM8650|SM8750), then its accuracy pre-flight.
+SOC ?= SM8650
+android-qnn: $(STAMP)
+	$(BIN)/edge4k compile --target android-qnn --soc $(SOC) -o build/android-qnn-$(SOC)
+	$(BIN)/edge4k check --artifacts build/android-qnn-$(SOC)
 
 clean:
 	rm -rf out build dist *.egg-info

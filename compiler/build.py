@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.files import _umask
 from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
 from edge4k.runtime.profile import now_iso, versions
 from edge4k.runtime.tiling import TilePlan, plan_tiles
@@ -31,7 +32,7 @@ OUTPUT_NAMES = {"global": "g", "encoder": "latent", "backbone": "latent_out", "d
 
 # Lowest per-stage PSNR (dB, against eager fp32 on held-out calibration tiles) a
 # build may have; below it the build fails. Defined once; the tests import it.
-PSNR_FLOOR = {"fp32": 60.0, "fp16": 40.0, "int8": 30.0, "w4a8": 25.0}
+PSNR_FLOOR = {"fp32": 60.0, "fp16": 40.0, "int8": 30.0, "int8-a16": 40.0, "w4a8": 25.0}
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,20 @@ class Target:
     backend = ""
     precisions: tuple[str, ...] = ()
     delegate: str | None = None
+    options: tuple[str, ...] = ("observer", "keep_fp32")   # BuildSpec.options keys it understands
+    default_precision = "fp32"
+    accuracy_hint = "keep the weakest layers in fp32 or use more calibration"
 
     def lower(self, model: E4KNet, spec: BuildSpec, inputs: dict, calib: list[dict],
               out_dir: Path, progress: Callable[[str], None]) -> dict[str, dict]:
         raise NotImplementedError
+
+    def validate(self, spec: BuildSpec) -> None:
+        """Refuse a spec this target cannot build, before any calibration work."""
+
+    def manifest_extra(self, spec: BuildSpec) -> dict:
+        """Target-specific top-level manifest fields (the SoC of a QNN build, ...)."""
+        return {}
 
     def tool_versions(self) -> dict:
         return {}
@@ -105,7 +116,7 @@ def get_target(name: str) -> Target:
 def _load_targets() -> None:
     # Each target folder registers itself on import; a missing optional toolchain
     # only hides that target's lowering, not its name (it fails when used).
-    from edge4k.compiler import xnnpack  # noqa: F401
+    from edge4k.compiler import qnn, xnnpack  # noqa: F401
 
 
 def psnr(reference: torch.Tensor, test: torch.Tensor) -> float:
@@ -160,6 +171,10 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
     if spec.precision not in target.precisions:
         raise Edge4KError(f"target {target.name} supports precisions {', '.join(target.precisions)}, "
                           f"not {spec.precision}")
+    unknown = sorted(k for k, v in spec.options.items() if v not in (None, [], (), "") and k not in target.options)
+    if unknown:
+        raise Edge4KError(f"target {target.name} takes no --{unknown[0].replace('_', '-')} option")
+    target.validate(spec)
     cfg = model.cfg
     plan, inputs, calib, held_out = prepare_inputs(model, spec, progress)
     out_dir = Path(out_dir)
@@ -167,6 +182,7 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        os.chmod(staging, 0o777 & ~_umask())   # mkdtemp makes 0700; a build folder gets the usual mode
         stages = target.lower(model, spec, inputs, calib, staging, progress)
         manifest = {
             "schema": MANIFEST_SCHEMA, "created": now_iso(), "target": target.name, "backend": target.backend,
@@ -177,6 +193,7 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
                        "overlap": plan.overlap, "batch": spec.batch, "tile_height": plan.tile_height,
                        "tile_width": plan.tile_width, "padded": [plan.padded_height, plan.padded_width]},
             "options": spec.options,
+            **target.manifest_extra(spec),
             "stages": {s: {"inputs": tensor_specs(INPUT_NAMES[s], inputs[s]),
                            "output": OUTPUT_NAMES[s], **stages[s]} for s in NETWORK_STAGES},
             "calibration": {"sources": [os.path.basename(p) for p in (spec.calib_sources or ["sample.dng"])],
@@ -193,7 +210,7 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
         if failing:
             worst = ", ".join(f"{s} {v:.1f} dB" for s, v in failing.items())
             raise Edge4KError(f"build fails its accuracy check ({worst} < {PSNR_FLOOR[spec.precision]} dB "
-                              f"for {spec.precision}); keep the weakest layers in fp32 or use more calibration")
+                              f"for {spec.precision}); {target.accuracy_hint}")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
@@ -203,12 +220,12 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
     return manifest
 
 
-def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str) -> dict:
+def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str, backend=None) -> dict:
     """PSNR of each compiled stage (fed eager inputs) and of the chained tile
     (global -> encoder -> backbone -> decoder, all compiled) against eager fp32."""
     from edge4k.runtime.backends import open_build
 
-    backend = open_build(artifacts)
+    backend = backend or open_build(artifacts)
     ref = {s: [] for s in NETWORK_STAGES}
     got = {s: [] for s in NETWORK_STAGES}
     chain_ref, chain_got = [], []
@@ -224,3 +241,37 @@ def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str)
     scores = {s: round(psnr(torch.cat(ref[s]), torch.cat(got[s])), 2) for s in NETWORK_STAGES}
     return {"psnr_db": scores, "tile_psnr_db": round(psnr(torch.cat(chain_ref), torch.cat(chain_got)), 2),
             "floor_db": PSNR_FLOOR[precision], "samples": len(held_out)}
+
+
+def check_build(model: E4KNet, artifacts: str | os.PathLike, *, images: list[str], samples: int = 2,
+                floor: float | None = None, progress: Callable[[str], None] = lambda msg: None) -> dict:
+    """Accuracy pre-flight of a compiled build against eager fp32: verify()'s per-stage
+    and whole-tile PSNR on `samples` tiles cut from `images`, plus the PSNR of each
+    whole image run through the tiled pipeline. `failing` lists what is under the floor."""
+    from edge4k.calibration.tiles import calibration_inputs
+    from edge4k.runtime.backends import EagerBackend, open_build
+    from edge4k.runtime.pipeline import TileOptions, process
+
+    manifest = load_manifest(artifacts)
+    if manifest["config_hash"] != model.cfg.config_hash():
+        raise Edge4KError(f"{artifacts} holds preset {manifest['preset']} ({manifest['config_hash']}), "
+                          f"not the model given ({model.cfg.name}, {model.cfg.config_hash()})")
+    backend = open_build(artifacts)
+    opts = TileOptions.from_manifest(manifest)
+    t = manifest["tiling"]
+    progress(f"per-stage check on {samples} tiles")
+    held_out = calibration_inputs(model, tile_height=t["tile_height"], tile_width=t["tile_width"], batch=t["batch"],
+                                  count=samples, sources=images, seed=1)
+    report = verify(model, Path(artifacts), held_out, manifest["precision"], backend=backend)
+    report["floor_db"] = PSNR_FLOOR[manifest["precision"]] if floor is None else floor
+    report["image_psnr_db"] = {}
+    eager = EagerBackend(model)
+    for path in images:
+        progress(f"whole image {os.path.basename(path)}")
+        ref, _ = process(path, eager, model.cfg, opts)
+        got, _ = process(path, backend, backend.cfg, opts)
+        report["image_psnr_db"][os.path.basename(path)] = round(psnr(ref, got), 2)
+    scores = {**report["psnr_db"], "whole tile": report["tile_psnr_db"],
+              **{f"image {k}": v for k, v in report["image_psnr_db"].items()}}
+    report["failing"] = {k: v for k, v in scores.items() if v < report["floor_db"]}
+    return report

@@ -77,3 +77,25 @@ def pointwise_convs_to_linear(module: nn.Module, accept=lambda conv: True) -> nn
                     and accept(child)):
                 setattr(parent, name, PointwiseLinear(child))
     return module
+
+
+def space_to_channel_as_conv(module: nn.Module) -> nn.Module:
+    """Rewrite every SpaceToChannelDown (pixel_unshuffle(2), then a 1x1 conv) as one
+    2x2 stride-2 conv with the same weights: output channel o sees input channel c
+    at sub-pixel (dy, dx) through 1x1 weight [o, 4c + 2dy + dx]. Exported to ONNX,
+    pixel_unshuffle is a 6-D reshape/transpose that Qualcomm's HTP leaves to the CPU;
+    a strided conv runs everywhere."""
+    from edge4k.models.blocks import SpaceToChannelDown
+
+    module = copy.deepcopy(module).eval()
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SpaceToChannelDown):
+                conv = child.proj[0]
+                strided = nn.Conv2d(conv.in_channels // 4, conv.out_channels, 2, stride=2, bias=conv.bias is not None)
+                with torch.no_grad():
+                    strided.weight.copy_(conv.weight.reshape(conv.out_channels, -1, 2, 2))
+                    if conv.bias is not None:
+                        strided.bias.copy_(conv.bias)
+                setattr(parent, name, nn.Sequential(strided, *list(child.proj)[1:]))
+    return module

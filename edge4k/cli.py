@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="eager", choices=sorted(BACKENDS),
                    help="eager (PyTorch, default) or a compiled build's backend (needs --artifacts)")
     r.add_argument("--artifacts", metavar="DIR", help="compiled build folder (from `edge4k compile`)")
+    r.add_argument("--soc", help="Qualcomm SoC the android-qnn build must have been compiled for (refused otherwise)")
     r.add_argument("--preset", help=f"model preset (default {DEFAULT_PRESET}; see `edge4k presets`)")
     r.add_argument("--seed", type=int, default=0, help="weight initialisation seed (until a checkpoint is given)")
     _tiling_args(r)
@@ -41,12 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="CPU threads for the network stages (default: torch's)")
 
     c = sub.add_parser("compile", help="lower the network for a target: artifacts + manifest.json")
-    c.add_argument("--target", required=True, help="compiler target, e.g. host-xnnpack, android-xnnpack")
+    c.add_argument("--target", required=True, help="compiler target: host-xnnpack, android-xnnpack, android-qnn")
     c.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     c.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     c.add_argument("--resolution", default="3840x2160", help="frame size WxH the build is for (default 3840x2160)")
     _tiling_args(c)
-    c.add_argument("--quant", default="fp32", help="precision: fp32 or int8 (XNNPACK)")
+    c.add_argument("--quant", default=None,
+                   help="precision: fp32 (default) or int8 for XNNPACK; int8 (default) or int8-a16 for android-qnn")
     c.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
     c.add_argument("--calib-source", action="append", default=[], metavar="RAW",
                    help="RAW file to cut calibration tiles from (repeatable; default: the embedded sample)")
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 activation observer (default minmax)")
     c.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
                    help="module path to leave unquantised, e.g. blocks.0.attn (repeatable)")
+    c.add_argument("--soc", help="android-qnn: Qualcomm SoC for the context binaries, SM8550, SM8650 (default) "
+                   "or SM8750")
+    c.add_argument("--a16", action="append", default=[], metavar="STAGE[.LAYER]",
+                   help="android-qnn: uint16 activations for a stage (backbone) or a layer "
+                        "(backbone.blocks.0.attn) (repeatable)")
     c.add_argument("--fp32-plan", metavar="JSON", help="keep the layers listed by `edge4k analyze` in fp32")
     c.add_argument("-o", "--output", required=True, help="build folder to write (replaced if it exists)")
 
@@ -68,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--stages", default="global,encoder,backbone,decoder", help="stages to analyse (comma list)")
     a.add_argument("--threshold", type=float, default=40.0, help="layers below this PSNR (dB) go in keep_fp32")
     a.add_argument("-o", "--output", required=True, help="JSON plan to write")
+
+    k = sub.add_parser("check", help="accuracy pre-flight of a compiled build against eager fp32 (per stage + whole image)")
+    k.add_argument("inputs", nargs="*", metavar="RAW",
+                   help="RAW files to check on (tiles and whole images); default: the embedded sample")
+    k.add_argument("--artifacts", required=True, metavar="DIR", help="compiled build folder")
+    k.add_argument("--samples", type=int, default=2, help="tiles per stage comparison (default 2)")
+    k.add_argument("--floor", type=float, help="PSNR floor in dB (default: the precision's floor, as at compile time)")
+    k.add_argument("--json", metavar="OUT", help="also write the report as JSON")
 
     s = sub.add_parser("sample", help="unprocess an sRGB image into a synthetic RAW DNG")
     s.add_argument("image", help="sRGB image (PNG/JPEG/TIFF)")
@@ -121,11 +136,14 @@ def _check_positive(name: str, value: int | None, minimum: int = 1) -> None:
 
 def _compiled_backend(args):
     """The backend for --artifacts, with the tiling its build fixed; CLI tiling flags must agree."""
+    from edge4k.compiler.build import load_manifest
     from edge4k.runtime.backends import open_build
     from edge4k.runtime.pipeline import TileOptions
+    from edge4k.runtime.qnn_backend import check_soc
 
     if not args.artifacts:
         raise Edge4KError(f"--backend {args.backend} runs a compiled build: pass --artifacts build/NAME")
+    check_soc(load_manifest(args.artifacts), args.soc, args.artifacts)
     backend = open_build(args.artifacts, backend=args.backend)
     opts = TileOptions.from_manifest(backend.manifest)
     if args.preset and args.preset != backend.cfg.name:
@@ -149,8 +167,9 @@ def cmd_run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.backend == "eager":
-        if args.artifacts:
-            raise Edge4KError("--artifacts needs a compiled backend, e.g. --backend executorch")
+        if args.artifacts or args.soc:
+            raise Edge4KError(f"--{'artifacts' if args.artifacts else 'soc'} needs a compiled backend, "
+                              "e.g. --backend executorch or qnn-htp-sim")
         model = build_model(get_preset(args.preset or DEFAULT_PRESET), seed=args.seed)
         backend, opts = EagerBackend(model, weights=f"seed:{args.seed}"), _tile_options(args)
     else:
@@ -174,7 +193,8 @@ def _build_spec(args, target: str, precision: str, keep_fp32=()):
     spec = BuildSpec(target=target, preset=args.preset, width=width, height=height, tile=opts.tile,
                      overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=precision,
                      calib=args.calib, calib_sources=tuple(args.calib_source),
-                     options={"observer": args.observer, "keep_fp32": list(keep_fp32)})
+                     options={"observer": args.observer, "keep_fp32": list(keep_fp32),
+                              "soc": getattr(args, "soc", None) and args.soc.upper(), "a16": getattr(args, "a16", [])})
     return model, spec
 
 
@@ -184,7 +204,7 @@ def _progress(prefix: str):
 
 
 def cmd_compile(args) -> int:
-    from edge4k.compiler.build import compile_build
+    from edge4k.compiler.build import compile_build, get_target
 
     keep = list(args.keep_fp32)
     if args.fp32_plan:
@@ -192,7 +212,7 @@ def cmd_compile(args) -> int:
             keep += json.loads(open(args.fp32_plan).read())["keep_fp32"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise Edge4KError(f"cannot read keep_fp32 from {args.fp32_plan}: {e}") from None
-    model, spec = _build_spec(args, args.target, args.quant, keep)
+    model, spec = _build_spec(args, args.target, args.quant or get_target(args.target).default_precision, keep)
     manifest = compile_build(model, spec, args.output, weights=f"seed:{args.seed}", progress=_progress("compile"))
     print(format_manifest(manifest))
     print(f"wrote {args.output}")
@@ -227,13 +247,55 @@ def cmd_analyze(args) -> int:
 
 def format_manifest(manifest: dict) -> str:
     rows = [f"{manifest['target']} {manifest['precision']} {manifest['preset']}: "
-            f"tile {manifest['tiling']['tile_width']}x{manifest['tiling']['tile_height']} batch {manifest['tiling']['batch']}",
-            f"{'stage':<10}{'PSNR dB':>9}{'arena MiB':>11}  ops outside delegate"]
+            f"tile {manifest['tiling']['tile_width']}x{manifest['tiling']['tile_height']} batch {manifest['tiling']['batch']}"]
+    if "qnn" in manifest:
+        q = manifest["qnn"]
+        rows[0] += f", {q['soc']} ({q['device']}, HTP v{q['htp_arch']}, QAIRT {q['qairt']})"
+    rows.append(f"{'stage':<10}{'PSNR dB':>9}{'arena MiB':>11}  ops outside delegate")
     for stage, entry in manifest["stages"].items():
         outside = ", ".join(f"{k} x{v}" for k, v in entry.get("ops_outside_delegate", {}).items()) or "none"
+        arena = entry.get("planned_arena_bytes")
+        place = entry.get("placement")
         rows.append(f"{stage:<10}{manifest['verification']['psnr_db'][stage]:>9.1f}"
-                    f"{entry.get('planned_arena_bytes', 0) / 2**20:>11.2f}  {outside}")
+                    f"{'-' if arena is None else f'{arena / 2**20:.2f}':>11}  {outside}"
+                    + (f" ({place['htp']}/{place['nodes']} nodes on the HTP)" if place else ""))
     rows.append(f"whole tile (all stages compiled): {manifest['verification']['tile_psnr_db']:.1f} dB")
+    return "\n".join(rows)
+
+
+def cmd_check(args) -> int:
+    from edge4k.compiler.build import check_build, load_manifest
+    from edge4k.files import atomic_output
+    from edge4k.models import E4KConfig, build_model
+
+    _check_positive("samples", args.samples)
+    manifest = load_manifest(args.artifacts)
+    weights = manifest["weights"]
+    if not weights.startswith("seed:"):
+        raise Edge4KError(f"{args.artifacts} was built from weights {weights!r}; `check` rebuilds the eager "
+                          "fp32 model only from seed weights")
+    model = build_model(E4KConfig.from_dict(manifest["config"]), seed=int(weights.split(":", 1)[1]))
+    report = check_build(model, args.artifacts, images=args.inputs or [sample_path()], samples=args.samples,
+                         floor=args.floor, progress=_progress("check"))
+    print(format_check(manifest, report))
+    if args.json:
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if report["failing"]:
+        worst = ", ".join(f"{k} {v:.1f} dB" for k, v in report["failing"].items())
+        floor = "--floor" if args.floor is not None else f"the {manifest['precision']} floor"
+        raise Edge4KError(f"{args.artifacts} fails the accuracy check: {worst} < {report['floor_db']:.1f} dB "
+                          f"({floor})")
+    return 0
+
+
+def format_check(manifest: dict, report: dict) -> str:
+    rows = [f"{manifest['target']} {manifest['precision']} {manifest['preset']} against eager fp32 "
+            f"(floor {report['floor_db']:.1f} dB)", f"{'':<24}{'PSNR dB':>9}"]
+    scores = {**report["psnr_db"], "whole tile (chained)": report["tile_psnr_db"],
+              **{f"image {k}": v for k, v in report["image_psnr_db"].items()}}
+    for name, value in scores.items():
+        rows.append(f"{name:<24}{value:>9.1f}" + ("  FAIL" if value < report["floor_db"] else ""))
     return "\n".join(rows)
 
 
@@ -288,7 +350,8 @@ def cmd_presets(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "check": cmd_check,
+            "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:

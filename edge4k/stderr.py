@@ -23,3 +23,21 @@ def captured_native_stderr():
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def captured_native_output():
+    """Like captured_native_stderr, for libraries that also print to the C stdout
+    (Qualcomm's QAIRT libraries do): descriptors 1 and 2 go to one buffer."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with captured_native_stderr() as notes:
+            os.dup2(2, 1)
+            try:
+                yield notes
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)

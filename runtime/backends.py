@@ -16,6 +16,7 @@ from edge4k.models import E4KConfig, E4KNet
 BACKENDS = {
     "eager": "edge4k.runtime.backends:EagerBackend",
     "executorch": "edge4k.runtime.et_backend:ExecuTorchBackend",
+    "qnn-htp-sim": "edge4k.runtime.qnn_backend:QnnHtpSimBackend",
 }
 
 
@@ -36,6 +37,7 @@ class Backend:
     cfg: E4KConfig
     weights = ""          # what the weights are: "seed:N", a checkpoint, a build
     manifest: dict | None = None   # compiled builds: their manifest.json
+    emulation_note: str | None = None   # set when the stages run on an emulated accelerator
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

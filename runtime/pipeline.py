@@ -119,7 +119,8 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
                    "overlap": None if plan.native else plan.overlap, "tiles": plan.num_tiles,
                    "batch": opts.batch, "padded": [plan.padded_height, plan.padded_width]},
         "latent_compression": cfg.compression,
-        "timing": {"warmup": warmup, "runs": runs, "clock": "time.perf_counter"},
+        "timing": {"warmup": warmup, "runs": runs, "clock": "time.perf_counter",
+                   **({"emulated": True, "note": backend.emulation_note} if backend.emulation_note else {})},
         "latency_ms": timer.summary_ms(),
         "memory": {"peak_rss_bytes": memory.peak_rss_bytes(), "planned_arena_bytes": backend.planned_arena_bytes(),
                    "weight_bytes": backend.weight_bytes(), "estimated_tile_bytes": estimate},
@@ -145,6 +146,8 @@ def format_table(profile: dict) -> str:
     for stage, s in lat.items():
         share = "" if stage == "total" else f"{100 * s['median'] / total:7.1f}%"
         rows.append(f"{stage:<16}{s['median']:>11.1f}{s['min']:>10.1f}{s['max']:>10.1f}{share:>8}")
+    if profile["timing"].get("emulated"):
+        rows.append(f"emulated: {profile['timing']['note']}")
     mem = profile["memory"]["peak_rss_bytes"] / 2**20
     rows.append(f"peak RSS {mem:.0f} MiB; power: "
                 + (f"{profile['power']['mean_watts']} W" if profile["power"]["available"]

@@ -140,7 +140,7 @@ def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--target", "host-xnnpack", "--tile", "100"], "multiple of the latent compression"),
-    (["--target", "nope"], "valid targets: android-xnnpack, host-xnnpack"),
+    (["--target", "nope"], "unknown target 'nope'; valid targets: "),
     (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8, w4a8"),
     (["--target", "host-xnnpack", "--resolution", "4k"], "--resolution must look like"),
     (["--target", "host-xnnpack", "--calib", "0"], "--calib must be >= 1"),
@@ -167,3 +167,15 @@ def test_sensitivity_ranks_every_layer_of_a_stage():
     assert report["keep_fp32"] == [r["layer"] for r in report["layers"] if r["psnr_db"] < 80.0]
     assert stage_keep_list(("decoder.head.1", "global"), "decoder") == ("head.1",)
     assert stage_keep_list(("decoder.head.1", "global"), "global") is None
+
+
+def test_check_compares_an_executorch_build_stage_by_stage_and_whole_image(builds, make_dng):
+    from edge4k.compiler.build import check_build
+
+    model, paths = builds
+    image = make_dng()
+    report = check_build(model, paths["fp32"], images=[image], samples=1)
+    assert report["failing"] == {} and report["floor_db"] == PSNR_FLOOR["fp32"]
+    assert set(report["psnr_db"]) == set(NETWORK_STAGES) and report["image_psnr_db"]["RGGB_192x128.dng"] >= 60.0
+    strict = check_build(model, paths["int8"], images=[image], samples=1, floor=200.0)
+    assert set(strict["failing"]) == {*NETWORK_STAGES, "whole tile", "image RGGB_192x128.dng"}

@@ -1,0 +1,73 @@
+"""qnn-htp-sim backend: runs an android-qnn build's per-stage EPContext models on
+the HTP emulation that onnxruntime-qnn ships for x86-64.
+
+The numbers are right (the emulator executes the same quantised graph the phone's
+HTP runs); the latencies are not the phone's: they time an x86 emulation of the
+Hexagon processor, and the profile says so."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge4k.errors import Edge4KError
+from edge4k.models import NETWORK_STAGES, E4KConfig
+
+from .backends import Backend
+
+
+def check_soc(manifest: dict, soc: str | None, artifacts) -> None:
+    """Refuse a build compiled for another SoC than the one asked for."""
+    if soc is None:
+        return
+    from edge4k.compiler.qnn.soc import get_soc
+
+    want = get_soc(soc).name
+    built = (manifest.get("qnn") or {}).get("soc")
+    if built is None:
+        raise Edge4KError(f"{artifacts} is a {manifest['target']} build, not compiled for a Qualcomm SoC; "
+                          "drop --soc")
+    if built != want:
+        raise Edge4KError(f"{artifacts} holds context binaries for {built}, not {want}; "
+                          f"recompile with --target android-qnn --soc {want}")
+
+
+class QnnHtpSimBackend(Backend):
+    name = "qnn-htp-sim"
+    delegate = "qnn-htp"
+
+    def __init__(self, artifacts: Path, manifest: dict, *, soc: str | None = None):
+        from edge4k.compiler.qnn import get_soc, require_qnn
+        from edge4k.compiler.qnn.ep import htp_session
+
+        check_soc(manifest, soc, artifacts)
+        installed = require_qnn()
+        built = manifest["versions"].get("qairt")
+        if built != installed["qairt"]:
+            raise Edge4KError(f"{artifacts} was compiled with QAIRT {built}, but onnxruntime-qnn "
+                              f"{installed['onnxruntime_qnn']} ships QAIRT {installed['qairt']}; recompile it")
+        self.manifest, self.cfg = manifest, E4KConfig.from_dict(manifest["config"])
+        self.precision = manifest["precision"]
+        self.soc = get_soc(manifest["qnn"]["soc"])
+        self.weights = f"build:{Path(artifacts).name} ({manifest['weights']})"
+        self.emulation_note = (f"network stages ran on an x86-64 emulation of the {self.soc.name} HTP "
+                               f"(v{self.soc.htp_arch}); their latencies say nothing about the phone's speed")
+        self.sessions, self.inputs = {}, {}
+        for stage in NETWORK_STAGES:
+            path = Path(artifacts) / manifest["stages"][stage]["file"]
+            if not path.is_file():
+                raise Edge4KError(f"{artifacts}: stage file {path.name} for {stage} is missing")
+            self.sessions[stage] = htp_session(path, self.soc, threads=torch.get_num_threads())
+            self.inputs[stage] = [(i.name, tuple(i.shape)) for i in self.sessions[stage].get_inputs()]
+
+    def run(self, stage, *inputs):
+        names = self.inputs[stage]
+        shapes = [tuple(t.shape) for t in inputs]
+        if shapes != [s for _, s in names]:
+            raise Edge4KError(f"{stage}: the build takes inputs of shape {[s for _, s in names]}, got {shapes}")
+        feed = {n: np.ascontiguousarray(t.detach().numpy(), dtype=np.float32) for (n, _), t in zip(names, inputs)}
+        return torch.from_numpy(self.sessions[stage].run(None, feed)[0])
+
+    def weight_bytes(self):
+        return sum(s["weight_bytes"] for s in self.manifest["stages"].values())
