@@ -41,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="CPU threads for the network stages (default: torch's)")
 
     c = sub.add_parser("compile", help="lower the network for a target: artifacts + manifest.json")
-    c.add_argument("--target", required=True, help="compiler target, e.g. host-xnnpack, android-xnnpack")
+    c.add_argument("--target", required=True,
+                   help="compiler target: host-xnnpack, android-xnnpack, android-litert, ios-coreml")
     c.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     c.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     c.add_argument("--resolution", default="3840x2160", help="frame size WxH the build is for (default 3840x2160)")
     _tiling_args(c)
-    c.add_argument("--quant", default="fp32", help="precision: fp32 or int8 (XNNPACK)")
+    c.add_argument("--quant", default="fp32",
+                   help="precision: fp32 or int8 (XNNPACK); fp32, fp16 or int8 (LiteRT); "
+                        "fp16, int8-weights, palette4 or w8a8 (Core ML; default there fp16)")
     c.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
     c.add_argument("--calib-source", action="append", default=[], metavar="RAW",
                    help="RAW file to cut calibration tiles from (repeatable; default: the embedded sample)")
@@ -158,6 +161,8 @@ def cmd_compile(args) -> int:
     opts = _tile_options(args)
     _check_positive("calib", args.calib)
     model = build_model(get_preset(args.preset), seed=args.seed)
+    if args.target == "ios-coreml" and args.quant == "fp32":
+        args.quant = "fp16"   # Core ML programs compute in fp16; there is no fp32 variant
     spec = BuildSpec(target=args.target, preset=args.preset, width=width, height=height, tile=opts.tile,
                      overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=args.quant,
                      calib=args.calib, calib_sources=tuple(args.calib_source),
@@ -171,14 +176,23 @@ def cmd_compile(args) -> int:
 
 
 def format_manifest(manifest: dict) -> str:
+    verification = manifest["verification"]
     rows = [f"{manifest['target']} {manifest['precision']} {manifest['preset']}: "
             f"tile {manifest['tiling']['tile_width']}x{manifest['tiling']['tile_height']} batch {manifest['tiling']['batch']}",
-            f"{'stage':<10}{'PSNR dB':>9}{'arena MiB':>11}  ops outside delegate"]
+            f"{'stage':<10}{'PSNR dB':>9}{'size KiB':>10}{'arena MiB':>11}  notes"]
     for stage, entry in manifest["stages"].items():
-        outside = ", ".join(f"{k} x{v}" for k, v in entry.get("ops_outside_delegate", {}).items()) or "none"
-        rows.append(f"{stage:<10}{manifest['verification']['psnr_db'][stage]:>9.1f}"
-                    f"{entry.get('planned_arena_bytes', 0) / 2**20:>11.2f}  {outside}")
-    rows.append(f"whole tile (all stages compiled): {manifest['verification']['tile_psnr_db']:.1f} dB")
+        notes = [f"outside delegate: {', '.join(f'{k} x{v}' for k, v in entry['ops_outside_delegate'].items()) or 'none'}"
+                 if "ops_outside_delegate" in entry else "",
+                 f"TRANSPOSE x{entry['transpose_ops']}" if "transpose_ops" in entry else "",
+                 f"compressed weights: {sum(entry['compressed_weight_ops'].values())} tensors"
+                 if "compressed_weight_ops" in entry else ""]
+        score = verification.get("psnr_db", {}).get(stage)
+        rows.append(f"{stage:<10}{'-' if score is None else f'{score:.1f}':>9}{entry['bytes'] / 1024:>10.1f}"
+                    f"{entry.get('planned_arena_bytes', 0) / 2**20:>11.2f}  {'; '.join(n for n in notes if n)}")
+    if "skipped" in verification:
+        rows.append(f"accuracy check skipped: {verification['skipped']}")
+    else:
+        rows.append(f"whole tile (all stages compiled): {verification['tile_psnr_db']:.1f} dB")
     return "\n".join(rows)
 
 

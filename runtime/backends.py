@@ -16,6 +16,7 @@ from edge4k.models import E4KConfig, E4KNet
 BACKENDS = {
     "eager": "edge4k.runtime.backends:EagerBackend",
     "executorch": "edge4k.runtime.et_backend:ExecuTorchBackend",
+    "litert": "edge4k.runtime.litert_backend:LiteRTBackend",
 }
 
 
