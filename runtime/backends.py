@@ -17,6 +17,7 @@ BACKENDS = {
     "eager": "edge4k.runtime.backends:EagerBackend",
     "executorch": "edge4k.runtime.et_backend:ExecuTorchBackend",
     "litert": "edge4k.runtime.litert_backend:LiteRTBackend",
+    "coreml": "edge4k.runtime.coreml_backend:CoreMLBackend",
 }
 
 

@@ -3,7 +3,8 @@
 Each network stage is exported with torch.export (BatchNorm folded, attention in
 the ANE layout of ane.py) and converted with coremltools to its own
 `<stage>.mlpackage`: an mlprogram for iOS 17 (iOS 18 for 4-bit grouped palettes), fixed shapes, NCHW (Core ML
-and the Neural Engine are channels-first), fp16 compute, float32 inputs and outputs.
+and the Neural Engine are channels-first), fp16 compute and fp16 inputs and outputs
+(coremltools picks fp16 I/O for fp16 programs on iOS 16+; the ANE wants it).
 The precision variants are in quantize.py.
 
 Core ML runs models only on macOS; elsewhere the build is checked structurally
