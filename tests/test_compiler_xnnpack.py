@@ -136,7 +136,7 @@ def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--target", "host-xnnpack", "--tile", "100"], "multiple of the latent compression"),
-    (["--target", "nope"], "valid targets: android-xnnpack, host-xnnpack"),
+    (["--target", "nope"], "valid targets: android-litert, android-xnnpack, host-xnnpack, ios-coreml"),
     (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8"),
     (["--target", "host-xnnpack", "--resolution", "4k"], "--resolution must look like"),
     (["--target", "host-xnnpack", "--calib", "0"], "--calib must be >= 1"),
