@@ -42,13 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="CPU threads for the network stages (default: torch's)")
 
     c = sub.add_parser("compile", help="lower the network for a target: artifacts + manifest.json")
-    c.add_argument("--target", required=True, help="compiler target: host-xnnpack, android-xnnpack, android-qnn")
+    c.add_argument("--target", required=True,
+                   help="compiler target: host-xnnpack, android-xnnpack, android-qnn, android-litert, ios-coreml")
     c.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     c.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     c.add_argument("--resolution", default="3840x2160", help="frame size WxH the build is for (default 3840x2160)")
     _tiling_args(c)
     c.add_argument("--quant", default=None,
-                   help="precision: fp32 (default) or int8 for XNNPACK; int8 (default) or int8-a16 for android-qnn")
+                   help="precision (default: the target's first): fp32, int8 or w4a8 (XNNPACK); int8 or int8-a16 "
+                        "(android-qnn); fp32, fp16 or int8 (LiteRT); fp16, int8-weights, palette4 or w8a8 (Core ML)")
     c.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
     c.add_argument("--calib-source", action="append", default=[], metavar="RAW",
                    help="RAW file to cut calibration tiles from (repeatable; default: the embedded sample)")
@@ -246,20 +248,30 @@ def cmd_analyze(args) -> int:
 
 
 def format_manifest(manifest: dict) -> str:
+    verification = manifest["verification"]
     rows = [f"{manifest['target']} {manifest['precision']} {manifest['preset']}: "
             f"tile {manifest['tiling']['tile_width']}x{manifest['tiling']['tile_height']} batch {manifest['tiling']['batch']}"]
     if "qnn" in manifest:
         q = manifest["qnn"]
         rows[0] += f", {q['soc']} ({q['device']}, HTP v{q['htp_arch']}, QAIRT {q['qairt']})"
-    rows.append(f"{'stage':<10}{'PSNR dB':>9}{'arena MiB':>11}  ops outside delegate")
+    rows.append(f"{'stage':<10}{'PSNR dB':>9}{'size KiB':>10}{'arena MiB':>11}  notes")
     for stage, entry in manifest["stages"].items():
-        outside = ", ".join(f"{k} x{v}" for k, v in entry.get("ops_outside_delegate", {}).items()) or "none"
-        arena = entry.get("planned_arena_bytes")
         place = entry.get("placement")
-        rows.append(f"{stage:<10}{manifest['verification']['psnr_db'][stage]:>9.1f}"
-                    f"{'-' if arena is None else f'{arena / 2**20:.2f}':>11}  {outside}"
-                    + (f" ({place['htp']}/{place['nodes']} nodes on the HTP)" if place else ""))
-    rows.append(f"whole tile (all stages compiled): {manifest['verification']['tile_psnr_db']:.1f} dB")
+        notes = [f"outside delegate: {', '.join(f'{k} x{v}' for k, v in entry['ops_outside_delegate'].items()) or 'none'}"
+                 if "ops_outside_delegate" in entry else "",
+                 f"{place['htp']}/{place['nodes']} nodes on the HTP" if place else "",
+                 f"TRANSPOSE x{entry['transpose_ops']}" if "transpose_ops" in entry else "",
+                 f"compressed weights: {sum(entry['compressed_weight_ops'].values())} tensors"
+                 if "compressed_weight_ops" in entry else ""]
+        score = verification.get("psnr_db", {}).get(stage)
+        size, arena = entry.get("bytes"), entry.get("planned_arena_bytes")
+        rows.append(f"{stage:<10}{'-' if score is None else f'{score:.1f}':>9}"
+                    f"{'-' if size is None else f'{size / 1024:.1f}':>10}"
+                    f"{'-' if arena is None else f'{arena / 2**20:.2f}':>11}  {'; '.join(n for n in notes if n)}")
+    if "skipped" in verification:
+        rows.append(f"accuracy check skipped: {verification['skipped']}")
+    else:
+        rows.append(f"whole tile (all stages compiled): {verification['tile_psnr_db']:.1f} dB")
     return "\n".join(rows)
 
 

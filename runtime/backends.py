@@ -17,6 +17,8 @@ BACKENDS = {
     "eager": "edge4k.runtime.backends:EagerBackend",
     "executorch": "edge4k.runtime.et_backend:ExecuTorchBackend",
     "qnn-htp-sim": "edge4k.runtime.qnn_backend:QnnHtpSimBackend",
+    "litert": "edge4k.runtime.litert_backend:LiteRTBackend",
+    "coreml": "edge4k.runtime.coreml_backend:CoreMLBackend",
 }
 
 
