@@ -47,3 +47,15 @@ def tiny_model(**changes):
         torch.nn.init.normal_(model.backbone.adaln.proj[role].weight, std=0.2)
         torch.nn.init.constant_(model.backbone.adaln.proj[role].bias, 0.5)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def native_build():
+    """The native runner and kernels library, built once per session into
+    build/native-host (incremental, so a second session only relinks what changed)."""
+    pytest.importorskip("executorch")
+    from pathlib import Path
+    from edge4k.devices.native import build_host
+    root = Path(__file__).resolve().parents[1]
+    return build_host(root / "build" / "native-host")
+
