@@ -124,6 +124,21 @@ def test_dry_run_prints_the_plan_and_touches_no_phone(phone_run, on_fake_phone, 
     assert adb_log(root) == [] and not (root / "o").exists()
 
 
+def test_profile_on_the_host_uses_the_python_runtime(phone_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "--target", "android-xnnpack", "--device", "host", "-o", str(tmp_path / "o"),
+                 "--artifacts", str(phone_run.out / "build"), "--runs", "1", "--warmup", "0"]) == 0
+    profile = json.loads((tmp_path / "o" / "profile.json").read_text())
+    assert profile["timing"]["clock"] == "time.perf_counter" and profile["device"]["backend"] == "executorch"
+    assert (tmp_path / "o" / "output.png").is_file() and "decoder" in capsys.readouterr().out
+
+
+def test_a_build_for_another_target_is_refused(phone_run, tmp_path, capsys):
+    assert main(["profile", "--target", "host-xnnpack", "--device", "host", "-o", str(tmp_path / "o"),
+                 "--artifacts", str(phone_run.out / "build")]) == 1
+    assert "was compiled for target android-xnnpack, not host-xnnpack" in capsys.readouterr().err
+
+
 def test_dry_run_still_compiles_after_printing(tmp_path, sample_dng):
     lines, compiled = [], []
     req = ProfileRequest(target="android-xnnpack", device="android", raw_input=sample_dng, out_dir=tmp_path / "o",
