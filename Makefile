@@ -4,8 +4,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+# The CLI and what it needs; tests point these at their own interpreter.
+EDGE4K ?= $(BIN)/edge4k
+OUT    ?= out
+DEPS   ?= $(STAMP)
 
-.PHONY: setup demo test android-qnn clean
+# Device profiling: make android-xnnpack | android-qnn [SOC=SM8650] | ios-coreml
+# Variables (all optional): INPUT (RAW file; default the embedded sample), PRESET,
+# QUANT, TILE, OVERLAP, BATCH, RUNS, WARMUP, THREADS, SERIAL (or ANDROID_SERIAL),
+# RUNNER (a prebuilt phone runner), ARTIFACTS (skip compiling), DRY_RUN=1 (print
+# every command, still compile). Outputs land in out/<target>/ (OUT=DIR for another folder).
+SOC    ?= SM8650
+RUNS   ?= 10
+WARMUP ?= 3
+opt     = $(if $($(1)),--$(2) $($(1)))
+PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,preset) $(call opt,QUANT,quant) \
+	$(call opt,TILE,tile) $(call opt,OVERLAP,overlap) $(call opt,BATCH,batch) $(call opt,THREADS,threads) \
+	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) \
+	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
+
+.PHONY: setup demo test clean android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -20,11 +38,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Qualcomm HTP build for one SoC (SOC=SM8550|SM8650|SM8750), then its accuracy pre-flight.
-SOC ?= SM8650
-android-qnn: $(STAMP)
-	$(BIN)/edge4k compile --target android-qnn --soc $(SOC) -o build/android-qnn-$(SOC)
-	$(BIN)/edge4k check --artifacts build/android-qnn-$(SOC)
+android-xnnpack: $(DEPS)
+	$(EDGE4K) profile --target $@ --device android -o $(OUT)/$@ $(PROFILE_FLAGS)
+
+android-qnn: $(DEPS)
+	$(EDGE4K) profile --target $@ --device android -o $(OUT)/$@ --soc $(SOC) $(PROFILE_FLAGS)
+
+ios-coreml: $(DEPS)
+	$(EDGE4K) profile --target $@ --device ios -o $(OUT)/$@ $(PROFILE_FLAGS)
 
 clean:
 	rm -rf out build dist *.egg-info

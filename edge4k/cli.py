@@ -100,6 +100,43 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("presets", help="list model presets with parameters and MACs per output megapixel")
+
+    from edge4k.devices.flow import DEVICES
+    from edge4k.devices.ios import COMPUTE_UNITS
+    f = sub.add_parser("profile", help="compile for a target, run it on a device (this host, an adb phone, a Mac "
+                                       "for iOS) and bring the per-stage profile back")
+    f.add_argument("input", nargs="?", help="RAW file; default: the embedded sample")
+    f.add_argument("--target", required=True, help="compiler target, e.g. android-xnnpack, android-qnn, ios-coreml")
+    f.add_argument("--device", required=True, choices=DEVICES, help="where to run")
+    f.add_argument("-o", "--out", metavar="DIR", help="folder for the build, the pulled profile.json and "
+                                                      "output.png (default out/TARGET)")
+    f.add_argument("--artifacts", metavar="DIR", help="use this compiled build instead of compiling")
+    f.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    f.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    f.add_argument("--resolution", help="frame size WxH to compile for (default: the input's size)")
+    _tiling_args(f)
+    f.add_argument("--quant", help="precision (default: int8 for android-qnn, fp16 for ios-coreml, else fp32)")
+    f.add_argument("--calib", type=int, help="calibration samples (default: edge4k compile's)")
+    f.add_argument("--soc", help="Qualcomm SoC for android-qnn, e.g. SM8650 (passed to edge4k compile)")
+    f.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
+    f.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    f.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
+    f.add_argument("--idle-seconds", type=float, default=2.0,
+                   help="idle power baseline before the timed runs, phone only (default 2; 0: none)")
+    f.add_argument("--serial", help="phone to use (default $ANDROID_SERIAL, or the only one connected)")
+    f.add_argument("--runner", help="edge4k_runner built for the phone (default $EDGE4K_ANDROID_RUNNER, else "
+                                    "built from ANDROID_NDK and EXECUTORCH_ANDROID_PREFIX)")
+    f.add_argument("--compute-units", default="all", choices=COMPUTE_UNITS, help="Core ML compute units (ios)")
+    f.add_argument("--timeout", type=float, default=1800, help="seconds allowed for the run on the phone")
+    f.add_argument("--dry-run", action="store_true", help="print every command, run none; still compile")
+
+    b = sub.add_parser("build-runner", help="build the native runner (edge4k_runner) for this host or a phone")
+    b.add_argument("--android", action="store_true",
+                   help="cross-compile for arm64 Android (needs ANDROID_NDK and EXECUTORCH_ANDROID_PREFIX)")
+    b.add_argument("-o", "--output", metavar="DIR", help="build folder (default build/native-host or "
+                                                        "build/native-android-arm64-v8a)")
+    b.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
+    b.add_argument("--dry-run", action="store_true", help="print the cmake commands instead of running them")
     return p
 
 
@@ -362,8 +399,75 @@ def cmd_presets(_args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from pathlib import Path
+    from edge4k.devices.android import RunOptions
+    from edge4k.devices.flow import ProfileRequest, format_profile, profile
+
+    for name, minimum in (("runs", 1), ("warmup", 0), ("threads", 1), ("calib", 1)):
+        _check_positive(name, getattr(args, name), minimum)
+    raw_input = args.input or sample_path()
+    out = Path(args.out or Path("out") / args.target)
+    req = ProfileRequest(target=args.target, device=args.device, raw_input=raw_input, out_dir=out,
+                         artifacts=Path(args.artifacts) if args.artifacts else None,
+                         compile_args=_profile_compile_args(args, raw_input),
+                         run=RunOptions(runs=args.runs, warmup=args.warmup, threads=args.threads,
+                                        idle_seconds=args.idle_seconds, timeout=args.timeout),
+                         serial=args.serial, runner=args.runner, compute_units=args.compute_units,
+                         dry_run=args.dry_run)
+
+    def compile_fn(argv):
+        from edge4k.compiler.build import get_target
+        get_target(args.target)   # an unknown target fails here, with the list of valid ones
+        cmd_compile(build_parser().parse_args(argv))
+
+    result = profile(req, compile_fn=compile_fn)
+    if result is not None:
+        print(format_profile(result))
+        print(f"wrote {out / 'profile.json'} and {out / 'output.png'}")
+    return 0
+
+
+def _profile_compile_args(args, raw_input: str) -> list[str]:
+    """The `edge4k compile` flags a profile run implies (the frame size defaults to the input's)."""
+    resolution = args.resolution
+    if resolution is None and not args.artifacts:
+        from edge4k.kernels.raw import read_raw
+        frame = read_raw(raw_input)
+        resolution = f"{frame.width}x{frame.height}"
+    flags = ["--preset", args.preset, "--seed", str(args.seed)]
+    flags += ["--resolution", resolution] if resolution else []
+    flags += ["--native"] if args.native else []
+    for name in ("tile", "overlap", "batch", "calib"):
+        if getattr(args, name) is not None:
+            flags += [f"--{name}", str(getattr(args, name))]
+    flags += ["--quant", args.quant] if args.quant else []
+    flags += ["--soc", args.soc] if args.soc else []
+    return flags
+
+
+def cmd_build_runner(args) -> int:
+    from edge4k.devices.commands import Shell
+    from edge4k.devices.flow import ANDROID_BUILD_DIR
+    from edge4k.devices.native import RUNNER, build_android, build_host
+
+    shell = Shell(dry_run=args.dry_run)
+    _check_positive("jobs", args.jobs)
+    if args.android:
+        runner = build_android(args.output or ANDROID_BUILD_DIR, ndk=os.environ.get("ANDROID_NDK") or
+                               os.environ.get("ANDROID_NDK_HOME"),
+                               executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,
+                               jobs=args.jobs, extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"))
+    else:
+        runner = build_host(args.output or "build/native-host", shell=shell, jobs=args.jobs) / RUNNER
+    if not args.dry_run:
+        print(f"built {runner}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "check": cmd_check,
-            "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
+            "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
+            "profile": cmd_profile, "build-runner": cmd_build_runner}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except Edge4KError as e:
         print(f"edge4k: error: {e}", file=sys.stderr)
+        return e.exit_code
     except MemoryError:
         print("edge4k: error: out of memory; use tiled mode or a smaller --batch", file=sys.stderr)
     except KeyboardInterrupt:

@@ -3,3 +3,12 @@
 
 class Edge4KError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 1
+
+
+class DeviceNotFound(Edge4KError):
+    """No device to run on (no phone connected, no adb, not a Mac): exit status 2,
+    so scripts and `make android-*` can tell "connect a phone" from a failure."""
+
+    exit_code = 2

@@ -7,8 +7,10 @@ pattern: each 2x2 cell is gathered by colour, so BGGR/GRBG/GBRG need no cropping
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -143,3 +145,27 @@ def thumbnail(packed: np.ndarray, size: int) -> np.ndarray:
 def meta_vector(frame: RawFrame) -> np.ndarray:
     """The camera conditioning the model sees: WB gains (3) + camera->sRGB matrix (9)."""
     return np.concatenate([frame.wb_gains, frame.srgb_from_cam.reshape(-1)]).astype(np.float32)
+
+
+BAYER_SCHEMA = "edge4k.bayer/1"
+
+
+def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
+    """Hand a decoded frame to the native runner: the Bayer mosaic as a plain
+    little-endian uint16 buffer (`<name>.u16`) and a JSON sidecar with what pack()
+    needs (size, CFA, levels, WB gains, colour matrix). Both written atomically."""
+    from edge4k.files import atomic_output, sha256_file
+
+    json_path = Path(json_path)
+    data = json_path.with_suffix(".u16")
+    with atomic_output(data) as tmp:
+        frame.bayer.astype("<u2").tofile(tmp)
+    sidecar = {"schema": BAYER_SCHEMA, "data": data.name, "width": frame.width, "height": frame.height,
+               "cfa": frame.cfa, "black_level": [float(x) for x in frame.black_level],
+               "white_level": float(frame.white_level), "wb_gains": [float(x) for x in frame.wb_gains],
+               "srgb_from_cam": [[float(x) for x in row] for row in frame.srgb_from_cam]}
+    if source is not None:
+        sidecar["source"] = {"path": os.fspath(source), "sha256": sha256_file(source)}
+    with atomic_output(json_path) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+    return json_path

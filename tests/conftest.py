@@ -47,3 +47,69 @@ def tiny_model(**changes):
         torch.nn.init.normal_(model.backbone.adaln.proj[role].weight, std=0.2)
         torch.nn.init.constant_(model.backbone.adaln.proj[role].bias, 0.5)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def native_build():
+    """The native runner and kernels library, built once per session into
+    build/native-host (incremental, so a second session only relinks what changed)."""
+    pytest.importorskip("executorch")
+    from pathlib import Path
+    from edge4k.devices.native import build_host
+    root = Path(__file__).resolve().parents[1]
+    return build_host(root / "build" / "native-host")
+
+
+# ---- a fake adb-connected phone (tests/fake_adb.py) --------------------------------
+
+def fake_phone(root, devices="emu1", **extra):
+    """An environment whose PATH starts with the fake adb, its phone sandboxed in root."""
+    import os
+    import sys
+    from pathlib import Path
+    root = Path(root)
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    adb = bin_dir / "adb"
+    adb.write_text(f"#!{sys.executable}\n" + (Path(__file__).parent / "fake_adb.py").read_text())
+    adb.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_ADB_ROOT": str(root),
+            "FAKE_ADB_DEVICES": devices, **extra}
+
+
+@pytest.fixture
+def on_fake_phone(tmp_path, monkeypatch):
+    """on_fake_phone(devices="emu1", **env): this process's environment set up for the
+    fake adb (PATH, FAKE_ADB_*), working directory tmp_path, ANDROID_SERIAL unset."""
+    def setup(devices="emu1", **extra):
+        for key, value in fake_phone(tmp_path, devices=devices, **extra).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+        monkeypatch.chdir(tmp_path)
+        return tmp_path
+    return setup
+
+
+def edge4k_cli(args, env, cwd, timeout=900):
+    """`edge4k ARGS` in a subprocess, the way a user runs it."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "edge4k", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+PHONE_FLAGS = ["--preset", "e4k-t-f16", "--tile", "128", "--overlap", "32", "--batch", "2", "--quant", "fp32",
+               "--calib", "2", "--runs", "2", "--warmup", "1", "--idle-seconds", "0"]
+
+
+@pytest.fixture(scope="session")
+def phone_run(native_build, tmp_path_factory):
+    """The whole `edge4k profile --target android-xnnpack --device android` flow,
+    compile included, against the fake adb whose phone runs the host-built runner."""
+    from types import SimpleNamespace
+    root = tmp_path_factory.mktemp("phone")
+    env = fake_phone(root)
+    out = root / "out" / "android-xnnpack"
+    done = edge4k_cli(["profile", "--target", "android-xnnpack", "--device", "android", "-o", str(out),
+                       "--runner", str(native_build / "edge4k_runner"), *PHONE_FLAGS], env, cwd=root)
+    return SimpleNamespace(done=done, out=out, root=root, env=env, runner=native_build / "edge4k_runner")

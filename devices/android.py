@@ -1,0 +1,133 @@
+"""Profiling on an adb-connected Android phone with the native runner: push the
+runner, the build and the input to /data/local/tmp/edge4k, run, pull the profile
+and the image back, clean up. Host files change only when everything came back:
+pulled files land in a staging folder and are renamed into place at the end."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge4k.errors import Edge4KError
+from edge4k.files import sha256_file
+
+from .adb import Adb
+from .native import RUNNER, elf_abi
+
+REMOTE = "/data/local/tmp/edge4k"
+PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "soc": "ro.soc.model",
+         "platform": "ro.board.platform", "android": "ro.build.version.release", "abi": "ro.product.cpu.abi"}
+
+
+@dataclass
+class RunOptions:
+    runs: int = 10
+    warmup: int = 3
+    threads: int | None = None
+    idle_seconds: float = 2.0
+    timeout: float = 1800.0      # the whole on-phone run
+
+
+def phone_info(adb: Adb) -> dict[str, str]:
+    info = {key: adb.getprop(prop) for key, prop in PROPS.items()}
+    info["soc"] = info["soc"] or info["platform"]
+    return info
+
+
+def build_files(artifacts: Path) -> list[Path]:
+    """manifest.json and every stage file it names: what the runner reads."""
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    names = dict.fromkeys(["manifest.json"] + [s["file"] for s in manifest["stages"].values()])
+    missing = [n for n in names if not (artifacts / n).is_file()]
+    if missing:
+        raise Edge4KError(f"{artifacts} is missing {', '.join(missing)}; recompile it")
+    return [artifacts / n for n in names]
+
+
+def runner_libraries(runner: Path) -> list[Path]:
+    """Shared libraries to push beside the runner: <runner dir>/lib/*.so and, for
+    delegates such as QNN, every .so in EDGE4K_ANDROID_LIBS."""
+    dirs = [runner.parent / "lib"] + [Path(p) for p in os.environ.get("EDGE4K_ANDROID_LIBS", "").split(os.pathsep) if p]
+    return sorted(p for d in dirs if d.is_dir() for p in d.glob("*.so"))
+
+
+def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, out_dir: Path,
+                     opts: RunOptions, echo=print) -> dict | None:
+    """Run the build on the phone; returns the pulled profile (None in a dry run)."""
+    from edge4k.runtime.profile import validate_profile
+
+    dry = adb.shell.dry_run
+    serial = adb.select()
+    info = phone_info(adb)
+    if not dry:
+        echo(f"phone {serial}: {info['manufacturer']} {info['model']}, SoC {info['soc']}, Android {info['android']} "
+             f"({info['abi']})")
+        abi = elf_abi(runner)
+        if abi != info["abi"] and not (abi == "armeabi-v7a" and info["abi"].startswith("arm")):
+            raise Edge4KError(f"{runner} is a {abi or 'non-ELF'} binary but the phone runs {info['abi']}; build the "
+                              "runner for the phone (ANDROID_NDK + EXECUTORCH_ANDROID_PREFIX, see README)")
+    if dry and not (artifacts / "manifest.json").is_file():
+        files = [artifacts / "manifest.json", artifacts / "<stage files>"]
+    else:
+        files = build_files(artifacts)
+    libs = runner_libraries(runner)
+    data = sidecar.with_suffix(".u16")
+    q = shlex.quote
+    adb.sh(f"rm -rf {REMOTE} && mkdir -p {REMOTE}/build {REMOTE}/input {REMOTE}/out {REMOTE}/lib",
+           what="prepare the phone's work folder")
+    try:
+        adb.push(runner, f"{REMOTE}/{RUNNER}")
+        for lib in libs:
+            adb.push(lib, f"{REMOTE}/lib/{lib.name}")
+        for f in files:
+            adb.push(f, f"{REMOTE}/build/{f.name}")
+        adb.push(sidecar, f"{REMOTE}/input/frame.json")
+        adb.push(data, f"{REMOTE}/input/frame.u16")
+        adb.sh(f"chmod 755 {REMOTE}/{RUNNER}", what="make the runner executable")
+        args = ["--artifacts", "build", "--input", "input/frame.json", "-o", "out/output.png",
+                "--profile", "out/profile.json", "--runs", str(opts.runs), "--warmup", str(opts.warmup),
+                "--idle-seconds", str(opts.idle_seconds)] + (["--threads", str(opts.threads)] if opts.threads else [])
+        command = (f"cd {REMOTE} && LD_LIBRARY_PATH={REMOTE}/lib ADSP_LIBRARY_PATH={REMOTE}/lib "
+                   f"./{RUNNER} {' '.join(q(a) for a in args)}; echo edge4k-exit=$?")
+        done = adb.sh(command, what="run the pipeline on the phone", timeout=opts.timeout)
+        if dry:
+            adb.pull(f"{REMOTE}/out/profile.json", out_dir / "profile.json")
+            adb.pull(f"{REMOTE}/out/output.png", out_dir / "output.png")
+            return None
+        status = [l for l in done.stdout.splitlines() if l.startswith("edge4k-exit=")]
+        if not status:
+            raise Edge4KError(f"phone {serial} disconnected during the run (no exit status came back)")
+        if status[-1] != "edge4k-exit=0":
+            said = [l for l in (done.stderr + "\n" + done.stdout).splitlines() if "error" in l]
+            raise Edge4KError(f"the runner failed on {serial}: " + (said[-1].strip() if said else status[-1]))
+        return _pull_results(adb, out_dir, validate_profile)
+    finally:
+        try:
+            adb.sh(f"rm -rf {REMOTE}", what="clean up the phone", check=False)
+        except Edge4KError:
+            pass   # the phone is gone; the error that got us here is the one to report
+
+
+def _pull_results(adb: Adb, out_dir: Path, validate) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=out_dir))
+    try:
+        adb.pull(f"{REMOTE}/out/profile.json", staging / "profile.json")
+        adb.pull(f"{REMOTE}/out/output.png", staging / "output.png")
+        try:
+            profile = json.loads((staging / "profile.json").read_text())
+        except json.JSONDecodeError as e:
+            raise Edge4KError(f"the profile pulled from the phone is not valid JSON: {e}") from None
+        validate(profile)
+        if sha256_file(staging / "output.png") != profile["output"]["sha256"]:
+            raise Edge4KError("the image pulled from the phone does not match the sha256 in its profile")
+        for name in ("output.png", "profile.json"):
+            os.chmod(staging / name, 0o644)
+            os.replace(staging / name, out_dir / name)
+        return profile
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

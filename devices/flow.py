@@ -1,0 +1,166 @@
+"""`edge4k profile --target T --device D`: compile for the target, run on the device,
+bring the profile back, print the per-stage table. The Make targets
+(make android-xnnpack / android-qnn / ios-coreml) wrap this.
+
+A dry run prints every command the flow would run (adb, cmake, xcrun, edge4k) and
+then still compiles the artifacts, so the plan is shown even when a step would fail."""
+from __future__ import annotations
+
+import os
+import shlex
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edge4k.errors import DeviceNotFound, Edge4KError
+
+from .adb import Adb
+from .android import RunOptions, profile_on_phone
+from .commands import Shell
+from .native import build_android
+
+DEVICES = ("host", "android", "ios")
+ANDROID_BUILD_DIR = Path("build") / "native-android-arm64-v8a"
+
+
+@dataclass
+class ProfileRequest:
+    target: str
+    device: str
+    raw_input: str
+    out_dir: Path
+    compile_args: list[str] = field(default_factory=list)   # `edge4k compile` flags besides --target and -o
+    artifacts: Path | None = None        # a build to use instead of compiling
+    run: RunOptions = field(default_factory=RunOptions)
+    serial: str | None = None
+    runner: str | None = None
+    compute_units: str = "all"
+    dry_run: bool = False
+
+
+def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], echo: Callable[[str], None] = print) -> dict | None:
+    """Run the whole flow; returns the profile (None for a dry run)."""
+    if req.device not in DEVICES:
+        raise Edge4KError(f"unknown device '{req.device}'; valid devices: {', '.join(DEVICES)}")
+    shell = Shell(dry_run=req.dry_run, echo=echo)
+    artifacts = req.artifacts or req.out_dir / "build"
+    compile_argv = ["compile", "--target", req.target, *req.compile_args, "-o", str(artifacts)]
+    if req.dry_run:
+        echo(f"# edge4k profile --target {req.target} --device {req.device}: dry run, commands are printed, "
+             "then the artifacts are compiled")
+
+    def build():   # in a dry run, only printed here; compiled at the very end
+        if req.artifacts is not None:
+            _check_build(req.artifacts, req.target)
+        elif req.dry_run:
+            echo("$ edge4k " + shlex.join(compile_argv))
+        else:
+            echo("compiling: edge4k " + shlex.join(compile_argv))
+            compile_fn(compile_argv)
+
+    # The build comes first: with no phone (or no Mac) everything up to the push still
+    # happens, and the device error says where the artifacts are.
+    if req.device == "android":
+        build()
+        result = _android(req, shell, artifacts, echo)
+    elif req.device == "ios":
+        from . import ios
+        build()
+        with _naming_the_build(req, artifacts):
+            ios.check_host(shell)
+        phones = ios.list_devices(shell)
+        if not req.dry_run:
+            echo("iOS devices: " + (", ".join(f"{p['name']} ({p['model']}, iOS {p['os']})" for p in phones) or "none")
+                 + f"; profiling the Core ML build on this Mac with compute units '{req.compute_units}'")
+        result = _host(req, shell, artifacts, echo, configure=ios.compute_units_setter(req.compute_units))
+    else:
+        build()
+        result = _host(req, shell, artifacts, echo)
+    if req.dry_run and req.artifacts is None:
+        echo("compiling the artifacts (a dry run still compiles): edge4k " + shlex.join(compile_argv))
+        compile_fn(compile_argv)
+    return result
+
+
+@contextmanager
+def _naming_the_build(req: ProfileRequest, artifacts: Path):
+    try:
+        yield
+    except DeviceNotFound as e:
+        if req.dry_run:
+            raise
+        raise DeviceNotFound(f"{e} (the {req.target} build is ready in {artifacts})") from None
+
+
+def _android(req: ProfileRequest, shell: Shell, artifacts: Path, echo) -> dict | None:
+    from edge4k.kernels.raw import read_raw, write_bayer
+
+    adb = Adb(shell, serial=req.serial)
+    with _naming_the_build(req, artifacts):
+        adb.select()                  # no phone: DeviceNotFound, exit 2
+    if not req.dry_run:
+        _check_runner_runs(artifacts)
+    runner = _android_runner(req, shell)
+    sidecar = req.out_dir / "input" / "frame.json"
+    if req.dry_run:
+        echo(f"# decode {req.raw_input} with rawpy -> {sidecar} + {sidecar.with_suffix('.u16')}")
+    else:
+        write_bayer(read_raw(req.raw_input), sidecar, source=req.raw_input)
+    return profile_on_phone(adb, runner=runner, artifacts=artifacts, sidecar=sidecar, out_dir=req.out_dir,
+                            opts=req.run, echo=echo)
+
+
+def _android_runner(req: ProfileRequest, shell: Shell) -> Path:
+    given = req.runner or os.environ.get("EDGE4K_ANDROID_RUNNER")
+    if given:
+        if not shell.dry_run and not Path(given).is_file():
+            raise Edge4KError(f"runner {given} does not exist")
+        return Path(given)
+    return build_android(ANDROID_BUILD_DIR, ndk=os.environ.get("ANDROID_NDK") or os.environ.get("ANDROID_NDK_HOME"),
+                         executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,
+                         extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"))
+
+
+def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=None) -> dict | None:
+    from .host import profile_on_host
+    if req.dry_run:
+        echo("$ edge4k " + shlex.join(["run", req.raw_input, "-o", str(req.out_dir / "output.png"), "--backend",
+                                       "<the build's backend>", "--artifacts", str(artifacts), "--runs",
+                                       str(req.run.runs), "--warmup", str(req.run.warmup), "--profile",
+                                       str(req.out_dir / "profile.json")]))
+        return None
+    return profile_on_host(artifacts=artifacts, raw_input=req.raw_input, out_dir=req.out_dir, runs=req.run.runs,
+                           warmup=req.run.warmup, threads=req.run.threads, configure_backend=configure)
+
+
+def _check_runner_runs(artifacts: Path) -> None:
+    """The phone runner is an ExecuTorch program; say so before pushing anything else."""
+    from edge4k.compiler.build import load_manifest
+    manifest = load_manifest(artifacts)
+    if manifest["backend"] != "executorch":
+        raise Edge4KError(
+            f"the phone runner runs ExecuTorch builds; {artifacts} is a {manifest['target']} build for the "
+            f"{manifest['backend']} runtime, which this tree cannot run on a phone yet (profile it here with "
+            "--device host, or profile android-xnnpack on the phone)")
+
+
+def _check_build(artifacts: Path, target: str) -> None:
+    from edge4k.compiler.build import load_manifest
+    built = load_manifest(artifacts)["target"]
+    if built != target:
+        raise Edge4KError(f"{artifacts} was compiled for target {built}, not {target}")
+
+
+def format_profile(profile: dict) -> str:
+    """The per-stage table plus where it ran."""
+    from edge4k.runtime.pipeline import format_table
+    d = profile["device"]
+    lines = [f"{d['name']} ({d['soc']}, {d['os']}): {d['backend']}/{d['delegate'] or 'cpu'}, {d['threads']} threads, "
+             f"{profile['model']['preset']} {profile['model']['precision']}, {profile['tiling']['tiles']} tiles",
+             format_table(profile)]
+    thermal = profile.get("thermal")
+    if thermal:
+        lines.append("thermal: " + (("THROTTLED: " + "; ".join(thermal["evidence"])) if thermal.get("throttled")
+                                    else "no throttling seen" if thermal["available"] else thermal["reason"]))
+    return "\n".join(lines)

@@ -1,0 +1,20 @@
+"""Profiling on this machine through the Python runtime (`edge4k run` with a build)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def profile_on_host(*, artifacts: Path, raw_input: str, out_dir: Path, runs: int, warmup: int,
+                    threads: int | None = None, configure_backend=None) -> dict:
+    import torch
+    from edge4k.runtime.backends import open_build
+    from edge4k.runtime.pipeline import TileOptions, run_and_profile
+
+    if threads:
+        torch.set_num_threads(threads)
+    backend = open_build(artifacts)
+    if configure_backend is not None:
+        configure_backend(backend)
+    return run_and_profile(raw_input, out_dir / "output.png", backend=backend,
+                           opts=TileOptions.from_manifest(backend.manifest), runs=runs, warmup=warmup,
+                           profile_path=out_dir / "profile.json", progress=False)

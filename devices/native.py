@@ -1,0 +1,101 @@
+"""Building the native runner (runtime/native, C++17 + CMake) for this host or for
+an Android phone, and checking that a runner binary suits a device's CPU.
+
+The sources ship inside the package (edge4k/runtime/native, edge4k/kernels/native),
+so an installed edge4k can build its runner too."""
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from edge4k.errors import Edge4KError
+
+from .commands import Shell
+
+RUNNER = "edge4k_runner"
+KERNELS_LIB = "libedge4k_kernels.so"
+ANDROID_ABI = "arm64-v8a"
+ANDROID_PLATFORM = "android-28"
+# ELF e_machine values, and the Android ABI names (ro.product.cpu.abi) they run on.
+ELF_MACHINES = {62: "x86_64", 183: "arm64-v8a", 40: "armeabi-v7a", 3: "x86"}
+
+
+def source_dir() -> Path:
+    return Path(str(resources.files("edge4k.runtime").joinpath("native")))
+
+
+def _cmake() -> str:
+    cmake = shutil.which("cmake")
+    if not cmake:
+        raise Edge4KError("cmake not found on PATH; the native runner needs CMake >= 3.19 "
+                          "(apt-get install cmake, or pip install cmake)")
+    return cmake
+
+
+def executorch_cmake_dir() -> Path:
+    """The executorch pip wheel's CMake package (lib/cmake/executorch)."""
+    try:
+        import executorch
+    except ImportError:
+        raise Edge4KError("building the host runner needs the executorch wheel: pip install 'edge4k[executorch]'") from None
+    path = Path(executorch.__path__[0]) / "lib" / "cmake" / "executorch"
+    if not (path / "executorch-config.cmake").is_file():
+        raise Edge4KError(f"this executorch install has no CMake package at {path}")
+    return path
+
+
+def build_host(build_dir: str | os.PathLike, *, shell: Shell | None = None, jobs: int = 2,
+               kernels_only: bool = False) -> Path:
+    """Configure and build the runner (and the kernels library) against the
+    executorch wheel. Incremental: a second call only rebuilds what changed."""
+    shell = shell or Shell()
+    build_dir = Path(build_dir)
+    flags = [f"-Dexecutorch_DIR={executorch_cmake_dir()}", f"-DEDGE4K_BUILD_RUNNER={'OFF' if kernels_only else 'ON'}"]
+    _configure_and_build(shell, build_dir, flags, jobs)
+    return build_dir
+
+
+def build_android(build_dir: str | os.PathLike, *, ndk: str | None, executorch_prefix: str | None,
+                  shell: Shell | None = None, jobs: int = 2, extra_libraries: str | None = None) -> Path:
+    """Cross-compile the runner for arm64 Android with the NDK against ExecuTorch built
+    from source and installed at executorch_prefix (README: "Profiling on a phone")."""
+    shell = shell or Shell()
+    missing = [name for name, value in (("ANDROID_NDK", ndk), ("EXECUTORCH_ANDROID_PREFIX", executorch_prefix))
+               if not value]
+    if missing and not shell.dry_run:
+        raise Edge4KError(f"no runner for the phone: set {' and '.join(missing)} to build one (README, "
+                          "'Profiling on a phone'), or pass --runner / EDGE4K_ANDROID_RUNNER with a built one")
+    ndk, prefix = ndk or "<ANDROID_NDK>", executorch_prefix or "<EXECUTORCH_ANDROID_PREFIX>"
+    toolchain = Path(ndk) / "build" / "cmake" / "android.toolchain.cmake"
+    if not shell.dry_run and not toolchain.is_file():
+        raise Edge4KError(f"ANDROID_NDK={ndk} has no build/cmake/android.toolchain.cmake; point it at an Android NDK")
+    flags = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", f"-DANDROID_ABI={ANDROID_ABI}",
+             f"-DANDROID_PLATFORM={ANDROID_PLATFORM}", "-DANDROID_STL=c++_static",
+             f"-DEDGE4K_EXECUTORCH_PREFIX={prefix}"]
+    if extra_libraries:
+        flags.append(f"-DEDGE4K_EXTRA_LIBRARIES={extra_libraries}")
+    _configure_and_build(shell, Path(build_dir), flags, jobs, targets=[RUNNER])
+    return Path(build_dir) / RUNNER
+
+
+def _configure_and_build(shell: Shell, build_dir: Path, flags: list[str], jobs: int,
+                         targets: list[str] | None = None) -> None:
+    cmake = "cmake" if shell.dry_run else _cmake()
+    shell.run([cmake, "-S", str(source_dir()), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release", *flags],
+              timeout=300, what="configure the native runner (cmake)")
+    build = [cmake, "--build", str(build_dir), "-j", str(jobs)]
+    for t in targets or []:
+        build += ["--target", t]
+    shell.run(build, timeout=1200, what="build the native runner")
+
+
+def elf_abi(path: str | os.PathLike) -> str | None:
+    """The Android ABI name an ELF binary runs on, or None if it is not ELF."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return ELF_MACHINES.get(machine, f"ELF machine {machine}")

@@ -1,0 +1,103 @@
+// A C ABI over the kernels, so the tests can call the very code the runner uses
+// (through ctypes) and compare it with the Python implementation. Each function
+// returns 0, or -1 with the message available from e4k_last_error().
+#include <cstring>
+#include <string>
+
+#include "edge4k_kernels.h"
+
+using namespace edge4k;
+
+static thread_local std::string last_error;
+
+template <typename F>
+static int guarded(F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return -1;
+  }
+}
+
+static TilePlan make_plan(int h, int w, int f, int tile, int overlap, int native) {
+  return plan_tiles(h, w, f, tile, overlap, native != 0);
+}
+
+extern "C" {
+
+const char* e4k_last_error() { return last_error.c_str(); }
+
+int e4k_pack(const uint16_t* bayer, int height, int width, const char* cfa, const double* black4, double white,
+             const double* gains3, float* out) {
+  return guarded([&] {
+    BayerFrame f;
+    f.width = width;
+    f.height = height;
+    f.cfa = cfa;
+    std::memcpy(f.black_level, black4, sizeof f.black_level);
+    f.white_level = white;
+    std::memcpy(f.wb_gains, gains3, sizeof f.wb_gains);
+    f.bayer.assign(bayer, bayer + static_cast<size_t>(width) * height);
+    const auto packed = pack(f);
+    std::memcpy(out, packed.data(), packed.size() * sizeof(float));
+  });
+}
+
+int e4k_thumbnail(const float* packed, int channels, int height, int width, int size, float* out) {
+  return guarded([&] {
+    const auto t = thumbnail(packed, channels, height, width, size);
+    std::memcpy(out, t.data(), t.size() * sizeof(float));
+  });
+}
+
+int e4k_pad_reflect(const float* in, int channels, int height, int width, int padded_height, int padded_width,
+                    float* out) {
+  return guarded([&] {
+    const auto p = pad_reflect(in, channels, height, width, padded_height, padded_width);
+    std::memcpy(out, p.data(), p.size() * sizeof(float));
+  });
+}
+
+// origins: room for max_tiles (y, x) pairs; info: padded h, padded w, tile h, tile w, tile count.
+int e4k_plan_tiles(int height, int width, int f, int tile, int overlap, int native, int max_tiles, int* origins,
+                   int* info) {
+  return guarded([&] {
+    const auto p = make_plan(height, width, f, tile, overlap, native);
+    const int n = static_cast<int>(p.origins.size());
+    if (n > max_tiles) throw Error("more than " + std::to_string(max_tiles) + " tiles");
+    for (int k = 0; k < n; ++k) {
+      origins[2 * k] = p.origins[k].first;
+      origins[2 * k + 1] = p.origins[k].second;
+    }
+    const int values[5] = {p.padded_height, p.padded_width, p.tile_height, p.tile_width, n};
+    std::memcpy(info, values, sizeof values);
+  });
+}
+
+int e4k_blend_weight(int height, int width, int f, int tile, int overlap, int y, int x, float* out) {
+  return guarded([&] {
+    const auto w = blend_weight(make_plan(height, width, f, tile, overlap, 0), y, x);
+    std::memcpy(out, w.data(), w.size() * sizeof(float));
+  });
+}
+
+// tiles: (tile count, channels, tile, tile) in plan order; out: (channels, height, width).
+int e4k_blend(int height, int width, int f, int tile, int overlap, int native, int channels, const float* tiles,
+              float* out) {
+  return guarded([&] {
+    const auto p = make_plan(height, width, f, tile, overlap, native);
+    Blender blender(p, channels);
+    const size_t step = static_cast<size_t>(channels) * p.tile_height * p.tile_width;
+    for (size_t k = 0; k < p.origins.size(); ++k) blender.add(tiles + k * step, p.origins[k].first, p.origins[k].second);
+    const auto r = blender.result();
+    std::memcpy(out, r.data(), r.size() * sizeof(float));
+  });
+}
+
+int e4k_quantise(const float* rgb, int height, int width, int bits, void* out) {
+  return guarded([&] { quantise(rgb, height, width, bits, out); });
+}
+
+}  // extern "C"

@@ -1,0 +1,211 @@
+// C++ twins of the Python CPU kernels; see edge4k_kernels.h for which is which.
+// Built with -ffp-contract=off: no fused multiply-add, so every float operation
+// rounds where the Python one does.
+#include "edge4k_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace edge4k {
+
+std::vector<std::pair<int, int>> cfa_offsets(const std::string& cfa) {
+  if (cfa != "RGGB" && cfa != "BGGR" && cfa != "GRBG" && cfa != "GBRG")
+    throw Error("CFA '" + cfa + "' is not a 2x2 Bayer pattern (RGGB, BGGR, GRBG or GBRG)");
+  auto where = [&](char colour) {
+    int k = static_cast<int>(cfa.find(colour));
+    return std::make_pair(k / 2, k % 2);
+  };
+  auto r = where('R'), b = where('B');
+  return {r, {r.first, 1 - r.second}, {b.first, 1 - b.second}, b};
+}
+
+std::vector<float> pack(const BayerFrame& f) {
+  if (f.width % 2 || f.height % 2 || f.width <= 0 || f.height <= 0)
+    throw Error("frame size " + std::to_string(f.width) + "x" + std::to_string(f.height) +
+                " is not even and positive");
+  if (f.bayer.size() != static_cast<size_t>(f.width) * f.height)
+    throw Error("Bayer buffer holds " + std::to_string(f.bayer.size()) + " samples, expected " +
+                std::to_string(static_cast<size_t>(f.width) * f.height));
+  const int h = f.height / 2, w = f.width / 2;
+  const double gains[4] = {f.wb_gains[0], f.wb_gains[1], f.wb_gains[1], f.wb_gains[2]};
+  const auto offsets = cfa_offsets(f.cfa);
+  std::vector<float> out(static_cast<size_t>(4) * h * w);
+  for (int c = 0; c < 4; ++c) {
+    const double black = f.black_level[c], range = f.white_level - black;
+    const auto [i, j] = offsets[c];
+    float* plane = out.data() + static_cast<size_t>(c) * h * w;
+    for (int y = 0; y < h; ++y) {
+      const uint16_t* row = f.bayer.data() + static_cast<size_t>(2 * y + i) * f.width + j;
+      for (int x = 0; x < w; ++x) {
+        double v = (static_cast<double>(row[2 * x]) - black) / range;
+        plane[static_cast<size_t>(y) * w + x] = static_cast<float>(std::clamp(v, 0.0, 1.0) * gains[c]);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size) {
+  std::vector<float> out(static_cast<size_t>(channels) * size * size);
+  auto start = [](int i, int in, int n) { return static_cast<int>((static_cast<int64_t>(i) * in) / n); };
+  auto end = [](int i, int in, int n) {
+    return static_cast<int>((static_cast<int64_t>(i + 1) * in + n - 1) / n);
+  };
+  for (int c = 0; c < channels; ++c) {
+    const float* plane = packed + static_cast<size_t>(c) * height * width;
+    for (int oy = 0; oy < size; ++oy) {
+      const int y0 = start(oy, height, size), y1 = end(oy, height, size);
+      for (int ox = 0; ox < size; ++ox) {
+        const int x0 = start(ox, width, size), x1 = end(ox, width, size);
+        float sum = 0;
+        for (int y = y0; y < y1; ++y)
+          for (int x = x0; x < x1; ++x) sum += plane[static_cast<size_t>(y) * width + x];
+        out[(static_cast<size_t>(c) * size + oy) * size + ox] = sum / (y1 - y0) / (x1 - x0);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> meta_vector(const BayerFrame& f) {
+  std::vector<float> meta(f.wb_gains, f.wb_gains + 3);
+  meta.insert(meta.end(), f.srgb_from_cam, f.srgb_from_cam + 9);
+  return meta;
+}
+
+// numpy's "reflect" index for i in [0, n + pad): mirror about the last sample.
+static int reflect_index(int i, int n) {
+  if (n == 1) return 0;
+  const int period = 2 * (n - 1);
+  i %= period;
+  return i < n ? i : period - i;
+}
+
+std::vector<float> pad_reflect(const float* in, int channels, int height, int width, int padded_height,
+                               int padded_width) {
+  std::vector<float> out(static_cast<size_t>(channels) * padded_height * padded_width);
+  for (int c = 0; c < channels; ++c)
+    for (int y = 0; y < padded_height; ++y) {
+      const float* src = in + (static_cast<size_t>(c) * height + reflect_index(y, height)) * width;
+      float* dst = out.data() + (static_cast<size_t>(c) * padded_height + y) * padded_width;
+      std::copy(src, src + width, dst);
+      for (int x = width; x < padded_width; ++x) dst[x] = src[reflect_index(x, width)];
+    }
+  return out;
+}
+
+static int round_up(int n, int m) { return (n + m - 1) / m * m; }
+
+static std::vector<int> axis_origins(int length, int tile, int stride) {
+  std::vector<int> origins;
+  for (int o = 0; o <= std::max(length - tile, 0); o += stride) origins.push_back(o);
+  if (origins.back() + tile < length) origins.push_back(length - tile);
+  return origins;
+}
+
+TilePlan plan_tiles(int height, int width, int f, int tile, int overlap, bool native) {
+  TilePlan p;
+  p.height = height;
+  p.width = width;
+  p.padded_height = round_up(height, f);
+  p.padded_width = round_up(width, f);
+  if (native) {
+    p.native = true;
+    p.tile_height = p.padded_height;
+    p.tile_width = p.padded_width;
+    p.origins = {{0, 0}};
+    return p;
+  }
+  const std::string t = std::to_string(tile), o = std::to_string(overlap), fs = std::to_string(f);
+  if (tile <= 0) throw Error("tiled mode needs a tile size > 0");
+  if (tile % f) throw Error("tile " + t + " is not a multiple of the latent compression " + fs);
+  if (overlap < 0 || overlap >= tile)
+    throw Error("overlap " + o + " must be >= 0 and smaller than the tile " + t);
+  if (overlap % f) throw Error("overlap " + o + " is not a multiple of the latent compression " + fs);
+  if (height < tile || width < tile)
+    throw Error("frame " + std::to_string(width) + "x" + std::to_string(height) + " is smaller than one " +
+                t + "x" + t + " tile");
+  p.tile_height = p.tile_width = tile;
+  p.overlap = overlap;
+  for (int y : axis_origins(p.padded_height, tile, tile - overlap))
+    for (int x : axis_origins(p.padded_width, tile, tile - overlap)) p.origins.emplace_back(y, x);
+  return p;
+}
+
+// runtime/tiling.py:_ramp, operation for operation in float32.
+static std::vector<float> ramp(int length, int overlap, bool lead, bool trail) {
+  std::vector<float> w(length, 1.0f);
+  if (overlap == 0) return w;
+  const int margin = overlap / 4, span = overlap - 2 * margin;
+  const float pi = static_cast<float>(M_PI);
+  std::vector<float> rise(length);
+  for (int k = 0; k < length; ++k) {
+    const float i = static_cast<float>(k) + 0.5f;
+    const float up = std::clamp((i - static_cast<float>(margin)) / static_cast<float>(span), 0.0f, 1.0f);
+    const float s = std::sin(up * pi / 2.0f);
+    rise[k] = s * s;
+  }
+  for (int k = 0; k < length; ++k) {
+    if (lead) w[k] *= rise[k];
+    if (trail) w[k] *= rise[length - 1 - k];
+  }
+  return w;
+}
+
+std::vector<float> blend_weight(const TilePlan& p, int y, int x) {
+  const auto wy = ramp(p.tile_height, p.overlap, y > 0, y + p.tile_height < p.padded_height);
+  const auto wx = ramp(p.tile_width, p.overlap, x > 0, x + p.tile_width < p.padded_width);
+  std::vector<float> w(static_cast<size_t>(p.tile_height) * p.tile_width);
+  for (int i = 0; i < p.tile_height; ++i)
+    for (int j = 0; j < p.tile_width; ++j) w[static_cast<size_t>(i) * p.tile_width + j] = wy[i] * wx[j];
+  return w;
+}
+
+Blender::Blender(const TilePlan& plan, int channels)
+    : plan_(plan), channels_(channels),
+      acc_(static_cast<size_t>(channels) * plan.padded_height * plan.padded_width, 0.0f),
+      weight_(static_cast<size_t>(plan.padded_height) * plan.padded_width, 0.0f) {}
+
+void Blender::add(const float* tile, int y, int x) {
+  const int th = plan_.tile_height, tw = plan_.tile_width, pw = plan_.padded_width;
+  const auto w = blend_weight(plan_, y, x);
+  for (int c = 0; c < channels_; ++c)
+    for (int i = 0; i < th; ++i) {
+      float* acc = acc_.data() + (static_cast<size_t>(c) * plan_.padded_height + y + i) * pw + x;
+      const float* src = tile + (static_cast<size_t>(c) * th + i) * tw;
+      const float* wr = w.data() + static_cast<size_t>(i) * tw;
+      for (int j = 0; j < tw; ++j) acc[j] += src[j] * wr[j];
+    }
+  for (int i = 0; i < th; ++i) {
+    float* dst = weight_.data() + static_cast<size_t>(y + i) * pw + x;
+    const float* wr = w.data() + static_cast<size_t>(i) * tw;
+    for (int j = 0; j < tw; ++j) dst[j] += wr[j];
+  }
+}
+
+std::vector<float> Blender::result() const {
+  const int h = plan_.height, w = plan_.width, ph = plan_.padded_height, pw = plan_.padded_width;
+  std::vector<float> out(static_cast<size_t>(channels_) * h * w);
+  for (int c = 0; c < channels_; ++c)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        out[(static_cast<size_t>(c) * h + y) * w + x] =
+            acc_[(static_cast<size_t>(c) * ph + y) * pw + x] / weight_[static_cast<size_t>(y) * pw + x];
+  return out;
+}
+
+void quantise(const float* rgb, int height, int width, int bits, void* out) {
+  if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
+  const float peak = static_cast<float>((1 << bits) - 1);
+  const size_t n = static_cast<size_t>(height) * width;
+  for (int c = 0; c < 3; ++c)
+    for (size_t k = 0; k < n; ++k) {
+      const float v = std::nearbyint(std::clamp(rgb[c * n + k], 0.0f, 1.0f) * peak);   // half to even
+      if (bits == 8)
+        static_cast<uint8_t*>(out)[k * 3 + c] = static_cast<uint8_t>(v);
+      else
+        static_cast<uint16_t*>(out)[k * 3 + c] = static_cast<uint16_t>(v);
+    }
+}
+
+}  // namespace edge4k

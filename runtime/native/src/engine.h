@@ -1,0 +1,41 @@
+// The engine runs the four network stages of a compiled build. Which engine opens
+// a build is decided by its manifest's "backend" field; a runner built without
+// that engine says so instead of guessing.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "json.h"
+
+namespace edge4k {
+
+struct Tensor {
+  std::vector<int> shape;
+  std::vector<float> data;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // inputs: contiguous float32 buffers with the shapes the manifest declares for the stage.
+  virtual Tensor run(const std::string& stage, const std::vector<const float*>& inputs) = 0;
+  virtual long long planned_arena_bytes() const = 0;   // activation memory the build planned
+  virtual int threads() const = 0;
+  virtual std::string name() const = 0;
+  virtual Json about() const = 0;                      // version and what is linked in
+};
+
+// Engines compiled into this runner, e.g. {"executorch"}.
+std::vector<std::string> engine_names();
+
+// threads <= 0 keeps the engine's default.
+std::unique_ptr<Engine> open_engine(const std::string& artifacts, const Json& manifest, int threads);
+
+#ifdef EDGE4K_WITH_EXECUTORCH
+std::unique_ptr<Engine> open_executorch(const std::string& artifacts, const Json& manifest, int threads);
+Json executorch_about();
+#endif
+
+}  // namespace edge4k

@@ -1,0 +1,164 @@
+// ExecuTorch engine: the build's .pte through ExecuTorch's C++ Module API, one
+// method per network stage. Delegates (XNNPACK, QNN, ...) register themselves from
+// static initialisers in the libraries the runner links.
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <set>
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/platform/runtime.h>
+
+#include "edge4k_kernels.h"
+#include "engine.h"
+
+// The wheel ships the thread pool library but not its header; these are the two
+// members of executorch::extension::threadpool::ThreadPool the runner calls.
+#if __has_include(<executorch/extension/threadpool/threadpool.h>)
+#include <executorch/extension/threadpool/threadpool.h>
+#else
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  size_t get_thread_count() const;
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+#endif
+
+#ifndef EDGE4K_EXECUTORCH_VERSION
+#define EDGE4K_EXECUTORCH_VERSION "unknown"
+#endif
+
+namespace edge4k {
+namespace {
+
+using executorch::extension::Module;
+namespace et = executorch::runtime;
+
+std::string base_version(const std::string& v) { return v.substr(0, v.find('+')); }
+
+std::vector<std::string> registered_backends() {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < et::get_num_registered_backends(); ++i) {
+    auto name = et::get_backend_name(i);
+    if (name.ok()) names.emplace_back(*name);
+  }
+  return names;
+}
+
+// Manifest delegate name -> the name its ExecuTorch backend registers under.
+const std::map<std::string, std::string> kDelegateBackends = {
+    {"xnnpack", "XnnpackBackend"}, {"qnn", "QnnBackend"}, {"coreml", "CoreMLBackend"}};
+
+class ExecuTorchEngine : public Engine {
+ public:
+  ExecuTorchEngine(const std::string& artifacts, const Json& manifest, int threads) {
+    const std::string built = manifest["versions"].has("executorch") ? manifest["versions"]["executorch"].str() : "";
+    if (base_version(built) != base_version(EDGE4K_EXECUTORCH_VERSION) &&
+        base_version(EDGE4K_EXECUTORCH_VERSION) != "unknown")
+      throw Error(artifacts + " was built with executorch " + built + ", but this runner links executorch " +
+                  EDGE4K_EXECUTORCH_VERSION + "; recompile the build or rebuild the runner");
+    if (manifest.has("delegate") && manifest["delegate"].is_string()) {
+      const std::string delegate = manifest["delegate"].str();
+      const auto it = kDelegateBackends.find(delegate);
+      const auto have = registered_backends();
+      if (it != kDelegateBackends.end() && std::find(have.begin(), have.end(), it->second) == have.end()) {
+        std::string list;
+        for (const auto& b : have) list += (list.empty() ? "" : ", ") + b;
+        throw Error(artifacts + " needs ExecuTorch's " + it->second + " (delegate " + delegate +
+                    "), which is not linked into this runner (it has: " + (list.empty() ? "none" : list) + ")");
+      }
+    }
+    if (threads > 0) {
+      auto* pool = executorch::extension::threadpool::get_threadpool();
+      if (!pool || !pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads)))
+        throw Error("cannot resize ExecuTorch's thread pool to " + std::to_string(threads) + " threads");
+    }
+    for (const auto& [stage, entry] : manifest["stages"].object("manifest stages")) {
+      const std::string file = artifacts + "/" + entry["file"].str(stage + " file");
+      if (!modules_.count(file)) modules_[file] = std::make_unique<Module>(file, Module::LoadMode::Mmap);
+      Module& module = *modules_[file];
+      Stage s{&module, entry["method"].str(stage + " method"), {}};
+      const et::Error err = module.load_method(s.method);
+      if (err != et::Error::Ok)
+        throw Error("ExecuTorch cannot load method '" + s.method + "' (" + stage + ") from " + file + ": " +
+                    et::to_string(err));
+      for (const auto& input : entry["inputs"].array(stage + " inputs")) {
+        std::vector<int> shape;
+        for (const auto& d : input["shape"].array()) shape.push_back(d.integer());
+        s.shapes.push_back(shape);
+      }
+      auto meta = module.method_meta(s.method);
+      if (meta.ok())
+        for (size_t i = 0; i < meta->num_memory_planned_buffers(); ++i) {
+          auto size = meta->memory_planned_buffer_size(i);
+          if (size.ok()) arena_bytes_ += *size;
+        }
+      stages_[stage] = std::move(s);
+    }
+  }
+
+  Tensor run(const std::string& stage, const std::vector<const float*>& inputs) override {
+    auto it = stages_.find(stage);
+    if (it == stages_.end()) throw Error("the build has no stage '" + stage + "'");
+    const Stage& s = it->second;
+    if (inputs.size() != s.shapes.size())
+      throw Error(stage + " takes " + std::to_string(s.shapes.size()) + " inputs, got " + std::to_string(inputs.size()));
+    std::vector<executorch::extension::TensorPtr> tensors;
+    std::vector<et::EValue> values;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      std::vector<executorch::aten::SizesType> sizes(s.shapes[i].begin(), s.shapes[i].end());
+      tensors.push_back(executorch::extension::from_blob(const_cast<float*>(inputs[i]), sizes));
+      values.emplace_back(*tensors.back());
+    }
+    auto result = s.module->execute(s.method, values);
+    if (!result.ok()) throw Error("ExecuTorch failed to run " + stage + ": " + et::to_string(result.error()));
+    if (result->empty() || !result->at(0).isTensor()) throw Error(stage + " returned no tensor");
+    const auto& out = result->at(0).toTensor();
+    if (out.scalar_type() != executorch::aten::ScalarType::Float)
+      throw Error(stage + " returned a non-float32 tensor");
+    // Copy: the output lives in the method's planned arena, which the next call reuses.
+    Tensor t;
+    t.shape.assign(out.sizes().begin(), out.sizes().end());
+    t.data.assign(out.const_data_ptr<float>(), out.const_data_ptr<float>() + out.numel());
+    return t;
+  }
+
+  long long planned_arena_bytes() const override { return arena_bytes_; }
+  int threads() const override {
+    auto* pool = executorch::extension::threadpool::get_threadpool();
+    return pool ? static_cast<int>(pool->get_thread_count()) : 1;
+  }
+  std::string name() const override { return "executorch"; }
+  Json about() const override { return executorch_about(); }
+
+ private:
+  struct Stage {
+    Module* module;
+    std::string method;
+    std::vector<std::vector<int>> shapes;
+  };
+  std::map<std::string, std::unique_ptr<Module>> modules_;
+  std::map<std::string, Stage> stages_;
+  long long arena_bytes_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> open_executorch(const std::string& artifacts, const Json& manifest, int threads) {
+  et::runtime_init();
+  return std::make_unique<ExecuTorchEngine>(artifacts, manifest, threads);
+}
+
+Json executorch_about() {
+  et::runtime_init();
+  Json backends(Json::Array{});
+  for (const auto& b : registered_backends()) backends.push(b);
+  return Json(Json::Object{{"executorch", EDGE4K_EXECUTORCH_VERSION}, {"backends", backends}});
+}
+
+}  // namespace edge4k

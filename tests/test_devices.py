@@ -1,0 +1,219 @@
+"""Devices: the whole `edge4k profile --device android` flow against a fake adb
+(tests/fake_adb.py) whose phone runs the host-built native runner; device
+selection, a phone lost mid-run, dry runs, the Make targets, iOS elsewhere."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge4k.devices.adb import Adb
+from edge4k.devices.android import RunOptions
+from edge4k.devices.commands import Shell
+from edge4k.devices.flow import ProfileRequest, profile
+from edge4k.cli import main
+from edge4k.errors import DeviceNotFound, Edge4KError
+from edge4k.runtime.profile import validate_profile
+
+from conftest import PHONE_FLAGS, edge4k_cli, fake_phone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def adb_log(root):
+    path = Path(root) / "adb.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_profile_on_a_phone_end_to_end(phone_run):
+    done, out = phone_run.done, phone_run.out
+    assert done.returncode == 0, done.stderr
+    profile = json.loads((out / "profile.json").read_text())
+    validate_profile(profile)
+    assert profile["device"]["backend"] == "executorch" and profile["device"]["delegate"] == "xnnpack"
+    assert profile["model"]["precision"] == "fp32" and profile["tiling"]["tiles"] == 25
+    assert profile["timing"] == {"warmup": 1, "runs": 2, "clock": "std::chrono::steady_clock"}
+    assert all(profile["latency_ms"][s]["median"] > 0 for s in ("global", "encoder", "backbone", "decoder", "total"))
+    assert profile["memory"]["peak_rss_bytes"] > 0 and profile["memory"]["planned_arena_bytes"] > 0
+    # The fake phone is this host: no battery, and the profile says so instead of a number.
+    assert profile["power"] == {"available": False, "reason": profile["power"]["reason"]} and "battery" in \
+        profile["power"]["reason"]
+    assert json.loads((out / "build" / "manifest.json").read_text())["target"] == "android-xnnpack"
+    assert "decoder" in done.stdout and "wrote" in done.stdout and "Fake Phone 1" in done.stdout
+    log = adb_log(phone_run.root)
+    assert "-s emu1 push" in "\n".join(log) and any("pull" in l and "profile.json" in l for l in log)
+    assert log[-1] == "-s emu1 shell rm -rf /data/local/tmp/edge4k"                     # cleaned up
+    assert not (phone_run.root / "phone" / "data" / "local" / "tmp" / "edge4k").exists()
+    assert not list(out.glob(".pull-*"))
+
+
+def test_no_phone_still_compiles_then_exits_2_with_one_line(phone_run, on_fake_phone, capsys):
+    root = on_fake_phone(devices="")
+    out = root / "o"
+    assert main(["profile", "--target", "android-xnnpack", "--device", "android", "-o", str(out), *PHONE_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no Android phone connected" in err and "ANDROID_SERIAL" in err
+    assert f"build is ready in {out / 'build'}" in err
+    assert json.loads((out / "build" / "manifest.json").read_text())["target"] == "android-xnnpack"
+    assert not (out / "profile.json").exists()
+
+
+def test_no_adb_exits_2(phone_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))   # nothing on PATH, so no adb
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "--target", "android-xnnpack", "--device", "android",
+                 "--artifacts", str(phone_run.out / "build")]) == 2
+    assert "adb not found on PATH" in capsys.readouterr().err
+
+
+def test_a_build_the_phone_runner_cannot_run_is_refused_before_any_push(phone_run, tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(phone_run.out / "build", build)
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest.update(target="android-litert", backend="litert")
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    done = edge4k_cli(["profile", "--target", "android-litert", "--device", "android", "-o", str(tmp_path / "o"),
+                       "--artifacts", str(build), "--runner", str(phone_run.runner)], fake_phone(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "the phone runner runs ExecuTorch builds" in done.stderr
+    assert not any(" push " in line for line in adb_log(tmp_path))
+
+
+@pytest.mark.parametrize("devices, serial, expect", [
+    ("emu1,emu2", None, "2 phones connected"),
+    ("emu1,emu2", "emu2", "emu2"),
+    ("emu1", "emu9", "no phone with serial emu9"),
+    ("emu1:unauthorized", None, "accept the USB debugging prompt"),
+    ("emu1:offline", None, "is offline"),
+])
+def test_phone_selection(on_fake_phone, devices, serial, expect):
+    on_fake_phone(devices=devices)
+    adb = Adb(Shell(), serial=serial)
+    if expect.startswith("emu"):
+        assert adb.select() == expect
+    else:
+        with pytest.raises(Edge4KError, match=expect) as e:
+            adb.select()
+        assert isinstance(e.value, DeviceNotFound) == (expect != "2 phones connected")
+
+
+def test_phone_lost_mid_run_leaves_host_files_intact(phone_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(phone_run.out, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    env = fake_phone(tmp_path, FAKE_ADB_DISCONNECT_ON="pull")
+    done = edge4k_cli(["profile", "--target", "android-xnnpack", "--device", "android", "-o", str(out),
+                       "--artifacts", str(out / "build"), "--runner", str(phone_run.runner), "--runs", "1",
+                       "--warmup", "0", "--idle-seconds", "0"], env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("edge4k: error: phone emu1 disconnected during 'pull profile.json'")
+    assert done.stderr.count("\n") == 1
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "input" not in p.parts}
+    assert after == {p: b for p, b in before.items() if "input" not in p.parts}   # profile, image, build untouched
+    assert not list(out.glob(".pull-*"))
+
+
+def test_runner_failure_on_the_phone_is_one_line(phone_run, tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(phone_run.out / "build", build)
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["versions"]["executorch"] = "0.9.0"
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    done = edge4k_cli(["profile", "--target", "android-xnnpack", "--device", "android", "-o", str(tmp_path / "o"),
+                       "--artifacts", str(build), "--runner", str(phone_run.runner), "--runs", "1",
+                       "--idle-seconds", "0"], fake_phone(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "the runner failed on emu1" in done.stderr and "built with executorch 0.9.0" in done.stderr
+    assert not (tmp_path / "o" / "profile.json").exists()
+
+
+def test_dry_run_prints_the_plan_and_touches_no_phone(phone_run, on_fake_phone, capsys):
+    root = on_fake_phone(devices="")   # no phone: a dry run does not need one
+    assert main(["profile", "--target", "android-xnnpack", "--device", "android", "--dry-run",
+                 "-o", str(root / "o"), "--artifacts", str(phone_run.out / "build")]) == 0
+    plan = capsys.readouterr().out
+    for needle in ("$ adb devices", "$ cmake -S", "push", "model.pte",
+                   "./edge4k_runner --artifacts build --input input/frame.json", "pull /data/local/tmp/edge4k/out/profile.json",
+                   "shell 'rm -rf /data/local/tmp/edge4k'"):
+        assert needle in plan, needle
+    assert adb_log(root) == [] and not (root / "o").exists()
+
+
+def test_profile_on_the_host_uses_the_python_runtime(phone_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "--target", "android-xnnpack", "--device", "host", "-o", str(tmp_path / "o"),
+                 "--artifacts", str(phone_run.out / "build"), "--runs", "1", "--warmup", "0"]) == 0
+    profile = json.loads((tmp_path / "o" / "profile.json").read_text())
+    assert profile["timing"]["clock"] == "time.perf_counter" and profile["device"]["backend"] == "executorch"
+    assert (tmp_path / "o" / "output.png").is_file() and "decoder" in capsys.readouterr().out
+
+
+def test_a_build_for_another_target_is_refused(phone_run, tmp_path, capsys):
+    assert main(["profile", "--target", "host-xnnpack", "--device", "host", "-o", str(tmp_path / "o"),
+                 "--artifacts", str(phone_run.out / "build")]) == 1
+    assert "was compiled for target android-xnnpack, not host-xnnpack" in capsys.readouterr().err
+
+
+def test_dry_run_still_compiles_after_printing(tmp_path, sample_dng):
+    lines, compiled = [], []
+    req = ProfileRequest(target="android-xnnpack", device="android", raw_input=sample_dng, out_dir=tmp_path / "o",
+                         compile_args=["--preset", "e4k-t-f16"], run=RunOptions(), dry_run=True,
+                         runner=str(tmp_path / "runner"))
+    assert profile(req, compile_fn=lambda argv: compiled.append((argv, len(lines))), echo=lines.append) is None
+    assert compiled == [(["compile", "--target", "android-xnnpack", "--preset", "e4k-t-f16", "-o",
+                          str(tmp_path / "o" / "build")], len(lines))]   # after the whole plan
+    assert any("edge4k compile --target android-xnnpack" in l for l in lines)
+
+
+def make(args, env, timeout=300):
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args,
+                           f"EDGE4K={sys.executable} -m edge4k", "DEPS="],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_android_qnn_without_a_phone_compiles_then_exits_2(tmp_path):
+    pytest.importorskip("onnxruntime_qnn")
+    env = fake_phone(tmp_path, devices="")
+    done = make(["android-qnn", f"OUT={tmp_path}", "PRESET=e4k-t-f16", "TILE=128", "OVERLAP=32", "SOC=SM8550"], env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("edge4k: error: no Android phone connected")
+    manifest = json.loads((tmp_path / "android-qnn" / "build" / "manifest.json").read_text())
+    assert manifest["target"] == "android-qnn" and manifest["qnn"]["soc"] == "SM8550"
+    assert not (tmp_path / "android-qnn" / "profile.json").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_dry_run_shows_the_full_plan(tmp_path):
+    # An unknown preset makes the compile that follows the plan fail at once, so this
+    # stays quick whichever QNN toolchain is installed.
+    env = fake_phone(tmp_path, devices="")
+    done = make(["android-qnn", "DRY_RUN=1", "PRESET=no-such-preset", f"OUT={tmp_path}"], env)
+    plan = done.stdout
+    assert "--soc SM8650" in plan and "edge4k compile --target android-qnn" in plan
+    assert "./edge4k_runner" in plan and "pull /data/local/tmp/edge4k/out/profile.json" in plan
+    assert "edge4k: error:" in done.stderr and adb_log(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="on macOS the ios device is real")
+def test_ios_elsewhere_says_what_is_needed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    pytest.importorskip("coremltools")
+    assert main(["profile", "--target", "ios-coreml", "--device", "ios", "--preset", "e4k-t-f16", "--tile", "128",
+                 "--overlap", "32", "--calib", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "needs macOS with Xcode" in err and err.count("\n") == 1 and "build is ready in" in err
+    assert (tmp_path / "out" / "ios-coreml" / "build" / "manifest.json").is_file()
+    assert not (tmp_path / "out" / "ios-coreml" / "profile.json").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_android_xnnpack_on_the_fake_phone(phone_run, tmp_path):
+    env = fake_phone(tmp_path)
+    done = make(["android-xnnpack", f"OUT={tmp_path}", f"ARTIFACTS={phone_run.out / 'build'}",
+                 f"RUNNER={phone_run.runner}", "RUNS=1", "WARMUP=0"], env)
+    assert done.returncode == 0, done.stderr
+    validate_profile(json.loads((tmp_path / "android-xnnpack" / "profile.json").read_text()))
+    assert "decoder" in done.stdout and (tmp_path / "android-xnnpack" / "output.png").is_file()
