@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib import resources
 
@@ -26,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", nargs="?", help="RAW file (DNG or any Bayer format LibRaw reads); default: the embedded sample")
     r.add_argument("-o", "--output", required=True, help="output image: .png (8-bit) or .tif (16-bit)")
     r.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET}; see `edge4k presets`)")
-    r.add_argument("--seed", type=int, default=0, help="weight initialisation seed (until a checkpoint is given)")
+    r.add_argument("--checkpoint", metavar="PATH",
+                   help="model weights (.safetensors from `edge4k train`); default: the trained checkpoint "
+                        "shipped for the preset, else seed-initialised weights")
+    r.add_argument("--seed", type=int, default=0, help="weight initialisation seed (only when no checkpoint exists)")
     mode = r.add_mutually_exclusive_group()
     mode.add_argument("--tile", type=int, default=512, help="tile size in output pixels (default 512)")
     mode.add_argument("--native", action="store_true", help="one tile covering the whole frame")
@@ -51,6 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("presets", help="list model presets with parameters and MACs per output megapixel")
+
+    t = sub.add_parser("train", help="train a preset on synthetic RAW made from photos (torchrun for data parallel)")
+    t.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    t.add_argument("--budget-minutes", type=float, required=True, help="wall-clock budget; training stops after it")
+    t.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoints, log, loss curve)")
+    t.add_argument("--steps", type=int, help="number of steps (fixes the learning-rate schedule; "
+                                             "default: the schedule follows the time budget)")
+    t.add_argument("--batch", type=int, default=8, help="crops per step per process (default 8)")
+    t.add_argument("--crop", type=int, default=192, help="crop size in output pixels (default 192)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    t.add_argument("--data", metavar="DIR", help="folder of sRGB images to train on (default: the bundled photos)")
+    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    t.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--threads", type=int, help="CPU threads per process (on a busy machine 1 avoids "
+                                               "threads waiting on each other)")
+
+    e = sub.add_parser("eval", help="image quality vs LibRaw and other pipelines (PSNR, SSIM, CIEDE2000)")
+    e.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    e.add_argument("--checkpoint", metavar="PATH", help="weights to evaluate (default: the shipped checkpoint)")
+    e.add_argument("--set", dest="set_name", default="held-out", choices=["held-out"],
+                   help="evaluation set (default held-out: the photos never trained on)")
+    e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
+    e.add_argument("--methods", nargs="+", metavar="M", help="subset of: edge4k libraw menon2007 demosaicnet "
+                                                             "menon2007+oracle (default: all)")
+    e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     return p
 
 
@@ -61,7 +92,7 @@ def _check_positive(name: str, value: int | None, minimum: int = 1) -> None:
 
 def cmd_run(args) -> int:
     import torch
-    from edge4k.models import build_model, get_preset
+    from edge4k.models import get_preset
     from edge4k.runtime.backends import get_backend
     from edge4k.runtime.pipeline import TileOptions, format_table, run_and_profile
 
@@ -70,15 +101,63 @@ def cmd_run(args) -> int:
     cfg = get_preset(args.preset)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build_model(cfg, seed=args.seed)
+    model, weights = load_for_preset(cfg.name, args.checkpoint, seed=args.seed)
     backend = get_backend("eager", model=model)
     opts = TileOptions(tile=None if args.native else args.tile, overlap=0 if args.native else args.overlap,
                        native=args.native, batch=args.batch)
     profile = run_and_profile(args.input or sample_path(), args.output, model=model, backend=backend,
                               opts=opts, runs=args.runs, warmup=args.warmup, profile_path=args.profile,
-                              weights=f"seed:{args.seed}", progress=sys.stderr.isatty())
+                              weights=weights, progress=sys.stderr.isatty())
     print(format_table(profile))
     print(f"wrote {args.output}" + (f" and {args.profile}" if args.profile else ""))
+    return 0
+
+
+def load_for_preset(preset: str, checkpoint: str | None, seed: int = 0):
+    """(model, weights description): the given checkpoint, else the shipped one, else seed init."""
+    from edge4k.models import build_model, get_preset
+    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
+    path = checkpoint or default_checkpoint(preset)
+    if path is None:
+        return build_model(get_preset(preset), seed=seed), f"seed:{seed}"
+    model, _ = load_model(path, preset)
+    return model, describe(path)
+
+
+def cmd_train(args) -> int:
+    from edge4k.models.train import TrainOptions, train
+    opts = TrainOptions(preset=args.preset, out=args.out, budget_minutes=args.budget_minutes, steps=args.steps,
+                        batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed, data=args.data,
+                        checkpoint_every=args.checkpoint_every, log_every=args.log_every, resume=args.resume,
+                        threads=args.threads)
+    summary = train(opts, progress=sys.stderr.isatty())
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {summary['preset']}: {summary['steps']} steps ({summary['stopped_by']}), "
+              f"{summary['crops_seen']} crops of {summary['crop']} px in {summary['elapsed_s']:.0f} s "
+              f"on {summary['world']} process(es); wrote {args.out}/model.safetensors")
+    return 130 if summary["stopped_by"] == "interrupted" else 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+    from edge4k.calibration.photos import load_split
+    from edge4k.models import get_preset
+    from edge4k.models.evaluate import METHODS, evaluate, write_report
+    _check_positive("threads", args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = get_preset(args.preset)
+    methods = args.methods or list(METHODS)
+    model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
+    if weights is not None and weights.startswith("seed:"):
+        print(f"note: no checkpoint for {cfg.name}; evaluating seed-initialised weights", file=sys.stderr)
+    report = evaluate(model, load_split(args.set_name), methods=methods, progress=sys.stderr.isatty(),
+                      keep_outputs=True)
+    report["model"] = {"preset": cfg.name, "config_hash": cfg.config_hash(), "weights": weights}
+    title = f"{args.set_name} set, {cfg.name} ({weights})" if weights else f"{args.set_name} set"
+    paths = write_report(report, args.output, set_name=args.set_name, title=title)
+    print(open(paths["md"]).read())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
@@ -133,7 +212,8 @@ def cmd_presets(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets}
+COMMANDS = {"run": cmd_run, "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
+            "train": cmd_train, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:
