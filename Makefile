@@ -1,11 +1,12 @@
-# Every target wraps an `edge4k` CLI command. `make demo` and `make test` set
+# Every target wraps an `edge4k` CLI command. `make demo` runs the trained default
+# checkpoint shipped in models/weights/. `make demo` and `make test` set
 # themselves up on a fresh machine (a venv in .venv with the pinned dependencies).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo eval test clean
 
 setup: $(STAMP)
 
@@ -16,6 +17,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/edge4k run -o out/demo.png --profile out/demo.profile.json --tile 256 --overlap 32 --runs 3 --warmup 1
+
+# Image quality of the shipped checkpoint vs LibRaw and learned/classical peers
+# (docs/eval/ was written by the same command with -o docs/eval).
+eval: $(STAMP)
+	$(BIN)/edge4k eval -o out/eval
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

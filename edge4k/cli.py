@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation set (default held-out: the photos never trained on)")
     e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
     e.add_argument("--methods", nargs="+", metavar="M", help="subset of: edge4k libraw menon2007 demosaicnet "
-                                                             "menon2007+oracle (default: all)")
+                                                             "menon2007+oracle edge4k+gain-oracle (default: all)")
     e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     return p
 

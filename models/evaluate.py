@@ -13,6 +13,10 @@ that DNG and is scored against the photo itself (display sRGB):
 - menon2007+oracle (reference, not a peer): Menon, then the exact inverse of the
   synthetic generator (its secret brightness gain and Brooks' tone curve). It
   shows what is left once demosaicking and denoising are the only errors.
+- edge4k+gain-oracle (diagnostic, not a result): Edge4K's own output with one
+  least-squares gain per colour channel fitted to the ground truth in linear
+  light. The gap to plain edge4k is the part of its error that is a global
+  brightness or white-balance offset rather than local detail or noise.
 
 Metrics use libraries, not hand-written formulas: PSNR and SSIM from
 scikit-image (data range 1, SSIM over the three channels), CIEDE2000 from
@@ -50,7 +54,7 @@ LIBRAW_OPTIONS = dict(use_camera_wb=True, use_auto_wb=False, output_color="sRGB"
                       bright=1.0, gamma=(2.4, 12.92), demosaic_algorithm="AHD", highlight_mode="Clip",
                       output_bps=16, user_flip=0)
 
-METHODS = ("edge4k", "libraw", "menon2007", "demosaicnet", "menon2007+oracle")
+METHODS = ("edge4k", "libraw", "menon2007", "demosaicnet", "menon2007+oracle", "edge4k+gain-oracle")
 PEERS = ("libraw", "demosaicnet")      # the targets are stated against these
 
 
@@ -125,6 +129,13 @@ def run_menon(path, frame, case):
 def run_menon_oracle(path, frame, case):
     cap = case.capture
     return reprocess(menon(frame), srgb_from_cam=frame.srgb_from_cam, exposure_gain=cap.exposure_gain)
+
+
+def gain_matched(out: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``out`` with the per-channel gain (linear light, least squares) that best fits ``target``."""
+    lin, lin_t = srgb_decode(np.clip(out, 0, 1)), srgb_decode(target.astype(np.float64))
+    gains = (lin * lin_t).sum(axis=(0, 1)) / np.maximum((lin * lin).sum(axis=(0, 1)), 1e-12)
+    return srgb_encode(np.clip(lin * gains, 0, 1))
 
 
 def load_demosaicnet():
@@ -211,6 +222,10 @@ def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, progress:
             runners[m] = run_menon
         elif m == "menon2007+oracle":
             runners[m] = run_menon_oracle
+        elif m == "edge4k+gain-oracle":
+            if "edge4k" not in methods:
+                raise Edge4KError("edge4k+gain-oracle needs the edge4k method too")
+            runners[m] = None      # derived from the edge4k output below
         elif m == "demosaicnet":
             try:
                 runners[m] = run_demosaicnet_with(load_demosaicnet())
@@ -218,6 +233,7 @@ def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, progress:
                 unavailable[m] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         else:
             raise Edge4KError(f"unknown method '{m}'; valid methods: {', '.join(METHODS)}")
+    runners = dict(sorted(runners.items(), key=lambda kv: METHODS.index(kv[0])))   # derived rows run last
     cases = eval_cases(images)
     per_case, outputs = [], {}
     with tempfile.TemporaryDirectory(prefix="edge4k-eval-") as tmp:
@@ -230,8 +246,10 @@ def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, progress:
                 outputs[(case.name, "__target__")] = case.target
             row = {"case": case.name, "photo": case.photo, "cfa": case.capture.cfa, "camera": case.capture.camera,
                    "iso": case.capture.iso, "size": [frame.width, frame.height], "methods": {}}
+            done = {}
             for name, run in runners.items():
-                out = run(path, frame, case)
+                out = gain_matched(done["edge4k"], case.target) if run is None else run(path, frame, case)
+                done[name] = out
                 if out.shape != case.target.shape:
                     raise RuntimeError(f"{name} returned {out.shape}, expected {case.target.shape}")
                 row["methods"][name] = {k: round(v, 4) for k, v in metrics(case.target, out).items()}
@@ -250,7 +268,8 @@ def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, progress:
 
 
 LABELS = {"edge4k": "Edge4K (eager)", "libraw": "LibRaw (rawpy, AHD)", "menon2007": "Menon 2007 + LibRaw colour",
-          "demosaicnet": "demosaicnet + LibRaw colour", "menon2007+oracle": "Menon 2007 + oracle finishing (reference)"}
+          "demosaicnet": "demosaicnet + LibRaw colour", "menon2007+oracle": "Menon 2007 + oracle finishing (reference)",
+          "edge4k+gain-oracle": "Edge4K + fitted per-channel gain (diagnostic)"}
 
 
 def markdown(report: dict, title: str) -> str:
