@@ -246,7 +246,7 @@ def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, wor
     window_t, window_crops = time.perf_counter(), 0
     last_saved = step
 
-    def save(reason: str):
+    def save():
         nonlocal last_saved
         if rank == 0:
             info = {"step": step, "seed": opts.seed, "elapsed_s": round(elapsed(), 1),
@@ -296,13 +296,13 @@ def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, wor
                     f.write(json.dumps(row) + "\n")
                 window_t, window_crops = now, 0
             if step % opts.checkpoint_every == 0:
-                save("periodic")
+                save()
     finally:
         bar.close()
         for s, h in handlers.items():
             signal.signal(s, h)
     if step != last_saved or not weights_path.exists():
-        save(reason)
+        save()
     summary = {"preset": cfg.name, "config_hash": cfg.config_hash(), "steps": step, "stopped_by": reason,
                "elapsed_s": round(elapsed(), 1), "world": world, "global_batch": opts.batch * world,
                "crops_seen": step * opts.batch * world, "crop": opts.crop, "seed": opts.seed, "lr": opts.lr,
