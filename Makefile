@@ -1,4 +1,5 @@
-# Every target wraps an `edge4k` CLI command. `make demo` and `make test` set
+# Every target wraps an `edge4k` CLI command. `make demo` runs the trained default
+# checkpoint shipped in models/weights/. `make demo` and `make test` set
 # themselves up on a fresh machine (a venv in .venv with the pinned dependencies).
 PYTHON ?= python3
 VENV   := .venv
@@ -23,7 +24,7 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup demo test clean android-xnnpack android-qnn ios-coreml
+.PHONY: setup demo eval test clean android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -34,6 +35,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/edge4k run -o out/demo.png --profile out/demo.profile.json --tile 256 --overlap 32 --runs 3 --warmup 1
+
+# Image quality of the shipped checkpoint vs LibRaw and learned/classical peers
+# (docs/eval/ was written by the same command with -o docs/eval).
+eval: $(STAMP)
+	$(BIN)/edge4k eval -o out/eval
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

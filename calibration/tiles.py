@@ -1,55 +1,95 @@
-"""Representative stage inputs for quantisation calibration and accuracy checks.
+"""Representative inputs for quantisation calibration, per network stage.
 
-Packed-RAW tiles are cut at random from real RAW files read by the same frontend
-the runtime uses; each stage's inputs are what the eager fp32 network feeds it, so
-every stage is calibrated on the activations it will really see."""
+Two kinds of source:
+- RAW files (default: the embedded sample DNG), read by the runtime's frontend;
+- PhotoSource: synthetic RAW frames made from the bundled photos exactly as the
+  training pairs are (models.data.make_scene: random CFA, camera, white
+  balance, brightness and ISO 100-3200). By default it uses the *training*
+  split: calibrating on the held-out photos would flatter a quantised model's
+  evaluation on those same photos.
+
+Every tile batch comes from one frame, so the global vector is that frame's
+(shape (1, D)), as the runtime feeds it.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.kernels.raw import meta_vector, pack, read_raw, thumbnail
-from edge4k.models import E4KNet
-
-StageInputs = dict[str, tuple[torch.Tensor, ...]]
 
 
-def default_sources() -> list[str]:
-    from edge4k.cli import sample_path
-    return [sample_path()]
+@dataclass(frozen=True)
+class PhotoSource:
+    """Synthetic captures of the bundled photos (see calibration.photos for the split)."""
+    split: str = "train"
+
+
+def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: int, seed: int = 0,
+                 sources: Sequence[str | os.PathLike] | PhotoSource | None = None,
+                 per_frame: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``count`` frames' worth of (packed tiles (per_frame, 4, th/2, tw/2), thumb (4, t, t), meta (12,))."""
+    from edge4k.kernels.raw import meta_vector, pack, read_raw, thumbnail
+    if count < 1:
+        raise Edge4KError(f"the calibration set is empty (asked for {count} samples)")
+    if tile_height % 2 or tile_width % 2 or tile_height <= 0 or tile_width <= 0:
+        raise Edge4KError(f"calibration tile {tile_width}x{tile_height} must be even and positive")
+    rng = np.random.default_rng((seed, 7))
+    if isinstance(sources, PhotoSource):
+        from edge4k.calibration.photos import load_split
+        from edge4k.models.data import make_scene
+        images = load_split(sources.split)
+        names = sorted(images)
+    else:
+        if sources is None:
+            from edge4k.cli import sample_path
+            sources = [sample_path()]
+        paths = [os.fspath(s) for s in sources]
+        if not paths:
+            raise Edge4KError("no calibration sources given")
+    for i in range(count):
+        if isinstance(sources, PhotoSource):
+            name = names[i % len(names)]
+            scene = make_scene(images[name], rng, thumb_size=thumb_size)
+            packed, thumb, meta, what = scene.packed, scene.thumb, scene.meta, f"photo {name}"
+        else:
+            path = paths[i % len(paths)]
+            frame = read_raw(path)
+            packed = pack(frame)
+            thumb, meta, what = thumbnail(packed, thumb_size), meta_vector(frame), path
+        h, w = packed.shape[1] * 2, packed.shape[2] * 2
+        if h < tile_height or w < tile_width:
+            raise Edge4KError(f"calibration source {what} ({w}x{h}) is smaller than the "
+                              f"{tile_width}x{tile_height} tile; pass larger RAW files with --calib-source")
+        tiles = []
+        for _ in range(per_frame):
+            y = int(rng.integers(0, (h - tile_height) // 2 + 1))
+            x = int(rng.integers(0, (w - tile_width) // 2 + 1))
+            tiles.append(packed[:, y:y + tile_height // 2, x:x + tile_width // 2])
+        yield np.stack(tiles), thumb, meta
 
 
 @torch.inference_mode()
-def calibration_inputs(model: E4KNet, *, tile_height: int, tile_width: int, batch: int, count: int,
-                       sources: list[str | os.PathLike] | None = None, seed: int = 0) -> list[StageInputs]:
-    """`count` sets of stage inputs at the compiled shapes, from random crops of `sources`."""
-    if count < 1:
-        raise Edge4KError(f"the calibration set is empty (asked for {count} samples)")
-    cfg, rng = model.cfg, np.random.default_rng(seed)
-    frames = []
-    for path in sources or default_sources():
-        frame = read_raw(path)
-        packed = pack(frame)
-        frames.append((packed, thumbnail(packed, cfg.thumb_size), meta_vector(frame)))
-    th, tw = tile_height // 2, tile_width // 2
-    usable = [f for f in frames if f[0].shape[1] >= th and f[0].shape[2] >= tw]
-    if not usable:
-        raise Edge4KError(f"no calibration frame is at least {tile_width}x{tile_height} pixels; "
-                          "pass RAW files that large with --calib-source")
+def calibration_inputs(model, *, tile_height: int = 512, tile_width: int = 512, batch: int = 1, count: int = 8,
+                       sources: Sequence[str | os.PathLike] | PhotoSource | None = None,
+                       seed: int = 0) -> list[dict[str, tuple[torch.Tensor, ...]]]:
+    """``count`` dicts {stage: input tensors} for global, encoder, backbone and decoder, computed
+    by running the (eval-mode) model's earlier stages on real or synthetic RAW tiles: each
+    stage is calibrated on the activations it will really see."""
+    model = model.eval()
+    cfg = model.cfg
     sets = []
-    for _ in range(count):
-        packed, thumb, meta = usable[rng.integers(len(usable))]
-        crops = []
-        for _ in range(batch):
-            y, x = rng.integers(0, packed.shape[1] - th + 1), rng.integers(0, packed.shape[2] - tw + 1)
-            crops.append(torch.from_numpy(packed[:, y:y + th, x:x + tw].copy()))
-        x = torch.stack(crops)
-        thumb_t, meta_t = torch.from_numpy(thumb)[None], torch.from_numpy(meta)[None]
-        g = model.global_branch(thumb_t, meta_t)
+    for packed, thumb, meta in packed_tiles(tile_height=tile_height, tile_width=tile_width, count=count,
+                                            thumb_size=cfg.thumb_size, seed=seed, sources=sources,
+                                            per_frame=batch):
+        x = torch.from_numpy(np.ascontiguousarray(packed))
+        t, m = torch.from_numpy(thumb)[None], torch.from_numpy(meta)[None]
+        g = model.global_branch(t, m)
         z = model.encoder(x)
-        sets.append({"global": (thumb_t, meta_t), "encoder": (x,), "backbone": (z, g),
-                     "decoder": (model.backbone(z, g), x)})
+        z2 = model.backbone(z, g)
+        sets.append({"global": (t, m), "encoder": (x,), "backbone": (z, g), "decoder": (z2, x)})
     return sets

@@ -181,3 +181,19 @@ def unprocess(
         camera=name,
         exposure_gain=exposure_gain,
     )
+
+
+def reprocess(cam_wb: np.ndarray, *, srgb_from_cam: np.ndarray, exposure_gain: float) -> np.ndarray:
+    """Invert :func:`unprocess` steps 1-3 for a demosaicked capture.
+
+    ``cam_wb`` is white-balanced camera RGB (HxWx3, as the RAW frontend packs it:
+    black-subtracted, normalised, WB gains applied).  Multiplying back the
+    exposure gain, applying the camera->sRGB matrix, the sRGB encode and Brooks'
+    smoothstep gives the source photo again (up to mosaic, noise and clipping).
+    Knowing ``exposure_gain`` is an oracle: a real pipeline does not.
+    """
+    from .colour import srgb_encode
+
+    lin = np.asarray(cam_wb, dtype=np.float64) * exposure_gain
+    lin = np.clip(lin, 0.0, 1.0) @ np.asarray(srgb_from_cam, dtype=np.float64).T
+    return smoothstep(srgb_encode(np.clip(lin, 0.0, 1.0)))

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--artifacts", metavar="DIR", help="compiled build folder (from `edge4k compile`)")
     r.add_argument("--soc", help="Qualcomm SoC the android-qnn build must have been compiled for (refused otherwise)")
     r.add_argument("--preset", help=f"model preset (default {DEFAULT_PRESET}; see `edge4k presets`)")
-    r.add_argument("--seed", type=int, default=0, help="weight initialisation seed (until a checkpoint is given)")
+    _weights_args(r)
     _tiling_args(r)
     r.add_argument("--profile", metavar="JSON", help="write the edge4k.profile/1 JSON here")
     r.add_argument("--runs", type=int, default=1, help="timed runs (default 1)")
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", required=True,
                    help="compiler target: host-xnnpack, android-xnnpack, android-qnn, android-litert, ios-coreml")
     c.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
-    c.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    _weights_args(c)
     c.add_argument("--resolution", default="3840x2160", help="frame size WxH the build is for (default 3840x2160)")
     _tiling_args(c)
     c.add_argument("--quant", default=None,
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="per-layer int8 sensitivity (XNNPACK): which layers to keep in fp32")
     a.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
-    a.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    _weights_args(a)
     a.add_argument("--resolution", default="3840x2160", help="frame size WxH (default 3840x2160)")
     _tiling_args(a)
     a.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--samples", type=int, default=2, help="tiles per stage comparison (default 2)")
     k.add_argument("--floor", type=float, help="PSNR floor in dB (default: the precision's floor, as at compile time)")
     k.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    k.add_argument("--checkpoint", metavar="PATH", help="the checkpoint the build was compiled from "
+                                                       "(default: the shipped one; checked by sha256)")
 
     s = sub.add_parser("sample", help="unprocess an sRGB image into a synthetic RAW DNG")
     s.add_argument("image", help="sRGB image (PNG/JPEG/TIFF)")
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "output.png (default out/TARGET)")
     f.add_argument("--artifacts", metavar="DIR", help="use this compiled build instead of compiling")
     f.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
-    f.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    _weights_args(f)
     f.add_argument("--resolution", help="frame size WxH to compile for (default: the input's size)")
     _tiling_args(f)
     f.add_argument("--quant", help="precision (default: int8 for android-qnn, fp16 for ios-coreml, else fp32)")
@@ -137,7 +139,41 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "build/native-android-arm64-v8a)")
     b.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
     b.add_argument("--dry-run", action="store_true", help="print the cmake commands instead of running them")
+
+    t = sub.add_parser("train", help="train a preset on synthetic RAW made from photos (torchrun for data parallel)")
+    t.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    t.add_argument("--budget-minutes", type=float, required=True, help="wall-clock budget; training stops after it")
+    t.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoints, log, loss curve)")
+    t.add_argument("--steps", type=int, help="number of steps (fixes the learning-rate schedule; "
+                                             "default: the schedule follows the time budget)")
+    t.add_argument("--batch", type=int, default=8, help="crops per step per process (default 8)")
+    t.add_argument("--crop", type=int, default=192, help="crop size in output pixels (default 192)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    t.add_argument("--data", metavar="DIR", help="folder of sRGB images to train on (default: the bundled photos)")
+    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    t.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--threads", type=int, help="CPU threads per process (on a busy machine 1 avoids "
+                                               "threads waiting on each other)")
+
+    e = sub.add_parser("eval", help="image quality vs LibRaw and other pipelines (PSNR, SSIM, CIEDE2000)")
+    e.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    e.add_argument("--checkpoint", metavar="PATH", help="weights to evaluate (default: the shipped checkpoint)")
+    e.add_argument("--set", dest="set_name", default="held-out", choices=["held-out"],
+                   help="evaluation set (default held-out: the photos never trained on)")
+    e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
+    e.add_argument("--methods", nargs="+", metavar="M", help="subset of: edge4k libraw menon2007 demosaicnet "
+                                                             "menon2007+oracle edge4k+gain-oracle (default: all)")
+    e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     return p
+
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="model weights (.safetensors from `edge4k train`); default: the trained checkpoint "
+                        "shipped for the preset, else seed-initialised weights")
+    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (only when no checkpoint exists)")
 
 
 def _tiling_args(p: argparse.ArgumentParser) -> None:
@@ -197,7 +233,7 @@ def _compiled_backend(args):
 
 def cmd_run(args) -> int:
     import torch
-    from edge4k.models import DEFAULT_PRESET, build_model, get_preset
+    from edge4k.models import DEFAULT_PRESET
     from edge4k.runtime.backends import EagerBackend
     from edge4k.runtime.pipeline import format_table, run_and_profile
 
@@ -209,8 +245,10 @@ def cmd_run(args) -> int:
         if args.artifacts or args.soc:
             raise Edge4KError(f"--{'artifacts' if args.artifacts else 'soc'} needs a compiled backend, "
                               "e.g. --backend executorch or qnn-htp-sim")
-        model = build_model(get_preset(args.preset or DEFAULT_PRESET), seed=args.seed)
-        backend, opts = EagerBackend(model, weights=f"seed:{args.seed}"), _tile_options(args)
+        model, weights = load_for_preset(args.preset or DEFAULT_PRESET, args.checkpoint, seed=args.seed)
+        backend, opts = EagerBackend(model, weights=weights), _tile_options(args)
+    elif args.checkpoint:
+        raise Edge4KError("--checkpoint is for the eager backend; a compiled build carries its own weights")
     else:
         backend, opts = _compiled_backend(args)
     profile = run_and_profile(args.input or sample_path(), args.output, backend=backend, opts=opts,
@@ -223,18 +261,17 @@ def cmd_run(args) -> int:
 
 def _build_spec(args, target: str, precision: str, keep_fp32=()):
     from edge4k.compiler.build import BuildSpec
-    from edge4k.models import build_model, get_preset
 
     width, height = _parse_resolution(args.resolution)
     opts = _tile_options(args)
     _check_positive("calib", args.calib)
-    model = build_model(get_preset(args.preset), seed=args.seed)
+    model, weights = load_for_preset(args.preset, args.checkpoint, seed=args.seed)
     spec = BuildSpec(target=target, preset=args.preset, width=width, height=height, tile=opts.tile,
                      overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=precision,
                      calib=args.calib, calib_sources=tuple(args.calib_source),
                      options={"observer": args.observer, "keep_fp32": list(keep_fp32),
                               "soc": getattr(args, "soc", None) and args.soc.upper(), "a16": getattr(args, "a16", [])})
-    return model, spec
+    return model, weights, spec
 
 
 def _progress(prefix: str):
@@ -251,8 +288,8 @@ def cmd_compile(args) -> int:
             keep += json.loads(open(args.fp32_plan).read())["keep_fp32"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise Edge4KError(f"cannot read keep_fp32 from {args.fp32_plan}: {e}") from None
-    model, spec = _build_spec(args, args.target, args.quant or get_target(args.target).default_precision, keep)
-    manifest = compile_build(model, spec, args.output, weights=f"seed:{args.seed}", progress=_progress("compile"))
+    model, weights, spec = _build_spec(args, args.target, args.quant or get_target(args.target).default_precision, keep)
+    manifest = compile_build(model, spec, args.output, weights=weights, progress=_progress("compile"))
     print(format_manifest(manifest))
     print(f"wrote {args.output}")
     return 0
@@ -270,7 +307,7 @@ def cmd_analyze(args) -> int:
     unknown = set(stages) - set(NETWORK_STAGES)
     if unknown:
         raise Edge4KError(f"unknown stages {', '.join(sorted(unknown))}; valid: {', '.join(NETWORK_STAGES)}")
-    model, spec = _build_spec(args, "host-xnnpack", "int8")
+    model, _, spec = _build_spec(args, "host-xnnpack", "int8")
     _, inputs, calib, held_out = prepare_inputs(model, spec)
     report = layer_sensitivity(model, inputs, calib, held_out, stages=stages, observer=args.observer,
                                threshold_db=args.threshold, progress=_progress("analyze"))
@@ -315,15 +352,9 @@ def format_manifest(manifest: dict) -> str:
 def cmd_check(args) -> int:
     from edge4k.compiler.build import check_build, load_manifest
     from edge4k.files import atomic_output
-    from edge4k.models import E4KConfig, build_model
-
     _check_positive("samples", args.samples)
     manifest = load_manifest(args.artifacts)
-    weights = manifest["weights"]
-    if not weights.startswith("seed:"):
-        raise Edge4KError(f"{args.artifacts} was built from weights {weights!r}; `check` rebuilds the eager "
-                          "fp32 model only from seed weights")
-    model = build_model(E4KConfig.from_dict(manifest["config"]), seed=int(weights.split(":", 1)[1]))
+    model = model_of_build(manifest, args.artifacts, args.checkpoint)
     report = check_build(model, args.artifacts, images=args.inputs or [sample_path()], samples=args.samples,
                          floor=args.floor, progress=_progress("check"))
     print(format_check(manifest, report))
@@ -346,6 +377,69 @@ def format_check(manifest: dict, report: dict) -> str:
     for name, value in scores.items():
         rows.append(f"{name:<24}{value:>9.1f}" + ("  FAIL" if value < report["floor_db"] else ""))
     return "\n".join(rows)
+
+
+def model_of_build(manifest: dict, artifacts: str, checkpoint: str | None):
+    """The eager fp32 model a build was compiled from: its seed, or the checkpoint
+    (given, else the shipped one) whose sha256 the manifest names."""
+    from edge4k.models import E4KConfig, build_model
+    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
+
+    weights = manifest["weights"]
+    if weights.startswith("seed:"):
+        return build_model(E4KConfig.from_dict(manifest["config"]), seed=int(weights.split(":", 1)[1]))
+    path = checkpoint or default_checkpoint(manifest["preset"])
+    if path is None or describe(path) != weights:
+        raise Edge4KError(f"{artifacts} was built from {weights}; pass that checkpoint with --checkpoint")
+    return load_model(path, manifest["preset"])[0]
+
+
+def load_for_preset(preset: str, checkpoint: str | None, seed: int = 0):
+    """(model, weights description): the given checkpoint, else the shipped one, else seed init."""
+    from edge4k.models import build_model, get_preset
+    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
+    path = checkpoint or default_checkpoint(preset)
+    if path is None:
+        return build_model(get_preset(preset), seed=seed), f"seed:{seed}"
+    model, _ = load_model(path, preset)
+    return model, describe(path)
+
+
+def cmd_train(args) -> int:
+    from edge4k.models.train import TrainOptions, train
+    opts = TrainOptions(preset=args.preset, out=args.out, budget_minutes=args.budget_minutes, steps=args.steps,
+                        batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed, data=args.data,
+                        checkpoint_every=args.checkpoint_every, log_every=args.log_every, resume=args.resume,
+                        threads=args.threads)
+    summary = train(opts, progress=sys.stderr.isatty())
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {summary['preset']}: {summary['steps']} steps ({summary['stopped_by']}), "
+              f"{summary['crops_seen']} crops of {summary['crop']} px in {summary['elapsed_s']:.0f} s "
+              f"on {summary['world']} process(es); wrote {args.out}/model.safetensors")
+    return 130 if summary["stopped_by"] == "interrupted" else 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+    from edge4k.calibration.photos import load_split
+    from edge4k.models import get_preset
+    from edge4k.models.evaluate import METHODS, evaluate, write_report
+    _check_positive("threads", args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = get_preset(args.preset)
+    methods = args.methods or list(METHODS)
+    model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
+    if weights is not None and weights.startswith("seed:"):
+        print(f"note: no checkpoint for {cfg.name}; evaluating seed-initialised weights", file=sys.stderr)
+    report = evaluate(model, load_split(args.set_name), methods=methods, progress=sys.stderr.isatty(),
+                      keep_outputs=True)
+    report["model"] = {"preset": cfg.name, "config_hash": cfg.config_hash(), "weights": weights}
+    title = f"{args.set_name} set, {cfg.name} ({weights})" if weights else f"{args.set_name} set"
+    paths = write_report(report, args.output, set_name=args.set_name, title=title)
+    print(open(paths["md"]).read())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
 
 
 def cmd_sample(args) -> int:
@@ -436,6 +530,7 @@ def _profile_compile_args(args, raw_input: str) -> list[str]:
         frame = read_raw(raw_input)
         resolution = f"{frame.width}x{frame.height}"
     flags = ["--preset", args.preset, "--seed", str(args.seed)]
+    flags += ["--checkpoint", args.checkpoint] if args.checkpoint else []
     flags += ["--resolution", resolution] if resolution else []
     flags += ["--native"] if args.native else []
     for name in ("tile", "overlap", "batch", "calib"):
@@ -467,7 +562,7 @@ def cmd_build_runner(args) -> int:
 
 COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "check": cmd_check,
             "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
-            "profile": cmd_profile, "build-runner": cmd_build_runner}
+            "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

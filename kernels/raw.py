@@ -49,6 +49,16 @@ class RawFrame:
         b = next(c for c in cells if self.cfa[c[0] * 2 + c[1]] == "B")
         return [r, (r[0], 1 - r[1]), (b[0], 1 - b[1]), b]
 
+    @classmethod
+    def from_capture(cls, capture) -> "RawFrame":
+        """A frame straight from an in-memory synthetic RawCapture (training pairs),
+        holding what read_raw() would read from the same capture written as a DNG."""
+        return cls(bayer=np.asarray(capture.mosaic, dtype=np.uint16), cfa=capture.cfa,
+                   black_level=np.full(4, float(capture.black_level)),
+                   white_level=float(capture.white_level),
+                   wb_gains=np.asarray(capture.wb_gains, dtype=np.float64),
+                   srgb_from_cam=srgb_from_cam(capture.xyz_to_cam))
+
     def info(self) -> dict:
         return {
             "width": self.width, "height": self.height, "cfa": self.cfa,

@@ -1,0 +1,132 @@
+"""Tiny training runs: outputs, determinism, resume after interruption, data parallel under torchrun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edge4k.cli import main
+from edge4k.errors import Edge4KError
+from edge4k.models.checkpoint import load_model
+from edge4k.models.train import TrainOptions, losses, train
+
+from conftest import smooth_image
+
+TINY = dict(preset="e4k-t-f16", budget_minutes=5, batch=2, crop=32, log_every=1, threads=1)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A small folder of training images (fast to unprocess)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for i in range(2):
+        img = (smooth_image(96, 128, seed=i) * 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    return str(folder)
+
+
+def _weights(path):
+    return load_model(path)[0].state_dict()
+
+
+def test_tiny_run_writes_checkpoint_log_and_curve(tmp_path, photos):
+    out = tmp_path / "run"
+    summary = train(TrainOptions(out=str(out), steps=4, data=photos, checkpoint_every=2, **TINY), progress=False)
+    assert summary["steps"] == 4 and summary["stopped_by"] == "steps" and summary["crops_seen"] == 8
+    model, meta = load_model(out / "model.safetensors", "e4k-t-f16")
+    assert meta["step"] == "4" and meta["seed"] == "0"
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in rows)
+    assert Image.open(out / "loss_curve.png").size[0] > 100
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4
+    # The trained weights moved away from the initial ones.
+    from edge4k.models import build_model
+    fresh = build_model(model.cfg, seed=0).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in model.state_dict().items())
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, photos):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(TrainOptions(out=str(a), steps=4, data=photos, **TINY), progress=False)
+    train(TrainOptions(out=str(b), steps=2, data=photos, **TINY), progress=False)
+    summary = train(TrainOptions(out=str(b), steps=4, data=photos, resume=True, **TINY), progress=False)
+    assert summary["steps"] == 4
+    wa, wb = _weights(a / "model.safetensors"), _weights(b / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [json.loads(r)["step"] for r in (b / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_bad_training_requests_are_clear_errors(tmp_path, photos):
+    with pytest.raises(Edge4KError, match="nothing to resume"):
+        train(TrainOptions(out=str(tmp_path / "none"), steps=1, data=photos, resume=True, **TINY), progress=False)
+    train(TrainOptions(out=str(tmp_path / "r"), steps=1, data=photos, **TINY), progress=False)
+    with pytest.raises(Edge4KError, match="already holds a training run; pass --resume"):
+        train(TrainOptions(out=str(tmp_path / "r"), steps=1, data=photos, **TINY), progress=False)
+    with pytest.raises(Edge4KError, match="holds a e4k-t-f16 run, not e4k-s-f16"):
+        train(TrainOptions(**{**TINY, "preset": "e4k-s-f16"}, out=str(tmp_path / "r"), steps=2, data=photos,
+                           resume=True), progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Edge4KError, match="holds no images"):
+        train(TrainOptions(out=str(tmp_path / "e"), steps=1, data=str(tmp_path / "empty"), **TINY), progress=False)
+    with pytest.raises(Edge4KError, match="too small for a 128x128 crop"):
+        train(TrainOptions(**{**TINY, "crop": 128}, out=str(tmp_path / "s"), steps=1, data=photos), progress=False)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc = main(["train", "--preset", "e4k-t-f16", "--budget-minutes", "1", "--out", str(tmp_path / "o"),
+               "--data", str(tmp_path / "empty")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("edge4k: error:") and err.count("\n") == 1
+
+
+def test_loss_is_zero_for_a_perfect_output():
+    y = torch.rand(2, 3, 32, 32)
+    parts = losses(y.clone(), y)
+    assert parts["loss"].item() == pytest.approx(0, abs=1e-5) and parts["ssim"].item() == pytest.approx(1, abs=1e-5)
+    shifted = losses(y.flip(1), y)      # swapped colour channels: the colour term notices
+    assert shifted["colour"] > 0.01 and shifted["loss"] > parts["loss"]
+
+
+def test_interrupted_cli_run_keeps_its_checkpoint_and_resumes(tmp_path, photos, monkeypatch, capsys):
+    from edge4k.models.data import PairSampler
+    real_batch = PairSampler.batch
+
+    def batch_then_ctrl_c(self, step, size):   # the user presses Ctrl-C while step 3 is computed
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_batch(self, step, size)
+
+    monkeypatch.setattr(PairSampler, "batch", batch_then_ctrl_c)
+    out = tmp_path / "run"
+    args = ["train", "--preset", "e4k-t-f16", "--budget-minutes", "5", "--steps", "5", "--batch", "2",
+            "--crop", "32", "--threads", "1", "--data", photos, "--out", str(out), "--log-every", "1"]
+    assert main(args) == 130                      # the step in flight finishes, is saved, then it stops
+    assert load_model(out / "model.safetensors")[1]["step"] == "3"
+    monkeypatch.setattr(PairSampler, "batch", real_batch)
+    assert main(args + ["--resume"]) == 0
+    assert load_model(out / "model.safetensors")[1]["step"] == "5"
+    steps = [json.loads(r)["step"] for r in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]               # continued from the checkpoint, nothing lost or redone
+    assert "3 steps (interrupted)" in capsys.readouterr().out
+
+
+def test_data_parallel_two_processes_on_cpu(tmp_path, photos):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "edge4k",
+           "train", "--preset", "e4k-t-f16", "--budget-minutes", "5", "--steps", "3", "--batch", "2", "--crop", "32",
+           "--data", photos, "--out", str(out), "--log-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world"] == 2 and summary["global_batch"] == 4 and summary["steps"] == 3
+    model, meta = load_model(out / "model.safetensors", "e4k-t-f16")
+    assert meta["global_batch"] == "4"
+    assert res.stdout.count("trained e4k-t-f16") == 1      # rank 0 reports, once
