@@ -155,6 +155,21 @@ def load_manifest(artifacts: str | os.PathLike) -> dict:
     return manifest
 
 
+PHOTOS_SOURCE = "photos"   # --calib-source photos: synthetic captures of the bundled training photos
+
+
+def calibration_sources(names: tuple[str, ...]):
+    """What calibration_inputs() cuts tiles from: RAW paths, the training photos
+    (PHOTOS_SOURCE, which cannot be mixed with files), or None for the embedded sample."""
+    from edge4k.calibration.tiles import PhotoSource
+
+    if PHOTOS_SOURCE in names:
+        if len(names) > 1:
+            raise Edge4KError(f"--calib-source {PHOTOS_SOURCE} cannot be combined with RAW files")
+        return PhotoSource("train")
+    return list(names) or None
+
+
 def prepare_inputs(model: E4KNet, spec: BuildSpec, progress=lambda msg: None):
     """The plan, the example inputs at the compiled shapes, calibration inputs (seed 0)
     and held-out verification inputs (seed 1, other crops)."""
@@ -164,7 +179,7 @@ def prepare_inputs(model: E4KNet, spec: BuildSpec, progress=lambda msg: None):
     inputs = example_inputs(model.cfg, plan, spec.batch)
     shape = dict(tile_height=plan.tile_height, tile_width=plan.tile_width, batch=spec.batch)
     progress(f"calibration: {spec.calib} samples")
-    sources = list(spec.calib_sources) or None
+    sources = calibration_sources(spec.calib_sources)
     calib = calibration_inputs(model, count=spec.calib, sources=sources, seed=0, **shape)
     held_out = calibration_inputs(model, count=2, sources=sources, seed=1, **shape)
     return plan, inputs, calib, held_out

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(android-qnn); fp32, fp16 or int8 (LiteRT); fp16, int8-weights, palette4 or w8a8 (Core ML)")
     c.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
     c.add_argument("--calib-source", action="append", default=[], metavar="RAW",
-                   help="RAW file to cut calibration tiles from (repeatable; default: the embedded sample)")
+                   help="RAW file to cut calibration tiles from (repeatable), or 'photos' for synthetic captures "
+                        "of the bundled training photos (needs the train extra); default: the embedded sample")
     c.add_argument("--observer", choices=["minmax", "histogram"], default="minmax",
                    help="int8 activation observer (default minmax)")
     c.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--resolution", default="3840x2160", help="frame size WxH (default 3840x2160)")
     _tiling_args(a)
     a.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
-    a.add_argument("--calib-source", action="append", default=[], metavar="RAW", help="RAW file for calibration tiles")
+    a.add_argument("--calib-source", action="append", default=[], metavar="RAW",
+                   help="RAW file for calibration tiles, or 'photos' (as for compile)")
     a.add_argument("--observer", choices=["minmax", "histogram"], default="minmax")
     a.add_argument("--stages", default="global,encoder,backbone,decoder", help="stages to analyse (comma list)")
     a.add_argument("--threshold", type=float, default=40.0, help="layers below this PSNR (dB) go in keep_fp32")

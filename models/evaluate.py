@@ -82,9 +82,9 @@ def eval_cases(images: dict[str, np.ndarray], seed: int = EVAL_SEED) -> list[Cas
 # ---- the pipelines ---------------------------------------------------------------------------
 
 def run_edge4k(model):
-    from edge4k.runtime.backends import get_backend
+    from edge4k.runtime.backends import EagerBackend
     from edge4k.runtime.pipeline import TileOptions, process
-    backend = get_backend("eager", model=model)
+    backend = EagerBackend(model)
 
     def run(path, frame, case):
         image, _ = process(path, backend, model.cfg, TileOptions(tile=None, overlap=0, native=True))

@@ -2,7 +2,8 @@
 and native, next to LibRaw's own rendering and this CPU's matrix-multiply rate.
 
     python -m edge4k.runtime.bench -o reports/bench [--preset P] [--resolution 3840x2160]
-        [--tile 512 --overlap 64] [--precisions fp32,int8] [--native] [--runs 3]
+        [--tile 512 --overlap 64] [--precisions fp32,int8,w4a8] [--native [--native-precisions fp32,int8]]
+        [--runs 3]
 
 Each configuration runs in its own process (`edge4k run ... --profile`), so its peak
 resident memory is its own. Writes bench.json, bench.md and a stacked-bar bench.png.
@@ -87,6 +88,15 @@ def frame_gmacs(preset: str, width: int, height: int) -> float:
     return (per_pixel * width * height + macs["global"]) / 1e9
 
 
+def image_psnr(reference: Path, test: Path) -> float:
+    """PSNR (dB) between two 8-bit renderings of the same frame."""
+    from PIL import Image
+    a = np.asarray(Image.open(reference), dtype=np.float64)
+    b = np.asarray(Image.open(test), dtype=np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -114,8 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("--resolution", default="3840x2160")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=64)
-    p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--precisions", default="fp32,int8,w4a8")
     p.add_argument("--native", action="store_true", help="also compile and run one-tile native builds")
+    p.add_argument("--native-precisions", default="fp32,int8")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--calib", type=int, default=8)
     args = p.parse_args(argv)
@@ -127,14 +138,17 @@ def main(argv=None) -> int:
     modes = [("tiled", tiling)] + ([("native", ["--native"])] if args.native else [])
 
     configs = []
+    # Tiled builds calibrate on tiles of the bundled training photos; a native build's
+    # one tile is the whole frame, which only the benchmark's own 4K RAW covers.
+    calibration = {"tiled": ["--calib", str(args.calib), "--calib-source", "photos"],
+                   "native": ["--calib", "2", "--calib-source", str(raw)]}
     for mode, flags in modes:
         configs.append((f"eager fp32 {mode}", ["--preset", args.preset, *flags]))
-        for precision in args.precisions.split(","):
+        for precision in (args.precisions if mode == "tiled" else args.native_precisions).split(","):
             build = out / f"build-{precision}-{mode}"
             print(f"compiling {precision} {mode} ...", file=sys.stderr, flush=True)
             edge4k("compile", "--target", "host-xnnpack", "--preset", args.preset, "--resolution",
-                   args.resolution, *flags, "--quant", precision, "--calib", str(args.calib),
-                   "--calib-source", str(raw), "-o", str(build))
+                   args.resolution, *flags, "--quant", precision, *calibration[mode], "-o", str(build))
             configs.append((f"xnnpack {precision} {mode}", ["--backend", "executorch", "--artifacts", str(build)]))
 
     results = []
@@ -143,23 +157,25 @@ def main(argv=None) -> int:
         prof = out / f"{name.replace(' ', '_')}.profile.json"
         edge4k("run", str(raw), "-o", str(out / f"{name.replace(' ', '_')}.png"), "--profile", str(prof),
                "--runs", str(args.runs), "--warmup", "1", *flags)
-        results.append({"name": name, **json.loads(prof.read_text())})
+        results.append({"name": name, "image": out / f"{name.replace(' ', '_')}.png", **json.loads(prof.read_text())})
 
     gmacs = frame_gmacs(args.preset, width, height)
     libraw_s = libraw_seconds(raw, args.runs)
     mm = matmul_gflops()
     mp = width * height / 1e6
     rows, summary = [], []
+    eager_image = {r["name"].split()[-1]: r["image"] for r in results if r["name"].startswith("eager")}
     for r in results:
         total_s = r["latency_ms"]["total"]["median"] / 1e3
         net_s = sum(r["latency_ms"][s]["median"] for s in ("global", "encoder", "backbone", "decoder")) / 1e3
         entry = {"name": r["name"], "total_s": round(total_s, 3), "megapixels_per_s": round(mp / total_s, 3),
                  "network_gflops": round(2 * gmacs / net_s, 2), "peak_rss_mib": round(r["memory"]["peak_rss_bytes"] / 2**20),
                  "vs_libraw": round(total_s / libraw_s, 2),
+                 "psnr_vs_eager_db": round(image_psnr(eager_image[r["name"].split()[-1]], r["image"]), 2),
                  "stages_ms": {s: r["latency_ms"][s]["median"] for s in STAGES}}
         summary.append(entry)
         rows.append(f"| {r['name']} | {total_s:.2f} | {entry['megapixels_per_s']:.2f} | {entry['network_gflops']:.1f} | "
-                    f"{entry['peak_rss_mib']} | {entry['vs_libraw']:.1f}x | "
+                    f"{entry['peak_rss_mib']} | {entry['vs_libraw']:.1f}x | {entry['psnr_vs_eager_db']:.1f} | "
                     + " | ".join(f"{r['latency_ms'][s]['median']:.0f}" for s in STAGES) + " |")
     eager = {e["name"].split()[-1]: e["total_s"] for e in summary if e["name"].startswith("eager")}
     report = {"preset": args.preset, "resolution": [width, height], "tile": args.tile, "overlap": args.overlap,
@@ -170,9 +186,9 @@ def main(argv=None) -> int:
     md = [f"{args.preset}, {width}x{height}, tiles {args.tile}/{args.overlap}, {args.runs} runs after 1 warm-up, "
           f"{report['device']}, {report['threads']} threads. Frame: {gmacs:.1f} GMAC. LibRaw (rawpy AHD "
           f"postprocess): {libraw_s:.2f} s. CPU fp32 matmul: {mm:.0f} GFLOP/s.", "",
-          "| configuration | total s | MP/s | network GFLOP/s | peak RSS MiB | vs LibRaw | "
+          "| configuration | total s | MP/s | network GFLOP/s | peak RSS MiB | vs LibRaw | PSNR vs eager dB | "
           + " | ".join(f"{s} ms" for s in STAGES) + " |",
-          "|---" * (6 + len(STAGES)) + "|", *rows]
+          "|---" * (7 + len(STAGES)) + "|", *rows]
     with atomic_output(out / "bench.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_output(out / "bench.md") as tmp:

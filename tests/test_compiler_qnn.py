@@ -113,10 +113,10 @@ def test_broken_qnn_builds_are_refused(build, tmp_path):
 
 
 def test_check_cli_fails_with_a_clear_message(build, make_dng, tmp_path, capsys):
-    # the CLI rebuilds the eager model from seed weights; this build's are randomised heads
+    # the CLI rebuilds the eager model from the seed or checkpoint the manifest names; this build names neither
     _, path = build
     assert main(["check", "--artifacts", str(path)]) == 1
-    assert "rebuilds the eager fp32 model only from seed weights" in capsys.readouterr().err
+    assert "was built from test; pass that checkpoint with --checkpoint" in capsys.readouterr().err
     seeded = tmp_path / "seeded"
     shutil.copytree(path, seeded)
     manifest = json.loads((seeded / "manifest.json").read_text())
