@@ -43,7 +43,11 @@ def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: i
         from edge4k.calibration.photos import load_split
         from edge4k.models.data import make_scene
         images = load_split(sources.split)
-        names = sorted(images)
+        # photos smaller than the tile cannot give one; the others are cycled through
+        names = sorted(n for n, img in images.items() if img.shape[0] >= tile_height and img.shape[1] >= tile_width)
+        if not names:
+            raise Edge4KError(f"no {sources.split} photo is at least {tile_width}x{tile_height} pixels; "
+                              "use a smaller tile or pass RAW files with --calib-source")
     else:
         if sources is None:
             from edge4k.cli import sample_path

@@ -12,11 +12,12 @@ rocket: other scenes, other CFA layouts and camera matrices):
 per-stage PSNR on held-out tiles, the chained tile, and each whole image through
 the tiled pipeline, plus how many nodes of each stage the HTP took.
 
-Weight sets: `seed` is what `edge4k compile` builds today (its zero-initialised
-output heads make backbone and decoder close to identity and base render, so it
-flatters quantisation); `default-heads` gives those heads and the AdaLN gates
-PyTorch's default initialisation, so every stage's output matters (the tests do
-the same with the tiny preset). Neither is a trained model."""
+Weight sets: `trained` is the shipped checkpoint, what `edge4k compile` builds by
+default; `seed` is the seed-initialised model (its zero-initialised output heads
+make backbone and decoder close to identity and base render, so it flatters
+quantisation); `default-heads` gives those heads and the AdaLN gates PyTorch's
+default initialisation, so every stage's output matters (the tests do the same
+with the tiny preset)."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ from edge4k.errors import Edge4KError
 
 HELD_OUT = (("coffee", "BGGR"), ("chelsea", "GRBG"), ("rocket", "GBRG"))   # scikit-image photos, none is astronaut
 CALIBRATION = (("immunohistochemistry", "RGGB"), ("hubble_deep_field", "BGGR"))   # plus the embedded sample (astronaut)
-WEIGHTS = ("seed", "default-heads")
+WEIGHTS = ("trained", "seed", "default-heads")
 
 
 def photo_raws(folder: Path, photos, seed: int) -> list[str]:
@@ -59,6 +60,12 @@ def make_model(preset: str, weights: str):
     import torch
     from edge4k.models import build_model, get_preset
 
+    if weights == "trained":
+        from edge4k.models.checkpoint import default_checkpoint, load_model
+        path = default_checkpoint(preset)
+        if path is None:
+            raise Edge4KError(f"no shipped checkpoint for {preset}")
+        return load_model(path, preset)[0]
     model = build_model(get_preset(preset), seed=0)
     if weights == "default-heads":
         torch.manual_seed(1)
