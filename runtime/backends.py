@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.models import E4KConfig, E4KNet
+from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
 
 BACKENDS = {
     "eager": "edge4k.runtime.backends:EagerBackend",
@@ -58,6 +58,35 @@ class Backend:
 
     def threads(self) -> int:
         return torch.get_num_threads()
+
+
+class BuildBackend(Backend):
+    """A compiled build's stages, as its manifest describes them. Subclasses load
+    each stage's file (stage_paths) and check inputs before running (check_inputs)."""
+
+    def __init__(self, artifacts: Path, manifest: dict, *, tool: str, built: str | None, installed: str):
+        """tool/built/installed: the toolchain whose version the build must match."""
+        if built != installed:
+            raise Edge4KError(f"{artifacts} was built with {tool} {built}, but {installed} is installed; "
+                              "recompile it with this version")
+        self.manifest, self.cfg = manifest, E4KConfig.from_dict(manifest["config"])
+        self.precision, self.delegate = manifest["precision"], manifest["delegate"]
+        self.weights = f"build:{Path(artifacts).name} ({manifest['weights']})"
+        self.expected = {s: [tuple(i["shape"]) for i in manifest["stages"][s]["inputs"]] for s in NETWORK_STAGES}
+
+    def stage_paths(self, artifacts: Path):
+        """(stage, manifest entry, path) for each network stage; a missing file is an error."""
+        for stage in NETWORK_STAGES:
+            entry = self.manifest["stages"][stage]
+            path = Path(artifacts) / entry["file"]
+            if not path.exists():
+                raise Edge4KError(f"{artifacts}: stage file {entry['file']} for {stage} is missing")
+            yield stage, entry, path
+
+    def check_inputs(self, stage: str, inputs) -> None:
+        shapes = [tuple(t.shape) for t in inputs]
+        if shapes != self.expected[stage]:
+            raise Edge4KError(f"{stage}: the build takes inputs of shape {self.expected[stage]}, got {shapes}")
 
 
 class EagerBackend(Backend):

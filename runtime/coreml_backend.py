@@ -10,12 +10,11 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.models import NETWORK_STAGES, E4KConfig
 
-from .backends import Backend
+from .backends import BuildBackend
 
 
-class CoreMLBackend(Backend):
+class CoreMLBackend(BuildBackend):
     name = "coreml"
 
     def __init__(self, artifacts: Path, manifest: dict):
@@ -25,21 +24,14 @@ class CoreMLBackend(Backend):
             raise Edge4KError(f"cannot run {artifacts}: {reason}")
         import coremltools as ct
 
-        self.manifest, self.cfg = manifest, E4KConfig.from_dict(manifest["config"])
-        self.precision, self.delegate = manifest["precision"], manifest["delegate"]
-        self.weights = f"build:{Path(artifacts).name} ({manifest['weights']})"
-        self.expected = {s: [tuple(i["shape"]) for i in manifest["stages"][s]["inputs"]] for s in NETWORK_STAGES}
+        super().__init__(artifacts, manifest, tool="coremltools", built=manifest["versions"].get("coremltools"),
+                         installed=ct.__version__)
         self.models = {}
-        for stage in NETWORK_STAGES:
-            path = Path(artifacts) / manifest["stages"][stage]["file"]
-            if not path.is_dir():
-                raise Edge4KError(f"{artifacts}: stage file {path.name} for {stage} is missing")
+        for stage, _, path in self.stage_paths(artifacts):
             self.models[stage] = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_AND_NE)
 
     def run(self, stage, *inputs):
-        shapes = [tuple(t.shape) for t in inputs]
-        if shapes != self.expected[stage]:
-            raise Edge4KError(f"{stage}: the build takes inputs of shape {self.expected[stage]}, got {shapes}")
+        self.check_inputs(stage, inputs)
         specs = self.manifest["stages"][stage]["coreml_inputs"]
         out = self.models[stage].predict({s["name"]: t.numpy().astype(s["dtype"]) for s, t in zip(specs, inputs)})
         return torch.from_numpy(np.asarray(out[self.manifest["stages"][stage]["output"]], dtype=np.float32))

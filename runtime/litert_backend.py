@@ -11,34 +11,22 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.models import NETWORK_STAGES, E4KConfig
 from edge4k.stderr import captured_native_stderr
 
-from .backends import Backend
+from .backends import BuildBackend
 
 
-class LiteRTBackend(Backend):
+class LiteRTBackend(BuildBackend):
     name = "litert"
 
     def __init__(self, artifacts: Path, manifest: dict):
         from edge4k.compiler.litert import SIGNATURE, require_litert
-        installed = require_litert()
-        built = manifest["versions"].get("ai-edge-litert")
-        if built != installed:
-            raise Edge4KError(f"{artifacts} was built with ai-edge-litert {built}, but {installed} is installed; "
-                              "recompile it with this version")
+        super().__init__(artifacts, manifest, tool="ai-edge-litert", built=manifest["versions"].get("ai-edge-litert"),
+                         installed=require_litert())
         from ai_edge_litert.interpreter import Interpreter
 
-        self.manifest, self.cfg = manifest, E4KConfig.from_dict(manifest["config"])
-        self.precision, self.delegate = manifest["precision"], manifest["delegate"]
-        self.weights = f"build:{Path(artifacts).name} ({manifest['weights']})"
-        self.expected = {s: [tuple(i["shape"]) for i in manifest["stages"][s]["inputs"]] for s in NETWORK_STAGES}
         self.runners, self.io = {}, {}
-        for stage in NETWORK_STAGES:
-            entry = manifest["stages"][stage]
-            path = Path(artifacts) / entry["file"]
-            if not path.is_file():
-                raise Edge4KError(f"{artifacts}: stage file {entry['file']} for {stage} is missing")
+        for stage, entry, path in self.stage_paths(artifacts):
             with captured_native_stderr() as notes:
                 try:
                     it = Interpreter(model_path=str(path), num_threads=torch.get_num_threads())
@@ -57,9 +45,7 @@ class LiteRTBackend(Backend):
             self.io[stage] = (ins, outs)
 
     def run(self, stage, *inputs):
-        shapes = [tuple(t.shape) for t in inputs]
-        if shapes != self.expected[stage]:
-            raise Edge4KError(f"{stage}: the build takes inputs of shape {self.expected[stage]}, got {shapes}")
+        self.check_inputs(stage, inputs)
         ins, outs = self.io[stage]
         feed = {}
         for i, t in enumerate(inputs):

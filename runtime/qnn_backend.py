@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.models import NETWORK_STAGES, E4KConfig
 
-from .backends import Backend
+from .backends import BuildBackend
 
 
 def check_soc(manifest: dict, soc: str | None, artifacts) -> None:
@@ -33,7 +32,7 @@ def check_soc(manifest: dict, soc: str | None, artifacts) -> None:
                           f"recompile with --target android-qnn --soc {want}")
 
 
-class QnnHtpSimBackend(Backend):
+class QnnHtpSimBackend(BuildBackend):
     name = "qnn-htp-sim"
     delegate = "qnn-htp"
 
@@ -42,22 +41,13 @@ class QnnHtpSimBackend(Backend):
         from edge4k.compiler.qnn.ep import htp_session
 
         check_soc(manifest, soc, artifacts)
-        installed = require_qnn()
-        built = manifest["versions"].get("qairt")
-        if built != installed["qairt"]:
-            raise Edge4KError(f"{artifacts} was compiled with QAIRT {built}, but onnxruntime-qnn "
-                              f"{installed['onnxruntime_qnn']} ships QAIRT {installed['qairt']}; recompile it")
-        self.manifest, self.cfg = manifest, E4KConfig.from_dict(manifest["config"])
-        self.precision = manifest["precision"]
+        super().__init__(artifacts, manifest, tool="QAIRT", built=manifest["versions"].get("qairt"),
+                         installed=require_qnn()["qairt"])
         self.soc = get_soc(manifest["qnn"]["soc"])
-        self.weights = f"build:{Path(artifacts).name} ({manifest['weights']})"
         self.emulation_note = (f"network stages ran on an x86-64 emulation of the {self.soc.name} HTP "
                                f"(v{self.soc.htp_arch}); their latencies say nothing about the phone's speed")
         self.sessions, self.inputs = {}, {}
-        for stage in NETWORK_STAGES:
-            path = Path(artifacts) / manifest["stages"][stage]["file"]
-            if not path.is_file():
-                raise Edge4KError(f"{artifacts}: stage file {path.name} for {stage} is missing")
+        for stage, _, path in self.stage_paths(artifacts):
             self.sessions[stage] = htp_session(path, self.soc, threads=torch.get_num_threads())
             self.inputs[stage] = [(i.name, tuple(i.shape)) for i in self.sessions[stage].get_inputs()]
 

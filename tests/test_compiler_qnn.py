@@ -103,7 +103,7 @@ def test_broken_qnn_builds_are_refused(build, tmp_path):
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["versions"]["qairt"] = "2.20.0"
     (other / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(Edge4KError, match="compiled with QAIRT 2.20.0"):
+    with pytest.raises(Edge4KError, match="built with QAIRT 2.20.0"):
         open_build(other)
     (other / "decoder.ctx.onnx").unlink()
     manifest["versions"]["qairt"] = load_manifest(path)["versions"]["qairt"]

@@ -13,7 +13,6 @@ prediction was skipped."""
 from __future__ import annotations
 
 import collections
-import os
 import platform
 import time
 from pathlib import Path
