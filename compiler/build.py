@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -71,7 +72,7 @@ def tensor_specs(names, tensors) -> list[dict]:
             for n, t in zip(names, tensors)]
 
 
-class Target:
+class Target(ABC):
     """One compiler target. lower() writes the stage artifacts into out_dir and
     returns, per stage, what the manifest records (file, sizes, planned memory,
     ops outside the delegate...). backend is the runtime backend that runs them."""
@@ -84,9 +85,10 @@ class Target:
     default_precision = "fp32"
     accuracy_hint = "keep the weakest layers in fp32 or use more calibration"
 
+    @abstractmethod
     def lower(self, model: E4KNet, spec: BuildSpec, inputs: dict, calib: list[dict],
               out_dir: Path, progress: Callable[[str], None]) -> dict[str, dict]:
-        raise NotImplementedError
+        """Export, quantise, lower and serialise every stage into out_dir."""
 
     def validate(self, spec: BuildSpec) -> None:
         """Refuse a spec this target cannot build, before any calibration work."""
