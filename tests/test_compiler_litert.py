@@ -4,7 +4,6 @@ tiles, 2 calibration samples); fp16 is checked on one stage."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 

@@ -6,8 +6,6 @@ from edge4k.models import NETWORK_STAGES, PRESETS, build_model, get_preset
 from edge4k.models.config import E4KConfig
 from edge4k.models.cost import gmac_per_megapixel, param_count
 
-from conftest import tiny_model
-
 
 def stage_inputs(cfg, tile=128, batch=2):
     packed = torch.rand(batch, 4, tile // 2, tile // 2)
