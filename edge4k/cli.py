@@ -168,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--methods", nargs="+", metavar="M", help="subset of: edge4k libraw menon2007 demosaicnet "
                                                              "menon2007+oracle edge4k+gain-oracle (default: all)")
     e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    y = sub.add_parser("study", help="answer a research question of DESIGN.md with data: JSON + plots + "
+                                     "a Markdown section (`all`: every study, then docs/RESEARCH.md)")
+    y.add_argument("name", help="compression, attention, tricks, decoder_share, tiling, phone, sana, or all")
+    y.add_argument("--budget-minutes", type=float,
+                   help="training budget per trained model (default: the study's own, see docs/RESEARCH.md)")
+    y.add_argument("-o", "--out", metavar="DIR",
+                   help="output folder (default reports/NAME; for `all`, the parent folder, default reports)")
+    y.add_argument("--doc", default="docs/RESEARCH.md", help="report `all` writes (default docs/RESEARCH.md)")
+    y.add_argument("--quick", action="store_true", help="tiny shapes and a few steps: checks the plumbing (CI)")
+
     return p
 
 
@@ -562,9 +572,25 @@ def cmd_build_runner(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from edge4k.studies import run_all, run_study
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.name == "all":
+        doc = run_all(args.out or "reports", args.doc, budget_minutes=args.budget_minutes, quick=args.quick,
+                      progress=progress)
+        print(f"wrote {doc}")
+        return 0
+    ctx = run_study(args.name, args.out or f"reports/{args.name}", budget_minutes=args.budget_minutes,
+                    quick=args.quick, progress=progress)
+    print((ctx.out_dir / f"{ctx.name}.md").read_text())
+    print(f"wrote {ctx.out_dir}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "check": cmd_check,
             "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
-            "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "eval": cmd_eval}
+            "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "eval": cmd_eval,
+            "study": cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:
