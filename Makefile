@@ -24,7 +24,7 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup demo eval test clean android-xnnpack android-qnn ios-coreml
+.PHONY: setup demo eval distill research test clean android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -40,6 +40,21 @@ demo: $(STAMP)
 # (docs/eval/ was written by the same command with -o docs/eval).
 eval: $(STAMP)
 	$(BIN)/edge4k eval -o out/eval
+
+# One-step distillation, as docs/distill/ was made: a flow teacher in the shipped
+# model's latent space, the one-step student distilled from it, and the comparison.
+TEACHER_MIN ?= 25
+DISTILL_MIN ?= 15
+distill: $(STAMP)
+	$(BIN)/edge4k train-teacher --budget-minutes $(TEACHER_MIN) --crop 128 --ae-steps 400 --threads 1 --out $(OUT)/teacher
+	$(BIN)/edge4k distill --teacher $(OUT)/teacher/teacher.safetensors --budget-minutes $(DISTILL_MIN) --crop 128 \
+		--threads 1 --out $(OUT)/student
+	$(BIN)/edge4k eval --teacher $(OUT)/teacher/teacher.safetensors --student $(OUT)/student/model.safetensors \
+		-o $(OUT)/distill
+
+# The research report: every study, then docs/RESEARCH.md.
+research: $(STAMP)
+	$(BIN)/edge4k study all
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -143,21 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dry-run", action="store_true", help="print the cmake commands instead of running them")
 
     t = sub.add_parser("train", help="train a preset on synthetic RAW made from photos (torchrun for data parallel)")
-    t.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
-    t.add_argument("--budget-minutes", type=float, required=True, help="wall-clock budget; training stops after it")
-    t.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoints, log, loss curve)")
-    t.add_argument("--steps", type=int, help="number of steps (fixes the learning-rate schedule; "
-                                             "default: the schedule follows the time budget)")
-    t.add_argument("--batch", type=int, default=8, help="crops per step per process (default 8)")
-    t.add_argument("--crop", type=int, default=192, help="crop size in output pixels (default 192)")
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
-    t.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
-    t.add_argument("--data", metavar="DIR", help="folder of sRGB images to train on (default: the bundled photos)")
-    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
-    t.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--threads", type=int, help="CPU threads per process (on a busy machine 1 avoids "
-                                               "threads waiting on each other)")
+    _training_args(t)
+
+    h = sub.add_parser("train-teacher", help="train a multi-step flow teacher in a one-step model's latent space")
+    _training_args(h, lr=1e-3)
+    h.add_argument("--base", metavar="PATH", help="one-step checkpoint whose latent space the teacher uses "
+                                                  "(default: the shipped one)")
+    h.add_argument("--width", type=int, default=192, help="velocity net width (default 192)")
+    h.add_argument("--depth", type=int, default=6, help="velocity net blocks (default 6)")
+    h.add_argument("--heads", type=int, default=6, help="attention heads (default 6)")
+    h.add_argument("--source-noise", type=float, default=0.5, help="sigma of the flow's source c + sigma * noise")
+    h.add_argument("--ae-steps", type=int, default=300, help="first steps: the target encoder only (default 300)")
+    h.add_argument("--anchor-weight", type=float, default=0.1,
+                   help="pull of the target latent towards the base model's latent (default 0.1)")
+
+    d = sub.add_parser("distill", help="distil a flow teacher into the one-step network (consistency + adversarial)")
+    _training_args(d, lr=2e-4)
+    d.add_argument("--teacher", required=True, metavar="PATH", help="teacher.safetensors from `edge4k train-teacher`")
+    d.add_argument("--consistency-weight", type=float, default=1.0, help="weight of the consistency term (0: off)")
+    d.add_argument("--adversarial-weight", type=float, default=0.1, help="weight of the adversarial term (0: off)")
 
     e = sub.add_parser("eval", help="image quality vs LibRaw and other pipelines (PSNR, SSIM, CIEDE2000)")
     e.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
@@ -168,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--methods", nargs="+", metavar="M", help="subset of: edge4k libraw menon2007 demosaicnet "
                                                              "menon2007+oracle edge4k+gain-oracle (default: all)")
     e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    e.add_argument("--teacher", metavar="PATH", help="compare one-step models instead: this flow teacher at "
+                                                    "--steps, the --student, and the one-step --checkpoint")
+    e.add_argument("--student", metavar="PATH", help="distilled one-step checkpoint (with --teacher)")
+    e.add_argument("--steps", default="1,2,4,8", help="teacher steps to compare (default 1,2,4,8)")
+    e.add_argument("--solver", default="euler", choices=["euler", "heun"], help="teacher ODE solver (default euler)")
     y = sub.add_parser("study", help="answer a research question of DESIGN.md with data: JSON + plots + "
                                      "a Markdown section (`all`: every study, then docs/RESEARCH.md)")
     y.add_argument("name", help="compression, attention, tricks, decoder_share, tiling, phone, sana, or all")
@@ -179,6 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--quick", action="store_true", help="tiny shapes and a few steps: checks the plumbing (CI)")
 
     return p
+
+
+def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
+    """What every training command shares (edge4k.models.train.TrainOptions)."""
+    from edge4k.models import DEFAULT_PRESET
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
+    p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock budget; training stops after it")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoints, log, loss curve)")
+    p.add_argument("--steps", type=int, help="number of steps (fixes the learning-rate schedule; "
+                                             "default: the schedule follows the time budget)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step per process (default 8)")
+    p.add_argument("--crop", type=int, default=192, help="crop size in output pixels (default 192)")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    p.add_argument("--data", metavar="DIR", help="folder of sRGB images to train on (default: the bundled photos)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--threads", type=int, help="CPU threads per process (on a busy machine 1 avoids "
+                                               "threads waiting on each other)")
 
 
 def _weights_args(p: argparse.ArgumentParser) -> None:
@@ -417,18 +446,36 @@ def load_for_preset(preset: str, checkpoint: str | None, seed: int = 0):
     return model, describe(path)
 
 
+TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",
+                   "log_every", "resume", "threads")
+
+
+def _run_training(args, options_cls, run, **extra) -> int:
+    opts = options_cls(out=args.out, **{k: getattr(args, k) for k in TRAINING_FIELDS}, **extra)
+    summary = run(opts, progress=sys.stderr.isatty())
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{summary['task']} {summary['preset']}: {summary['steps']} steps ({summary['stopped_by']}), "
+              f"{summary['crops_seen']} crops of {summary['crop']} px in {summary['elapsed_s']:.0f} s "
+              f"on {summary['world']} process(es); wrote {args.out}/{summary['weights']}")
+    return 130 if summary["stopped_by"] == "interrupted" else 0
+
+
 def cmd_train(args) -> int:
     from edge4k.models.train import TrainOptions, train
-    opts = TrainOptions(preset=args.preset, out=args.out, budget_minutes=args.budget_minutes, steps=args.steps,
-                        batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed, data=args.data,
-                        checkpoint_every=args.checkpoint_every, log_every=args.log_every, resume=args.resume,
-                        threads=args.threads)
-    summary = train(opts, progress=sys.stderr.isatty())
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {summary['preset']}: {summary['steps']} steps ({summary['stopped_by']}), "
-              f"{summary['crops_seen']} crops of {summary['crop']} px in {summary['elapsed_s']:.0f} s "
-              f"on {summary['world']} process(es); wrote {args.out}/model.safetensors")
-    return 130 if summary["stopped_by"] == "interrupted" else 0
+    return _run_training(args, TrainOptions, train)
+
+
+def cmd_train_teacher(args) -> int:
+    from edge4k.models.flow import TeacherOptions, train_teacher
+    return _run_training(args, TeacherOptions, train_teacher, base=args.base, width=args.width, depth=args.depth,
+                         heads=args.heads, source_noise=args.source_noise, ae_steps=args.ae_steps,
+                         anchor_weight=args.anchor_weight)
+
+
+def cmd_distill(args) -> int:
+    from edge4k.models.distill import DistillOptions, distill
+    return _run_training(args, DistillOptions, distill, teacher=args.teacher,
+                         consistency_weight=args.consistency_weight, adversarial_weight=args.adversarial_weight)
 
 
 def cmd_eval(args) -> int:
@@ -440,6 +487,10 @@ def cmd_eval(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset)
+    if args.teacher:
+        return _eval_compare(args, cfg)
+    if args.student:
+        raise Edge4KError("--student is compared against a --teacher; give both")
     methods = args.methods or list(METHODS)
     model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
     if weights is not None and weights.startswith("seed:"):
@@ -587,9 +638,36 @@ def cmd_study(args) -> int:
     return 0
 
 
+def _eval_compare(args, cfg) -> int:
+    from edge4k.calibration.photos import load_split
+    from edge4k.models.checkpoint import load_model
+    from edge4k.models.evaluate import compare, write_compare
+    from edge4k.models.flow import load_teacher, teacher_as_model
+    try:
+        steps = [int(n) for n in args.steps.split(",")]
+    except ValueError:
+        raise Edge4KError(f"--steps must be a comma list of integers, got {args.steps}") from None
+    _check_positive("steps", min(steps))
+    teacher, _ = load_teacher(args.teacher, cfg.name)
+    direct, weights = load_for_preset(cfg.name, args.checkpoint)
+    models = {f"teacher {args.solver} {n} step{'s' if n > 1 else ''}": teacher_as_model(teacher, n, args.solver)
+              for n in steps}
+    if args.student:
+        models["distilled student, 1 step"] = load_model(args.student, cfg.name)[0]
+    models[f"direct one-step ({weights})"] = direct
+    report = compare(models, load_split(args.set_name), progress=sys.stderr.isatty(), keep_outputs=True)
+    report["teacher"], report["student"] = args.teacher, args.student
+    paths = write_compare(report, args.output, set_name=args.set_name,
+                          title=f"{args.set_name} set, one-step models and the {cfg.name} flow teacher")
+    print(open(paths["md"]).read())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "check": cmd_check,
             "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
-            "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "eval": cmd_eval,
+            "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "train-teacher": cmd_train_teacher,
+            "distill": cmd_distill, "eval": cmd_eval,
             "study": cmd_study}
 
 

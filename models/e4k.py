@@ -37,12 +37,13 @@ class GlobalBranch(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Packed RAW tile (4 x T/2 x T/2) -> latent (C x T/f x T/f)."""
+    """Packed RAW tile (4 x T/2 x T/2) -> latent (C x T/f x T/f). The flow teacher's
+    target encoder reuses it on RGB at half resolution (in_channels 12)."""
 
-    def __init__(self, cfg: E4KConfig):
+    def __init__(self, cfg: E4KConfig, in_channels: int = 4):
         super().__init__()
         act, layers, width = cfg.activation, [], cfg.stem_width
-        layers.append(ConvBNAct(4, width, 3, act=act))
+        layers.append(ConvBNAct(in_channels, width, 3, act=act))
         for w in cfg.enc_widths:
             layers += [SpaceToChannelDown(width, w), ResBlock(w, act, cfg.separable)]
             width = w

@@ -328,3 +328,94 @@ def write_report(report: dict, out_dir: str | os.PathLike, *, set_name: str, tit
     else:
         paths.pop("png")
     return paths
+
+
+# ---- one-step comparison: teacher at N steps, distilled student, directly trained model -------
+
+def sharpness(target: np.ndarray, out: np.ndarray) -> float:
+    """High-frequency energy ratio: mean squared Laplacian of the output's luma over the
+    ground truth's. 1 is as sharp as the truth; below 1 is blurrier, above 1 is
+    noisier or over-sharpened."""
+    from scipy.ndimage import laplace
+    luma = lambda im: np.asarray(im, np.float64) @ np.array([0.2126, 0.7152, 0.0722])  # noqa: E731
+    return float(np.mean(laplace(luma(np.clip(out, 0, 1))) ** 2) / np.mean(laplace(luma(target)) ** 2))
+
+
+def compare(models: dict[str, object], images: dict[str, np.ndarray], *, progress: bool = True,
+            keep_outputs: bool = False) -> dict:
+    """Every model on every held-out case (eager, native): quality, sharpness, GMAC per
+    megapixel and wall-clock seconds per image."""
+    import time
+    from tqdm import tqdm
+    from .cost import gmac_per_megapixel
+    cases = eval_cases(images)
+    rows = {label: [] for label in models}
+    outputs = {}
+    with tempfile.TemporaryDirectory(prefix="edge4k-compare-") as tmp:
+        bar = tqdm(total=len(cases) * len(models), desc="compare", unit="run", disable=not progress, leave=False)
+        for case in cases:
+            path = write_dng(Path(tmp) / (case.name.replace("/", "_") + ".dng"), case.capture)
+            frame = read_raw(path)
+            outputs[(case.name, "__target__")] = case.target
+            for label, model in models.items():
+                start = time.perf_counter()
+                out = run_edge4k(model)(path, frame, case)
+                seconds = time.perf_counter() - start
+                rows[label].append({"case": case.name, **metrics(case.target, out),
+                                    "sharpness": sharpness(case.target, out), "seconds": seconds})
+                if keep_outputs:
+                    outputs[(case.name, label)] = out
+                bar.update(1)
+        bar.close()
+    keys = ("psnr", "ssim", "de2000_mean", "de2000_p95", "sharpness", "seconds")
+    report = {"schema": "edge4k.compare/1", "eval_seed": EVAL_SEED, "isos": list(EVAL_ISOS),
+              "models": {label: {**{k: round(float(np.mean([r[k] for r in rs])), 4) for k in keys},
+                                 "gmac_per_mp": round(gmac_per_megapixel(models[label]), 2),
+                                 "cases": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+                                           for r in rs]}
+                         for label, rs in rows.items()}}
+    if keep_outputs:
+        report["_outputs"] = outputs
+    return report
+
+
+def compare_markdown(report: dict, title: str) -> str:
+    rows = [f"### {title}", "",
+            "| model | PSNR (dB) | SSIM | CIEDE2000 mean | sharpness (HF ratio, 1 = truth) | GMAC/MP | s / image |",
+            "|---|---|---|---|---|---|---|"]
+    for label, v in report["models"].items():
+        rows.append(f"| {label} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['de2000_mean']:.2f} | {v['sharpness']:.3f} | "
+                    f"{v['gmac_per_mp']:.1f} | {v['seconds']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+def write_compare(report: dict, out_dir: str | os.PathLike, *, set_name: str, title: str) -> dict[str, Path]:
+    from PIL import Image, ImageDraw
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / f"compare_{set_name}.json", "md": out_dir / f"compare_{set_name}.md",
+             "png": out_dir / f"crops_compare_{set_name}.png"}
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    with atomic_output(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(public, indent=2) + "\n")
+    with atomic_output(paths["md"]) as tmp:
+        tmp.write_text(compare_markdown(public, title))
+    # Crop sheet: ground truth then each model, one row per high-ISO case, centre 128 px at 2x.
+    outs, labels = report["_outputs"], ["ground truth", *report["models"]]
+    cases = [c["case"] for c in next(iter(report["models"].values()))["cases"]
+             if c["case"].endswith(f"iso{max(EVAL_ISOS):g}")]
+    size, scale, head = 128, 2, 18
+    cell = size * scale
+    sheet = Image.new("RGB", (cell * len(labels), (cell + head) * len(cases)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, name in enumerate(cases):
+        target = outs[(name, "__target__")]
+        s = min(size, *target.shape[:2])
+        y0, x0 = (target.shape[0] - s) // 2, (target.shape[1] - s) // 2
+        for col, label in enumerate(labels):
+            img = target if col == 0 else outs[(name, label)]
+            crop = (np.clip(img[y0:y0 + s, x0:x0 + s], 0, 1) * 255 + 0.5).astype(np.uint8)
+            sheet.paste(Image.fromarray(crop).resize((cell, cell), Image.NEAREST), (col * cell, row * (cell + head) + head))
+            draw.text((col * cell + 4, row * (cell + head) + 3), f"{label}  {name}"[:40], fill="black")
+    with atomic_output(paths["png"]) as tmp:
+        sheet.save(tmp, format="PNG")
+    return paths

@@ -11,6 +11,11 @@ and summary.json. Every file is written atomically, so an interrupted run always
 leaves the last complete checkpoint. Data parallel: under `torchrun
 --nproc_per_node N` each process draws its own batches (the rank is in the
 sampler's seed), DDP averages the gradients (gloo on CPU, nccl on GPU), rank 0 writes.
+
+The loop is shared by every training command through a task (an nn.Module whose
+forward(batch, step) returns the loss terms): DirectTask here (`edge4k train`),
+TeacherTask in flow.py (`edge4k train-teacher`) and DistillTask in distill.py
+(`edge4k distill`). Same data, budget, resume, logging and torchrun for all.
 """
 from __future__ import annotations
 
@@ -139,7 +144,7 @@ def _any(flag: bool, world: int, device) -> bool:
 
 # ---- outputs ----------------------------------------------------------------------------------
 
-def plot_loss_curve(log_path: Path, png_path: Path) -> None:
+def plot_loss_curve(log_path: Path, png_path: Path, keys=("loss", "l1", "colour", "1-ssim")) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -147,13 +152,14 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    steps = [r["step"] for r in rows]
-    for key in ("loss", "l1", "colour"):
-        ax.plot(steps, [r[key] for r in rows], label=key, lw=1)
-    ax.plot(steps, [1 - r["ssim"] for r in rows], label="1 - ssim", lw=1)
+    value = lambda r, key: 1 - r["ssim"] if key == "1-ssim" and "ssim" in r else r.get(key)  # noqa: E731
+    for key in keys:
+        pts = [(r["step"], value(r, key)) for r in rows if value(r, key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=key, lw=1)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_title(f"{rows[-1]['preset']} training loss (batch {rows[-1]['global_batch']})")
+    ax.set_title(f"{rows[-1]['preset']} {rows[-1].get('task', 'train')} loss (batch {rows[-1]['global_batch']})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -169,8 +175,31 @@ def _write_json(path: Path, obj) -> None:
 
 # ---- the loop ---------------------------------------------------------------------------------
 
+class DirectTask(torch.nn.Module):
+    """Supervised one-step training: the image loss of the model's output against the ground truth."""
+
+    name = "train"
+    weights_name = "model.safetensors"
+    curve_keys = ("loss", "l1", "colour", "1-ssim")
+
+    def __init__(self, opts: TrainOptions):
+        super().__init__()
+        self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
+
+    def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        return losses(self.model(batch["packed"], batch["thumb"], batch["meta"]), batch["target"])
+
+    def save(self, path: Path, **info) -> None:
+        save_checkpoint(path, self.model, **info)
+
+
 def train(opts: TrainOptions, *, progress: bool = True) -> dict:
-    """Train until opts.steps or the time budget, whichever comes first. Returns the summary."""
+    """`edge4k train`: until opts.steps or the time budget, whichever comes first. Returns the summary."""
+    return run_training(opts, DirectTask, progress=progress)
+
+
+def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dict:
+    """Run make_task(opts)'s loss under the shared loop (budget, resume, log, torchrun)."""
     from tqdm import tqdm
     from edge4k.calibration.photos import load_folder, load_split
 
@@ -183,8 +212,7 @@ def train(opts: TrainOptions, *, progress: bool = True) -> dict:
     if opts.steps is not None and opts.steps < 1:
         raise Edge4KError(f"--steps must be >= 1, got {opts.steps}")
     out = Path(opts.out)
-    state_path, weights_path = out / "train_state.pt", out / "model.safetensors"
-    log_path = out / "train_log.jsonl"
+    state_path, log_path = out / "train_state.pt", out / "train_log.jsonl"
 
     elapsed_before, step = 0.0, 0
     state = None
@@ -195,12 +223,15 @@ def train(opts: TrainOptions, *, progress: bool = True) -> dict:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise Edge4KError(f"cannot read {state_path}: {str(e).splitlines()[0]}") from None
+        kind = state.get("kind", "train")
+        if kind != make_task.name:
+            raise Edge4KError(f"{out} holds an `edge4k {kind}` run, not `edge4k {make_task.name}`")
         if state["options"]["preset"] != opts.preset:
             raise Edge4KError(f"{out} holds a {state['options']['preset']} run, not {opts.preset}")
         # The data and model settings of the run being resumed win; only the budget and step count may change.
         kept = {k: v for k, v in state["options"].items()
                 if k not in ("budget_minutes", "steps", "resume", "out", "threads")}
-        opts = TrainOptions(**{**asdict(opts), **kept})
+        opts = type(opts)(**{**asdict(opts), **kept})
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
     elif state_path.exists():
         raise Edge4KError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
@@ -215,28 +246,31 @@ def train(opts: TrainOptions, *, progress: bool = True) -> dict:
     try:
         sampler = PairSampler(images, crop=opts.crop, thumb_size=cfg.thumb_size, multiple=cfg.compression,
                               seed=opts.seed, rank=rank)
-        model = build_model(cfg, seed=opts.seed).train().to(device)
-        optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        task = make_task(opts).train().to(device)
+        optim = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=opts.lr,
+                                  weight_decay=opts.weight_decay)
         if state is not None:
-            model.load_state_dict(state["model"])
+            task.load_state_dict(state["task"])
             optim.load_state_dict(state["optimizer"])
-        net = model
+        net = task
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
-            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # Teacher training has phases that leave some parameters unused.
+            net = DistributedDataParallel(task, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             if not opts.resume and log_path.exists():
                 log_path.unlink()
-        return _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, world, device,
-                     weights_path, state_path, log_path, progress and rank == 0, tqdm)
+        return _loop(opts, cfg, net, task, optim, sampler, step, elapsed_before, rank, world, device,
+                     out / task.weights_name, state_path, log_path, progress and rank == 0, tqdm)
     finally:
         if world > 1:
             import torch.distributed as dist
             dist.destroy_process_group()
 
 
-def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, world, device,
+def _loop(opts, cfg, net, task, optim, sampler, step, elapsed_before, rank, world, device,
           weights_path, state_path, log_path, progress, tqdm) -> dict:
     stop_signal = []
     handlers = {s: signal.signal(s, lambda *_: stop_signal.append(True)) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -251,15 +285,17 @@ def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, wor
         if rank == 0:
             info = {"step": step, "seed": opts.seed, "elapsed_s": round(elapsed(), 1),
                     "global_batch": opts.batch * world, "crop": opts.crop}
-            save_checkpoint(weights_path, model, **info)
+            task.save(weights_path, **info)
             with atomic_output(state_path) as tmp:
-                torch.save({"model": model.state_dict(), "optimizer": optim.state_dict(), "step": step,
-                            "elapsed_s": elapsed(), "options": asdict(opts), "world": world}, tmp)
+                torch.save({"task": task.state_dict(), "optimizer": optim.state_dict(), "step": step,
+                            "elapsed_s": elapsed(), "options": asdict(opts), "world": world,
+                            "kind": task.name}, tmp)
             if log_path.exists():
-                plot_loss_curve(log_path, log_path.with_name("loss_curve.png"))
+                plot_loss_curve(log_path, log_path.with_name("loss_curve.png"), task.curve_keys)
         last_saved = step
 
-    bar = tqdm(total=opts.steps, initial=step, desc=f"train {cfg.name}", unit="step", disable=not progress,
+    trainable = [p for p in task.parameters() if p.requires_grad]
+    bar = tqdm(total=opts.steps, initial=step, desc=f"{task.name} {cfg.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
     reason = "steps"
     try:
@@ -274,11 +310,10 @@ def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, wor
             for group in optim.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(device) for k, v in sampler.batch(step, opts.batch).items()}
-            out = net(batch["packed"], batch["thumb"], batch["meta"])
-            parts = losses(out, batch["target"])
+            parts = net(batch, step)
             optim.zero_grad(set_to_none=True)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optim.step()
             step += 1
             window_crops += opts.batch * world
@@ -291,7 +326,7 @@ def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, wor
                 now = time.perf_counter()
                 row = {"step": step, **{k: round(v.item(), 6) for k, v in parts.items()}, "lr": lr,
                        "elapsed_s": round(elapsed(), 2), "crops_per_s": round(window_crops / (now - window_t), 2),
-                       "preset": cfg.name, "global_batch": opts.batch * world, "world": world}
+                       "preset": cfg.name, "task": task.name, "global_batch": opts.batch * world, "world": world}
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 window_t, window_crops = now, 0
@@ -303,12 +338,13 @@ def _loop(opts, cfg, net, model, optim, sampler, step, elapsed_before, rank, wor
             signal.signal(s, h)
     if step != last_saved or not weights_path.exists():
         save()
-    summary = {"preset": cfg.name, "config_hash": cfg.config_hash(), "steps": step, "stopped_by": reason,
-               "elapsed_s": round(elapsed(), 1), "world": world, "global_batch": opts.batch * world,
-               "crops_seen": step * opts.batch * world, "crop": opts.crop, "seed": opts.seed, "lr": opts.lr,
+    summary = {"task": task.name, "preset": cfg.name, "config_hash": cfg.config_hash(), "steps": step,
+               "stopped_by": reason, "elapsed_s": round(elapsed(), 1), "world": world,
+               "global_batch": opts.batch * world, "crops_seen": step * opts.batch * world, "crop": opts.crop,
+               "seed": opts.seed, "lr": opts.lr,
                "data": opts.data or "bundled training photos (edge4k.calibration.photos, split 'train')",
                "budget_minutes": opts.budget_minutes, "torch_threads": torch.get_num_threads(),
-               "device": str(device)}
+               "device": str(device), "weights": weights_path.name, "options": asdict(opts)}
     if rank == 0:
         _write_json(weights_path.with_name("summary.json"), summary)
     return summary
