@@ -47,7 +47,8 @@ from .train import TrainOptions, run_training
 
 TANGENT_EPS = 0.1             # sCM's tangent normalisation constant
 ZERO_T_FRACTION = 0.25        # share of samples at t = 0, the point the student ships at
-RENOISE_RANGE = (0.3, 0.9)    # s for the discriminator's re-noised inputs (LADD samples mid-range noise)
+RENOISE_RANGE = (0.3, 0.9)
+TIME_MAX_FREQ = 8.0    # s for the discriminator's re-noised inputs (LADD samples mid-range noise)
 
 
 @dataclass
@@ -88,7 +89,9 @@ class DistillTask(nn.Module):
         cfg = teacher.cfg
         torch.manual_seed(opts.seed)
         self.backbone = copy.deepcopy(teacher.base.backbone).requires_grad_(True)
-        self.time = TimeEmbedding(cfg.global_dim, cfg.activation, zero_at_start=True)
+        # Low frequencies: df/dt differentiates the embedding, and sin(1000 t) would
+        # make the tangent explode (sCM found the same and lowered its Fourier scale).
+        self.time = TimeEmbedding(cfg.global_dim, cfg.activation, max_freq=TIME_MAX_FREQ, zero_at_start=True)
         self.heads = DiscriminatorHeads(teacher.tcfg.width, teacher.tcfg.depth)
         self.w_cm, self.w_adv, self.seed = opts.consistency_weight, opts.adversarial_weight, opts.seed
 

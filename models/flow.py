@@ -62,9 +62,9 @@ class TimeEmbedding(nn.Module):
     the embedding exactly 0 at t = 0, so a network trained with it is, at t = 0, the
     same network without it (how the one-step student keeps the shipped architecture)."""
 
-    def __init__(self, dim: int, act: str, *, freqs: int = 16, zero_at_start: bool = False):
+    def __init__(self, dim: int, act: str, *, freqs: int = 16, max_freq: float = 1000.0, zero_at_start: bool = False):
         super().__init__()
-        self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(1000.0), freqs)), persistent=False)
+        self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(max_freq), freqs)), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * freqs, dim), make_act(act), nn.Linear(dim, dim))
         self.zero_at_start = zero_at_start
 
