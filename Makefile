@@ -41,16 +41,19 @@ demo: $(STAMP)
 eval: $(STAMP)
 	$(BIN)/edge4k eval -o out/eval
 
-# One-step distillation, as docs/distill/ was made: a flow teacher in the shipped
-# model's latent space, the one-step student distilled from it, and the comparison.
+# One-step distillation, as docs/distill/ and the shipped checkpoint were made: a flow
+# teacher in the directly trained model's latent space, the one-step student distilled
+# from it, and the comparison (docs/MODEL_CARD.md).
 TEACHER_MIN ?= 25
 DISTILL_MIN ?= 15
+DIRECT      ?= docs/training/e4k-s-f16-direct.safetensors
 distill: $(STAMP)
-	$(BIN)/edge4k train-teacher --budget-minutes $(TEACHER_MIN) --crop 128 --ae-steps 400 --threads 1 --out $(OUT)/teacher
+	$(BIN)/edge4k train-teacher --base $(DIRECT) --budget-minutes $(TEACHER_MIN) --crop 128 --ae-steps 400 \
+		--threads 1 --out $(OUT)/teacher
 	$(BIN)/edge4k distill --teacher $(OUT)/teacher/teacher.safetensors --budget-minutes $(DISTILL_MIN) --crop 128 \
 		--threads 1 --out $(OUT)/student
 	$(BIN)/edge4k eval --teacher $(OUT)/teacher/teacher.safetensors --student $(OUT)/student/model.safetensors \
-		-o $(OUT)/distill
+		--checkpoint $(DIRECT) -o $(OUT)/distill
 
 # The research report: every study, then docs/RESEARCH.md.
 research: $(STAMP)
