@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 
 import torch
 
@@ -14,7 +15,17 @@ LIVE_TENSOR_FACTOR = 3   # input + output + one residual branch alive at the wid
 
 
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports KiB
+    """This process's peak resident set. VmHWM first: ru_maxrss survives exec, so a
+    process started by a large parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024     # macOS reports bytes, Linux KiB
 
 
 def available_bytes() -> int:
