@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default reports/NAME; for `all`, the parent folder, default reports)")
     y.add_argument("--doc", default="docs/RESEARCH.md", help="report `all` writes (default docs/RESEARCH.md)")
     y.add_argument("--quick", action="store_true", help="tiny shapes and a few steps: checks the plumbing (CI)")
+    y.add_argument("--reuse", action="store_true", help="all: keep studies that already have a report in the "
+                                                        "output folder, run only the missing ones")
 
     return p
 
@@ -628,7 +630,7 @@ def cmd_study(args) -> int:
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.name == "all":
         doc = run_all(args.out or "reports", args.doc, budget_minutes=args.budget_minutes, quick=args.quick,
-                      progress=progress)
+                      reuse=args.reuse, progress=progress)
         print(f"wrote {doc}")
         return 0
     ctx = run_study(args.name, args.out or f"reports/{args.name}", budget_minutes=args.budget_minutes,

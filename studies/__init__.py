@@ -10,6 +10,7 @@ them in order and assembles docs/RESEARCH.md from the sections.
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from pathlib import Path
 
@@ -47,10 +48,16 @@ def run_study(name: str, out_dir: str | Path, *, budget_minutes: float | None = 
 
 
 def run_all(reports_dir: str | Path, doc_path: str | Path, *, budget_minutes: float | None = None,
-            quick: bool = False, only: tuple[str, ...] = STUDIES, progress=print) -> Path:
-    """Every study in order, then docs/RESEARCH.md from their sections."""
+            quick: bool = False, reuse: bool = False, only: tuple[str, ...] = STUDIES, progress=print) -> Path:
+    """Every study in order, then docs/RESEARCH.md from their sections. reuse: keep a
+    study's existing report (made with the same --quick) instead of running it again."""
     reports_dir = Path(reports_dir)
+    progress = progress or (lambda _msg: None)
     for name in only:
+        done = reports_dir / name / f"{name}.json"
+        if reuse and done.is_file() and json.loads(done.read_text()).get("quick") == quick:
+            progress(f"study {name}: keeping {done}")
+            continue
         progress(f"study {name} ...")
         run_study(name, reports_dir / name, budget_minutes=budget_minutes, quick=quick,
                   models_dir=reports_dir / "_models", progress=progress)

@@ -29,7 +29,8 @@ def environment() -> dict:
     for pkg in ("edge4k", "torch", "executorch", "onnxruntime", "onnxruntime-qnn", "diffusers"):
         with contextlib.suppress(md.PackageNotFoundError):
             versions[pkg] = md.version(pkg)
-    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(),
+    # The load average says whether other jobs shared the CPU while the numbers were taken.
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "loadavg_1_5_15": os.getloadavg(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "versions": versions}
 
