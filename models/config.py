@@ -112,6 +112,7 @@ variant(_S_F16, "e4k-s-f16-gelu", activation="gelu")
 variant(_S_F16, "e4k-s-f16-fullconv", separable=False)
 variant(_S_F16, "e4k-s-f16-noattn", attention="none")
 variant(_S_F16, "e4k-s-f16-noskip", raw_skip=False)
+variant(_S_F16, "e4k-s-f16-slimdec", dec_widths=(48, 32, 16, 12))   # about half the decoder widths
 
 # Tiny: same structure, a few thousand parameters; for tests and smoke runs.
 register_preset(E4KConfig(

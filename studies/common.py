@@ -62,3 +62,67 @@ def median_seconds(fn, *, runs: int = 3, warmup: int = 1) -> float:
     return float(np.median(times))
 
 
+# ---- compiled builds and per-process profiles (compression, tricks) ----------------------------
+
+def checkpoint_of(info: dict):
+    """The checkpoint file behind trained_model()'s (model, info)."""
+    from pathlib import Path
+    return Path(info["options"]["out"]).resolve() / info["weights"]
+
+
+def compiled_build(ctx: StudyContext, model, checkpoint, *, target: str, precision: str, tile: int, overlap: int,
+                   calib: int, options: dict | None = None):
+    """(build folder, manifest) of `model` compiled with compile_build for a tiled frame,
+    cached under ctx.models_dir/builds by checkpoint and spec; (None, {"error": reason})
+    when the build fails (e.g. its accuracy check), so a study records why, not crashes."""
+    import hashlib
+    from edge4k.compiler.build import BuildSpec, compile_build, load_manifest
+    from edge4k.errors import Edge4KError
+    from edge4k.models.checkpoint import describe
+    weights = describe(checkpoint)
+    spec = BuildSpec(target=target, preset=model.cfg.name, width=2 * tile, height=2 * tile, tile=tile,
+                     overlap=overlap, precision=precision, calib=calib, calib_sources=("photos",),
+                     options=options or {})
+    key = hashlib.sha256(f"{weights}|{spec}".encode()).hexdigest()[:10]
+    out = ctx.models_dir / "builds" / f"{model.cfg.name}-{target}-{precision}-t{tile}-{key}"
+    if (out / "manifest.json").is_file():
+        return out, load_manifest(out)
+    ctx.progress(f"  compile {model.cfg.name} {target} {precision} (tile {tile}) -> {out}")
+    try:
+        return out, compile_build(model, spec, out, weights=weights)
+    except Edge4KError as e:
+        return None, {"error": str(e)}
+
+
+def bench_raw(ctx: StudyContext, width: int, height: int):
+    """A synthetic RAW of width x height (runtime.bench's input), made once per models_dir."""
+    from edge4k.runtime.bench import make_input
+    folder = ctx.models_dir / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return make_input(folder / f"input_{width}x{height}.dng", width, height)
+
+
+def profile_run(raw, out_dir, *flags: str, runs: int, warmup: int = 1) -> dict:
+    """`edge4k run RAW ... --profile` in its own process, so its peak RSS is this
+    configuration's alone. Returns the profile's latency (total and per stage, median ms),
+    peak RSS and planned arena; raises Edge4KError with the run's last error line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from edge4k.errors import Edge4KError
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prof = out_dir / "profile.json"
+    cmd = [sys.executable, "-m", "edge4k", "run", str(raw), "-o", str(out_dir / "output.png"), "--profile", str(prof),
+           "--runs", str(runs), "--warmup", str(warmup), *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise Edge4KError(f"edge4k run {' '.join(flags)} failed: {last}")
+    p = json.loads(prof.read_text())
+    return {"total_ms": p["latency_ms"]["total"]["median"],
+            "stages_ms": {s: v["median"] for s, v in p["latency_ms"].items() if s != "total"},
+            "peak_rss_mib": round(p["memory"]["peak_rss_bytes"] / 2**20, 1),
+            "planned_arena_mib": (round(p["memory"]["planned_arena_bytes"] / 2**20, 2)
+                                  if p["memory"]["planned_arena_bytes"] else None),
+            "tiles": p["tiling"]["tiles"], "runs": runs, "warmup": warmup, "threads": p["device"]["threads"]}
