@@ -106,6 +106,14 @@ def assemble_research(reports_dir: Path, doc_path: Path, names) -> Path:
         js = json.loads((d / f"{name}.json").read_text())
         env = env or js["environment"]
         section = (d / f"{name}.md").read_text()
+        load = js["environment"].get("loadavg_1_5_15")
+        if load:
+            cores = js["environment"]["cores"]
+            section = section.rstrip() + (
+                f"\n\n*Machine load when this study finished:* load average {load[0]:.1f} / {load[1]:.1f} / "
+                f"{load[2]:.1f} (1 / 5 / 15 min) on {cores} cores"
+                + (" — other jobs shared the CPU, so its timings are inflated." if load[1] > cores + 0.5 else ".")
+                + "\n")
         rel = os.path.relpath(d, doc_path.parent)
         for fig in js["figures"]:
             section = section.replace(f"]({fig})", f"]({rel}/{fig})")
