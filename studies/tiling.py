@@ -4,7 +4,7 @@ One 3840x2160 synthetic RAW through the shipped default model (e4k-s-f16, eager
 PyTorch fp32), natively (one tile) and tiled with 256/512/1024-pixel tiles and
 16/32/64-pixel overlaps. Each configuration runs in its own process (`edge4k run
 --profile`, 16-bit TIFF output), so its latency, per-stage split and peak resident
-memory (ru_maxrss: the whole process, Python and torch included) are its own. For
+memory (VmHWM: the whole process, Python and torch included) are its own. For
 each tiling: PSNR of the tiled image against the native one, and the runtime's seam
 metric (runtime/tiling.py:seam_ratio: the jump across the lines where tiles start or
 end over the jump at every line, ~1 means no seam), measured on the tiled image and
@@ -140,7 +140,7 @@ def report(ctx: StudyContext, native: dict, tilings: list[dict]) -> None:
     d = ctx.data
     ctx.md += [f"Preset `{PRESET}` ({d['weights']}), eager PyTorch fp32 on this host's CPU, a {d['width']}x"
                f"{d['height']} synthetic RGGB RAW; each configuration in its own process, {d['warmup']} warm-up + "
-               f"{d['runs']} timed runs, median latency. Peak RSS is the whole process (ru_maxrss). "
+               f"{d['runs']} timed runs, median latency. Peak RSS is the whole process (VmHWM). "
                f"Acceptable = PSNR against native >= {FIDELITY_FLOOR_DB:g} dB and seam ratio <= "
                f"{SEAM_TOLERANCE:g} x the native image's at the same lines.", ""]
     rows = []
