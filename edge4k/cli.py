@@ -456,7 +456,8 @@ def _run_training(args, options_cls, run, **extra) -> int:
     opts = options_cls(out=args.out, **{k: getattr(args, k) for k in TRAINING_FIELDS}, **extra)
     summary = run(opts, progress=sys.stderr.isatty())
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{summary['task']} {summary['preset']}: {summary['steps']} steps ({summary['stopped_by']}), "
+        done = {"train": "trained", "train-teacher": "trained the teacher on", "distill": "distilled"}[summary["task"]]
+        print(f"{done} {summary['preset']}: {summary['steps']} steps ({summary['stopped_by']}), "
               f"{summary['crops_seen']} crops of {summary['crop']} px in {summary['elapsed_s']:.0f} s "
               f"on {summary['world']} process(es); wrote {args.out}/{summary['weights']}")
     return 130 if summary["stopped_by"] == "interrupted" else 0

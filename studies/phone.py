@@ -165,7 +165,7 @@ def run(ctx: StudyContext) -> None:
         mode = modes[h["mode"]]
         macs = sum(frame_totals(mode, "int8")[s]["macs"] for s in NETWORK_STAGES)
         net_ms = sum(h["latency_ms"][s] for s in NETWORK_STAGES)
-        h["network_gmac_per_s"] = round(macs / net_ms / 1e6, 1)
+        h["network_gmac_per_s"] = float(f"{macs / net_ms / 1e6:.3g}")   # 3 significant digits: tiny in quick mode
     cpu = {mode: cpu_stage_seconds(host, mode) for mode in modes}
     estimates = [estimate(soc, unit, name, mode, cpu[name])
                  for soc in SOCS.values() for unit in (soc.units or (None,)) for name, mode in modes.items()
