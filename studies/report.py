@@ -123,7 +123,7 @@ def assemble_research(reports_dir: Path, doc_path: Path, names) -> Path:
             f"`{os.path.relpath(reports_dir, doc_path.parent)}/`); nothing is typed in by hand.", ""]
     if env:
         v = ", ".join(f"{k} {val}" for k, val in env["versions"].items())
-        head += [f"Machine: {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch threads), "
+        head += [f"Machine: {env['cpu']} ({env['cores']} cores), "
                  f"GPU: {env['gpu'] or 'none'}; Python {env['python']}; {v}.", ""]
     with atomic_output(doc_path) as tmp:
         tmp.write_text("\n".join(head) + "\n" + "\n".join(parts))
