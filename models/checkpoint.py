@@ -35,18 +35,22 @@ def save_checkpoint(path: str | os.PathLike, model: E4KNet, **info) -> Path:
     return Path(path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[E4KConfig, dict[str, torch.Tensor], dict[str, str]]:
-    """(config, state dict, metadata) of a checkpoint file; Edge4KError if it is not one."""
+def read_safetensors(path: str | os.PathLike, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; one-line Edge4KError if missing or damaged."""
     from safetensors import safe_open
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise Edge4KError(f"checkpoint not found: {path}")
+        raise Edge4KError(f"{what} not found: {path}")
     try:
         with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
     except Exception as e:  # safetensors raises several types for damaged files
-        raise Edge4KError(f"checkpoint {path} is corrupt or not a safetensors file ({str(e).splitlines()[0]})") from None
+        raise Edge4KError(f"{what} {path} is corrupt or not a safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[E4KConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """(config, state dict, metadata) of a checkpoint file; Edge4KError if it is not one."""
+    state, meta = read_safetensors(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise Edge4KError(f"checkpoint {path} is not an Edge4K checkpoint (no {FORMAT} metadata)")
     try:

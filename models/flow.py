@@ -188,16 +188,8 @@ def save_teacher(path: str | os.PathLike, teacher: FlowTeacher, **info) -> Path:
 
 def load_teacher(path: str | os.PathLike, preset: str | None = None) -> tuple[FlowTeacher, dict[str, str]]:
     """The teacher a file describes, in eval mode; refuses a one-step checkpoint or another preset."""
-    from safetensors import safe_open
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise Edge4KError(f"teacher checkpoint not found: {path}")
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise Edge4KError(f"teacher {path} is corrupt or not a safetensors file ({str(e).splitlines()[0]})") from None
+    from .checkpoint import read_safetensors
+    state, meta = read_safetensors(path, "teacher")
     if meta.get("format") != FORMAT:
         raise Edge4KError(f"{path} is not an Edge4K teacher (no {FORMAT} metadata; make one with `edge4k train-teacher`)")
     cfg = E4KConfig.from_dict(json.loads(meta["config"]))
