@@ -265,7 +265,7 @@ def in_child(fn, *args):
 def estimate_high(base_run: dict, macs_base: int, macs_high: int, pixel_ratio: float) -> dict:
     """A stage's 4K run estimated from its base-size run: time scales with MACs (plus the
     build), activation memory with pixels (weights and runtime stay)."""
-    return {"estimate_s": round(base_run["build_s"] + base_run["median_s"] * macs_high / macs_base, 1),
+    return {"estimate_s": round(base_run["build_s"] + base_run["median_s"] * macs_high / macs_base, 4),
             "estimate_peak_rss_bytes": int(base_run["rss_before_bytes"]
                                            + base_run["activation_peak_bytes"] * pixel_ratio)}
 
