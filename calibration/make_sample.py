@@ -1,7 +1,8 @@
 """Regenerate the SDK's embedded sample RAW, ``edge4k/data/sample.dng``.
 
 Source image: scikit-image's bundled ``astronaut`` (NASA photograph of Eileen
-Collins, public domain), unprocessed into a 512x512 RGGB capture.
+Collins, public domain), unprocessed into a 512x512 RGGB capture (Canon EOS 5D Mark II
+matrix, daylight, mid-grey exposure, ISO 200, 14 bits over a black level of 512).
 
     python -m edge4k.calibration.make_sample edge4k/data/sample.dng
 """
@@ -27,13 +28,8 @@ def make_sample(out_path: str | Path) -> Path:
     from skimage import data  # bundled in the wheel; nothing is downloaded
 
     srgb = data.astronaut().astype(np.float32) / 255.0
-    capture = unprocess(
-        srgb,
-        cfa=SAMPLE_CFA,
-        camera=SAMPLE_CAMERA,
-        iso=SAMPLE_ISO,
-        rng=np.random.default_rng(SAMPLE_SEED),
-    )
+    capture = unprocess(srgb, cfa=SAMPLE_CFA, camera=SAMPLE_CAMERA, iso=SAMPLE_ISO, ev=0.0, illuminant="D65",
+                        bits=14, black_level=512, jitter=False, rng=np.random.default_rng(SAMPLE_SEED))
     return write_dng(out_path, capture)
 
 

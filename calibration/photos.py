@@ -76,12 +76,13 @@ def photo_path(name: str) -> Path:
     return path
 
 
-def read_srgb(path: str | os.PathLike) -> np.ndarray:
-    """Any RGB image file -> float32 HxWx3 in [0, 1], cropped to even size."""
+def read_srgb(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
+    """Any RGB image file -> HxWx3, cropped to even size: float32 in [0, 1], or (dtype=np.uint8) as stored."""
     from PIL import Image
     try:
         with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            img = np.asarray(im.convert("RGB"))
+            img = img if dtype == np.uint8 else img.astype(np.float32) / 255.0
     except FileNotFoundError:
         raise Edge4KError(f"image not found: {path}") from None
     except OSError as e:
@@ -94,11 +95,11 @@ def load_photo(name: str) -> np.ndarray:
     return read_srgb(photo_path(name))
 
 
-def load_split(split: str) -> dict[str, np.ndarray]:
-    return {n: load_photo(n) for n in photo_names(split)}
+def load_split(split: str, dtype=np.float32) -> dict[str, np.ndarray]:
+    return {n: read_srgb(photo_path(n), dtype) for n in photo_names(split)}
 
 
-def load_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_folder(folder: str | os.PathLike, dtype=np.float32) -> dict[str, np.ndarray]:
     """Every image file directly inside ``folder`` (sorted by name), for training on your own photos."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -106,4 +107,4 @@ def load_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise Edge4KError(f"data folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return {f.name: read_srgb(f) for f in files}
+    return {f.name: read_srgb(f, dtype) for f in files}

@@ -3,8 +3,8 @@
 Two kinds of source:
 - RAW files (default: the embedded sample DNG), read by the runtime's frontend;
 - PhotoSource: synthetic RAW frames made from the bundled photos exactly as the
-  training pairs are (models.data.make_scene: random CFA, camera, white
-  balance, brightness and ISO 100-3200). By default it uses the *training*
+  training pairs are (models.data.make_scene: the training conditions of
+  calibration.unprocess). By default it uses the *training*
   split: calibrating on the held-out photos would flatter a quantised model's
   evaluation on those same photos.
 
@@ -32,8 +32,8 @@ class PhotoSource:
 def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: int, seed: int = 0,
                  sources: Sequence[str | os.PathLike] | PhotoSource | None = None,
                  per_frame: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``count`` frames' worth of (packed tiles (per_frame, 4, th/2, tw/2), thumb (4, t, t), meta (12,))."""
-    from edge4k.kernels.raw import meta_vector, pack, read_raw, thumbnail
+    """Yield ``count`` frames' worth of (packed tiles (per_frame, 4, th/2, tw/2), thumb (4, t, t), meta (kernels.raw.META,))."""
+    from edge4k.kernels.raw import prepare, read_raw
     if count < 1:
         raise Edge4KError(f"the calibration set is empty (asked for {count} samples)")
     if tile_height % 2 or tile_width % 2 or tile_height <= 0 or tile_width <= 0:
@@ -59,12 +59,11 @@ def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: i
         if isinstance(sources, PhotoSource):
             name = names[i % len(names)]
             scene = make_scene(images[name], rng, thumb_size=thumb_size)
-            packed, thumb, meta, what = scene.packed, scene.thumb, scene.meta, f"photo {name}"
+            prep, what = scene.prepared, f"photo {name}"
         else:
             path = paths[i % len(paths)]
-            frame = read_raw(path)
-            packed = pack(frame)
-            thumb, meta, what = thumbnail(packed, thumb_size), meta_vector(frame), path
+            prep, what = prepare(read_raw(path), thumb_size), path
+        packed, thumb, meta = prep.packed, prep.thumb, prep.meta
         h, w = packed.shape[1] * 2, packed.shape[2] * 2
         if h < tile_height or w < tile_width:
             raise Edge4KError(f"calibration source {what} ({w}x{h}) is smaller than the "

@@ -21,6 +21,7 @@ import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.files import _umask
+from edge4k.kernels.raw import PHASE_PAD
 from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
 from edge4k.runtime.profile import now_iso, versions
 from edge4k.runtime.tiling import TilePlan, plan_tiles
@@ -53,8 +54,9 @@ class BuildSpec:
     options: dict = field(default_factory=dict)   # target-specific (observer, keep-fp32 layers, SoC, ...)
 
     def plan(self, cfg: E4KConfig) -> TilePlan:
-        return plan_tiles(self.height, self.width, compression=cfg.compression, tile=self.tile,
-                          overlap=self.overlap, native=self.native)
+        """Tiles over the frame as the RAW frontend pads it (kernels.raw.PHASE_PAD)."""
+        return plan_tiles(self.height + PHASE_PAD, self.width + PHASE_PAD, compression=cfg.compression,
+                          tile=self.tile, overlap=self.overlap, native=self.native)
 
 
 def example_inputs(cfg: E4KConfig, plan: TilePlan, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:

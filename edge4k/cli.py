@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", help=f"model preset (default {DEFAULT_PRESET}; see `edge4k presets`)")
     _weights_args(r)
     _tiling_args(r)
+    _look_arg(r)
     r.add_argument("--profile", metavar="JSON", help="write the edge4k.profile/1 JSON here")
     r.add_argument("--runs", type=int, default=1, help="timed runs (default 1)")
     r.add_argument("--warmup", type=int, default=0, help="untimed warm-up runs (default 0)")
@@ -94,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image", help="sRGB image (PNG/JPEG/TIFF)")
     s.add_argument("-o", "--output", required=True, help="output .dng")
     s.add_argument("--cfa", default="RGGB", choices=["RGGB", "BGGR", "GRBG", "GBRG"])
-    s.add_argument("--camera", help="camera colour matrix to use (default: random from the built-in list)")
+    s.add_argument("--camera", help="camera colour matrix to use, e.g. 'Nikon D850' (default: random from the "
+                                    "built-in list, calibration/cameras.json)")
+    s.add_argument("--ev", type=float, default=0.0, help="exposure in EV around mid-grey (default 0)")
+    s.add_argument("--illuminant", default="D65", help="D65 (default), a colour temperature in kelvin, FL1..FL12, "
+                                                       "or daylight / planckian / fluorescent (drawn)")
     s.add_argument("--iso", type=float, default=200.0, help="noise level as ISO (default 200)")
     s.add_argument("--no-noise", action="store_true", help="write a noise-free RAW")
     s.add_argument("--seed", type=int, default=0)
@@ -163,14 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--consistency-weight", type=float, default=1.0, help="weight of the consistency term (0: off)")
     d.add_argument("--adversarial-weight", type=float, default=0.1, help="weight of the adversarial term (0: off)")
 
-    e = sub.add_parser("eval", help="image quality vs LibRaw and other pipelines (PSNR, SSIM, CIEDE2000)")
+    from edge4k.models.evaluate import METHODS as EVAL_METHODS, SETS as EVAL_SETS
+    e = sub.add_parser("eval", help="image quality vs classical and learned converters, each finished like the "
+                                    "ground truth (PSNR, SSIM, CIEDE2000); --sweep: the robustness grid")
     e.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     e.add_argument("--checkpoint", metavar="PATH", help="weights to evaluate (default: the shipped checkpoint)")
-    e.add_argument("--set", dest="set_name", default="held-out", choices=["held-out"],
-                   help="evaluation set (default held-out: the photos never trained on)")
+    e.add_argument("--set", dest="set_name", default="held-out", choices=EVAL_SETS,
+                   help="evaluation set (default held-out: the bundled photos never trained on; kodak24 and "
+                        "mcmaster18 are read from DATA/eval/SET)")
+    e.add_argument("--data", metavar="DIR", help="data folder holding eval/kodak24 and eval/mcmaster18 "
+                                                 "(default $EDGE4K_DATA, else ./data)")
+    e.add_argument("--look", choices=["neutral", "natural", "both"], default="both",
+                   help="finishing look(s) to score (default both)")
+    e.add_argument("--sweep", action="store_true", help="the robustness sweep (exposure x ISO x illuminant, "
+                                                        "held-out cameras, charts) instead of a set")
+    e.add_argument("--quick", action="store_true", help="with --sweep: a reduced grid at small size")
     e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
-    e.add_argument("--methods", nargs="+", metavar="M", help="subset of: edge4k libraw menon2007 demosaicnet "
-                                                             "menon2007+oracle edge4k+gain-oracle (default: all)")
+    e.add_argument("--methods", nargs="+", metavar="M", help=f"subset of: {' '.join(EVAL_METHODS)} (default: all)")
     e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     e.add_argument("--teacher", metavar="PATH", help="compare one-step models instead: this flow teacher at "
                                                     "--steps, the --student, and the one-step --checkpoint")
@@ -210,6 +224,15 @@ def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--threads", type=int, help="CPU threads per process (on a busy machine 1 avoids "
                                                "threads waiting on each other)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes that synthesise the RAW "
+                                                          "batches (default 0: in the training process)")
+
+
+def _look_arg(p: argparse.ArgumentParser) -> None:
+    from edge4k.kernels.postprocess import DEFAULT_LOOK, LOOKS
+    p.add_argument("--look", default=DEFAULT_LOOK, choices=LOOKS,
+                   help=f"natural: automatic exposure + tone curve, as a phone gallery shows it; neutral: "
+                        f"colorimetric sRGB, no brightening (LibRaw's convention) (default {DEFAULT_LOOK})")
 
 
 def _weights_args(p: argparse.ArgumentParser) -> None:
@@ -295,7 +318,7 @@ def cmd_run(args) -> int:
     else:
         backend, opts = _compiled_backend(args)
     profile = run_and_profile(args.input or sample_path(), args.output, backend=backend, opts=opts,
-                              runs=args.runs, warmup=args.warmup, profile_path=args.profile,
+                              look=args.look, runs=args.runs, warmup=args.warmup, profile_path=args.profile,
                               progress=sys.stderr.isatty())
     print(format_table(profile))
     print(f"wrote {args.output}" + (f" and {args.profile}" if args.profile else ""))
@@ -449,7 +472,7 @@ def load_for_preset(preset: str, checkpoint: str | None, seed: int = 0):
 
 
 TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",
-                   "log_every", "resume", "threads")
+                   "log_every", "resume", "threads", "workers")
 
 
 def _run_training(args, options_cls, run, **extra) -> int:
@@ -483,9 +506,9 @@ def cmd_distill(args) -> int:
 
 def cmd_eval(args) -> int:
     import torch
-    from edge4k.calibration.photos import load_split
+    from edge4k.kernels.postprocess import LOOKS
     from edge4k.models import get_preset
-    from edge4k.models.evaluate import METHODS, evaluate, write_report
+    from edge4k.models.evaluate import METHODS, evaluate, load_set, sweep, write_report, write_sweep
     _check_positive("threads", args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -498,11 +521,19 @@ def cmd_eval(args) -> int:
     model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
     if weights is not None and weights.startswith("seed:"):
         print(f"note: no checkpoint for {cfg.name}; evaluating seed-initialised weights", file=sys.stderr)
-    report = evaluate(model, load_split(args.set_name), methods=methods, progress=sys.stderr.isatty(),
-                      keep_outputs=True)
-    report["model"] = {"preset": cfg.name, "config_hash": cfg.config_hash(), "weights": weights}
-    title = f"{args.set_name} set, {cfg.name} ({weights})" if weights else f"{args.set_name} set"
-    paths = write_report(report, args.output, set_name=args.set_name, title=title)
+    if args.sweep:
+        from edge4k.models.evaluate import SWEEP_GRID, SWEEP_QUICK
+        report = sweep(model, grid=SWEEP_QUICK if args.quick else SWEEP_GRID, size=96 if args.quick else 192,
+                       progress=sys.stderr.isatty())
+        report["model"] = {"preset": cfg.name, "config_hash": cfg.config_hash(), "weights": weights}
+        paths = write_sweep(report, args.output)
+    else:
+        looks = LOOKS if args.look == "both" else (args.look,)
+        report = evaluate(model, load_set(args.set_name, args.data), methods=methods, looks=looks,
+                          progress=sys.stderr.isatty(), keep_outputs=True)
+        report["model"] = {"preset": cfg.name, "config_hash": cfg.config_hash(), "weights": weights}
+        title = f"{args.set_name} set, {cfg.name} ({weights})" if weights else f"{args.set_name} set"
+        paths = write_report(report, args.output, set_name=args.set_name, title=title)
     print(open(paths["md"]).read())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -524,8 +555,9 @@ def cmd_sample(args) -> int:
     if not args.output.lower().endswith(".dng"):
         raise Edge4KError(f"output must be a .dng file, got {args.output}")
     try:
-        capture = unprocess(srgb, cfa=args.cfa, camera=args.camera, iso=None if args.no_noise else args.iso,
-                            rng=np.random.default_rng(args.seed))
+        illuminant = float(args.illuminant) if args.illuminant.replace(".", "", 1).isdigit() else args.illuminant
+        capture = unprocess(srgb, cfa=args.cfa, camera=args.camera, cameras="all", ev=args.ev, illuminant=illuminant,
+                            iso=None if args.no_noise else args.iso, rng=np.random.default_rng(args.seed))
     except ValueError as e:
         raise Edge4KError(str(e)) from None
     write_dng(args.output, capture)
@@ -536,10 +568,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from edge4k.kernels.raw import read_raw
+    from edge4k.kernels.raw import PHASE_PAD, read_raw
     path = args.input or sample_path()
     info = {"path": path, **read_raw(path).info()}
-    info["packed_shape"] = [4, info["height"] // 2, info["width"] // 2]
+    info["packed_shape"] = [4, (info["height"] + PHASE_PAD) // 2, (info["width"] + PHASE_PAD) // 2]
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -642,9 +674,8 @@ def cmd_study(args) -> int:
 
 
 def _eval_compare(args, cfg) -> int:
-    from edge4k.calibration.photos import load_split
     from edge4k.models.checkpoint import load_model
-    from edge4k.models.evaluate import compare, write_compare
+    from edge4k.models.evaluate import compare, load_set, write_compare
     from edge4k.models.flow import load_teacher, teacher_as_model
     try:
         steps = [int(n) for n in args.steps.split(",")]
@@ -658,7 +689,9 @@ def _eval_compare(args, cfg) -> int:
     if args.student:
         models["distilled student, 1 step"] = load_model(args.student, cfg.name)[0]
     models[f"direct one-step ({weights})"] = direct
-    report = compare(models, load_split(args.set_name), progress=sys.stderr.isatty(), keep_outputs=True)
+    look = "natural" if args.look == "both" else args.look
+    report = compare(models, load_set(args.set_name, args.data), look=look, progress=sys.stderr.isatty(),
+                     keep_outputs=True)
     report["teacher"], report["student"] = args.teacher, args.student
     paths = write_compare(report, args.output, set_name=args.set_name,
                           title=f"{args.set_name} set, one-step models and the {cfg.name} flow teacher")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge4k.calibration.colour import srgb_from_cam
+from edge4k.calibration.colour import LUMA, srgb_from_cam
 from edge4k.errors import Edge4KError
 from edge4k.stderr import captured_native_stderr
 
@@ -134,27 +134,141 @@ def _srgb_from_cam(raw) -> np.ndarray:
     return srgb_from_cam(xyz_to_cam) if np.abs(xyz_to_cam).sum() > 0 else np.eye(3)
 
 
-def pack(frame: RawFrame) -> np.ndarray:
-    """Bayer (H, W) uint16 -> packed float32 (4, H/2, W/2): black-subtracted,
-    normalised to [0, 1] by the white level, then white-balanced."""
-    gains = np.array([frame.wb_gains[0], frame.wb_gains[1], frame.wb_gains[1], frame.wb_gains[2]])
+# Every frame is reflect-padded so that it is packed in RGGB phase with at least one whole
+# cell of context on each side (what the in-graph 5x5 demosaic needs at the frame border):
+# 2 + dy rows before and 4 - dy after, where dy is the red site's row in the 2x2 cell (same for
+# columns). The padded frame is H + 6 by W + 6 whatever the CFA, so one compiled shape fits all
+# four phases; finishing crops the frame back out. Reflection keeps every site's colour.
+PHASE_PAD = 6
+
+
+def phase_padding(cfa: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) mosaic padding that puts the frame in RGGB phase."""
+    r = cfa.index("R")
+    dy, dx = r // 2, r % 2
+    return (2 + dy, PHASE_PAD - 2 - dy), (2 + dx, PHASE_PAD - 2 - dx)
+
+
+def normalised_gains(wb_gains) -> np.ndarray:
+    """[R, G, G, B] white-balance gains scaled so the smallest is 1 (LibRaw's convention: after
+    them, a pixel clipped at the white level in any channel is clipped white, not tinted)."""
+    g = np.asarray(wb_gains, dtype=np.float64)
+    g = g / g.min()
+    return np.array([g[0], g[1], g[1], g[2]])
+
+
+def pack_linear(frame: RawFrame) -> np.ndarray:
+    """Bayer (H, W) uint16 -> (4, (H+6)/2, (W+6)/2) float32 in canonical [R, Gr, Gb, B] order and
+    RGGB phase: black-subtracted, normalised by the white level, white-balanced, clipped to [0, 1]."""
+    (top, bottom), (left, right) = phase_padding(frame.cfa)
+    mosaic = np.pad(frame.bayer, ((top, bottom), (left, right)), mode="reflect")
+    # After padding the red site is at (0, 0): channel c sits at (c // 2, c % 2) of each cell.
+    gains = normalised_gains(frame.wb_gains)
     planes = []
-    for c, (i, j) in enumerate(frame.offsets()):
+    for c in range(4):
         black = frame.black_level[c]
-        plane = (frame.bayer[i::2, j::2].astype(np.float32) - black) / (frame.white_level - black)
-        planes.append(np.clip(plane, 0.0, 1.0) * gains[c])
-    return np.stack(planes).astype(np.float32)
+        plane = (mosaic[c // 2::2, c % 2::2].astype(np.float32) - black) * np.float32(
+            gains[c] / (frame.white_level - black))
+        planes.append(np.clip(plane, 0.0, 1.0))
+    return np.stack(planes).astype(np.float32, copy=False)
+
+
+def compand(linear):
+    """The network's working space: square root (gives dark tones int8 resolution). Works on
+    numpy arrays and torch tensors."""
+    return linear ** 0.5
+
+
+def expand(companded):
+    """Inverse of compand(): back to linear light."""
+    return companded * companded
+
+
+def pack(frame: RawFrame) -> np.ndarray:
+    """The encoder's input: pack_linear(), companded."""
+    return compand(pack_linear(frame))
 
 
 def thumbnail(packed: np.ndarray, size: int) -> np.ndarray:
     """Area-averaged (4, size, size) thumbnail of the whole packed frame (global branch input)."""
-    t = torch.from_numpy(packed)[None]
+    t = torch.from_numpy(np.ascontiguousarray(packed))[None]
     return F.adaptive_avg_pool2d(t, (size, size))[0].numpy()
 
 
-def meta_vector(frame: RawFrame) -> np.ndarray:
-    """The camera conditioning the model sees: WB gains (3) + camera->sRGB matrix (9)."""
-    return np.concatenate([frame.wb_gains, frame.srgb_from_cam.reshape(-1)]).astype(np.float32)
+NOISE_BINS, NOISE_BLOCK, NOISE_QUANTILE = 8, 8, 0.2
+# The 20% quantile of a variance estimated from 64 normal samples, over the true variance
+# (chi-square with 63 degrees of freedom: scipy.stats.chi2.ppf(0.2, 63) / 63).
+_NOISE_QUANTILE_BIAS = 0.8478
+
+
+def noise_estimate(packed: np.ndarray) -> tuple[float, float]:
+    """(shot, read): the noise variance shot * level + read of the packed frame, measured on it.
+
+    The two green sites of a cell see nearly the same light, so d = (Gr - Gb) / sqrt(2) is
+    mostly noise. Its variance in 8x8-cell blocks is taken in brightness bins at the 20%
+    quantile (the flattest blocks: texture only adds variance), unbiased, and fitted by least
+    squares to a line in brightness."""
+    gr, gb = expand(packed[1].astype(np.float64)), expand(packed[2].astype(np.float64))   # linear light
+    n = NOISE_BLOCK
+    h, w = gr.shape[0] // n * n, gr.shape[1] // n * n
+    blocks = lambda a: a[:h, :w].reshape(h // n, n, w // n, n).transpose(0, 2, 1, 3).reshape(-1, n * n)  # noqa: E731
+    diff, level = blocks((gr - gb) / np.sqrt(2)), blocks((gr + gb) / 2).mean(axis=1)
+    var = diff.var(axis=1, ddof=1)
+    keep = (level > 1e-3) & (level < 0.85)          # away from the clip at 0 and at the white level
+    level, var = level[keep], var[keep]
+    if level.size < 4 * NOISE_BINS:
+        return 0.0, 0.0
+    order = np.argsort(level, kind="stable")
+    means, variances = [], []
+    for chunk in np.array_split(order, NOISE_BINS):
+        means.append(level[chunk].mean())
+        variances.append(np.quantile(var[chunk], NOISE_QUANTILE) / _NOISE_QUANTILE_BIAS)
+    shot, read = np.polyfit(np.array(means), np.array(variances), 1)
+    return float(max(shot, 0.0)), float(max(read, 0.0))
+
+
+def exposure_gain(thumb: np.ndarray, srgb_from_cam: np.ndarray) -> float:
+    """The natural look's automatic exposure: mean luminance to mid-grey (0.18), held back so
+    that no more than 2% of the thumbnail clips, never darker than the capture, at most 16x."""
+    lin = expand(thumb.astype(np.float64))
+    cam = np.stack([lin[0], (lin[1] + lin[2]) / 2, lin[3]], axis=-1)
+    y = np.clip(cam @ np.asarray(srgb_from_cam).T, 0.0, 1.0) @ LUMA
+    gain = min(0.18 / max(float(y.mean()), 1e-6), 1.0 / max(float(np.percentile(y, 98)), 1e-6))
+    return float(np.clip(gain, 1.0, 16.0))
+
+
+META = ("log_shot", "log_read", "log_exposure", "log_gain_r", "log_gain_b")
+# Centre and scale of each log, so that the vector stays near [-2, 2] over real captures (shot
+# 1e-6..1e-2, read 1e-9..1e-4, exposure 1..16, gains 1..4): int8 builds quantise it well.
+META_CENTRE = np.array([-9.0, -14.0, 1.0, 0.7, 0.7], dtype=np.float32)
+META_SCALE = np.array([3.0, 4.0, 1.0, 0.5, 0.5], dtype=np.float32)
+
+
+def meta_vector(frame: RawFrame, packed: np.ndarray, exposure: float) -> np.ndarray:
+    """What the global branch is told about the capture besides the thumbnail: the measured
+    noise, the natural look's exposure gain and the white-balance gains (normalised logs)."""
+    shot, read = noise_estimate(packed)
+    gains = normalised_gains(frame.wb_gains)
+    logs = np.log(np.array([shot + 1e-6, read + 1e-9, exposure, gains[0], gains[3]], dtype=np.float64))
+    return ((logs - META_CENTRE) / META_SCALE).astype(np.float32)
+
+
+@dataclass
+class Prepared:
+    """The raw_preprocess stage's output for one frame."""
+    packed: np.ndarray      # (4, (H+6)/2, (W+6)/2) companded, RGGB phase
+    thumb: np.ndarray       # (4, t, t)
+    meta: np.ndarray        # (len(META),)
+    exposure: float         # natural look gain
+    crop: tuple[int, int]   # (top, left): where the frame sits in the padded output
+
+
+def prepare(frame: RawFrame, thumb_size: int) -> Prepared:
+    packed = pack(frame)
+    thumb = thumbnail(packed, thumb_size)
+    exposure = exposure_gain(thumb, frame.srgb_from_cam)
+    (top, _), (left, _) = phase_padding(frame.cfa)
+    return Prepared(packed, thumb, meta_vector(frame, packed, exposure), exposure, (top, left))
 
 
 BAYER_SCHEMA = "edge4k.bayer/1"

@@ -177,3 +177,50 @@ class DiTBlock(nn.Module):
             x = x + m["gate_attn"] * self.attn(h)
         h = self.norm_ffn(x) * (1.0 + m["scale_ffn"]) + m["shift_ffn"]
         return x + m["gate_ffn"] * self.ffn(h)
+
+
+# Malvar, He and Cutler (ICASSP 2004), "High-quality linear interpolation for demosaicing of
+# Bayer-patterned color images": 5x5 gradient-corrected kernels (x 1/8), centred on the pixel.
+_MHC_G_AT_RB = [[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]]
+_MHC_ROW = [[0, 0, .5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, .5, 0, 0]]
+_MHC_COL = [list(r) for r in zip(*_MHC_ROW)]
+_MHC_DIAG = [[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]]
+_IDENTITY = [[0] * 5, [0] * 5, [0, 0, 8, 0, 0], [0] * 5, [0] * 5]
+# Which kernel gives colour (R, G, B) at each site of an RGGB cell (R, Gr, Gb, B). "ROW": that
+# colour's sites are the left/right neighbours, "COL": above/below, "DIAG": the diagonals.
+_MHC_PLAN = {
+    "R": (_IDENTITY, _MHC_ROW, _MHC_COL, _MHC_DIAG),
+    "G": (_MHC_G_AT_RB, _IDENTITY, _IDENTITY, _MHC_G_AT_RB),
+    "B": (_MHC_DIAG, _MHC_COL, _MHC_ROW, _IDENTITY),
+}
+
+
+def mhc_demosaic_weight() -> torch.Tensor:
+    """Malvar-He-Cutler demosaicing as one 3x3 conv on the packed RGGB planes: (12, 4, 3, 3),
+    output channel c * 4 + k is colour c at cell site k, laid out for pixel_shuffle(2)."""
+    w = torch.zeros(12, 4, 3, 3, dtype=torch.float64)
+    for c, colour in enumerate("RGB"):
+        for k, kernel in enumerate(_MHC_PLAN[colour]):
+            a, b = divmod(k, 2)                          # the output site inside the cell
+            for u in range(-2, 3):
+                for v in range(-2, 3):
+                    tap = kernel[u + 2][v + 2] / 8
+                    if tap:
+                        y, x = a + u, b + v              # mosaic offset from the cell origin
+                        site = (y % 2) * 2 + x % 2       # packed channel that holds that pixel
+                        w[c * 4 + k, site, y // 2 + 1, x // 2 + 1] += tap
+    return w.float()
+
+
+class BayerDemosaic(nn.Module):
+    """Fixed (untrained) Malvar-He-Cutler demosaic of packed RGGB planes -> 12 channels before
+    pixel_shuffle(2). A plain conv with frozen weights, so every compiler target carries it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 12, 3, padding=1, bias=False)
+        self.conv.weight.data.copy_(mhc_demosaic_weight())
+        self.conv.weight.requires_grad_(False)
+
+    def forward(self, packed):
+        return self.conv(packed)

@@ -34,10 +34,10 @@ class E4KConfig:
     activation: str = "silu"
     separable: bool = True            # depthwise-separable convs in encoder/decoder blocks
     dec_widths: tuple[int, ...] = (96, 64, 32, 24)  # at latent res, then after each x2 level
-    raw_skip: bool = True             # decoder sees the packed RAW tile (skip + base render)
+    raw_skip: bool = True             # decoder sees the packed RAW tile (skip + classical base)
     global_dim: int = 64
     thumb_size: int = 64              # global branch input: 4 x thumb x thumb packed thumbnail
-    meta_dim: int = 12                # 3 white-balance gains + 3x3 camera->sRGB matrix
+    meta_dim: int = 5                 # kernels.raw.META: noise (2), exposure, WB gains R and B
 
     def __post_init__(self):
         levels = self.levels

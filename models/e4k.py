@@ -9,7 +9,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import AdaLNSingle, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock, SpaceToChannelDown, make_act
+from .blocks import AdaLNSingle, BayerDemosaic, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock, SpaceToChannelDown, make_act
 from .config import E4KConfig
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
@@ -17,8 +17,8 @@ NETWORK_STAGES = ("global", "encoder", "backbone", "decoder")
 
 
 class GlobalBranch(nn.Module):
-    """Thumbnail of the whole frame + camera metadata -> one vector per image.
-    Computed once and shared by every tile, so tiles agree on colour and tone."""
+    """Thumbnail of the whole frame + capture metadata (measured noise, exposure, WB gains;
+    kernels.raw.META) -> one vector per image, shared by every tile so tiles agree."""
 
     def __init__(self, cfg: E4KConfig):
         super().__init__()
@@ -80,12 +80,14 @@ class Backbone(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent (+ packed RAW tile) -> display RGB tile (3 x T x T).
+    """Latent (+ packed RAW tile) -> companded camera RGB tile (3 x T x T).
 
-    With raw_skip the decoder adds a projection of the packed RAW at half
-    resolution and predicts a residual over a cheap base render of the RAW
-    (nearest-neighbour demosaic + square-root tone). Its last conv starts at zero,
-    so an untrained model already shows the scene, and training learns colour and detail."""
+    With raw_skip the output is a residual over a correct classical render: a fixed
+    Malvar-He-Cutler demosaic of the packed RAW, inside the graph. The residual head starts
+    at zero, so an untrained model is exactly that classical converter; training teaches it
+    what classical demosaicing does badly (detail, zipper, false colour) and to denoise. A
+    3x3 conv brings the RAW's local detail in at half resolution beside the up-sampled latent.
+    Colour is not learned: finishing applies the file's matrix (kernels.postprocess)."""
 
     def __init__(self, cfg: E4KConfig):
         super().__init__()
@@ -96,31 +98,18 @@ class Decoder(nn.Module):
         self.up = nn.Sequential(*layers)
         self.raw_skip = cfg.raw_skip
         if cfg.raw_skip:
-            self.skip = nn.Conv2d(4, w[-1], 1)
-            self.base = nn.Conv2d(4, 12, 1, bias=False)
-            self.base.weight.data.copy_(_nearest_demosaic_weight())
+            self.skip = ConvBNAct(4, w[-1], 3, act=act)
+            self.demosaic = BayerDemosaic()
         self.head = nn.Sequential(ResBlock(w[-1], act, cfg.separable), nn.Conv2d(w[-1], 12, 1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, latent, packed=None):
         x = self.up(latent)
-        if not self.raw_skip:
+        if not self.raw_skip:     # ablation: no classical base, the network renders alone
             return F.pixel_shuffle(self.head(x), 2) + 0.5
         x = x + self.skip(packed)
-        base = torch.sqrt(F.relu(self.base(packed)) + 1e-4)
-        return F.pixel_shuffle(base + self.head(x), 2)
-
-
-def _nearest_demosaic_weight() -> torch.Tensor:
-    """1x1 conv weight mapping packed [R, Gr, Gb, B] to 3 colours x 4 sub-pixels,
-    laid out for pixel_shuffle(2): output channel c*4 + k is colour c at sub-pixel k."""
-    w = torch.zeros(12, 4, 1, 1)
-    for k in range(4):
-        w[0 * 4 + k, 0] = 1.0
-        w[1 * 4 + k, 1] = w[1 * 4 + k, 2] = 0.5
-        w[2 * 4 + k, 3] = 1.0
-    return w
+        return F.pixel_shuffle(self.demosaic(packed) + self.head(x), 2)
 
 
 class E4KNet(nn.Module):

@@ -1,26 +1,30 @@
-"""`edge4k eval`: image quality of Edge4K against LibRaw and other pipelines on held-out photos.
+"""`edge4k eval`: image quality of Edge4K against classical and learned converters, fairly.
 
-Each evaluation case is a held-out photo unprocessed into a RAW (fixed seed, CFA
-pattern, camera and ISO per case) and written as a real DNG. Every method reads
-that DNG and is scored against the photo itself (display sRGB):
+Protocol (seeded, fixed per set): every photo of the set is rendered as three RAW captures
+(calibration.unprocess) at ISO 100, 800 and 3200, with conditions that cycle over the
+cameras never used in training (calibration.colour.HELD_OUT_CAMERAS), all four CFA
+phases, five exposures and five illuminants (PROTOCOL below); bit depth and black level
+are drawn from the seed. Each capture is written as a real DNG and every method reads it.
 
-- edge4k: the runtime (kernels.raw frontend + model, eager, native mode).
-- libraw: rawpy's postprocess with LIBRAW_OPTIONS below.
-- menon2007 / demosaicnet: the same frontend levels and white balance as LibRaw
-  (black-subtracted, normalised, camera white balance, clipped at 1), the named
-  demosaic, then LibRaw's colour steps: camera->sRGB matrix from the DNG, clip,
-  sRGB encode.
-- menon2007+oracle (reference, not a peer): Menon, then the exact inverse of the
-  synthetic generator (its secret brightness gain and Brooks' tone curve). It
-  shows what is left once demosaicking and denoising are the only errors.
-- edge4k+gain-oracle (diagnostic, not a result): Edge4K's own output with one
-  least-squares gain per colour channel fitted to the ground truth in linear
-  light. The gap to plain edge4k is the part of its error that is a global
-  brightness or white-balance offset rather than local detail or noise.
+Fairness: the ground truth is the capture's noise-free, full-colour sensor image through
+Edge4K's exact finishing (white balance, the DNG's colour matrix, the look). Every method
+is finished by that same code from its own camera-space output, so what differs between
+rows is only demosaicing and denoising:
+- libraw-* : LibRaw (rawpy) in camera colour space, linear, camera white balance, highlights
+  clipped, no brightening: AHD, DCB, AHD + FBDD noise reduction, AHD + 3 median passes;
+- menon2007 : colour-demosaicing's Menon 2007 DDFAPD on the same white-balanced mosaic;
+- mhc : Malvar-He-Cutler, Edge4K's own classical base (the untrained network);
+- demosaicnet : Gharbi et al.'s pretrained network (learned, not classical);
+- edge4k : the model under test (eager, native mode).
+The natural look's exposure gain comes from Edge4K's frontend (kernels.raw.exposure_gain on
+the RAW) and is given to every method and to the ground truth alike; nobody gets an oracle.
 
-Metrics use libraries, not hand-written formulas: PSNR and SSIM from
-scikit-image (data range 1, SSIM over the three channels), CIEDE2000 from
-colour-science on CIELAB (D65) of the sRGB images, its mean and 95th percentile.
+Metrics use libraries: PSNR and SSIM from scikit-image, CIEDE2000 from colour-science
+(mean and 95th percentile), per case and mean.
+
+The robustness sweep (sweep()) renders charts and photo crops over a grid of exposure,
+illuminant and ISO with the held-out cameras and puts Edge4K next to the best classical
+anchor in every cell.
 """
 from __future__ import annotations
 
@@ -36,106 +40,115 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge4k.calibration.colour import CAMERA_MATRICES, srgb_decode, srgb_encode
+from edge4k.calibration.colour import HELD_OUT_CAMERAS, srgb_decode, srgb_encode
 from edge4k.calibration.dng import write_dng
-from edge4k.calibration.unprocess import CFA_PATTERNS, RawCapture, reprocess, unprocess
+from edge4k.calibration.unprocess import CFA_PATTERNS, RawCapture, draw_params, synthesize
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
-from edge4k.kernels.raw import RawFrame, pack, read_raw
+from edge4k.kernels.postprocess import LOOKS, finish
+from edge4k.kernels.raw import RawFrame, compand, normalised_gains, pack_linear, prepare, read_raw
 
 EVAL_SEED = 2024
-EVAL_ISOS = (200.0, 1600.0)       # two captures per photo: a clean one and a noisy one
-SETS = ("held-out",)
+SETS = ("held-out", "kodak24", "mcmaster18")
+EVAL_ISOS = (100.0, 800.0, 3200.0)
+PROTOCOL = {   # cycled independently over the captures of a set
+    "camera": tuple(sorted(HELD_OUT_CAMERAS)),
+    "cfa": tuple(CFA_PATTERNS),
+    "ev": (0.0, -1.0, 0.7, -2.0, 1.3),
+    "illuminant": ("D65", 2856.0, "FL2", 5000.0, 3400.0),
+}
 
-# LibRaw through rawpy: camera white balance, sRGB primaries, no auto-brightening,
-# LibRaw's sRGB-like curve (power 1/2.4 with a 12.92 linear toe), AHD demosaic,
-# highlights clipped, 16 bits out, no rotation.
-LIBRAW_OPTIONS = dict(use_camera_wb=True, use_auto_wb=False, output_color="sRGB", no_auto_bright=True,
-                      bright=1.0, gamma=(2.4, 12.92), demosaic_algorithm="AHD", highlight_mode="Clip",
-                      output_bps=16, user_flip=0)
-
-METHODS = ("edge4k", "libraw", "menon2007", "demosaicnet", "menon2007+oracle", "edge4k+gain-oracle")
-PEERS = ("libraw", "demosaicnet")      # the targets are stated against these
+CLASSICAL = ("libraw-ahd", "libraw-dcb", "libraw-ahd-fbdd", "libraw-ahd-median", "menon2007", "mhc")
+METHODS = ("edge4k", *CLASSICAL, "demosaicnet")
+LABELS = {"edge4k": "Edge4K", "libraw-ahd": "LibRaw AHD", "libraw-dcb": "LibRaw DCB",
+          "libraw-ahd-fbdd": "LibRaw AHD + FBDD", "libraw-ahd-median": "LibRaw AHD + 3 median passes",
+          "menon2007": "Menon 2007", "mhc": "Malvar-He-Cutler (Edge4K's base)", "demosaicnet": "demosaicnet"}
 
 
 @dataclass
 class Case:
-    name: str            # photo + condition, e.g. "astronaut/iso200"
+    name: str              # e.g. "kodim01/iso800"
     photo: str
-    target: np.ndarray   # HxWx3 sRGB in [0, 1]
-    capture: RawCapture
+    capture: RawCapture    # with .params (the conditions) and .clean (noise-free sensor image)
 
 
-def eval_cases(images: dict[str, np.ndarray], seed: int = EVAL_SEED) -> list[Case]:
-    """Fixed captures of each image: CFA patterns and cameras cycle so all four patterns appear."""
-    cfas, cameras = list(CFA_PATTERNS), sorted(CAMERA_MATRICES)
+def protocol_cases(images: dict[str, np.ndarray], seed: int = EVAL_SEED) -> list[Case]:
+    """The fixed captures of a set (see PROTOCOL)."""
     cases = []
     for i, (name, img) in enumerate(images.items()):
         for j, iso in enumerate(EVAL_ISOS):
             k = i * len(EVAL_ISOS) + j
-            cap = unprocess(img, cfa=cfas[k % len(cfas)], camera=cameras[k % len(cameras)], iso=iso,
-                            rng=np.random.default_rng((seed, i, j)))
-            cases.append(Case(f"{name}/iso{iso:g}", name, img, cap))
+            rng = np.random.default_rng((seed, i, j))
+            params = draw_params(rng, cameras="held-out", jitter=False, iso=iso,
+                                 **{key: values[k % len(values)] for key, values in PROTOCOL.items()})
+            cases.append(Case(f"{name}/iso{iso:g}", name, synthesize(img, params, rng)))
     return cases
 
 
-# ---- the pipelines ---------------------------------------------------------------------------
+# ---- the methods: each returns linear, white-balanced camera RGB (H, W, 3) in [0, 1] ---------
+
+def clean_linear(capture: RawCapture, frame: RawFrame) -> np.ndarray:
+    """The ground truth before finishing: the noise-free sensor image, white-balanced and clipped."""
+    return np.minimum(capture.clean.astype(np.float64) * normalised_gains(frame.wb_gains)[[0, 1, 3]], 1.0)
+
+
+LIBRAW_OPTIONS = dict(use_camera_wb=True, use_auto_wb=False, no_auto_bright=True, bright=1.0, gamma=(1, 1),
+                      output_bps=16, user_flip=0)
+LIBRAW_VARIANTS = {"libraw-ahd": dict(demosaic="AHD"), "libraw-dcb": dict(demosaic="DCB"),
+                   "libraw-ahd-fbdd": dict(demosaic="AHD", fbdd_noise_reduction="Full"),
+                   "libraw-ahd-median": dict(demosaic="AHD", median_filter_passes=3)}
+
+
+def run_libraw(variant: str):
+    def run(path, frame):
+        import rawpy
+        v = dict(LIBRAW_VARIANTS[variant])
+        opts = dict(LIBRAW_OPTIONS, output_color=rawpy.ColorSpace.raw, highlight_mode=rawpy.HighlightMode.Clip,
+                    demosaic_algorithm=getattr(rawpy.DemosaicAlgorithm, v.pop("demosaic")))
+        if "fbdd_noise_reduction" in v:
+            opts["fbdd_noise_reduction"] = getattr(rawpy.FBDDNoiseReductionMode, v.pop("fbdd_noise_reduction"))
+        opts.update(v)
+        with rawpy.imread(str(path)) as raw:
+            return raw.postprocess(**opts).astype(np.float64) / 65535.0
+    return run
+
+
+def cfa_image(frame: RawFrame) -> np.ndarray:
+    """The frontend's linear, white-balanced planes put back on the frame's own mosaic (H, W)."""
+    from edge4k.kernels.raw import phase_padding
+    (top, _), (left, _) = phase_padding(frame.cfa)
+    packed = pack_linear(frame)
+    full = np.zeros((2 * packed.shape[1], 2 * packed.shape[2]))
+    for c in range(4):
+        full[c // 2::2, c % 2::2] = packed[c]
+    return full[top:top + frame.height, left:left + frame.width]
+
+
+def run_menon(path, frame):
+    from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
+    return np.clip(demosaicing_CFA_Bayer_Menon2007(cfa_image(frame), pattern=frame.cfa), 0, 1)
+
+
+def run_mhc(path, frame):
+    import torch.nn.functional as F
+    from edge4k.kernels.raw import pack, phase_padding
+    from edge4k.models.blocks import mhc_demosaic_weight
+    (top, _), (left, _) = phase_padding(frame.cfa)
+    x = torch.from_numpy(pack(frame))[None]
+    out = F.pixel_shuffle(F.conv2d(x, mhc_demosaic_weight(), padding=1), 2)[0]
+    out = out[:, top:top + frame.height, left:left + frame.width].clamp(0, 1) ** 2
+    return out.permute(1, 2, 0).double().numpy()
+
 
 def run_edge4k(model):
     from edge4k.runtime.backends import EagerBackend
     from edge4k.runtime.pipeline import TileOptions, process
     backend = EagerBackend(model)
 
-    def run(path, frame, case):
-        image, _ = process(path, backend, model.cfg, TileOptions(tile=None, overlap=0, native=True))
-        return image.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float64)
+    def run(path, frame):
+        out, _ = process(path, backend, model.cfg, TileOptions(tile=None, overlap=0, native=True), look=None)
+        return (out.clamp(0, 1) ** 2).permute(1, 2, 0).double().numpy()
     return run
-
-
-def run_libraw(path, frame, case):
-    import rawpy
-    opts = dict(LIBRAW_OPTIONS)
-    opts["output_color"] = rawpy.ColorSpace.sRGB
-    opts["demosaic_algorithm"] = rawpy.DemosaicAlgorithm.AHD
-    opts["highlight_mode"] = rawpy.HighlightMode.Clip
-    with rawpy.imread(str(path)) as raw:
-        return raw.postprocess(**opts).astype(np.float64) / 65535.0
-
-
-def cfa_image(frame: RawFrame) -> np.ndarray:
-    """The frontend's packed planes put back on the mosaic: (H, W) normalised, white-balanced, clipped at 1."""
-    packed = np.minimum(pack(frame), 1.0)
-    out = np.zeros((frame.height, frame.width), np.float64)
-    for c, (i, j) in enumerate(frame.offsets()):
-        out[i::2, j::2] = packed[c]
-    return out
-
-
-def finish(cam_wb: np.ndarray, frame: RawFrame) -> np.ndarray:
-    """LibRaw's colour steps after demosaicking: camera->sRGB matrix, clip, sRGB encode."""
-    lin = np.clip(cam_wb, 0, 1) @ frame.srgb_from_cam.T
-    return srgb_encode(np.clip(lin, 0, 1))
-
-
-def menon(frame: RawFrame) -> np.ndarray:
-    from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
-    return demosaicing_CFA_Bayer_Menon2007(cfa_image(frame), pattern=frame.cfa)
-
-
-def run_menon(path, frame, case):
-    return finish(menon(frame), frame)
-
-
-def run_menon_oracle(path, frame, case):
-    cap = case.capture
-    return reprocess(menon(frame), srgb_from_cam=frame.srgb_from_cam, exposure_gain=cap.exposure_gain)
-
-
-def gain_matched(out: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``out`` with the per-channel gain (linear light, least squares) that best fits ``target``."""
-    lin, lin_t = srgb_decode(np.clip(out, 0, 1)), srgb_decode(target.astype(np.float64))
-    gains = (lin * lin_t).sum(axis=(0, 1)) / np.maximum((lin * lin).sum(axis=(0, 1)), 1e-12)
-    return srgb_encode(np.clip(lin * gains, 0, 1))
 
 
 def load_demosaicnet():
@@ -167,7 +180,7 @@ _DEMOSAICNET_MARGIN = 48
 
 
 def run_demosaicnet_with(net):
-    def run(path, frame, case):
+    def run(path, frame):
         dy, dx = _TO_GRBG[frame.cfa]
         m = _DEMOSAICNET_MARGIN
         x = srgb_encode(cfa_image(frame))
@@ -186,8 +199,38 @@ def run_demosaicnet_with(net):
         y = y[oy:oy + frame.height, ox:ox + frame.width]
         if y.shape[:2] != (frame.height, frame.width):
             raise RuntimeError("demosaicnet output does not cover the frame; raise _DEMOSAICNET_MARGIN")
-        return finish(srgb_decode(np.clip(y.astype(np.float64), 0, 1)), frame)
+        return srgb_decode(np.clip(y.astype(np.float64), 0, 1))
     return run
+
+
+def make_runners(model, methods) -> tuple[dict, dict]:
+    """{method: run(path, frame) -> linear camera RGB} and {method: why it is unavailable}."""
+    runners, unavailable = {}, {}
+    for m in methods:
+        if m == "edge4k":
+            if model is None:
+                raise Edge4KError("the edge4k method needs a model")
+            runners[m] = run_edge4k(model)
+        elif m in LIBRAW_VARIANTS:
+            runners[m] = run_libraw(m)
+        elif m == "menon2007":
+            runners[m] = run_menon
+        elif m == "mhc":
+            runners[m] = run_mhc
+        elif m == "demosaicnet":
+            try:
+                runners[m] = run_demosaicnet_with(load_demosaicnet())
+            except Exception as e:  # report the reason rather than a number
+                unavailable[m] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        else:
+            raise Edge4KError(f"unknown method '{m}'; valid methods: {', '.join(METHODS)}")
+    return runners, unavailable
+
+
+def finished(linear: np.ndarray, frame: RawFrame, exposure: float, look: str) -> np.ndarray:
+    """Linear camera RGB (H, W, 3) -> display sRGB in the look, through the runtime's finishing."""
+    x = torch.from_numpy(compand(np.clip(linear, 0, 1)).transpose(2, 0, 1).astype(np.float32))
+    return finish(x, frame.srgb_from_cam, exposure, look).permute(1, 2, 0).double().numpy()
 
 
 # ---- metrics ----------------------------------------------------------------------------------
@@ -196,138 +239,183 @@ def metrics(target: np.ndarray, out: np.ndarray) -> dict[str, float]:
     import colour
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     t, o = np.asarray(target, np.float64), np.clip(np.asarray(out, np.float64), 0, 1)
+    if not np.all(np.isfinite(out)):
+        return {"psnr": float("nan"), "ssim": float("nan"), "de2000_mean": float("nan"), "de2000_p95": float("nan")}
     lab_t = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(t))
     lab_o = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(o))
     de = colour.delta_E(lab_t, lab_o, method="CIE 2000")
     with np.errstate(divide="ignore"):   # identical images: PSNR is inf
         psnr = float(peak_signal_noise_ratio(t, o, data_range=1.0))
+    win = min(7, *t.shape[:2]) // 2 * 2 + 1 if min(t.shape[:2]) < 7 else 7
     return {"psnr": psnr,
-            "ssim": float(structural_similarity(t, o, channel_axis=2, data_range=1.0)),
+            "ssim": float(structural_similarity(t, o, channel_axis=2, data_range=1.0, win_size=win)),
             "de2000_mean": float(de.mean()), "de2000_p95": float(np.percentile(de, 95))}
 
 
-# ---- the evaluation -----------------------------------------------------------------------------
+def _score_capture(capture: RawCapture, runners: dict, looks, tmp: Path, name: str, keep: dict | None):
+    """Write the capture as a DNG, run every method, score each look. Returns {look: {method: metrics}}."""
+    path = write_dng(tmp / (name.replace("/", "_") + ".dng"), capture)
+    frame = read_raw(path)
+    exposure = prepare(frame, 64).exposure
+    truth = clean_linear(capture, frame)
+    outs = {m: run(path, frame) for m, run in runners.items()}
+    scores = {}
+    for look in looks:
+        target = finished(truth, frame, exposure, look)
+        scores[look] = {}
+        for m, lin in outs.items():
+            if lin.shape != truth.shape:
+                raise RuntimeError(f"{m} returned {lin.shape}, expected {truth.shape}")
+            img = finished(lin, frame, exposure, look)
+            scores[look][m] = {k: round(v, 4) for k, v in metrics(target, img).items()}
+            if keep is not None:
+                keep[(name, look, m)] = img
+        if keep is not None:
+            keep[(name, look, "__target__")] = target
+    return scores, {"exposure_gain": round(exposure, 4)}
 
-def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, progress: bool = True,
+
+def _mean(rows: list[dict], look: str, methods) -> dict:
+    keys = ("psnr", "ssim", "de2000_mean", "de2000_p95")
+    return {m: {k: round(float(np.mean([r["scores"][look][m][k] for r in rows])), 4) for k in keys} for m in methods}
+
+
+def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, looks=LOOKS, progress: bool = True,
              keep_outputs: bool = False) -> dict:
-    """Score every method on every case. Returns the report dict (and outputs if keep_outputs)."""
+    """Score every method on every case of the protocol, in each look. Returns the report dict."""
     from tqdm import tqdm
-    runners, unavailable = {}, {}
-    for m in methods:
-        if m == "edge4k":
-            runners[m] = run_edge4k(model)
-        elif m == "libraw":
-            runners[m] = run_libraw
-        elif m == "menon2007":
-            runners[m] = run_menon
-        elif m == "menon2007+oracle":
-            runners[m] = run_menon_oracle
-        elif m == "edge4k+gain-oracle":
-            if "edge4k" not in methods:
-                raise Edge4KError("edge4k+gain-oracle needs the edge4k method too")
-            runners[m] = None      # derived from the edge4k output below
-        elif m == "demosaicnet":
-            try:
-                runners[m] = run_demosaicnet_with(load_demosaicnet())
-            except Exception as e:  # report the reason rather than a number
-                unavailable[m] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        else:
-            raise Edge4KError(f"unknown method '{m}'; valid methods: {', '.join(METHODS)}")
-    runners = dict(sorted(runners.items(), key=lambda kv: METHODS.index(kv[0])))   # derived rows run last
-    cases = eval_cases(images)
-    per_case, outputs = [], {}
+    runners, unavailable = make_runners(model, methods)
+    cases = protocol_cases(images)
+    rows, outputs = [], ({} if keep_outputs else None)
     with tempfile.TemporaryDirectory(prefix="edge4k-eval-") as tmp:
-        work = [(c, m) for c in cases for m in runners]
-        bar = tqdm(total=len(work), desc="eval", unit="run", disable=not progress, leave=False)
-        for case in cases:
-            path = write_dng(Path(tmp) / (case.name.replace("/", "_") + ".dng"), case.capture)
-            frame = read_raw(path)
-            if keep_outputs:
-                outputs[(case.name, "__target__")] = case.target
-            row = {"case": case.name, "photo": case.photo, "cfa": case.capture.cfa, "camera": case.capture.camera,
-                   "iso": case.capture.iso, "size": [frame.width, frame.height], "methods": {}}
-            done = {}
-            for name, run in runners.items():
-                out = gain_matched(done["edge4k"], case.target) if run is None else run(path, frame, case)
-                done[name] = out
-                if out.shape != case.target.shape:
-                    raise RuntimeError(f"{name} returned {out.shape}, expected {case.target.shape}")
-                row["methods"][name] = {k: round(v, 4) for k, v in metrics(case.target, out).items()}
-                if keep_outputs:
-                    outputs[(case.name, name)] = out
-                bar.update(1)
-            per_case.append(row)
-        bar.close()
-    mean = {m: {k: round(float(np.mean([r["methods"][m][k] for r in per_case])), 4)
-                for k in ("psnr", "ssim", "de2000_mean", "de2000_p95")} for m in runners}
-    report = {"schema": "edge4k.eval/1", "cases": per_case, "mean": mean, "unavailable": unavailable,
-              "libraw_options": LIBRAW_OPTIONS, "eval_seed": EVAL_SEED, "isos": list(EVAL_ISOS)}
+        for case in tqdm(cases, desc="eval", unit="capture", disable=not progress, leave=False):
+            scores, extra = _score_capture(case.capture, runners, looks, Path(tmp), case.name, outputs)
+            p = case.capture.params
+            rows.append({"case": case.name, "photo": case.photo, "size": list(case.capture.mosaic.shape[::-1]),
+                         "conditions": {"camera": p.camera, "cfa": p.cfa, "iso": p.iso, "ev": p.ev,
+                                        "illuminant": p.illuminant if p.cct is None else f"{p.cct:.0f} K",
+                                        "bits": p.bits, "black_level": p.black_level},
+                         **extra, "scores": scores})
+    report = {"schema": "edge4k.eval/2", "eval_seed": EVAL_SEED, "isos": list(EVAL_ISOS),
+              "protocol": {k: list(v) for k, v in PROTOCOL.items()}, "unavailable": unavailable,
+              "libraw_options": {**LIBRAW_OPTIONS, "output_color": "raw", "highlight_mode": "Clip",
+                                 "variants": LIBRAW_VARIANTS},
+              "looks": list(looks), "cases": rows,
+              "mean": {look: _mean(rows, look, runners) for look in looks}}
+    for look in looks:
+        classical = {m: v["psnr"] for m, v in report["mean"][look].items() if m in CLASSICAL}
+        if classical:
+            report.setdefault("best_classical", {})[look] = max(classical, key=classical.get)
     if keep_outputs:
         report["_outputs"] = outputs
     return report
 
 
-LABELS = {"edge4k": "Edge4K (eager)", "libraw": "LibRaw (rawpy, AHD)", "menon2007": "Menon 2007 + LibRaw colour",
-          "demosaicnet": "demosaicnet + LibRaw colour", "menon2007+oracle": "Menon 2007 + oracle finishing (reference)",
-          "edge4k+gain-oracle": "Edge4K + fitted per-channel gain (diagnostic)"}
-
-
 def markdown(report: dict, title: str) -> str:
-    rows = [f"### {title}", "",
-            "| method | PSNR (dB) | SSIM | CIEDE2000 mean | CIEDE2000 p95 |", "|---|---|---|---|---|"]
-    for m, v in report["mean"].items():
-        rows.append(f"| {LABELS.get(m, m)} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['de2000_mean']:.2f} | "
-                    f"{v['de2000_p95']:.2f} |")
-    for m, why in report["unavailable"].items():
-        rows.append(f"| {LABELS.get(m, m)} | unavailable: {why} | | | |")
-    rows += ["", "Per image (PSNR dB / SSIM / CIEDE2000 mean / p95):", "",
-             "| case | CFA | camera | " + " | ".join(LABELS.get(m, m) for m in report["mean"]) + " |",
-             "|---|---|---|" + "---|" * len(report["mean"])]
+    rows = [f"### {title}", ""]
+    for look in report["looks"]:
+        best = report.get("best_classical", {}).get(look)
+        rows += [f"**{look} look** ({len(report['cases'])} captures; best classical anchor: "
+                 f"{LABELS.get(best, best)})", "",
+                 "| method | PSNR (dB) | SSIM | CIEDE2000 mean | CIEDE2000 p95 |", "|---|---|---|---|---|"]
+        for m, v in report["mean"][look].items():
+            rows.append(f"| {LABELS.get(m, m)} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['de2000_mean']:.2f} | "
+                        f"{v['de2000_p95']:.2f} |")
+        for m, why in report["unavailable"].items():
+            rows.append(f"| {LABELS.get(m, m)} | unavailable: {why} | | | |")
+        rows.append("")
+    look = report["looks"][0]
+    methods = list(report["mean"][look])
+    rows += [f"Per capture, {look} look, PSNR dB (CIEDE2000 mean):", "",
+             "| capture | camera | CFA | EV | illuminant | " + " | ".join(LABELS.get(m, m) for m in methods) + " |",
+             "|---|---|---|---|---|" + "---|" * len(methods)]
     for r in report["cases"]:
-        cells = [f"{v['psnr']:.2f} / {v['ssim']:.3f} / {v['de2000_mean']:.2f} / {v['de2000_p95']:.2f}"
-                 for v in r["methods"].values()]
-        rows.append(f"| {r['case']} | {r['cfa']} | {r['camera']} | " + " | ".join(cells) + " |")
+        c = r["conditions"]
+        cells = [f"{r['scores'][look][m]['psnr']:.2f} ({r['scores'][look][m]['de2000_mean']:.2f})" for m in methods]
+        rows.append(f"| {r['case']} | {c['camera']} | {c['cfa']} | {c['ev']:+.1f} | {c['illuminant']} | "
+                    + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
-def crop_sheet(report: dict, cases: list[str], path: Path, *, size: int = 160, scale: int = 2) -> None:
-    """Side-by-side crops (ground truth, LibRaw, Edge4K), one row per case, centre of the frame."""
+def crop_sheet(outputs: dict, cases: list[str], look: str, methods: list[str], path: Path, *,
+               size: int = 128, scale: int = 2) -> None:
+    """Side-by-side centre crops (ground truth, then each method), one row per case."""
     from PIL import Image, ImageDraw
-    outs = report["_outputs"]
-    size = min([size] + [d for name in cases for d in outs[(name, "__target__")].shape[:2]])
-    cols = [("ground truth", None), ("LibRaw", "libraw"), ("Edge4K", "edge4k")]
-    cols = [(label, m) for label, m in cols if m is None or (cases[0], m) in outs]
+    cols = [("ground truth", "__target__")] + [(LABELS.get(m, m), m) for m in methods]
+    size = min([size] + [d for name in cases for d in outputs[(name, look, "__target__")].shape[:2]])
     head, cell = 18, size * scale
     sheet = Image.new("RGB", (cell * len(cols), (cell + head) * len(cases)), "white")
     draw = ImageDraw.Draw(sheet)
     for row, name in enumerate(cases):
-        h, w = outs[(name, "__target__")].shape[:2]
-        y0, x0 = (h - size) // 2, (w - size) // 2
+        target = outputs[(name, look, "__target__")]
+        y0, x0 = (target.shape[0] - size) // 2, (target.shape[1] - size) // 2
         for col, (label, m) in enumerate(cols):
-            img = outs[(name, "__target__")] if m is None else outs[(name, m)]
+            img = outputs[(name, look, m)]
             crop = (np.clip(img[y0:y0 + size, x0:x0 + size], 0, 1) * 255 + 0.5).astype(np.uint8)
-            tile = Image.fromarray(crop).resize((cell, cell), Image.NEAREST)
             top = row * (cell + head)
-            sheet.paste(tile, (col * cell, top + head))
-            draw.text((col * cell + 4, top + 3), f"{label}  {name}", fill="black")
+            sheet.paste(Image.fromarray(crop).resize((cell, cell), Image.NEAREST), (col * cell, top + head))
+            draw.text((col * cell + 4, top + 3), f"{label}  {name}"[:36], fill="black")
     with atomic_output(path) as tmp:
         sheet.save(tmp, format="PNG")
 
 
 def write_report(report: dict, out_dir: str | os.PathLike, *, set_name: str, title: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"eval_{set_name}.json", "md": out_dir / f"eval_{set_name}.md",
-             "png": out_dir / f"crops_{set_name}.png"}
+    paths = {"json": out_dir / f"eval_{set_name}.json", "md": out_dir / f"eval_{set_name}.md"}
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     with atomic_output(paths["json"]) as tmp:
         tmp.write_text(json.dumps(public, indent=2) + "\n")
     with atomic_output(paths["md"]) as tmp:
         tmp.write_text(markdown(public, title))
     if "_outputs" in report:
-        crop_sheet(report, [r["case"] for r in report["cases"] if r["iso"] == max(EVAL_ISOS)], paths["png"])
-    else:
-        paths.pop("png")
+        shown = [m for m in ("libraw-ahd", report.get("best_classical", {}).get(report["looks"][0]), "demosaicnet",
+                             "edge4k") if m in report["mean"][report["looks"][0]]]
+        shown = list(dict.fromkeys(shown))
+        cases = [r["case"] for r in report["cases"] if r["case"].endswith(f"iso{max(EVAL_ISOS):g}")][:8]
+        for look in report["looks"]:
+            paths[f"png_{look}"] = out_dir / f"crops_{set_name}_{look}.png"
+            crop_sheet(report["_outputs"], cases, look, shown, paths[f"png_{look}"])
     return paths
+
+
+# ---- the evaluation sets ----------------------------------------------------------------------
+
+DEFAULT_DATA = "data"
+
+
+def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """held-out: the bundled held-out photos (calibration.photos). kodak24 / mcmaster18: the image
+    files in DATA/eval/<set> (DATA: --data, else $EDGE4K_DATA, else ./data), checked against the
+    data manifest's sha256 when the manifest lists the set (calibration/DATA.md says how to get them)."""
+    from edge4k.calibration.photos import load_split, read_srgb
+    if set_name == "held-out":
+        return load_split("held-out")
+    if set_name not in SETS:
+        raise Edge4KError(f"unknown evaluation set '{set_name}'; valid sets: {', '.join(SETS)}")
+    root = Path(data or os.environ.get("EDGE4K_DATA") or DEFAULT_DATA) / "eval" / set_name
+    files = sorted(p for p in root.glob("*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg"))
+    if not files:
+        raise Edge4KError(f"no {set_name} images in {root}; fetch them as calibration/DATA.md says, or point "
+                          "--data (or EDGE4K_DATA) at the folder holding eval/{set_name}")
+    expected = _manifest_hashes(set_name)
+    if expected:
+        from edge4k.files import sha256_file
+        wrong = [p.name for p in files if expected.get(p.name) not in (None, sha256_file(p))]
+        if wrong or len(files) != len(expected):
+            raise Edge4KError(f"{root} does not hold the {set_name} images of the data manifest "
+                              f"({len(files)} files, {len(expected)} expected"
+                              + (f"; sha256 differs for {', '.join(wrong[:3])}" if wrong else "") + ")")
+    return {p.stem: read_srgb(p) for p in files}
+
+
+def _manifest_hashes(set_name: str) -> dict[str, str]:
+    """{file name: sha256} of the set's rows in calibration/sources.json (empty if not listed)."""
+    from importlib import resources
+    manifest = resources.files("edge4k.calibration").joinpath("sources.json")
+    if not manifest.is_file():
+        return {}
+    rows = json.loads(manifest.read_text()).get("files", [])
+    return {Path(r["path"]).name: r["sha256"] for r in rows if r.get("set") == set_name}
 
 
 # ---- one-step comparison: teacher at N steps, distilled student, directly trained model -------
@@ -341,46 +429,47 @@ def sharpness(target: np.ndarray, out: np.ndarray) -> float:
     return float(np.mean(laplace(luma(np.clip(out, 0, 1))) ** 2) / np.mean(laplace(luma(target)) ** 2))
 
 
-def compare(models: dict[str, object], images: dict[str, np.ndarray], *, progress: bool = True,
-            keep_outputs: bool = False) -> dict:
-    """Every model on every held-out case (eager, native): quality, sharpness, GMAC per
-    megapixel and wall-clock seconds per image."""
-    import time
+def compare(models: dict[str, object], images: dict[str, np.ndarray], *, look: str = "natural",
+            progress: bool = True, keep_outputs: bool = False) -> dict:
+    """Every model on every case of the protocol (eager, native), in one look: quality,
+    sharpness, GMAC per megapixel and wall-clock seconds per image."""
     from tqdm import tqdm
     from .cost import gmac_per_megapixel
-    cases = eval_cases(images)
-    rows = {label: [] for label in models}
-    outputs = {}
+    seconds = {label: [] for label in models}
+    timed = {label: _timed(run_edge4k(model), seconds[label]) for label, model in models.items()}
+    rows, outputs = {label: [] for label in models}, {}
     with tempfile.TemporaryDirectory(prefix="edge4k-compare-") as tmp:
-        bar = tqdm(total=len(cases) * len(models), desc="compare", unit="run", disable=not progress, leave=False)
-        for case in cases:
-            path = write_dng(Path(tmp) / (case.name.replace("/", "_") + ".dng"), case.capture)
-            frame = read_raw(path)
-            outputs[(case.name, "__target__")] = case.target
-            for label, model in models.items():
-                start = time.perf_counter()
-                out = run_edge4k(model)(path, frame, case)
-                seconds = time.perf_counter() - start
-                rows[label].append({"case": case.name, **metrics(case.target, out),
-                                    "sharpness": sharpness(case.target, out), "seconds": seconds})
-                if keep_outputs:
-                    outputs[(case.name, label)] = out
-                bar.update(1)
-        bar.close()
+        for case in tqdm(protocol_cases(images), desc="compare", unit="capture", disable=not progress, leave=False):
+            scores, _ = _score_capture(case.capture, timed, (look,), Path(tmp), case.name, outputs)
+            target = outputs[(case.name, look, "__target__")]
+            for label in models:
+                rows[label].append({"case": case.name, **scores[look][label],
+                                    "sharpness": round(sharpness(target, outputs[(case.name, look, label)]), 4),
+                                    "seconds": round(seconds[label][-1], 4)})
     keys = ("psnr", "ssim", "de2000_mean", "de2000_p95", "sharpness", "seconds")
-    report = {"schema": "edge4k.compare/1", "eval_seed": EVAL_SEED, "isos": list(EVAL_ISOS),
+    report = {"schema": "edge4k.compare/2", "eval_seed": EVAL_SEED, "isos": list(EVAL_ISOS), "look": look,
               "models": {label: {**{k: round(float(np.mean([r[k] for r in rs])), 4) for k in keys},
-                                 "gmac_per_mp": round(gmac_per_megapixel(models[label]), 2),
-                                 "cases": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
-                                           for r in rs]}
+                                 "gmac_per_mp": round(gmac_per_megapixel(models[label]), 2), "cases": rs}
                          for label, rs in rows.items()}}
     if keep_outputs:
         report["_outputs"] = outputs
     return report
 
 
+def _timed(run, into: list):
+    """run, appending each call's wall-clock seconds to ``into``."""
+    import time
+
+    def timed(path, frame):
+        start = time.perf_counter()
+        out = run(path, frame)
+        into.append(time.perf_counter() - start)
+        return out
+    return timed
+
+
 def compare_markdown(report: dict, title: str) -> str:
-    rows = [f"### {title}", "",
+    rows = [f"### {title}", "", f"{report['look']} look.", "",
             "| model | PSNR (dB) | SSIM | CIEDE2000 mean | sharpness (HF ratio, 1 = truth) | GMAC/MP | s / image |",
             "|---|---|---|---|---|---|---|"]
     for label, v in report["models"].items():
@@ -390,7 +479,6 @@ def compare_markdown(report: dict, title: str) -> str:
 
 
 def write_compare(report: dict, out_dir: str | os.PathLike, *, set_name: str, title: str) -> dict[str, Path]:
-    from PIL import Image, ImageDraw
     out_dir = Path(out_dir)
     paths = {"json": out_dir / f"compare_{set_name}.json", "md": out_dir / f"compare_{set_name}.md",
              "png": out_dir / f"crops_compare_{set_name}.png"}
@@ -399,23 +487,154 @@ def write_compare(report: dict, out_dir: str | os.PathLike, *, set_name: str, ti
         tmp.write_text(json.dumps(public, indent=2) + "\n")
     with atomic_output(paths["md"]) as tmp:
         tmp.write_text(compare_markdown(public, title))
-    # Crop sheet: ground truth then each model, one row per high-ISO case, centre 128 px at 2x.
-    outs, labels = report["_outputs"], ["ground truth", *report["models"]]
     cases = [c["case"] for c in next(iter(report["models"].values()))["cases"]
              if c["case"].endswith(f"iso{max(EVAL_ISOS):g}")]
-    size, scale, head = 128, 2, 18
-    cell = size * scale
-    sheet = Image.new("RGB", (cell * len(labels), (cell + head) * len(cases)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for row, name in enumerate(cases):
-        target = outs[(name, "__target__")]
-        s = min(size, *target.shape[:2])
-        y0, x0 = (target.shape[0] - s) // 2, (target.shape[1] - s) // 2
-        for col, label in enumerate(labels):
-            img = target if col == 0 else outs[(name, label)]
-            crop = (np.clip(img[y0:y0 + s, x0:x0 + s], 0, 1) * 255 + 0.5).astype(np.uint8)
-            sheet.paste(Image.fromarray(crop).resize((cell, cell), Image.NEAREST), (col * cell, row * (cell + head) + head))
-            draw.text((col * cell + 4, row * (cell + head) + 3), f"{label}  {name}"[:40], fill="black")
-    with atomic_output(paths["png"]) as tmp:
-        sheet.save(tmp, format="PNG")
+    crop_sheet(report["_outputs"], cases, report["look"], list(report["models"]), paths["png"])
+    return paths
+
+
+# ---- the robustness sweep ---------------------------------------------------------------------
+
+SWEEP_GRID = {"ev": (-3.0, -1.5, 0.0, 1.0, 1.5), "iso": (50.0, 400.0, 3200.0, 12800.0),
+              "illuminant": (2500.0, 4000.0, 6500.0, 9000.0)}
+SWEEP_QUICK = {"ev": (0.0, 1.5), "iso": (100.0, 6400.0), "illuminant": (2856.0,)}
+SWEEP_METHODS = ("edge4k", "libraw-ahd", "libraw-dcb", "libraw-ahd-fbdd", "menon2007", "mhc")
+FLAT_CHARTS = ("black", "grey", "white")
+CHARTS = (*FLAT_CHARTS, "colours", "zone_plate", "siemens_star")
+FLAT_DE2000_LIMIT = 2.0
+
+
+def chart(name: str, size: int) -> np.ndarray:
+    """A synthetic test chart, sRGB float (size, size, 3) in [0, 1]."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    if name in FLAT_CHARTS:
+        return np.full((size, size, 3), {"black": 0.0, "grey": 0.5, "white": 1.0}[name])
+    if name == "colours":        # six saturated fields: red, green, blue, cyan, magenta, yellow
+        fields = np.array([[.9, .1, .1], [.1, .9, .1], [.1, .1, .9], [.1, .9, .9], [.9, .1, .9], [.9, .9, .1]])
+        return fields[np.minimum((xx * 6 // size).astype(int), 5)]
+    r2 = (yy - size / 2) ** 2 + (xx - size / 2) ** 2
+    if name == "zone_plate":     # frequency rises to Nyquist at the edge
+        g = 0.5 + 0.4 * np.cos(np.pi * r2 / size)
+    elif name == "siemens_star":
+        g = 0.5 + 0.4 * np.sign(np.sin(36 * np.arctan2(yy - size / 2, xx - size / 2)))
+    else:
+        raise ValueError(f"unknown chart {name!r}; valid charts: {', '.join(CHARTS)}")
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def sweep_items(size: int) -> dict[str, np.ndarray]:
+    """The sweep's content: the charts and a centre crop of each held-out photo."""
+    from edge4k.calibration.photos import load_split
+    items = {name: chart(name, size) for name in CHARTS}
+    for name, img in load_split("held-out").items():
+        y, x = (img.shape[0] - size) // 2 // 2 * 2, (img.shape[1] - size) // 2 // 2 * 2
+        items[f"photo:{name}"] = np.ascontiguousarray(img[y:y + size, x:x + size])
+    return items
+
+
+def sweep(model, *, grid: dict = SWEEP_GRID, size: int = 192, methods=SWEEP_METHODS, progress: bool = True,
+          seed: int = EVAL_SEED) -> dict:
+    """Edge4K next to the best classical anchor in every (exposure, ISO, illuminant) cell, over charts
+    and photo crops rendered with the held-out cameras (cycled over the items). Both looks."""
+    import itertools
+    from tqdm import tqdm
+    runners, _ = make_runners(model, methods)
+    items, cameras = sweep_items(size), sorted(HELD_OUT_CAMERAS)
+    cells = list(itertools.product(grid["ev"], grid["iso"], grid["illuminant"]))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edge4k-sweep-") as tmp, \
+            tqdm(total=len(cells) * len(items), desc="sweep", unit="capture", disable=not progress) as bar:
+        for c, (ev, iso, illuminant) in enumerate(cells):
+            per_item = {}
+            for k, (name, img) in enumerate(items.items()):
+                rng = np.random.default_rng((seed, c, k))
+                params = draw_params(rng, cameras="held-out", camera=cameras[(c * len(items) + k) % len(cameras)],
+                                     jitter=False, ev=ev, iso=iso, illuminant=illuminant)
+                per_item[name], _ = _score_capture(synthesize(img, params, rng), runners, LOOKS, Path(tmp),
+                                                   f"{c}_{k}", None)
+                bar.update(1)
+            rows.append(_sweep_cell(ev, iso, illuminant, per_item))
+    deltas = [r[look]["delta_db"] for r in rows for look in LOOKS]
+    flats = [r[look]["flat_de2000_max"] for r in rows for look in LOOKS]
+    return {"schema": "edge4k.sweep/1", "seed": seed, "size": size, "grid": {k: list(v) for k, v in grid.items()},
+            "items": list(items), "cameras": cameras, "methods": list(runners), "cells": rows,
+            "summary": {"worst_delta_db": round(float(min(deltas)), 4), "mean_delta_db": round(float(np.mean(deltas)), 4),
+                        "cells_below_0.5db": int(sum(d < -0.5 for d in deltas)),
+                        "worst_flat_de2000": round(float(max(flats)), 4),
+                        "flat_limit": FLAT_DE2000_LIMIT,
+                        "non_finite": int(sum(r["non_finite"] for r in rows))}}
+
+
+def _sweep_cell(ev, iso, illuminant, per_item: dict) -> dict:
+    row = {"ev": ev, "iso": iso, "illuminant": illuminant,
+           "non_finite": int(any(not np.isfinite(s["psnr"]) and s["psnr"] != float("inf")
+                                 for scores in per_item.values() for look in LOOKS for s in scores[look].values()))}
+    for look in LOOKS:
+        # PSNR is infinite for an exact render (a flat black field): cap it so that means stay finite.
+        mean = {m: float(np.mean([min(per_item[i][look][m]["psnr"], 60.0) for i in per_item]))
+                for m in per_item[next(iter(per_item))][look]}
+        classical = {m: v for m, v in mean.items() if m in CLASSICAL}
+        best = max(classical, key=classical.get)
+        row[look] = {"psnr": {m: round(v, 3) for m, v in mean.items()}, "best_classical": best,
+                     "delta_db": round(mean["edge4k"] - classical[best], 3),
+                     "flat_de2000_max": round(max(per_item[f][look]["edge4k"]["de2000_mean"] for f in FLAT_CHARTS), 3)}
+    return row
+
+
+def sweep_markdown(report: dict) -> str:
+    s = report["summary"]
+    rows = ["### Robustness sweep", "",
+            f"{len(report['cells'])} cells (exposure x ISO x illuminant), {len(report['items'])} items each "
+            f"({', '.join(report['items'])}), {len(report['cameras'])} held-out cameras, both looks. "
+            f"Edge4K minus the best classical anchor: worst {s['worst_delta_db']:+.2f} dB, mean "
+            f"{s['mean_delta_db']:+.2f} dB, {s['cells_below_0.5db']} cell-looks more than 0.5 dB below; worst flat "
+            f"field CIEDE2000 {s['worst_flat_de2000']:.2f} (limit {s['flat_limit']}); non-finite outputs: "
+            f"{s['non_finite']}.", "",
+            "| EV | ISO | illuminant (K) | Edge4K neutral (dB) | best classical neutral | delta | Edge4K natural | "
+            "delta natural | flat CIEDE2000 (neutral / natural) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["cells"]:
+        n, t = r["neutral"], r["natural"]
+        rows.append(f"| {r['ev']:+.1f} | {r['iso']:g} | {r['illuminant']:g} | {n['psnr']['edge4k']:.2f} | "
+                    f"{n['psnr'][n['best_classical']]:.2f} ({LABELS.get(n['best_classical'])}) | {n['delta_db']:+.2f} | "
+                    f"{t['psnr']['edge4k']:.2f} | {t['delta_db']:+.2f} | {n['flat_de2000_max']:.2f} / "
+                    f"{t['flat_de2000_max']:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
+def sweep_heatmap(report: dict, path: Path) -> None:
+    """(Edge4K - best classical) dB: exposure x ISO and exposure x illuminant (means over the other axis), per look."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    grid = report["grid"]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=100)
+    for row, look in enumerate(LOOKS):
+        for col, axis in enumerate(("iso", "illuminant")):
+            values = np.array([[np.mean([c[look]["delta_db"] for c in report["cells"] if c["ev"] == ev and c[axis] == a])
+                                for a in grid[axis]] for ev in grid["ev"]])
+            ax = axes[row, col]
+            lim = max(1.0, float(np.abs(values).max()))
+            im = ax.imshow(values, cmap="RdYlGn", vmin=-lim, vmax=lim, aspect="auto")
+            ax.set_xticks(range(len(grid[axis])), [f"{a:g}" for a in grid[axis]])
+            ax.set_yticks(range(len(grid["ev"])), [f"{e:+.1f}" for e in grid["ev"]])
+            ax.set_xlabel("ISO" if axis == "iso" else "illuminant (K)")
+            ax.set_ylabel("exposure (EV)")
+            ax.set_title(f"{look}: Edge4K - best classical (dB)")
+            for (i, j), v in np.ndenumerate(values):
+                ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8)
+            fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_sweep(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "sweep.json", "md": out_dir / "sweep.md", "png": out_dir / "sweep.png"}
+    with atomic_output(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_output(paths["md"]) as tmp:
+        tmp.write_text(sweep_markdown(report))
+    sweep_heatmap(report, paths["png"])
     return paths

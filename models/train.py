@@ -1,9 +1,9 @@
 """`edge4k train`: a seeded training loop, single process or data-parallel under torchrun.
 
-Loss = L1 + SSIM_WEIGHT * (1 - SSIM) + COLOUR_WEIGHT * colour, where colour is the
-L1 distance of CIELAB a*, b* (chroma only, /100) after 4x4 average pooling, so the
-network is pushed towards the right hue and saturation, not just the right
-RGB values. The learning rate warms up, then follows a cosine to 5 %.
+Loss (see losses()): L1 in display space for both looks + SSIM_WEIGHT * (1 - SSIM), with
+the exact finishing applied to output and target alike, so the network is judged only on
+what it learns (demosaicing detail, denoising). The learning rate warms up, then follows a
+cosine to 5 %.
 
 Outputs in --out: model.safetensors (weights + config, what eval and run load),
 train_state.pt (optimizer and step, for --resume), train_log.jsonl, loss_curve.png
@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +39,7 @@ from .config import get_preset
 from .data import PairSampler
 from .e4k import build_model
 
-SSIM_WEIGHT, COLOUR_WEIGHT = 0.2, 1.0
+SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100
 MIN_LR_FRACTION = 0.05
 
@@ -59,6 +60,7 @@ class TrainOptions:
     log_every: int = 10
     resume: bool = False
     threads: int | None = None        # CPU threads per process (None: torch's default, or cores / processes)
+    workers: int = 0                  # data-loading processes (0: batches are made in the training process)
 
 
 # ---- losses -----------------------------------------------------------------------------------
@@ -82,27 +84,20 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return s.mean()
 
 
-_XYZ_FROM_SRGB = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                               [0.2126729, 0.7151522, 0.0721750],
-                               [0.0193339, 0.1191920, 0.9503041]])
-_D65 = torch.tensor([0.95047, 1.0, 1.08883])
-
-
-def lab_ab(srgb: torch.Tensor) -> torch.Tensor:
-    """CIELAB a*, b* (D65) of (B, 3, H, W) sRGB-encoded images, differentiable."""
-    x = srgb.clamp(0, 1)
-    lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
-    xyz = torch.einsum("ij,bjhw->bihw", _XYZ_FROM_SRGB.to(x), lin) / _D65.to(x)[None, :, None, None]
-    d = 6 / 29
-    f = torch.where(xyz > d ** 3, xyz.clamp_min(1e-8) ** (1 / 3), xyz / (3 * d ** 2) + 4 / 29)
-    return torch.stack([500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
-
-
-def losses(out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    l1 = (out - target).abs().mean()
-    s = ssim(out.clamp(0, 1), target)
-    colour = (lab_ab(F.avg_pool2d(out, 4)) - lab_ab(F.avg_pool2d(target, 4))).abs().mean() / 100
-    return {"loss": l1 + SSIM_WEIGHT * (1 - s) + COLOUR_WEIGHT * colour, "l1": l1, "ssim": s, "colour": colour}
+def losses(out: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+    """The image loss of companded network output against the batch's target, in display
+    space: both looks are rendered from each (same matrix and exposure), L1 on both, SSIM on
+    the natural look. Finishing is exact, so only demosaicing and denoising errors remain."""
+    from edge4k.kernels.postprocess import finish
+    m, e, target = batch["matrix"], batch["exposure"], batch["target"]
+    parts = {}
+    for look in ("neutral", "natural"):
+        o, t = finish(out, m, e, look), finish(target, m, e, look)
+        parts[f"l1_{look}"] = (o - t).abs().mean()
+    parts["ssim"] = ssim(o, t)
+    parts["l1"] = parts["l1_neutral"] + parts["l1_natural"]
+    parts["loss"] = parts["l1"] + SSIM_WEIGHT * (1 - parts["ssim"])
+    return parts
 
 
 def lr_at(progress: float, step: int, base: float) -> float:
@@ -144,7 +139,7 @@ def _any(flag: bool, world: int, device) -> bool:
 
 # ---- outputs ----------------------------------------------------------------------------------
 
-def plot_loss_curve(log_path: Path, png_path: Path, keys=("loss", "l1", "colour", "1-ssim")) -> None:
+def plot_loss_curve(log_path: Path, png_path: Path, keys=("loss", "l1_neutral", "l1_natural", "1-ssim")) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -175,19 +170,46 @@ def _write_json(path: Path, obj) -> None:
 
 # ---- the loop ---------------------------------------------------------------------------------
 
+class _StepBatches(torch.utils.data.Dataset):
+    """Batch number `step` of the sampler (a batch depends only on its step, so workers may make them)."""
+
+    def __init__(self, sampler: PairSampler, size: int):
+        self.sampler, self.size = sampler, size
+
+    def __len__(self):
+        return 1 << 30
+
+    def __getitem__(self, step: int):
+        return self.sampler.batch(step, self.size)
+
+
+def _batches(sampler: PairSampler, opts: TrainOptions, first_step: int, device):
+    """Batches for steps first_step, first_step + 1, ...; made by opts.workers processes if > 0."""
+    if opts.workers <= 0:
+        step = first_step
+        while True:
+            yield sampler.batch(step, opts.batch)
+            step += 1
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(sampler, opts.batch), batch_size=None, sampler=range(first_step, 1 << 30),
+        num_workers=opts.workers, prefetch_factor=4, persistent_workers=False,
+        pin_memory=device.type == "cuda", worker_init_fn=lambda _: torch.set_num_threads(1))
+    yield from loader
+
+
 class DirectTask(torch.nn.Module):
     """Supervised one-step training: the image loss of the model's output against the ground truth."""
 
     name = "train"
     weights_name = "model.safetensors"
-    curve_keys = ("loss", "l1", "colour", "1-ssim")
+    curve_keys = ("loss", "l1_neutral", "l1_natural", "1-ssim")
 
     def __init__(self, opts: TrainOptions):
         super().__init__()
         self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
 
     def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        return losses(self.model(batch["packed"], batch["thumb"], batch["meta"]), batch["target"])
+        return losses(self.model(batch["packed"], batch["thumb"], batch["meta"]), batch)
 
     def save(self, path: Path, **info) -> None:
         save_checkpoint(path, self.model, **info)
@@ -230,13 +252,13 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
             raise Edge4KError(f"{out} holds a {state['options']['preset']} run, not {opts.preset}")
         # The data and model settings of the run being resumed win; only the budget and step count may change.
         kept = {k: v for k, v in state["options"].items()
-                if k not in ("budget_minutes", "steps", "resume", "out", "threads")}
+                if k not in ("budget_minutes", "steps", "resume", "out", "threads", "workers")}
         opts = type(opts)(**{**asdict(opts), **kept})
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
     elif state_path.exists():
         raise Edge4KError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
 
-    images = load_folder(opts.data) if opts.data else load_split("train")
+    images = load_folder(opts.data, np.uint8) if opts.data else load_split("train", np.uint8)
     # Near-zero activations and gradients (zero-initialised heads) fall into float32
     # denormals, which run 10-20x slower on x86 CPUs; flushing them to zero costs nothing.
     torch.set_flush_denormal(True)
@@ -295,6 +317,7 @@ def _loop(opts, cfg, net, task, optim, sampler, step, elapsed_before, rank, worl
         last_saved = step
 
     trainable = [p for p in task.parameters() if p.requires_grad]
+    batches = _batches(sampler, opts, step, device)
     bar = tqdm(total=opts.steps, initial=step, desc=f"{task.name} {cfg.name}", unit="step", disable=not progress,
                dynamic_ncols=True)
     reason = "steps"
@@ -309,7 +332,7 @@ def _loop(opts, cfg, net, task, optim, sampler, step, elapsed_before, rank, worl
             lr = lr_at(progress_frac, step, opts.lr)
             for group in optim.param_groups:
                 group["lr"] = lr
-            batch = {k: v.to(device) for k, v in sampler.batch(step, opts.batch).items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             parts = net(batch, step)
             optim.zero_grad(set_to_none=True)
             parts["loss"].backward()

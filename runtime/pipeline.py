@@ -2,6 +2,8 @@
 
 raw_preprocess and postprocess run here (CPU kernels); the four network stages go
 through a Backend, so eager and compiled builds share this code and the profile.
+Tiles cover the frame as the frontend pads it (PHASE_PAD more pixels each way, RGGB
+phase); postprocess blends them, crops the frame back out and finishes it in the look.
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from tqdm import tqdm
 
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
-from edge4k.kernels.postprocess import bit_depth_for, quantise, write_image
-from edge4k.kernels.raw import meta_vector, pack, read_raw, thumbnail
+from edge4k.kernels.postprocess import DEFAULT_LOOK, bit_depth_for, check_look, finish, quantise, write_image
+from edge4k.kernels.raw import PHASE_PAD, prepare, read_raw
 from edge4k.models import E4KConfig
 
 from . import memory
@@ -38,7 +40,8 @@ class TileOptions:
                    native_size=tuple(t["padded"]) if t["native"] else None)
 
     def plan(self, cfg: E4KConfig, height: int, width: int) -> TilePlan:
-        plan = plan_tiles(height, width, compression=cfg.compression, tile=self.tile,
+        """Tiles over a height x width RAW frame as the frontend pads it."""
+        plan = plan_tiles(height + PHASE_PAD, width + PHASE_PAD, compression=cfg.compression, tile=self.tile,
                           overlap=self.overlap, native=self.native)
         padded = (plan.padded_height, plan.padded_width)
         if self.native_size and padded != self.native_size:
@@ -49,17 +52,20 @@ class TileOptions:
 
 
 def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
-            progress: bool = False) -> tuple[torch.Tensor, dict]:
-    """One RAW file through all six stages. Returns display RGB (3, H, W) in [0, 1]
-    before quantisation, plus what was learned about the input and the tiling."""
+            progress: bool = False, look: str | None = DEFAULT_LOOK) -> tuple[torch.Tensor, dict]:
+    """One RAW file through all six stages. Returns display RGB (3, H, W) in [0, 1] in the
+    look, before quantisation, plus what was learned about the input and the tiling.
+    look=None returns the network's unfinished output instead: companded camera RGB."""
+    if look is not None:
+        check_look(look)
     timer = timer or StageTimer()
     with timer("raw_preprocess"):
         frame = read_raw(path)
         plan = opts.plan(cfg, frame.height, frame.width)
-        packed = pack(frame)
-        thumb = torch.from_numpy(thumbnail(packed, cfg.thumb_size))[None]
-        meta = torch.from_numpy(meta_vector(frame))[None]
-        padded = pad_packed(packed, plan)
+        prep = prepare(frame, cfg.thumb_size)
+        thumb = torch.from_numpy(prep.thumb)[None]
+        meta = torch.from_numpy(prep.meta)[None]
+        padded = pad_packed(prep.packed, plan)
     with timer("global"):
         g = backend.run("global", thumb, meta)
     blender = Blender(plan)
@@ -79,12 +85,15 @@ def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: St
             for k, (y0, x0) in enumerate(origins):
                 blender.add(rgb[k], y0, x0)
     with timer("postprocess"):
-        image = blender.result()
-    info = {"frame": frame, "plan": plan}
+        (top, left), h, w = prep.crop, frame.height, frame.width
+        image = blender.result()[:, top:top + h, left:left + w]
+        if look is not None:
+            image = finish(image, frame.srgb_from_cam, prep.exposure, look)
+    info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}
     return image, info
 
 
-def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions,
+def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions, look: str = DEFAULT_LOOK,
                     runs: int = 1, warmup: int = 0, profile_path=None, progress: bool = True) -> dict:
     """Run the pipeline warmup + runs times, write the image from the last run and,
     if asked, a validated profile JSON. Returns the profile dict."""
@@ -97,12 +106,12 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         estimate = memory.check_fits(backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch),
                                      f"a {plan.tile_width}x{plan.tile_height} tile")
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
-        process(input_path, backend, cfg, opts)
+        process(input_path, backend, cfg, opts, look=look)
     timer, power = StageTimer(), PowerMeter()
     power.start()
     for _ in tqdm(range(runs), desc="timed runs", unit="run", disable=not progress or runs < 2):
         timer.start_run()
-        image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1)
+        image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look)
         with timer("postprocess"):
             pixels = quantise(image, bits)
         timer.end_run()
@@ -130,7 +139,8 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
                   "weights": backend.weights,
                   **({"params": backend.param_count()} if backend.param_count() is not None else {})},
         "output": {"path": os.fspath(output_path), "sha256": sha256_file(output_path),
-                   "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits},
+                   "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits,
+                   "look": info["look"], "exposure_gain": round(info["exposure"], 6)},
         "versions": versions(),
     }
     if profile_path:

@@ -25,7 +25,8 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 def make_dng(tmp_path):
     """make_dng(h, w, cfa="RGGB", **write_kwargs) -> path of a fresh synthetic DNG."""
     def make(h=128, w=192, cfa="RGGB", name=None, **kwargs):
-        cap = unprocess(smooth_image(h, w), cfa=cfa, camera=None, iso=None, rng=np.random.default_rng(1))
+        cap = unprocess(smooth_image(h, w), cfa=cfa, iso=None, ev=0.0, bits=14, black_level=512,
+                        rng=np.random.default_rng(1))
         return str(write_dng(tmp_path / (name or f"{cfa}_{w}x{h}.dng"), cap, **kwargs))
     return make
 

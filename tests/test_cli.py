@@ -28,7 +28,7 @@ def test_run_writes_image_and_valid_profile(tmp_path, sample_dng, capsys):
     assert set(profile["latency_ms"]) == set(STAGES)
     assert all(profile["latency_ms"][s]["median"] > 0 for s in STAGES)
     assert profile["tiling"] == {"enabled": True, "tile": 256, "overlap": 32, "tiles": 9, "batch": 2,
-                                 "padded": [512, 512]}
+                                 "padded": [528, 528]}   # 512 + the frontend's 6-pixel phase padding
     assert profile["timing"]["runs"] == 2 and profile["model"]["preset"] == "e4k-t-f16"
     assert profile["power"]["available"] or profile["power"]["reason"]
     assert "decoder" in capsys.readouterr().out
@@ -63,7 +63,7 @@ def test_sample_then_info_round_trip(tmp_path, capsys):
     assert main(["info", str(dng), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["cfa"]) == (96, 64, "GBRG")
-    assert info["packed_shape"] == [4, 32, 48]
+    assert info["packed_shape"] == [4, 35, 51]      # (64 + 6) / 2 x (96 + 6) / 2: RGGB phase padding
 
 
 def _bad_inputs(tmp_path, sample_dng):

@@ -56,7 +56,7 @@ def test_tiled_matches_native_and_has_no_seams(make_dng):
     native, _ = process(path, backend, model.cfg, TileOptions(tile=None, overlap=0, native=True))
     blended, info = process(path, backend, model.cfg, TileOptions(tile=128, overlap=64, batch=3))
     butted, _ = process(path, backend, model.cfg, TileOptions(tile=128, overlap=0))
-    assert info["plan"].num_tiles == 15
+    assert info["plan"].num_tiles == 24     # over the frame as the frontend pads it: 262 x 390 -> 272 x 400
     p_blend, p_butt = psnr(blended, native), psnr(butted, native)
     assert p_blend > 55.0, p_blend
     assert p_blend > p_butt + 10.0, (p_blend, p_butt)   # the overlap is what makes it match

@@ -86,12 +86,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert rc == 1 and err.startswith("edge4k: error:") and err.count("\n") == 1
 
 
-def test_loss_is_zero_for_a_perfect_output():
-    y = torch.rand(2, 3, 32, 32)
-    parts = losses(y.clone(), y)
+def test_loss_is_zero_for_a_perfect_output_and_sees_both_looks():
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 3, 32, 32, generator=g) * 0.5
+    batch = {"target": y, "matrix": torch.eye(3).expand(2, 3, 3), "exposure": torch.tensor([1.0, 4.0])}
+    parts = losses(y.clone(), batch)
     assert parts["loss"].item() == pytest.approx(0, abs=1e-5) and parts["ssim"].item() == pytest.approx(1, abs=1e-5)
-    shifted = losses(y.flip(1), y)      # swapped colour channels: the colour term notices
-    assert shifted["colour"] > 0.01 and shifted["loss"] > parts["loss"]
+    shifted = losses(y.flip(1), batch)      # swapped colour channels
+    assert shifted["l1_neutral"] > 0.01 and shifted["l1_natural"] > 0.01 and shifted["loss"] > parts["loss"]
+    # Dark errors weigh more in the natural look, which brightens the second image 4x.
+    dark = y.clone()
+    dark[1] += 0.02
+    d = losses(dark, batch)
+    assert d["l1_natural"] > d["l1_neutral"] > 0
 
 
 def test_interrupted_cli_run_keeps_its_checkpoint_and_resumes(tmp_path, photos, monkeypatch, capsys):
