@@ -24,7 +24,7 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup demo eval distill research test clean android-xnnpack android-qnn ios-coreml
+.PHONY: setup demo eval train distill research test clean android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -40,6 +40,16 @@ demo: $(STAMP)
 # (docs/eval/ was written by the same command with -o docs/eval).
 eval: $(STAMP)
 	$(BIN)/edge4k eval -o out/eval
+
+# The shipped checkpoint's recipe (docs/MODEL_CARD.md): synthetic captures of the photographs
+# in DATA/shards (`edge4k data build`, calibration/DATA.md), crops of 256, batch 48, a time budget.
+# It was run once on a GPU machine with 15 data workers; on this 2-core CPU it runs, far slower.
+DATA        ?= data
+TRAIN_MIN   ?= 8.3
+WORKERS     ?= 15
+train: $(STAMP)
+	$(BIN)/edge4k train --preset e4k-s-f16 --data $(DATA)/shards --budget-minutes $(TRAIN_MIN) --batch 48 \
+		--crop 256 --workers $(WORKERS) --checkpoint-every 2000 --log-every 50 --out $(OUT)/train
 
 # One-step distillation, as docs/distill/ and the shipped checkpoint were made: a flow
 # teacher in the directly trained model's latent space, the one-step student distilled

@@ -71,8 +71,9 @@ class PairSampler:
     """Batches of random crops from a set of photos: packed, thumb, meta, target and what
     finishing needs (matrix: camera->sRGB, exposure: the natural look's gain).
 
-    images: a mapping name -> HxWx3 float array in [0, 1], or any sequence-like image set whose
-    items are HxWx3 uint8/float arrays (calibration.shards) with len()."""
+    images: a mapping name -> HxWx3 array (float in [0, 1] or uint8), or an image set with
+    len(), size(i) and crop(i, top, left, height, width) (calibration.shards.ShardSet, which
+    decodes only the tiles under the window)."""
 
     def __init__(self, images, *, crop: int, thumb_size: int, multiple: int, seed: int = 0, rank: int = 0,
                  crops_per_scene: int = 4, cameras: str = "train"):
@@ -90,12 +91,15 @@ class PairSampler:
         self.crops_per_scene, self.cameras = crops_per_scene, cameras
 
     def scene(self, rng: np.random.Generator) -> Scene:
-        img = self.images[int(rng.integers(len(self.images)))]
-        h, w = img.shape[:2]
+        i = int(rng.integers(len(self.images)))
+        h, w = self.images.size(i) if hasattr(self.images, "crop") else self.images[i].shape[:2]
         side = int(rng.integers(WINDOW_RANGE[0], WINDOW_RANGE[1] + 1)) // 2 * 2
         wh, ww = (max(min(self.crop, d // 2 * 2), min(side, d // 2 * 2)) for d in (h, w))
         y, x = (2 * int(rng.integers(0, (d - s) // 2 + 1)) for d, s in ((h, wh), (w, ww)))
-        win = img[y:y + wh, x:x + ww]
+        if hasattr(self.images, "crop"):
+            win = self.images.crop(i, y, x, wh, ww)
+        else:
+            win = self.images[i][y:y + wh, x:x + ww]
         if rng.random() < 0.5:
             win = win[:, ::-1]
         win = np.rot90(win, int(rng.integers(4)))

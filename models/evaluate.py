@@ -11,7 +11,8 @@ Edge4K's exact finishing (white balance, the DNG's colour matrix, the look). Eve
 is finished by that same code from its own camera-space output, so what differs between
 rows is only demosaicing and denoising:
 - libraw-* : LibRaw (rawpy) in camera colour space, linear, camera white balance, highlights
-  clipped, no brightening: AHD, DCB, AHD + FBDD noise reduction, AHD + 3 median passes;
+  clipped, no brightening, the file's white level (adjust_maximum_thr 0): AHD, DCB,
+  AHD + FBDD noise reduction, AHD + 3 median passes;
 - menon2007 : colour-demosaicing's Menon 2007 DDFAPD on the same white-balanced mosaic;
 - mhc : Malvar-He-Cutler, Edge4K's own classical base (the untrained network);
 - demosaicnet : Gharbi et al.'s pretrained network (learned, not classical);
@@ -92,8 +93,10 @@ def clean_linear(capture: RawCapture, frame: RawFrame) -> np.ndarray:
     return np.minimum(capture.clean.astype(np.float64) * normalised_gains(frame.wb_gains)[[0, 1, 3]], 1.0)
 
 
+# adjust_maximum_thr=0: LibRaw would otherwise take the frame's own data maximum as the white level
+# whenever it lies above 75% of the file's (its default 0.75), brightening every such unclipped frame.
 LIBRAW_OPTIONS = dict(use_camera_wb=True, use_auto_wb=False, no_auto_bright=True, bright=1.0, gamma=(1, 1),
-                      output_bps=16, user_flip=0)
+                      output_bps=16, user_flip=0, adjust_maximum_thr=0.0)
 LIBRAW_VARIANTS = {"libraw-ahd": dict(demosaic="AHD"), "libraw-dcb": dict(demosaic="DCB"),
                    "libraw-ahd-fbdd": dict(demosaic="AHD", fbdd_noise_reduction="Full"),
                    "libraw-ahd-median": dict(demosaic="AHD", median_filter_passes=3)}

@@ -111,6 +111,9 @@ def lr_at(progress: float, step: int, base: float) -> float:
 
 def _dist_setup() -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if torch.cuda.is_available():   # fixed crop shapes: let cuDNN pick its fastest kernels; TF32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if world == 1:
         return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
     import torch.distributed as dist
@@ -170,6 +173,18 @@ def _write_json(path: Path, obj) -> None:
 
 # ---- the loop ---------------------------------------------------------------------------------
 
+def _training_images(data: str | None):
+    """The photos to train on: the bundled training split, a shard folder (`edge4k data build`,
+    its train split) or a plain folder of images."""
+    from edge4k.calibration.photos import load_folder, load_split
+    if data is None:
+        return load_split("train", np.uint8)
+    if (Path(data) / "index.json").is_file():
+        from edge4k.calibration.shards import open_shards
+        return open_shards(data).split("train")
+    return load_folder(data, np.uint8)
+
+
 class _StepBatches(torch.utils.data.Dataset):
     """Batch number `step` of the sampler (a batch depends only on its step, so workers may make them)."""
 
@@ -223,7 +238,6 @@ def train(opts: TrainOptions, *, progress: bool = True) -> dict:
 def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dict:
     """Run make_task(opts)'s loss under the shared loop (budget, resume, log, torchrun)."""
     from tqdm import tqdm
-    from edge4k.calibration.photos import load_folder, load_split
 
     cfg = get_preset(opts.preset)
     if opts.budget_minutes <= 0:
@@ -258,7 +272,7 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
     elif state_path.exists():
         raise Edge4KError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
 
-    images = load_folder(opts.data, np.uint8) if opts.data else load_split("train", np.uint8)
+    images = _training_images(opts.data)
     # Near-zero activations and gradients (zero-initialised heads) fall into float32
     # denormals, which run 10-20x slower on x86 CPUs; flushing them to zero costs nothing.
     torch.set_flush_denormal(True)
