@@ -36,10 +36,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edge4k run -o out/demo.png --profile out/demo.profile.json --tile 256 --overlap 32 --runs 3 --warmup 1
 
-# Image quality of the shipped checkpoint vs LibRaw and learned/classical peers
-# (docs/eval/ was written by the same command with -o docs/eval).
+# Image quality of the shipped checkpoint against classical and learned converters, each finished
+# like the ground truth, on the bundled held-out photos, Kodak24 and McMaster18 (DATA/eval, see
+# calibration/DATA.md), and the robustness sweep. docs/eval/ was written by the same commands.
 eval: $(STAMP)
-	$(BIN)/edge4k eval -o out/eval
+	$(BIN)/edge4k eval --set held-out -o $(OUT)/eval
+	$(BIN)/edge4k eval --set kodak24 --data $(DATA) -o $(OUT)/eval
+	$(BIN)/edge4k eval --set mcmaster18 --data $(DATA) -o $(OUT)/eval
+	$(BIN)/edge4k eval --sweep -o $(OUT)/eval
 
 # The shipped checkpoint's recipe (docs/MODEL_CARD.md): synthetic captures of the photographs
 # in DATA/shards (`edge4k data build`, calibration/DATA.md), crops of 256, batch 48, a time budget.
@@ -51,19 +55,18 @@ train: $(STAMP)
 	$(BIN)/edge4k train --preset e4k-s-f16 --data $(DATA)/shards --budget-minutes $(TRAIN_MIN) --batch 48 \
 		--crop 256 --workers $(WORKERS) --checkpoint-every 2000 --log-every 50 --out $(OUT)/train
 
-# One-step distillation, as docs/distill/ and the shipped checkpoint were made: a flow
-# teacher in the directly trained model's latent space, the one-step student distilled
-# from it, and the comparison (docs/MODEL_CARD.md).
+# One-step distillation (docs/MODEL_CARD.md, "Distillation"): a flow teacher in the shipped
+# model's latent space, the one-step student distilled from it, and the comparison.
 TEACHER_MIN ?= 25
 DISTILL_MIN ?= 15
-DIRECT      ?= docs/training/e4k-s-f16-direct.safetensors
+BASE        ?= models/weights/e4k-s-f16.safetensors
 distill: $(STAMP)
-	$(BIN)/edge4k train-teacher --base $(DIRECT) --budget-minutes $(TEACHER_MIN) --crop 128 --ae-steps 400 \
-		--threads 1 --out $(OUT)/teacher
-	$(BIN)/edge4k distill --teacher $(OUT)/teacher/teacher.safetensors --budget-minutes $(DISTILL_MIN) --crop 128 \
-		--threads 1 --out $(OUT)/student
+	$(BIN)/edge4k train-teacher --base $(BASE) --data $(DATA)/shards --budget-minutes $(TEACHER_MIN) --crop 128 \
+		--ae-steps 400 --threads 1 --out $(OUT)/teacher
+	$(BIN)/edge4k distill --teacher $(OUT)/teacher/teacher.safetensors --data $(DATA)/shards \
+		--budget-minutes $(DISTILL_MIN) --crop 128 --threads 1 --out $(OUT)/student
 	$(BIN)/edge4k eval --teacher $(OUT)/teacher/teacher.safetensors --student $(OUT)/student/model.safetensors \
-		--checkpoint $(DIRECT) -o $(OUT)/distill
+		--checkpoint $(BASE) -o $(OUT)/distill
 
 # The research report: every study, then docs/RESEARCH.md.
 research: $(STAMP)

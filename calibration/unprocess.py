@@ -64,7 +64,7 @@ class CaptureParams:
     illuminant: str             # "daylight", "planckian" or "FL1".."FL12"
     cct: float | None           # kelvin, for daylight and planckian
     illuminant_xy: tuple[float, float]
-    ev: float                   # exposure relative to mean-luminance-at-mid-grey
+    ev: float                   # exposure in EV relative to the key below
     iso: float | None           # None: noise-free
     shot: float                 # noise variance = shot * signal + read (normalised units)
     read: float
@@ -73,6 +73,9 @@ class CaptureParams:
     black_level: int
     white_level: int
     cfa: str
+    # "mean": the scene's mean luminance is put at mid-grey, then moved by ev (a camera's meter);
+    # "absolute": scene values are reflectances, 1.0 lands on the white level at ev 0 (test charts).
+    key: str = "mean"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,7 +164,7 @@ def _draw_illuminant(rng, illuminant) -> tuple[str, float | None, tuple[float, f
 def draw_params(rng: np.random.Generator, *, cameras: str = "train", camera: str | None = None,
                 cfa: str | None = None, iso: float | None | str = "random", ev: float | None = None,
                 illuminant=None, bits: int | None = None, black_level: int | None = None,
-                jitter: bool = True) -> CaptureParams:
+                jitter: bool = True, key: str = "mean") -> CaptureParams:
     """Draw one capture's conditions; every keyword that is given is used as is.
 
     cameras: the camera split to draw from ("train", "held-out", "all"); iso: "random", a value,
@@ -188,10 +191,12 @@ def draw_params(rng: np.random.Generator, *, cameras: str = "train", camera: str
         raise ValueError(f"black level {black_level} must be below the {bits}-bit white level {white_level}")
     cfa = cfa or list(CFA_PATTERNS)[int(rng.integers(4))]
     _check_cfa(cfa)
+    if key not in ("mean", "absolute"):
+        raise ValueError(f"unknown exposure key {key!r}; expected mean or absolute")
     return CaptureParams(camera=camera, xyz_to_cam=np.round(m, 4).tolist(), illuminant=kind, cct=cct,
                          illuminant_xy=(float(xy[0]), float(xy[1])), ev=float(ev),
                          iso=float(iso) if iso else None, shot=shot, read=read, row=float(row), bits=bits,
-                         black_level=black_level, white_level=white_level, cfa=cfa)
+                         black_level=black_level, white_level=white_level, cfa=cfa, key=key)
 
 
 _LINEAR_FROM_8BIT = srgb_decode(inverse_smoothstep(np.arange(256) / 255.0))
@@ -219,7 +224,9 @@ def synthesize(srgb: np.ndarray, params: CaptureParams, rng: np.random.Generator
     # Camera response to the lit scene, normalised so that a white surface's brightest channel is 1.
     to_cam = m @ adaptation(D65_XY, params.illuminant_xy) @ XYZ_FROM_SRGB
     white = to_cam.sum(axis=1)
-    scale = MID_GREY * 2.0 ** params.ev / max(float((lin @ LUMA).mean()), 1e-4)
+    scale = 2.0 ** params.ev
+    if params.key == "mean":
+        scale *= MID_GREY / max(float((lin @ LUMA).mean()), 1e-4)
     clean = np.clip(lin @ (to_cam / white.max()).T * scale, 0.0, 1.0)         # sensor clip, per channel
     raw = mosaic(clean, params.cfa)
     if params.iso:

@@ -226,6 +226,7 @@ def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
                                                "threads waiting on each other)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes that synthesise the RAW "
                                                           "batches (default 0: in the training process)")
+    p.add_argument("--init", metavar="PATH", help="start from this checkpoint's weights (fine-tuning)")
 
 
 def _look_arg(p: argparse.ArgumentParser) -> None:
@@ -472,7 +473,7 @@ def load_for_preset(preset: str, checkpoint: str | None, seed: int = 0):
 
 
 TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",
-                   "log_every", "resume", "threads", "workers")
+                   "log_every", "resume", "threads", "workers", "init")
 
 
 def _run_training(args, options_cls, run, **extra) -> int:

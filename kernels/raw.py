@@ -242,6 +242,7 @@ META = ("log_shot", "log_read", "log_exposure", "log_gain_r", "log_gain_b")
 # 1e-6..1e-2, read 1e-9..1e-4, exposure 1..16, gains 1..4): int8 builds quantise it well.
 META_CENTRE = np.array([-9.0, -14.0, 1.0, 0.7, 0.7], dtype=np.float32)
 META_SCALE = np.array([3.0, 4.0, 1.0, 0.5, 0.5], dtype=np.float32)
+META_LIMIT = 3.0   # and clipped there, so that no capture conditions the network far outside training
 
 
 def meta_vector(frame: RawFrame, packed: np.ndarray, exposure: float) -> np.ndarray:
@@ -250,7 +251,7 @@ def meta_vector(frame: RawFrame, packed: np.ndarray, exposure: float) -> np.ndar
     shot, read = noise_estimate(packed)
     gains = normalised_gains(frame.wb_gains)
     logs = np.log(np.array([shot + 1e-6, read + 1e-9, exposure, gains[0], gains[3]], dtype=np.float64))
-    return ((logs - META_CENTRE) / META_SCALE).astype(np.float32)
+    return np.clip((logs - META_CENTRE) / META_SCALE, -META_LIMIT, META_LIMIT).astype(np.float32)
 
 
 @dataclass

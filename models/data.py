@@ -28,6 +28,9 @@ from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
 
 WINDOW_RANGE = (256, 384)        # scene (frame) side in pixels, before clamping to the photo
+# Besides photos metered like a camera does (mean luminance at mid-grey, calibration.unprocess):
+ABSOLUTE_FRACTION, ABSOLUTE_EV = 0.25, (-1.5, 2.0)   # photos exposed as reflectances: large clipped areas
+FLAT_FRACTION = 0.05             # flat fields of one colour (white ones clip): they must stay flat
 
 
 @dataclass
@@ -103,7 +106,15 @@ class PairSampler:
         if rng.random() < 0.5:
             win = win[:, ::-1]
         win = np.rot90(win, int(rng.integers(4)))
-        return make_scene(np.ascontiguousarray(win), rng, thumb_size=self.thumb_size, cameras=self.cameras)
+        conditions, kind = {}, rng.random()
+        if kind < FLAT_FRACTION:
+            colour = rng.uniform(0.0, 1.0, 3) if rng.random() < 0.5 else np.full(3, rng.uniform(0.8, 1.0))
+            win = np.broadcast_to(colour, win.shape).astype(np.float32)
+            conditions = {"key": "absolute", "ev": float(rng.uniform(-2.0, 2.0))}
+        elif kind < FLAT_FRACTION + ABSOLUTE_FRACTION:
+            conditions = {"key": "absolute", "ev": float(rng.uniform(*ABSOLUTE_EV))}
+        return make_scene(np.ascontiguousarray(win), rng, thumb_size=self.thumb_size, cameras=self.cameras,
+                          **conditions)
 
     def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.rank, step))

@@ -61,6 +61,7 @@ class TrainOptions:
     resume: bool = False
     threads: int | None = None        # CPU threads per process (None: torch's default, or cores / processes)
     workers: int = 0                  # data-loading processes (0: batches are made in the training process)
+    init: str | None = None           # start from this checkpoint's weights (fine-tuning; same preset)
 
 
 # ---- losses -----------------------------------------------------------------------------------
@@ -221,7 +222,11 @@ class DirectTask(torch.nn.Module):
 
     def __init__(self, opts: TrainOptions):
         super().__init__()
-        self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
+        if opts.init:
+            from .checkpoint import load_model
+            self.model = load_model(opts.init, opts.preset)[0].train()
+        else:
+            self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
 
     def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         return losses(self.model(batch["packed"], batch["thumb"], batch["meta"]), batch)
@@ -247,6 +252,8 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
             raise Edge4KError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.steps is not None and opts.steps < 1:
         raise Edge4KError(f"--steps must be >= 1, got {opts.steps}")
+    if opts.init and make_task is not DirectTask:
+        raise Edge4KError("--init fine-tunes a one-step model: it is for `edge4k train` only")
     out = Path(opts.out)
     state_path, log_path = out / "train_state.pt", out / "train_log.jsonl"
 
