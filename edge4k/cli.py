@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--serial", help="phone to use (default $ANDROID_SERIAL, or the only one connected)")
     f.add_argument("--runner", help="edge4k_runner built for the phone (default $EDGE4K_ANDROID_RUNNER, else "
                                     "built from ANDROID_NDK and EXECUTORCH_ANDROID_PREFIX)")
+    f.add_argument("--qnn-libs", metavar="DIR", help="android-qnn on a phone: folder(s) (':'-separated) with ONNX "
+                                                    "Runtime for Android and QAIRT's libraries (default $EDGE4K_QNN_LIBS; "
+                                                    "README lists the files)")
     f.add_argument("--compute-units", default="all", choices=COMPUTE_UNITS, help="Core ML compute units (ios)")
     f.add_argument("--timeout", type=float, default=1800, help="seconds allowed for the run on the phone")
     f.add_argument("--dry-run", action="store_true", help="print every command, run none; still compile")
@@ -574,7 +577,7 @@ def cmd_profile(args) -> int:
                          run=RunOptions(runs=args.runs, warmup=args.warmup, threads=args.threads,
                                         idle_seconds=args.idle_seconds, timeout=args.timeout),
                          serial=args.serial, runner=args.runner, compute_units=args.compute_units,
-                         dry_run=args.dry_run)
+                         dry_run=args.dry_run, qnn_libs=args.qnn_libs)
 
     def compile_fn(argv):
         from edge4k.compiler.build import get_target

@@ -44,7 +44,7 @@ def runner(phone_run, *args, check=True):
 
 def test_runner_links_the_xnnpack_delegate(phone_run):
     about = json.loads(runner(phone_run, "--about").stdout)
-    assert about["engines"] == ["executorch"] and "XnnpackBackend" in about["backends"]
+    assert about["engines"] == ["executorch", "onnxruntime"] and "XnnpackBackend" in about["backends"]
     assert about["executorch"].startswith("1.5")
 
 

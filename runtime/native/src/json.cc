@@ -4,9 +4,43 @@
 
 namespace edge4k {
 
+namespace {
+
+// Python's json module writes Infinity, -Infinity and NaN (a build's PSNR against
+// itself is inf), which JSON proper has no words for: read them as null.
+std::string without_python_floats(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  bool in_string = false;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < in.size()) out += in[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    size_t replaced = 0;
+    for (const char* word : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(word);
+      if (!replaced && in.compare(i, n, word) == 0) replaced = n;
+    }
+    if (replaced) {
+      out += "null";
+      i += replaced - 1;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Json parse_json(const std::string& content, const std::string& what) {
   try {
-    return Json::parse(content);
+    return Json::parse(without_python_floats(content));
   } catch (const Json::parse_error& e) {
     throw Error(what + " is not valid JSON (byte " + std::to_string(e.byte) + ")");
   }
