@@ -144,7 +144,9 @@ class OrtRuntime {
   }
 
   void env_check() {
-    check(fn<ort::CreateEnvFn>(ort::CreateEnv)(ort::kLoggingLevelError, "edge4k", &env_), "ONNX Runtime CreateEnv");
+    // Fatal only: ONNX Runtime's own log lines would break the one-line error rule; its
+    // messages reach the user through the statuses the runner reports.
+    check(fn<ort::CreateEnvFn>(ort::CreateEnv)(ort::kLoggingLevelFatal, "edge4k", &env_), "ONNX Runtime CreateEnv");
   }
 
   // The QNN execution provider: a plugin library if one is found, else built in.
@@ -222,7 +224,8 @@ class OrtEngine : public Engine {
       if (!is_file(file)) throw Error("cannot read " + file);
       Json place = entry.contains("placement") ? entry["placement"] : Json::object();
       const bool all_on_htp = place.contains("cpu") && place["cpu"].is_number() && place["cpu"].get<int>() == 0;
-      stages_[stage] = open_stage(stage, file, soc_model, htp_arch, all_on_htp);
+      const int nodes = place.contains("nodes") && place["nodes"].is_number() ? place["nodes"].get<int>() : 0;
+      stages_[stage] = open_stage(stage, file, soc_model, htp_arch, all_on_htp, nodes);
       Json& p = stages_[stage].placement;
       p = {{"engine", "onnxruntime"}, {"accelerator", "qnn-htp"}, {"provider", kQnnEp}, {"soc", soc_},
            {"emulated", !emulation_note_.empty()}, {"cpu_fallback_allowed", !all_on_htp}};
@@ -292,13 +295,14 @@ class OrtEngine : public Engine {
   std::string emulation_note() const override { return emulation_note_; }
 
  private:
+  // nodes: how many ONNX nodes the build placed on the HTP (all of them when all_on_htp).
   Stage open_stage(const std::string& stage, const std::string& file, const std::string& soc_model,
-                   const std::string& htp_arch, bool all_on_htp) {
+                   const std::string& htp_arch, bool all_on_htp, int nodes) {
     ort::SessionOptions* so = nullptr;
     ort_.check(ort_.fn<ort::CreateSessionOptionsFn>(ort::CreateSessionOptions)(&so), "ONNX Runtime CreateSessionOptions");
     Stage s;
     try {
-      ort_.check(ort_.fn<ort::SetIntFn>(ort::SetSessionLogSeverityLevel)(so, ort::kLoggingLevelError), "log level");
+      ort_.check(ort_.fn<ort::SetIntFn>(ort::SetSessionLogSeverityLevel)(so, ort::kLoggingLevelFatal), "log level");
       ort_.check(ort_.fn<ort::SetIntFn>(ort::SetIntraOpNumThreads)(so, threads_), "intra-op threads");
       // A stage the build placed wholly on the HTP must stay there: no silent CPU fallback.
       if (all_on_htp)
@@ -316,13 +320,15 @@ class OrtEngine : public Engine {
         ort_.check(ort_.fn<ort::AppendProviderFn>(ort::SessionOptionsAppendExecutionProvider)(so, "QNN", keys, values, 4),
                    "ONNX Runtime " + ort_.version() + " at " + ort_.library() + " has no QNN execution provider, and no " +
                        kQnnPlugin + " was found beside it or on LD_LIBRARY_PATH");
-      ort::Status* st = ort_.fn<ort::CreateSessionFn>(ort::CreateSession)(ort_.env(), file.c_str(), so, &s.session);
-      if (st) {
-        const std::string why = all_on_htp ? "the QNN HTP (" + soc_ + ", v" + htp_arch +
-                                                 ") cannot place stage " + stage +
-                                                 ", which the build placed wholly on the HTP"
-                                           : "the QNN HTP cannot load stage " + stage + " (" + file + ")";
-        ort_.check(st, why);
+      try {
+        ort_.check(ort_.fn<ort::CreateSessionFn>(ort::CreateSession)(ort_.env(), file.c_str(), so, &s.session),
+                   "ONNX Runtime says");
+      } catch (const Error& e) {
+        const std::string said = e.what();
+        if (all_on_htp && said.find("fallback") != std::string::npos)
+          throw Error("the QNN HTP (" + soc_ + ", v" + htp_arch + ") cannot place all of stage " + stage +
+                      ", which the build placed wholly on the HTP (" + std::to_string(nodes) + " nodes); " + said);
+        throw Error("the QNN HTP cannot load stage " + stage + " (" + file + "): " + said);
       }
       read_io(s, stage);
     } catch (...) {

@@ -29,7 +29,7 @@ struct HardwareDevice;
 struct Allocator;
 
 constexpr uint32_t kMinApiVersion = 22;
-constexpr int kLoggingLevelWarning = 2, kLoggingLevelError = 3;
+constexpr int kLoggingLevelFatal = 4;
 constexpr int kErrorFail = 1;
 constexpr int kArenaAllocator = 1, kMemTypeDefault = 0;
 constexpr int kElementFloat = 1;
