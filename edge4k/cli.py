@@ -139,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build-runner", help="build the native runner (edge4k_runner) for this host or a phone")
     b.add_argument("--android", action="store_true",
-                   help="cross-compile for arm64 Android (needs ANDROID_NDK and EXECUTORCH_ANDROID_PREFIX)")
+                   help="cross-compile the runner and libedge4k.so for arm64 Android (needs ANDROID_NDK and "
+                        "EXECUTORCH_ANDROID_PREFIX)")
+    b.add_argument("--without-executorch", action="store_true",
+                   help="--android: leave ExecuTorch out; the runner then runs android-qnn builds only (ONNX Runtime "
+                        "is opened at run time) and needs ANDROID_NDK alone")
     b.add_argument("-o", "--output", metavar="DIR", help="build folder (default build/native-host or "
                                                         "build/native-android-arm64-v8a)")
     b.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
@@ -621,7 +625,8 @@ def cmd_build_runner(args) -> int:
         runner = build_android(args.output or ANDROID_BUILD_DIR, ndk=os.environ.get("ANDROID_NDK") or
                                os.environ.get("ANDROID_NDK_HOME"),
                                executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,
-                               jobs=args.jobs, extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"))
+                               jobs=args.jobs, extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"),
+                               executorch=not args.without_executorch)
     else:
         runner = build_host(args.output or "build/native-host", shell=shell, jobs=args.jobs) / RUNNER
     if not args.dry_run:
