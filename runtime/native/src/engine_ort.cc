@@ -130,7 +130,7 @@ class OrtRuntime {
       std::string where;
       for (const auto& d : tried) where += (where.empty() ? "" : ", ") + d;
       throw Error(std::string("ONNX Runtime (") + kOrtLibrary + ") not found in " + where +
-                  "; this build needs it: set EDGE4K_ORT_LIBRARY to its path or put it on LD_LIBRARY_PATH "
+                  "; android-qnn builds need it: set EDGE4K_ORT_LIBRARY to its path or put it on LD_LIBRARY_PATH "
                   "(pip's onnxruntime wheel has it in onnxruntime/capi/, the onnxruntime-android-qnn "
                   "package in jni/arm64-v8a/)");
     }
