@@ -259,3 +259,18 @@ def test_the_c_api_runs_the_qnn_build(qnn, native_build, host_run, tmp_path):
                            str(tmp_path / "c.rgb")], capture_output=True, text=True, timeout=600, env=qnn.env)
     last = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0 and last.endswith(" passed, 0 failed"), done.stdout + done.stderr
+
+
+def test_a_stage_the_phone_cannot_place_fails_the_run_and_cleans_the_phone(qnn, qnn_libs, tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(qnn.build, build)
+    unplaceable_stage(build, "backbone")
+    args = profile_args(qnn, tmp_path / "out", "--qnn-libs", str(qnn_libs))
+    args[args.index("--artifacts") + 1] = str(build)
+    done = edge4k_cli(args, phone_env(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("edge4k: error: the runner failed on emu1: ")
+    assert "cannot place all of stage backbone, which the build placed wholly on the HTP" in done.stderr
+    assert adb_log(tmp_path)[-1] == "-s emu1 shell rm -rf /data/local/tmp/edge4k"
+    assert not (tmp_path / "phone" / "data" / "local" / "tmp" / "edge4k").exists()
+    assert not (tmp_path / "out" / "profile.json").exists()
