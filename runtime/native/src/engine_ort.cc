@@ -187,7 +187,7 @@ class OrtRuntime {
 };
 
 #ifdef __ANDROID__
-std::string soc_model() {
+std::string phone_soc_model() {
   char value[PROP_VALUE_MAX] = {};
   __system_property_get("ro.soc.model", value);
   return value;
@@ -208,9 +208,8 @@ class OrtEngine : public Engine {
     soc_ = text(field(qnn, "soc", "manifest qnn"), "qnn.soc");
     const std::string soc_model = std::to_string(integer(field(qnn, "soc_model", "manifest qnn"), "qnn.soc_model"));
     const std::string htp_arch = std::to_string(integer(field(qnn, "htp_arch", "manifest qnn"), "qnn.htp_arch"));
-    htp_arch_ = htp_arch;
 #ifdef __ANDROID__
-    const std::string phone = soc_model();
+    const std::string phone = phone_soc_model();
     if (!phone.empty() && phone != soc_)
       throw Error(artifacts + " holds context binaries for " + soc_ + ", but this phone reports ro.soc.model=" + phone +
                   "; recompile with --target android-qnn --soc " + phone);
@@ -415,7 +414,7 @@ class OrtEngine : public Engine {
 
   OrtRuntime& ort_;
   std::map<std::string, Stage> stages_;
-  std::string soc_, htp_arch_, emulation_note_;
+  std::string soc_, emulation_note_;
   int threads_ = 1;
 };
 
