@@ -194,7 +194,8 @@ def test_png_and_tiff_at_8_and_16_bits_decode_to_the_same_pixels_and_are_compres
     # Real deflate, not stored blocks: smaller than the samples themselves.
     assert idat8 < png8.nbytes * 0.8 and idat16 < reference16.nbytes * 0.8
     with tifffile.TiffFile(tmp_path / "c.tif") as tif:
-        assert tif.pages[0].compression == 8 and tif.pages[0].bitspersample == 16   # Adobe deflate
+        page = tif.pages[0]
+        assert page.compression == 8 and page.predictor == 2 and page.bitspersample == 16   # deflate, differencing
 
 
 def test_bits_and_format_mismatch_is_one_line(phone_run, frame, tmp_path):

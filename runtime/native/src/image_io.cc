@@ -181,18 +181,41 @@ void put32le(std::string& out, uint32_t v) {
   for (int s = 0; s < 32; s += 8) out += static_cast<char>((v >> s) & 0xFF);
 }
 
-// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib) compressed.
+// Horizontal differencing (TIFF predictor 2): each sample minus the same channel's
+// sample one pixel to the left, modulo 2^bits, so smooth rows deflate well.
+std::vector<uint16_t> horizontal_differences(const void* pixels, int width, int height, int bits) {
+  const size_t row = static_cast<size_t>(width) * 3;
+  std::vector<uint16_t> out(row * height);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const uint16_t v = bits == 8 ? static_cast<const uint8_t*>(pixels)[i] : static_cast<const uint16_t*>(pixels)[i];
+    const uint16_t left = i % row >= 3 ? (bits == 8 ? static_cast<const uint8_t*>(pixels)[i - 3]
+                                                    : static_cast<const uint16_t*>(pixels)[i - 3]) : 0;
+    out[i] = static_cast<uint16_t>((v - left) & (bits == 8 ? 0xFF : 0xFFFF));
+  }
+  return out;
+}
+
+// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib) with predictor 2.
 std::string encode_tiff(const void* pixels, int width, int height, int bits) {
-  const std::string strip = deflate_bytes(samples_bytes(pixels, width, height, bits, false));
+  const std::vector<uint16_t> diff = horizontal_differences(pixels, width, height, bits);
+  std::string samples;
+  if (bits == 8) {
+    samples.resize(diff.size());
+    for (size_t i = 0; i < diff.size(); ++i) samples[i] = static_cast<char>(diff[i]);
+  } else {
+    samples = samples_bytes(diff.data(), width, height, 16, false);
+  }
+  const std::string strip = deflate_bytes(samples);
   struct Entry { uint16_t tag, type; uint32_t count, value; };
-  const uint32_t ifd_at = 8, entries = 10, bits_at = ifd_at + 2 + entries * 12 + 4, strip_at = bits_at + 6;
+  const uint32_t ifd_at = 8, entries = 11, bits_at = ifd_at + 2 + entries * 12 + 4, strip_at = bits_at + 6;
   const Entry ifd[entries] = {
       {256, 4, 1, static_cast<uint32_t>(width)}, {257, 4, 1, static_cast<uint32_t>(height)},
       {258, 3, 3, bits_at},                                      // BitsPerSample, three SHORTs stored below
       {259, 3, 1, 8},                                            // Compression: Adobe deflate
       {262, 3, 1, 2},                                            // Photometric: RGB
       {273, 4, 1, strip_at}, {277, 3, 1, 3}, {278, 4, 1, static_cast<uint32_t>(height)},
-      {279, 4, 1, static_cast<uint32_t>(strip.size())}, {284, 3, 1, 1}};   // one strip, chunky
+      {279, 4, 1, static_cast<uint32_t>(strip.size())}, {284, 3, 1, 1},   // one strip, chunky
+      {317, 3, 1, 2}};                                                       // Predictor: horizontal
   std::string out = "II*";
   out += '\0';
   put32le(out, ifd_at);
