@@ -8,13 +8,14 @@ import subprocess
 import numpy as np
 import pytest
 
+from edge4k.devices.native import CAPI_TEST, LIBRARY
 from edge4k.kernels.raw import read_raw, write_bayer
 
 OK, INVALID_ARGUMENT, BUILD_ERROR = 0, 1, 2
 
 
 def run_capi_test(native_build, build, width, height, preset, out, env=None):
-    done = subprocess.run([str(native_build / "edge4k_capi_test"), str(build), str(width), str(height), preset,
+    done = subprocess.run([str(native_build / CAPI_TEST), str(build), str(width), str(height), preset,
                            str(out)], capture_output=True, text=True, timeout=600, env=env)
     return done, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
@@ -41,7 +42,7 @@ class OpenOptions(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib(native_build):
-    lib = ctypes.CDLL(str(native_build / "libedge4k.so"))
+    lib = ctypes.CDLL(str(native_build / LIBRARY))
     lib.edge4k_last_error.restype = ctypes.c_char_p
     lib.edge4k_version.restype = ctypes.c_char_p
     lib.edge4k_profile_json.restype = ctypes.c_char_p

@@ -255,7 +255,8 @@ def test_dry_run_shows_the_qnn_libraries_and_library_paths(qnn, qnn_libs, tmp_pa
 
 def test_the_c_api_runs_the_qnn_build(qnn, native_build, host_run, tmp_path):
     """libedge4k's C test program (tests/native/capi_test.c) on the android-qnn build."""
-    done = subprocess.run([str(native_build / "edge4k_capi_test"), str(qnn.build), "256", "256", "e4k-t-f16",
+    from edge4k.devices.native import CAPI_TEST
+    done = subprocess.run([str(native_build / CAPI_TEST), str(qnn.build), "256", "256", "e4k-t-f16",
                            str(tmp_path / "c.rgb")], capture_output=True, text=True, timeout=600, env=qnn.env)
     last = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0 and last.endswith(" passed, 0 failed"), done.stdout + done.stderr

@@ -24,7 +24,6 @@ void check_frame(const BayerFrame& f) {
                   std::to_string(black));
 }
 
-
 std::vector<std::pair<int, int>> cfa_offsets(const std::string& cfa) {
   if (cfa != "RGGB" && cfa != "BGGR" && cfa != "GRBG" && cfa != "GBRG")
     throw Error("CFA '" + cfa + "' is not a 2x2 Bayer pattern (RGGB, BGGR, GRBG or GBRG)");
