@@ -1,11 +1,14 @@
 """Profiling on an adb-connected Android phone with the native runner: push the
-runner, the build and the input to /data/local/tmp/edge4k, run, pull the profile
-and the image back, clean up. Host files change only when everything came back:
-pulled files land in a staging folder and are renamed into place at the end."""
+runner, the build, the input and (android-qnn) ONNX Runtime plus QAIRT's libraries
+to /data/local/tmp/edge4k, run, pull the profile and the image back, clean up.
+Everything that can be checked is checked before the first change to the phone;
+host files change only when everything came back: pulled files land in a staging
+folder and are renamed into place at the end."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -21,6 +24,12 @@ from .native import RUNNER, elf_abi
 REMOTE = "/data/local/tmp/edge4k"
 PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "soc": "ro.soc.model",
          "platform": "ro.board.platform", "android": "ro.build.version.release", "abi": "ro.product.cpu.abi"}
+
+
+# ADSP_LIBRARY_PATH: where the Hexagon DSP loads Skel libraries from, our lib/ first
+# (';'-separated, the FastRPC convention), then the system's own locations.
+ADSP_SYSTEM_DIRS = ("/system/lib/rfsa/adsp", "/system/vendor/lib/rfsa/adsp", "/dsp")
+QNN_LIBS_ENV = "EDGE4K_QNN_LIBS"
 
 
 @dataclass
@@ -48,6 +57,61 @@ def build_files(artifacts: Path) -> list[Path]:
     return [artifacts / n for n in names]
 
 
+def qnn_required_files(abi: str, htp_arch: int) -> list[str]:
+    """What a phone of this ABI needs beside the runner to run an android-qnn build:
+    ONNX Runtime with the QNN execution provider and QAIRT's HTP libraries. An x86-64
+    "phone" (an emulator, or the tests' fake one) runs QAIRT's x86 HTP emulation,
+    which needs no DSP-side Stub/Skel pair but the QNN EP as a plugin library."""
+    if abi == "x86_64":
+        return ["libonnxruntime.so", "libonnxruntime_providers_qnn.so", "libQnnHtp.so", "libQnnSystem.so"]
+    return ["libonnxruntime.so", "libQnnHtp.so", "libQnnSystem.so", f"libQnnHtpV{htp_arch}Stub.so",
+            f"libQnnHtpV{htp_arch}Skel.so"]
+
+
+def qnn_library_dirs(given: str | None) -> list[Path]:
+    """--qnn-libs DIR[:DIR...], else $EDGE4K_QNN_LIBS."""
+    value = given or os.environ.get(QNN_LIBS_ENV) or ""
+    return [Path(p) for p in value.split(os.pathsep) if p]
+
+
+def qairt_version(library: Path) -> str | None:
+    """The QAIRT release a QNN library belongs to, from the version string QAIRT's
+    libraries carry (AISW_VERSION: 2.51.0); None if it has none."""
+    with open(library, "rb") as f:
+        found = re.search(rb"AISW_VERSION: ?(\d+\.\d+\.\d+)", f.read())
+    return found.group(1).decode() if found else None
+
+
+def check_qnn_phone(manifest: dict, info: dict[str, str], lib_dirs: list[Path], serial: str) -> list[Path]:
+    """Everything an android-qnn run needs, checked before anything is pushed: the
+    phone's SoC is the build's, every library is there, QAIRT's version is the
+    build's. Returns the libraries to push (each file of the folders, by name)."""
+    qnn = manifest["qnn"]
+    if info["soc"] and info["soc"].upper() != qnn["soc"].upper():
+        raise Edge4KError(f"the build holds context binaries for {qnn['soc']} ({qnn['device']}), but phone {serial} "
+                          f"reports ro.soc.model={info['soc']}; recompile with --soc {info['soc']}")
+    required = qnn_required_files(info["abi"], qnn["htp_arch"])
+    if not lib_dirs:
+        raise Edge4KError(f"android-qnn on a phone needs ONNX Runtime for Android and QAIRT {qnn['qairt']}'s libraries: "
+                          f"pass --qnn-libs DIR (or set {QNN_LIBS_ENV}) holding {', '.join(required)} "
+                          "(README, 'Profiling on a phone')")
+    files: dict[str, Path] = {}
+    for d in lib_dirs:
+        for f in sorted(d.glob("lib*.so*")):
+            files.setdefault(f.name, f)
+    missing = [name for name in required if name not in files]
+    if missing:
+        where = os.pathsep.join(map(str, lib_dirs))
+        raise Edge4KError(f"{where} lacks {', '.join(missing)}, needed on {serial} ({info['abi']}, "
+                          f"{qnn['soc']} HTP v{qnn['htp_arch']}); nothing was pushed")
+    found = qairt_version(files["libQnnHtp.so"])
+    if found is not None and found != qnn["qairt"]:
+        raise Edge4KError(f"the build's context binaries were made with QAIRT {qnn['qairt']}, but "
+                          f"{files['libQnnHtp.so']} is QAIRT {found}; use the libraries of QAIRT {qnn['qairt']} "
+                          "or recompile with that version")
+    return list(files.values())
+
+
 def runner_libraries(runner: Path) -> list[Path]:
     """Shared libraries to push beside the runner: <runner dir>/lib/*.so and, for
     delegates such as QNN, every .so in EDGE4K_ANDROID_LIBS."""
@@ -56,16 +120,24 @@ def runner_libraries(runner: Path) -> list[Path]:
 
 
 def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, out_dir: Path,
-                     opts: RunOptions, echo=print) -> dict | None:
-    """Run the build on the phone; returns the pulled profile (None in a dry run)."""
+                     opts: RunOptions, echo=print, qnn_libs: list[Path] | None = None) -> dict | None:
+    """Run the build on the phone; returns the pulled profile (None in a dry run).
+    qnn_libs: for an android-qnn build, the folders holding ONNX Runtime and QAIRT's
+    libraries (None for other builds)."""
     from edge4k.runtime.profile import validate_profile
 
     dry = adb.shell.dry_run
     serial = adb.select()
     info = phone_info(adb)
+    extra_libs: list[Path] = []
+    if qnn_libs is not None and dry:
+        extra_libs = [p for d in qnn_libs for p in sorted(d.glob("lib*.so*"))] or [Path("<--qnn-libs DIR>/lib*.so")]
     if not dry:
         echo(f"phone {serial}: {info['manufacturer']} {info['model']}, SoC {info['soc']}, Android {info['android']} "
              f"({info['abi']})")
+        if qnn_libs is not None:
+            manifest = json.loads((artifacts / "manifest.json").read_text())
+            extra_libs = check_qnn_phone(manifest, info, qnn_libs, serial)
         abi = elf_abi(runner)
         if abi != info["abi"] and not (abi == "armeabi-v7a" and info["abi"].startswith("arm")):
             raise Edge4KError(f"{runner} is a {abi or 'non-ELF'} binary but the phone runs {info['abi']}; build the "
@@ -74,7 +146,7 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
         files = [artifacts / "manifest.json", artifacts / "<stage files>"]
     else:
         files = build_files(artifacts)
-    libs = runner_libraries(runner)
+    libs = runner_libraries(runner) + extra_libs
     data = sidecar.with_suffix(".u16")
     q = shlex.quote
     adb.sh(f"rm -rf {REMOTE} && mkdir -p {REMOTE}/build {REMOTE}/input {REMOTE}/out {REMOTE}/lib",
@@ -91,7 +163,8 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
         args = ["--artifacts", "build", "--input", "input/frame.json", "-o", "out/output.png",
                 "--profile", "out/profile.json", "--runs", str(opts.runs), "--warmup", str(opts.warmup),
                 "--idle-seconds", str(opts.idle_seconds)] + (["--threads", str(opts.threads)] if opts.threads else [])
-        command = (f"cd {REMOTE} && LD_LIBRARY_PATH={REMOTE}/lib ADSP_LIBRARY_PATH={REMOTE}/lib "
+        adsp = ";".join((f"{REMOTE}/lib",) + ADSP_SYSTEM_DIRS)
+        command = (f"cd {REMOTE} && LD_LIBRARY_PATH={REMOTE}/lib ADSP_LIBRARY_PATH={q(adsp)} "
                    f"./{RUNNER} {' '.join(q(a) for a in args)}; echo edge4k-exit=$?")
         done = adb.sh(command, what="run the pipeline on the phone", timeout=opts.timeout)
         if dry:

@@ -16,7 +16,7 @@ from typing import Callable
 from edge4k.errors import DeviceNotFound, Edge4KError
 
 from .adb import Adb
-from .android import RunOptions, profile_on_phone
+from .android import RunOptions, profile_on_phone, qnn_library_dirs
 from .commands import Shell
 from .native import build_android
 
@@ -37,6 +37,7 @@ class ProfileRequest:
     runner: str | None = None
     compute_units: str = "all"
     dry_run: bool = False
+    qnn_libs: str | None = None          # android-qnn: --qnn-libs DIR[:DIR...] (else $EDGE4K_QNN_LIBS)
 
 
 def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], echo: Callable[[str], None] = print) -> dict | None:
@@ -101,24 +102,28 @@ def _android(req: ProfileRequest, shell: Shell, artifacts: Path, echo) -> dict |
         adb.select()                  # no phone: DeviceNotFound, exit 2
     if not req.dry_run:
         _check_runner_runs(artifacts)
-    runner = _android_runner(req, shell)
+    qnn = req.target == "android-qnn"
+    runner = _android_runner(req, shell, executorch=not qnn)
     sidecar = req.out_dir / "input" / "frame.json"
     if req.dry_run:
         echo(f"# decode {req.raw_input} with rawpy -> {sidecar} + {sidecar.with_suffix('.u16')}")
     else:
         write_bayer(read_raw(req.raw_input), sidecar, source=req.raw_input)
     return profile_on_phone(adb, runner=runner, artifacts=artifacts, sidecar=sidecar, out_dir=req.out_dir,
-                            opts=req.run, echo=echo)
+                            opts=req.run, echo=echo, qnn_libs=qnn_library_dirs(req.qnn_libs) if qnn else None)
 
 
-def _android_runner(req: ProfileRequest, shell: Shell) -> Path:
+def _android_runner(req: ProfileRequest, shell: Shell, *, executorch: bool = True) -> Path:
     given = req.runner or os.environ.get("EDGE4K_ANDROID_RUNNER")
     if given:
         if not shell.dry_run and not Path(given).is_file():
             raise Edge4KError(f"runner {given} does not exist")
         return Path(given)
+    # android-qnn runs on ONNX Runtime, opened at run time: that runner needs the NDK only,
+    # and links ExecuTorch too when it is there.
+    prefix = os.environ.get("EXECUTORCH_ANDROID_PREFIX")
     return build_android(ANDROID_BUILD_DIR, ndk=os.environ.get("ANDROID_NDK") or os.environ.get("ANDROID_NDK_HOME"),
-                         executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,
+                         executorch_prefix=prefix, shell=shell, executorch=executorch or bool(prefix),
                          extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"))
 
 
@@ -134,15 +139,19 @@ def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=No
                            warmup=req.run.warmup, threads=req.run.threads, configure_backend=configure)
 
 
+# Build backends the phone runner has an engine for.
+RUNNER_BACKENDS = {"executorch": "ExecuTorch", "qnn-htp-sim": "ONNX Runtime + QNN"}
+
+
 def _check_runner_runs(artifacts: Path) -> None:
-    """The phone runner is an ExecuTorch program; say so before pushing anything else."""
+    """Say before pushing anything when the phone runner has no engine for the build."""
     from edge4k.compiler.build import load_manifest
     manifest = load_manifest(artifacts)
-    if manifest["backend"] != "executorch":
+    if manifest["backend"] not in RUNNER_BACKENDS:
         raise Edge4KError(
-            f"the phone runner runs ExecuTorch builds; {artifacts} is a {manifest['target']} build for the "
-            f"{manifest['backend']} runtime, which this tree cannot run on a phone yet (profile it here with "
-            "--device host, or profile android-xnnpack on the phone)")
+            f"the phone runner runs ExecuTorch (android-xnnpack) and QNN (android-qnn) builds; {artifacts} is a "
+            f"{manifest['target']} build for the {manifest['backend']} runtime, which this tree cannot run on a "
+            "phone yet (profile it here with --device host)")
 
 
 def _check_build(artifacts: Path, target: str) -> None:

@@ -1,5 +1,5 @@
-"""Building the native runner (runtime/native, C++17 + CMake) for this host or for
-an Android phone, and checking that a runner binary suits a device's CPU.
+"""Building the native runner and libedge4k (runtime/native, C++17 + CMake) for this
+host or for an Android phone, and checking that a runner binary suits a device's CPU.
 
 The sources ship inside the package (edge4k/runtime/native, edge4k/kernels/native),
 so an installed edge4k can build its runner too."""
@@ -15,7 +15,9 @@ from edge4k.errors import Edge4KError
 from .commands import Shell
 
 RUNNER = "edge4k_runner"
+LIBRARY = "libedge4k.so"              # the C API (include/edge4k.h) an app links
 KERNELS_LIB = "libedge4k_kernels.so"
+CAPI_TEST = "edge4k_capi_test"
 ANDROID_ABI = "arm64-v8a"
 ANDROID_PLATFORM = "android-28"
 # ELF e_machine values, and the Android ABI names (ro.product.cpu.abi) they run on.
@@ -46,24 +48,59 @@ def executorch_cmake_dir() -> Path:
     return path
 
 
+def nlohmann_include() -> Path:
+    """The folder holding nlohmann/json.hpp: the nlohmann-json wheel's include/."""
+    import importlib.util
+    spec = importlib.util.find_spec("nlohmann_json")
+    if spec is None or not spec.submodule_search_locations:
+        raise Edge4KError("building the native runner needs nlohmann/json's header: pip install nlohmann-json==3.12.0 "
+                          "(make setup installs it)")
+    include = Path(list(spec.submodule_search_locations)[0]) / "include"
+    if not (include / "nlohmann" / "json.hpp").is_file():
+        raise Edge4KError(f"the nlohmann-json install has no {include / 'nlohmann' / 'json.hpp'}")
+    return include
+
+
+def host_onnxruntime() -> dict[str, Path]:
+    """This host's ONNX Runtime and QNN execution provider, from the onnxruntime and
+    onnxruntime-qnn wheels: what the runner opens for android-qnn builds here."""
+    import importlib.util
+    found = {}
+    for key, module, pattern in (("onnxruntime", "onnxruntime", "capi/libonnxruntime.so*"),
+                                 ("qnn_ep", "onnxruntime_qnn", "libonnxruntime_providers_qnn.so")):
+        spec = importlib.util.find_spec(module)
+        hits = sorted(Path(list(spec.submodule_search_locations)[0]).glob(pattern)) if spec else []
+        if not hits:
+            raise Edge4KError(f"running android-qnn builds here needs the {module} wheel's {pattern}: "
+                              "pip install 'edge4k[qnn]'")
+        found[key] = hits[0]
+    return found
+
+
 def build_host(build_dir: str | os.PathLike, *, shell: Shell | None = None, jobs: int = 2,
                kernels_only: bool = False) -> Path:
-    """Configure and build the runner (and the kernels library) against the
-    executorch wheel. Incremental: a second call only rebuilds what changed."""
+    """Configure and build libedge4k, the runner, the C API test and the kernels library
+    against the executorch wheel. Incremental: a second call only rebuilds what changed."""
     shell = shell or Shell()
     build_dir = Path(build_dir)
     flags = [f"-Dexecutorch_DIR={executorch_cmake_dir()}", f"-DEDGE4K_BUILD_RUNNER={'OFF' if kernels_only else 'ON'}"]
+    if not kernels_only:
+        flags.append(f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}")
     _configure_and_build(shell, build_dir, flags, jobs)
     return build_dir
 
 
 def build_android(build_dir: str | os.PathLike, *, ndk: str | None, executorch_prefix: str | None,
-                  shell: Shell | None = None, jobs: int = 2, extra_libraries: str | None = None) -> Path:
-    """Cross-compile the runner for arm64 Android with the NDK against ExecuTorch built
-    from source and installed at executorch_prefix (README: "Profiling on a phone")."""
+                  shell: Shell | None = None, jobs: int = 2, extra_libraries: str | None = None,
+                  executorch: bool = True) -> Path:
+    """Cross-compile the runner and libedge4k.so (the library an app packages) for arm64
+    Android with the NDK. With executorch, against ExecuTorch built from source and
+    installed at executorch_prefix; without, a runner for android-qnn builds only
+    (ONNX Runtime is opened at run time), which needs the NDK alone. README:
+    "Profiling on a phone"."""
     shell = shell or Shell()
-    missing = [name for name, value in (("ANDROID_NDK", ndk), ("EXECUTORCH_ANDROID_PREFIX", executorch_prefix))
-               if not value]
+    needed = [("ANDROID_NDK", ndk)] + ([("EXECUTORCH_ANDROID_PREFIX", executorch_prefix)] if executorch else [])
+    missing = [name for name, value in needed if not value]
     if missing and not shell.dry_run:
         raise Edge4KError(f"no runner for the phone: set {' and '.join(missing)} to build one (README, "
                           "'Profiling on a phone'), or pass --runner / EDGE4K_ANDROID_RUNNER with a built one")
@@ -73,10 +110,11 @@ def build_android(build_dir: str | os.PathLike, *, ndk: str | None, executorch_p
         raise Edge4KError(f"ANDROID_NDK={ndk} has no build/cmake/android.toolchain.cmake; point it at an Android NDK")
     flags = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", f"-DANDROID_ABI={ANDROID_ABI}",
              f"-DANDROID_PLATFORM={ANDROID_PLATFORM}", "-DANDROID_STL=c++_static",
-             f"-DEDGE4K_EXECUTORCH_PREFIX={prefix}"]
+             f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}"]
+    flags += [f"-DEDGE4K_EXECUTORCH_PREFIX={prefix}"] if executorch else ["-DEDGE4K_WITH_EXECUTORCH=OFF"]
     if extra_libraries:
         flags.append(f"-DEDGE4K_EXTRA_LIBRARIES={extra_libraries}")
-    _configure_and_build(shell, Path(build_dir), flags, jobs, targets=[RUNNER])
+    _configure_and_build(shell, Path(build_dir), flags, jobs, targets=[RUNNER, "edge4k"])
     return Path(build_dir) / RUNNER
 
 

@@ -135,13 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--serial", help="phone to use (default $ANDROID_SERIAL, or the only one connected)")
     f.add_argument("--runner", help="edge4k_runner built for the phone (default $EDGE4K_ANDROID_RUNNER, else "
                                     "built from ANDROID_NDK and EXECUTORCH_ANDROID_PREFIX)")
+    f.add_argument("--qnn-libs", metavar="DIR", help="android-qnn on a phone: folder(s) (':'-separated) with ONNX "
+                                                    "Runtime for Android and QAIRT's libraries (default $EDGE4K_QNN_LIBS; "
+                                                    "README lists the files)")
     f.add_argument("--compute-units", default="all", choices=COMPUTE_UNITS, help="Core ML compute units (ios)")
     f.add_argument("--timeout", type=float, default=1800, help="seconds allowed for the run on the phone")
     f.add_argument("--dry-run", action="store_true", help="print every command, run none; still compile")
 
     b = sub.add_parser("build-runner", help="build the native runner (edge4k_runner) for this host or a phone")
     b.add_argument("--android", action="store_true",
-                   help="cross-compile for arm64 Android (needs ANDROID_NDK and EXECUTORCH_ANDROID_PREFIX)")
+                   help="cross-compile the runner and libedge4k.so for arm64 Android (needs ANDROID_NDK and "
+                        "EXECUTORCH_ANDROID_PREFIX)")
+    b.add_argument("--without-executorch", action="store_true",
+                   help="--android: leave ExecuTorch out; the runner then runs android-qnn builds only (ONNX Runtime "
+                        "is opened at run time) and needs ANDROID_NDK alone")
     b.add_argument("-o", "--output", metavar="DIR", help="build folder (default build/native-host or "
                                                         "build/native-android-arm64-v8a)")
     b.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
@@ -607,7 +614,7 @@ def cmd_profile(args) -> int:
                          run=RunOptions(runs=args.runs, warmup=args.warmup, threads=args.threads,
                                         idle_seconds=args.idle_seconds, timeout=args.timeout),
                          serial=args.serial, runner=args.runner, compute_units=args.compute_units,
-                         dry_run=args.dry_run)
+                         dry_run=args.dry_run, qnn_libs=args.qnn_libs)
 
     def compile_fn(argv):
         from edge4k.compiler.build import get_target
@@ -651,7 +658,8 @@ def cmd_build_runner(args) -> int:
         runner = build_android(args.output or ANDROID_BUILD_DIR, ndk=os.environ.get("ANDROID_NDK") or
                                os.environ.get("ANDROID_NDK_HOME"),
                                executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,
-                               jobs=args.jobs, extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"))
+                               jobs=args.jobs, extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"),
+                               executorch=not args.without_executorch)
     else:
         runner = build_host(args.output or "build/native-host", shell=shell, jobs=args.jobs) / RUNNER
     if not args.dry_run:

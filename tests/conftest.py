@@ -21,13 +21,18 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return img.astype(np.float32)
 
 
+def make_test_dng(path, h=128, w=192, cfa="RGGB", **kwargs) -> str:
+    """A synthetic DNG of smooth_image, unprocessed with a fixed seed."""
+    cap = unprocess(smooth_image(h, w), cfa=cfa, iso=None, ev=0.0, bits=14, black_level=512,
+                    rng=np.random.default_rng(1))
+    return str(write_dng(path, cap, **kwargs))
+
+
 @pytest.fixture
 def make_dng(tmp_path):
     """make_dng(h, w, cfa="RGGB", **write_kwargs) -> path of a fresh synthetic DNG."""
     def make(h=128, w=192, cfa="RGGB", name=None, **kwargs):
-        cap = unprocess(smooth_image(h, w), cfa=cfa, iso=None, ev=0.0, bits=14, black_level=512,
-                        rng=np.random.default_rng(1))
-        return str(write_dng(tmp_path / (name or f"{cfa}_{w}x{h}.dng"), cap, **kwargs))
+        return make_test_dng(tmp_path / (name or f"{cfa}_{w}x{h}.dng"), h, w, cfa, **kwargs)
     return make
 
 

@@ -5,7 +5,9 @@ host-built runner really runs), `push` and `pull`.
 
 Environment: FAKE_ADB_ROOT (the sandbox, also holds adb.log), FAKE_ADB_DEVICES
 ("serial[:state],..."), FAKE_ADB_DISCONNECT_ON (a word: the first call whose
-command line contains it finds the phone gone, and so does every later call)."""
+command line contains it finds the phone gone, and so does every later call),
+FAKE_ADB_PROPS (a JSON object of system properties that replace the defaults)."""
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ PROPS = {"ro.product.model": "Fake Phone 1", "ro.product.manufacturer": "Edge4K"
 
 def main(argv):
     root = Path(os.environ["FAKE_ADB_ROOT"])
+    PROPS.update(json.loads(os.environ.get("FAKE_ADB_PROPS", "{}")))
     with open(root / "adb.log", "a") as log:
         log.write(" ".join(argv) + "\n")
     devices = dict((d.split(":") + ["device"])[:2] for d in os.environ.get("FAKE_ADB_DEVICES", "").split(",") if d)

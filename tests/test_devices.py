@@ -81,7 +81,7 @@ def test_a_build_the_phone_runner_cannot_run_is_refused_before_any_push(phone_ru
     done = edge4k_cli(["profile", "--target", "android-litert", "--device", "android", "-o", str(tmp_path / "o"),
                        "--artifacts", str(build), "--runner", str(phone_run.runner)], fake_phone(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and done.stderr.count("\n") == 1
-    assert "the phone runner runs ExecuTorch builds" in done.stderr
+    assert "the phone runner runs ExecuTorch (android-xnnpack) and QNN (android-qnn) builds" in done.stderr
     assert not any(" push " in line for line in adb_log(tmp_path))
 
 

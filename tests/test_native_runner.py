@@ -44,7 +44,7 @@ def runner(phone_run, *args, check=True):
 
 def test_runner_links_the_xnnpack_delegate(phone_run):
     about = json.loads(runner(phone_run, "--about").stdout)
-    assert about["engines"] == ["executorch"] and "XnnpackBackend" in about["backends"]
+    assert about["engines"] == ["executorch", "onnxruntime"] and "XnnpackBackend" in about["backends"]
     assert about["executorch"].startswith("1.5")
 
 
@@ -105,7 +105,7 @@ def test_power_and_thermal_from_sysfs(phone_run, frame, tmp_path, status, idle, 
     ("backend", "is a build for backend 'onnxruntime' (target android-xnnpack), which this edge4k_runner cannot run"),
     ("delegate", "needs ExecuTorch's QnnBackend (delegate qnn), which is not linked into this runner"),
     ("truncate", "holds 1000 bytes; a 512x512 uint16 frame needs 524288"),
-    ("output", "unsupported output format"),
+    ("output", "unsupported output format for"),
     ("nobuild", "cannot read"),
 ])
 def test_runner_errors_are_one_line(phone_run, frame, tmp_path, change, needle):
@@ -134,3 +134,73 @@ def test_runner_errors_are_one_line(phone_run, frame, tmp_path, change, needle):
 def test_runner_usage_errors_exit_2(phone_run):
     done = runner(phone_run, "--runs", "0", check=False)
     assert done.returncode == 2 and "--runs must be an integer >= 1" in done.stderr
+
+
+def read_png(path):
+    """A PNG decoder independent of Pillow (which reads 16-bit RGB as 8-bit): chunk
+    CRCs, zlib, the five row filters; returns (pixels, IDAT bytes)."""
+    import zlib
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        n, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + n]
+        assert zlib.crc32(kind + body) == int.from_bytes(data[pos + 8 + n:pos + 12 + n], "big"), kind
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + n
+    w, h, bits, colour = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big"), header[8], header[9]
+    assert colour == 2   # RGB
+    bpp, row = 3 * bits // 8, w * 3 * bits // 8
+    raw = zlib.decompress(idat)
+    out, prev = np.zeros((h, row), np.uint8), np.zeros(row, np.int64)
+    for y in range(h):
+        kind, line = raw[y * (row + 1)], np.frombuffer(raw, np.uint8, row, y * (row + 1) + 1).astype(np.int64)
+        if kind in (0, 2):
+            cur = (line + (prev if kind == 2 else 0)) & 255
+        else:
+            cur = np.zeros(row, np.int64)
+            for i in range(row):
+                a = cur[i - bpp] if i >= bpp else 0
+                b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                if kind == 1:
+                    pred = a
+                elif kind == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                cur[i] = (line[i] + pred) & 255
+        out[y], prev = cur, cur
+    pixels = out.reshape(h, w, 3) if bits == 8 else out.view(">u2").reshape(h, w, 3)
+    return pixels, len(idat)
+
+
+def test_png_and_tiff_at_8_and_16_bits_decode_to_the_same_pixels_and_are_compressed(phone_run, frame, tmp_path):
+    outputs = {"c.ppm": [], "c16.png": ["--bits", "16"], "c8.png": [], "c.tif": [], "c8.tif": ["--bits", "8"]}
+    for name, extra in outputs.items():
+        runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / name, *extra)
+    reference16 = read_ppm16(tmp_path / "c.ppm")
+    png16, idat16 = read_png(tmp_path / "c16.png")
+    png8, idat8 = read_png(tmp_path / "c8.png")
+    np.testing.assert_array_equal(png16, reference16)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "c.tif"), reference16)
+    np.testing.assert_array_equal(png8, np.asarray(Image.open(tmp_path / "c8.png")))   # Pillow agrees at 8 bits
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "c8.tif"), png8)
+    # 8 bits is 16 bits rounded: the same render at two depths.
+    assert np.abs(png8.astype(np.int64) * 257 - reference16).max() <= 128
+    # Real deflate, not stored blocks: smaller than the samples themselves.
+    assert idat8 < png8.nbytes * 0.8 and idat16 < reference16.nbytes * 0.8
+    with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+        page = tif.pages[0]
+        assert page.compression == 8 and page.predictor == 2 and page.bitspersample == 16   # deflate, differencing
+
+
+def test_bits_and_format_mismatch_is_one_line(phone_run, frame, tmp_path):
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "o.ppm",
+                  "--bits", "8", check=False)
+    assert done.returncode == 1 and done.stderr.strip() == \
+        "edge4k_runner: error: .ppm output is 16-bit; use .png for 8 bits"
+    assert not (tmp_path / "o.ppm").exists()

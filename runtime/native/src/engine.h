@@ -21,13 +21,17 @@ class Engine {
   virtual ~Engine() = default;
   // inputs: contiguous float32 buffers with the shapes the manifest declares for the stage.
   virtual Tensor run(const std::string& stage, const std::vector<const float*>& inputs) = 0;
-  virtual long long planned_arena_bytes() const = 0;   // activation memory the build planned
+  virtual long long planned_arena_bytes() const = 0;   // activation memory the build planned; -1 if unknown
   virtual int threads() const = 0;
   virtual std::string name() const = 0;
-  virtual Json about() const = 0;                      // version and what is linked in
+  virtual Json about() const = 0;                      // versions and what is linked or loaded
+  // Where a stage runs: {"engine", "accelerator", ...}; the profile's "stages" entries.
+  virtual Json placement(const std::string& stage) const = 0;
+  // Non-empty when the accelerator is an emulation (QNN's HTP on x86): the profile's note.
+  virtual std::string emulation_note() const { return ""; }
 };
 
-// Engines compiled into this runner, e.g. {"executorch"}.
+// Engines this runner can open, e.g. {"executorch", "onnxruntime"}.
 std::vector<std::string> engine_names();
 
 // threads <= 0 keeps the engine's default.
@@ -37,5 +41,10 @@ std::unique_ptr<Engine> open_engine(const std::string& artifacts, const Json& ma
 std::unique_ptr<Engine> open_executorch(const std::string& artifacts, const Json& manifest, int threads);
 Json executorch_about();
 #endif
+
+// ONNX Runtime + the QNN execution provider (android-qnn builds), loaded at run time.
+std::unique_ptr<Engine> open_onnxruntime(const std::string& artifacts, const Json& manifest, int threads);
+// What the runner finds of ONNX Runtime right now: {"onnxruntime": version, ...} or {"onnxruntime_missing": why}.
+Json onnxruntime_about();
 
 }  // namespace edge4k

@@ -57,13 +57,15 @@ const std::map<std::string, std::string> kDelegateBackends = {
 class ExecuTorchEngine : public Engine {
  public:
   ExecuTorchEngine(const std::string& artifacts, const Json& manifest, int threads) {
-    const std::string built = manifest["versions"].has("executorch") ? manifest["versions"]["executorch"].str() : "";
+    const Json& versions = field(manifest, "versions", "manifest.json");
+    const std::string built = versions.contains("executorch") ? text(versions["executorch"], "versions.executorch") : "";
     if (base_version(built) != base_version(EDGE4K_EXECUTORCH_VERSION) &&
         base_version(EDGE4K_EXECUTORCH_VERSION) != "unknown")
       throw Error(artifacts + " was built with executorch " + built + ", but this runner links executorch " +
                   EDGE4K_EXECUTORCH_VERSION + "; recompile the build or rebuild the runner");
-    if (manifest.has("delegate") && manifest["delegate"].is_string()) {
-      const std::string delegate = manifest["delegate"].str();
+    if (manifest.contains("delegate") && manifest["delegate"].is_string()) {
+      delegate_ = manifest["delegate"].get<std::string>();
+      const std::string& delegate = delegate_;
       const auto it = kDelegateBackends.find(delegate);
       const auto have = registered_backends();
       if (it != kDelegateBackends.end() && std::find(have.begin(), have.end(), it->second) == have.end()) {
@@ -78,18 +80,19 @@ class ExecuTorchEngine : public Engine {
       if (!pool || !pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads)))
         throw Error("cannot resize ExecuTorch's thread pool to " + std::to_string(threads) + " threads");
     }
-    for (const auto& [stage, entry] : manifest["stages"].object("manifest stages")) {
-      const std::string file = artifacts + "/" + entry["file"].str(stage + " file");
+    for (const auto& [stage, entry] : field(manifest, "stages", "manifest.json").items()) {
+      const std::string file = artifacts + "/" + text(field(entry, "file", stage), stage + " file");
       if (!modules_.count(file)) modules_[file] = std::make_unique<Module>(file, Module::LoadMode::Mmap);
       Module& module = *modules_[file];
-      Stage s{&module, entry["method"].str(stage + " method"), {}};
+      Stage s{&module, text(field(entry, "method", stage), stage + " method"), {}, Json()};
+      if (entry.contains("ops_outside_delegate")) s.outside = entry["ops_outside_delegate"];
       const et::Error err = module.load_method(s.method);
       if (err != et::Error::Ok)
         throw Error("ExecuTorch cannot load method '" + s.method + "' (" + stage + ") from " + file + ": " +
                     et::to_string(err));
-      for (const auto& input : entry["inputs"].array(stage + " inputs")) {
+      for (const auto& input : field(entry, "inputs", stage)) {
         std::vector<int> shape;
-        for (const auto& d : input["shape"].array()) shape.push_back(d.integer());
+        for (const auto& d : field(input, "shape", stage + " input")) shape.push_back(integer(d, stage + " input shape"));
         s.shapes.push_back(shape);
       }
       auto meta = module.method_meta(s.method);
@@ -135,16 +138,24 @@ class ExecuTorchEngine : public Engine {
   }
   std::string name() const override { return "executorch"; }
   Json about() const override { return executorch_about(); }
+  Json placement(const std::string& stage) const override {
+    const auto it = stages_.find(stage);
+    Json p = {{"engine", "executorch"}, {"accelerator", delegate_.empty() ? Json() : Json(delegate_)}};
+    if (it != stages_.end() && !it->second.outside.is_null()) p["ops_outside_delegate"] = it->second.outside;
+    return p;
+  }
 
  private:
   struct Stage {
     Module* module;
     std::string method;
     std::vector<std::vector<int>> shapes;
+    Json outside;   // the manifest's ops_outside_delegate
   };
   std::map<std::string, std::unique_ptr<Module>> modules_;
   std::map<std::string, Stage> stages_;
   long long arena_bytes_ = 0;
+  std::string delegate_;
 };
 
 }  // namespace
@@ -156,9 +167,9 @@ std::unique_ptr<Engine> open_executorch(const std::string& artifacts, const Json
 
 Json executorch_about() {
   et::runtime_init();
-  Json backends(Json::Array{});
-  for (const auto& b : registered_backends()) backends.push(b);
-  return Json(Json::Object{{"executorch", EDGE4K_EXECUTORCH_VERSION}, {"backends", backends}});
+  Json backends = Json::array();
+  for (const auto& b : registered_backends()) backends.push_back(b);
+  return Json{{"executorch", EDGE4K_EXECUTORCH_VERSION}, {"backends", backends}};
 }
 
 }  // namespace edge4k

@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
-#include "edge4k_kernels.h"
+#include <zlib.h>
+
+#include "common.h"
 
 namespace edge4k {
 namespace {
@@ -80,22 +84,6 @@ class Sha256 {
   uint64_t bits_ = 0;
 };
 
-uint32_t crc32(const std::string& bytes, size_t begin, size_t end) {
-  static uint32_t table[256];
-  static bool ready = false;
-  if (!ready) {
-    for (uint32_t n = 0; n < 256; ++n) {
-      uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      table[n] = c;
-    }
-    ready = true;
-  }
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = begin; i < end; ++i) c = table[(c ^ static_cast<uint8_t>(bytes[i])) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
 void put32(std::string& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
 }
@@ -105,7 +93,152 @@ void chunk(std::string& png, const char* type, const std::string& data) {
   const size_t start = png.size();
   png += type;
   png += data;
-  put32(png, crc32(png, start, png.size()));
+  put32(png, static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(png.data() + start), png.size() - start)));
+}
+
+// zlib stream of bytes (real deflate, zlib's default level).
+std::string deflate_bytes(const std::string& raw) {
+  uLongf size = compressBound(raw.size());
+  std::string z(size, '\0');
+  if (compress2(reinterpret_cast<Bytef*>(&z[0]), &size, reinterpret_cast<const Bytef*>(raw.data()), raw.size(),
+                Z_DEFAULT_COMPRESSION) != Z_OK)
+    throw Error("zlib could not compress the image");
+  z.resize(size);
+  return z;
+}
+
+uint8_t paeth(int a, int b, int c) {
+  const int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+  return static_cast<uint8_t>(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+}
+
+// PNG rows with a filter per row: of the five, the one whose output has the
+// smallest sum of absolute (signed) bytes, the heuristic the PNG spec suggests.
+std::string filter_rows(const uint8_t* data, size_t row, int height, int bpp) {
+  std::string out;
+  out.reserve((row + 1) * height);
+  std::vector<uint8_t> zero(row, 0), candidate(row), best(row);
+  for (int y = 0; y < height; ++y) {
+    const uint8_t* cur = data + static_cast<size_t>(y) * row;
+    const uint8_t* up = y ? cur - row : zero.data();
+    long best_cost = -1;
+    int best_type = 0;
+    for (int type = 0; type < 5; ++type) {
+      long cost = 0;
+      for (size_t i = 0; i < row; ++i) {
+        const int a = i >= static_cast<size_t>(bpp) ? cur[i - bpp] : 0, b = up[i];
+        const int c = i >= static_cast<size_t>(bpp) ? up[i - bpp] : 0;
+        const int pred = type == 0 ? 0 : type == 1 ? a : type == 2 ? b : type == 3 ? (a + b) / 2 : paeth(a, b, c);
+        candidate[i] = static_cast<uint8_t>(cur[i] - pred);
+        cost += std::abs(static_cast<int8_t>(candidate[i]));
+      }
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best_type = type;
+        best.swap(candidate);
+      }
+    }
+    out += static_cast<char>(best_type);
+    out.append(reinterpret_cast<const char*>(best.data()), row);
+  }
+  return out;
+}
+
+// (H, W, 3) samples as big-endian bytes for 16 bits (PNG, PPM), as they are for 8.
+std::string samples_bytes(const void* pixels, int width, int height, int bits, bool big_endian) {
+  const size_t n = static_cast<size_t>(width) * height * 3;
+  if (bits == 8) return std::string(static_cast<const char*>(pixels), n);
+  std::string out(2 * n, '\0');
+  const auto* p = static_cast<const uint16_t*>(pixels);
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i + (big_endian ? 0 : 1)] = static_cast<char>(p[i] >> 8);
+    out[2 * i + (big_endian ? 1 : 0)] = static_cast<char>(p[i] & 0xFF);
+  }
+  return out;
+}
+
+std::string encode_png(const void* pixels, int width, int height, int bits) {
+  const std::string samples = samples_bytes(pixels, width, height, bits, true);
+  const size_t row = static_cast<size_t>(width) * 3 * (bits / 8);
+  std::string ihdr;
+  put32(ihdr, static_cast<uint32_t>(width));
+  put32(ihdr, static_cast<uint32_t>(height));
+  ihdr += static_cast<char>(bits);
+  ihdr += std::string("\x02\x00\x00\x00", 4);   // RGB, deflate, adaptive filtering, no interlace
+  std::string png = "\x89PNG\r\n\x1a\n";
+  chunk(png, "IHDR", ihdr);
+  chunk(png, "IDAT", deflate_bytes(filter_rows(reinterpret_cast<const uint8_t*>(samples.data()), row, height,
+                                               3 * (bits / 8))));
+  chunk(png, "IEND", "");
+  return png;
+}
+
+void put16le(std::string& out, uint16_t v) {
+  out += static_cast<char>(v & 0xFF);
+  out += static_cast<char>(v >> 8);
+}
+void put32le(std::string& out, uint32_t v) {
+  for (int s = 0; s < 32; s += 8) out += static_cast<char>((v >> s) & 0xFF);
+}
+
+// Horizontal differencing (TIFF predictor 2): each sample minus the same channel's
+// sample one pixel to the left, modulo 2^bits, so smooth rows deflate well.
+std::vector<uint16_t> horizontal_differences(const void* pixels, int width, int height, int bits) {
+  const size_t row = static_cast<size_t>(width) * 3;
+  std::vector<uint16_t> out(row * height);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const uint16_t v = bits == 8 ? static_cast<const uint8_t*>(pixels)[i] : static_cast<const uint16_t*>(pixels)[i];
+    const uint16_t left = i % row >= 3 ? (bits == 8 ? static_cast<const uint8_t*>(pixels)[i - 3]
+                                                    : static_cast<const uint16_t*>(pixels)[i - 3]) : 0;
+    out[i] = static_cast<uint16_t>((v - left) & (bits == 8 ? 0xFF : 0xFFFF));
+  }
+  return out;
+}
+
+// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib) with predictor 2.
+std::string encode_tiff(const void* pixels, int width, int height, int bits) {
+  const std::vector<uint16_t> diff = horizontal_differences(pixels, width, height, bits);
+  std::string samples;
+  if (bits == 8) {
+    samples.resize(diff.size());
+    for (size_t i = 0; i < diff.size(); ++i) samples[i] = static_cast<char>(diff[i]);
+  } else {
+    samples = samples_bytes(diff.data(), width, height, 16, false);
+  }
+  const std::string strip = deflate_bytes(samples);
+  struct Entry { uint16_t tag, type; uint32_t count, value; };
+  const uint32_t ifd_at = 8, entries = 11, bits_at = ifd_at + 2 + entries * 12 + 4, strip_at = bits_at + 6;
+  const Entry ifd[entries] = {
+      {256, 4, 1, static_cast<uint32_t>(width)}, {257, 4, 1, static_cast<uint32_t>(height)},
+      {258, 3, 3, bits_at},                                      // BitsPerSample, three SHORTs stored below
+      {259, 3, 1, 8},                                            // Compression: Adobe deflate
+      {262, 3, 1, 2},                                            // Photometric: RGB
+      {273, 4, 1, strip_at}, {277, 3, 1, 3}, {278, 4, 1, static_cast<uint32_t>(height)},
+      {279, 4, 1, static_cast<uint32_t>(strip.size())}, {284, 3, 1, 1},   // one strip, chunky
+      {317, 3, 1, 2}};                                                       // Predictor: horizontal
+  std::string out = "II*";
+  out += '\0';
+  put32le(out, ifd_at);
+  put16le(out, entries);
+  for (const auto& e : ifd) {
+    put16le(out, e.tag);
+    put16le(out, e.type);
+    put32le(out, e.count);
+    if (e.type == 3 && e.count == 1) {   // a SHORT sits left-justified in the value field
+      put16le(out, static_cast<uint16_t>(e.value));
+      put16le(out, 0);
+    } else {
+      put32le(out, e.value);
+    }
+  }
+  put32le(out, 0);   // no next IFD
+  for (int i = 0; i < 3; ++i) put16le(out, static_cast<uint16_t>(bits));
+  return out + strip;
+}
+
+std::string encode_ppm16(const void* pixels, int width, int height) {
+  return "P6\n" + std::to_string(width) + " " + std::to_string(height) + "\n65535\n" +
+         samples_bytes(pixels, width, height, 16, true);
 }
 
 }  // namespace
@@ -141,66 +274,36 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
 }
 
-int bit_depth_for(const std::string& path) {
-  auto ends = [&](const char* ext) {
-    const std::string e(ext);
-    if (path.size() < e.size()) return false;
-    std::string tail = path.substr(path.size() - e.size());
-    for (auto& c : tail) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return tail == e;
-  };
-  if (ends(".png")) return 8;
-  if (ends(".ppm")) return 16;
-  throw Error("unsupported output format for " + path + "; use .png (8-bit) or .ppm (16-bit)");
+
+static std::string lower_extension(const std::string& path) {
+  const auto dot = path.find_last_of('.');
+  std::string ext = dot == std::string::npos ? "" : path.substr(dot);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
 }
 
-// 8-bit RGB PNG. The zlib stream uses stored (uncompressed) deflate blocks: no
-// compression library to carry onto the phone, at the cost of a larger file.
-std::string encode_png8(const uint8_t* rgb, int width, int height) {
-  const size_t row = static_cast<size_t>(width) * 3;
-  std::string raw;
-  raw.reserve((row + 1) * height);
-  for (int y = 0; y < height; ++y) {
-    raw += '\0';   // filter type 0 (none)
-    raw.append(reinterpret_cast<const char*>(rgb) + y * row, row);
+OutputSpec output_spec(const std::string& path, int bits) {
+  const std::string ext = lower_extension(path);
+  OutputSpec spec;
+  if (ext == ".png") spec = {ImageFormat::Png, 8};
+  else if (ext == ".tif" || ext == ".tiff") spec = {ImageFormat::Tiff, 16};
+  else if (ext == ".ppm") spec = {ImageFormat::Ppm, 16};
+  else throw Error("unsupported output format for " + path + "; use .png (8 or 16-bit), .tif (16 or 8-bit) or .ppm (16-bit)");
+  if (bits != 0) {
+    if (bits != 8 && bits != 16) throw Error("--bits must be 8 or 16, got " + std::to_string(bits));
+    if (spec.format == ImageFormat::Ppm && bits != 16) throw Error(".ppm output is 16-bit; use .png for 8 bits");
+    spec.bits = bits;
   }
-  std::string z = "\x78\x01";
-  uint32_t a = 1, b = 0;
-  for (unsigned char c : raw) {
-    a = (a + c) % 65521;
-    b = (b + a) % 65521;
-  }
-  for (size_t pos = 0; pos < raw.size() || pos == 0; pos += 65535) {
-    const size_t n = std::min<size_t>(65535, raw.size() - pos);
-    z += static_cast<char>(pos + n >= raw.size() ? 1 : 0);   // BFINAL on the last block, BTYPE 00
-    z += static_cast<char>(n & 0xFF);
-    z += static_cast<char>(n >> 8);
-    z += static_cast<char>(~n & 0xFF);
-    z += static_cast<char>((~n >> 8) & 0xFF);
-    z.append(raw, pos, n);
-    if (raw.empty()) break;
-  }
-  put32(z, (b << 16) | a);
-  std::string ihdr;
-  put32(ihdr, static_cast<uint32_t>(width));
-  put32(ihdr, static_cast<uint32_t>(height));
-  ihdr += std::string("\x08\x02\x00\x00\x00", 5);   // 8 bits, RGB, deflate, no filter method, no interlace
-  std::string png = "\x89PNG\r\n\x1a\n";
-  chunk(png, "IHDR", ihdr);
-  chunk(png, "IDAT", z);
-  chunk(png, "IEND", "");
-  return png;
+  return spec;
 }
 
-std::string encode_ppm16(const uint16_t* rgb, int width, int height) {
-  std::string out = "P6\n" + std::to_string(width) + " " + std::to_string(height) + "\n65535\n";
-  const size_t n = static_cast<size_t>(width) * height * 3;
-  out.reserve(out.size() + 2 * n);
-  for (size_t i = 0; i < n; ++i) {   // PPM samples are big-endian
-    out += static_cast<char>(rgb[i] >> 8);
-    out += static_cast<char>(rgb[i] & 0xFF);
+std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height) {
+  switch (spec.format) {
+    case ImageFormat::Png: return encode_png(pixels, width, height, spec.bits);
+    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits);
+    case ImageFormat::Ppm: return encode_ppm16(pixels, width, height);
   }
-  return out;
+  throw Error("unknown image format");
 }
 
 }  // namespace edge4k

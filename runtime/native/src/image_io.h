@@ -1,10 +1,10 @@
-// Output files: the RGB image (8-bit PNG or 16-bit binary PPM), SHA-256 for the
-// profile, and atomic writes (a temporary file beside the target, then rename).
+// Output files: the RGB image (PNG 8/16-bit and TIFF 16/8-bit, deflated with zlib;
+// 16-bit binary PPM), SHA-256 for the profile, and atomic writes (a temporary file
+// beside the target, then rename).
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 namespace edge4k {
 
@@ -15,11 +15,17 @@ std::string read_file(const std::string& path);
 // Writes to "<path>.tmp-<pid>" and renames it onto path; never leaves a partial file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
-// Bit depth for an output path: .png -> 8, .ppm -> 16; throws for anything else.
-int bit_depth_for(const std::string& path);
+enum class ImageFormat { Png, Tiff, Ppm };
+struct OutputSpec {
+  ImageFormat format;
+  int bits;
+};
+
+// The format from the extension (.png, .tif/.tiff, .ppm) and the bit depth: `bits`
+// if not 0, else the format's default (PNG 8, TIFF 16, PPM 16). Throws for others.
+OutputSpec output_spec(const std::string& path, int bits = 0);
 
 // (H, W, 3) interleaved pixels (uint8 for 8 bits, uint16 for 16) -> file bytes.
-std::string encode_png8(const uint8_t* rgb, int width, int height);
-std::string encode_ppm16(const uint16_t* rgb, int width, int height);
+std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height);
 
 }  // namespace edge4k

@@ -1,14 +1,14 @@
-// edge4k_runner: the phone-side thin runtime. Reads a compiled build (manifest.json
-// + its program), a RAW frame handed over as a uint16 Bayer buffer plus a JSON
-// sidecar, runs the six stages with per-stage timing and writes the RGB image and
-// an edge4k.profile/1 JSON, like `edge4k run` does on the host.
+// edge4k_runner: a command line over libedge4k (include/edge4k.h). Reads a compiled
+// build, a RAW frame handed over as a uint16 Bayer buffer plus a JSON sidecar, runs
+// the six stages with per-stage timing, and writes the RGB image and an
+// edge4k.profile/1 JSON, like `edge4k run` does on the host.
 #include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
 #include <string>
 
-#include "edge4k_kernels.h"
+#include "edge4k.h"
 #include "engine.h"
 #include "image_io.h"
 #include "json.h"
@@ -22,14 +22,16 @@ namespace edge4k {
 namespace {
 
 const char* kUsage =
-    "usage: edge4k_runner --artifacts DIR --input FRAME.json -o OUT.png|OUT.ppm [--profile OUT.json]\n"
-    "                     [--runs N] [--warmup N] [--threads N] [--idle-seconds S] [--sysfs-root DIR]\n"
+    "usage: edge4k_runner --artifacts DIR --input FRAME.json -o OUT.png|OUT.tif|OUT.ppm [--bits 8|16]\n"
+    "                     [--profile OUT.json] [--runs N] [--warmup N] [--threads N] [--idle-seconds S]\n"
+    "                     [--sysfs-root DIR]\n"
     "       edge4k_runner --about\n"
-    "FRAME.json is the sidecar `edge4k` writes beside the uint16 Bayer buffer it decoded from a RAW file.\n";
+    "FRAME.json is the sidecar `edge4k` writes beside the uint16 Bayer buffer it decoded from a RAW file.\n"
+    ".png is 8-bit unless --bits 16, .tif 16-bit unless --bits 8, .ppm 16-bit.\n";
 
 struct Options {
   std::string artifacts, input, output, profile, sysfs = "/sys";
-  int runs = 1, warmup = 0, threads = 0;
+  int runs = 1, warmup = 0, threads = 0, bits = 0;
   double idle_seconds = 2.0;
   bool about = false;
 };
@@ -60,6 +62,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--runs") o.runs = integer(1);
     else if (a == "--warmup") o.warmup = integer(0);
     else if (a == "--threads") o.threads = integer(1);
+    else if (a == "--bits") o.bits = integer(8);
     else if (a == "--idle-seconds") o.idle_seconds = std::atof(value().c_str());
     else if (a == "--sysfs-root") o.sysfs = value();
     else if (a == "--about") o.about = true;
@@ -78,12 +81,6 @@ std::string dirname_of(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-std::string basename_of(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 std::string now_iso() {
   char buf[32];
   const std::time_t t = std::time(nullptr);
@@ -93,255 +90,127 @@ std::string now_iso() {
   return buf;
 }
 
-// The sidecar (schema edge4k.bayer/1) and its Bayer buffer.
+// The sidecar (schema edge4k.bayer/1), its Bayer buffer, and the C API's view of both.
 struct Input {
   Json sidecar;
-  std::string sidecar_path, data_path;
+  std::string sidecar_path, data_path, cfa;
+  std::vector<uint16_t> bayer;
+  edge4k_frame frame{};
 };
 
-Input open_input(const std::string& path) {
-  Input in;
-  in.sidecar_path = path;
-  in.sidecar = Json::parse(read_file(path));
-  if (!in.sidecar.has("schema") || in.sidecar["schema"].str() != "edge4k.bayer/1")
-    throw Error(path + " is not an edge4k.bayer/1 sidecar");
-  const std::string data = in.sidecar["data"].str("sidecar data");
-  in.data_path = data.front() == '/' ? data : dirname_of(path) + "/" + data;
-  return in;
-}
-
-BayerFrame read_frame(const Input& in) {
-  const Json& s = in.sidecar;
-  BayerFrame f;
-  f.width = s["width"].integer("width");
-  f.height = s["height"].integer("height");
-  f.cfa = s["cfa"].str("cfa");
-  for (int c = 0; c < 4; ++c) f.black_level[c] = s["black_level"].array("black_level").at(c).number();
-  f.white_level = s["white_level"].number("white_level");
-  for (int c = 0; c < 3; ++c) f.wb_gains[c] = s["wb_gains"].array("wb_gains").at(c).number();
+void read_input(const std::string& path, Input* in) {
+  in->sidecar_path = path;
+  in->sidecar = parse_json(read_file(path), path);
+  const Json& s = in->sidecar;
+  if (!s.contains("schema") || s["schema"] != "edge4k.bayer/1") throw Error(path + " is not an edge4k.bayer/1 sidecar");
+  const std::string data = text(field(s, "data", path), "sidecar data");
+  in->data_path = data.front() == '/' ? data : dirname_of(path) + "/" + data;
+  edge4k_frame& f = in->frame;
+  f.width = integer(field(s, "width", path), "width");
+  f.height = integer(field(s, "height", path), "height");
+  in->cfa = text(field(s, "cfa", path), "cfa");
+  f.cfa = in->cfa.c_str();
+  const Json& black = field(s, "black_level", path);
+  const Json& gains = field(s, "wb_gains", path);
+  const Json& matrix = field(s, "srgb_from_cam", path);
+  if (black.size() != 4 || gains.size() != 3 || matrix.size() != 3)
+    throw Error(path + ": black_level needs 4 values, wb_gains 3, srgb_from_cam 3 rows");
+  for (int c = 0; c < 4; ++c) f.black_level[c] = number(black[c], "black_level");
+  f.white_level = number(field(s, "white_level", path), "white_level");
+  for (int c = 0; c < 3; ++c) f.wb_gains[c] = number(gains[c], "wb_gains");
   for (int r = 0; r < 3; ++r)
-    for (int c = 0; c < 3; ++c) f.srgb_from_cam[r * 3 + c] = s["srgb_from_cam"].array().at(r).array().at(c).number();
-  const std::string bytes = read_file(in.data_path);
-  const size_t n = static_cast<size_t>(f.width) * f.height;
+    for (int c = 0; c < 3; ++c) f.srgb_from_cam[r * 3 + c] = number(matrix[r].at(c), "srgb_from_cam");
+  const std::string bytes = read_file(in->data_path);
+  const size_t n = static_cast<size_t>(std::max(f.width, 0)) * static_cast<size_t>(std::max(f.height, 0));
   if (bytes.size() != n * 2)
-    throw Error(in.data_path + " holds " + std::to_string(bytes.size()) + " bytes; a " + std::to_string(f.width) +
-                "x" + std::to_string(f.height) + " uint16 frame needs " + std::to_string(n * 2));
-  f.bayer.resize(n);
+    throw Error(in->data_path + " holds " + std::to_string(bytes.size()) + " bytes; a " + std::to_string(f.width) + "x" +
+                std::to_string(f.height) + " uint16 frame needs " + std::to_string(n * 2));
+  in->bayer.resize(n);
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  for (size_t i = 0; i < n; ++i) f.bayer[i] = static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8));   // little-endian
-  return f;
+  for (size_t i = 0; i < n; ++i) in->bayer[i] = static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8));   // little-endian
+  f.bayer = in->bayer.data();
+  f.bayer_count = n;
 }
 
-struct Build {
-  Json manifest;
-  int compression = 0, thumb_size = 0, batch = 1, tile = 0, overlap = 0;
-  bool native = false;
-  int padded[2] = {0, 0};
-};
-
-Build open_build(const std::string& dir) {
-  Build b;
-  b.manifest = Json::parse(read_file(dir + "/manifest.json"));
-  if (!b.manifest.has("schema") || b.manifest["schema"].str() != "edge4k.manifest/1")
-    throw Error(dir + "/manifest.json is not an edge4k.manifest/1 build manifest");
-  const Json& cfg = b.manifest["config"];
-  const Json& t = b.manifest["tiling"];
-  b.compression = cfg["compression"].integer();
-  b.thumb_size = cfg["thumb_size"].integer();
-  b.native = t["native"].boolean();
-  b.batch = t["batch"].integer();
-  b.tile = b.native ? 0 : t["tile"].integer();
-  b.overlap = t["overlap"].integer();
-  b.padded[0] = t["padded"].array().at(0).integer();
-  b.padded[1] = t["padded"].array().at(1).integer();
-  return b;
+// Throws the library's last error for a failed call.
+void check(edge4k_status status) {
+  if (status != EDGE4K_OK) throw Error(edge4k_last_error());
 }
 
-TilePlan plan_for(const Build& b, int height, int width) {
-  TilePlan plan = plan_tiles(height, width, b.compression, b.tile, b.overlap, b.native);
-  if (b.native && (plan.padded_height != b.padded[0] || plan.padded_width != b.padded[1]))
-    throw Error("this native build takes frames of " + std::to_string(b.padded[1]) + "x" + std::to_string(b.padded[0]) +
-                " (after padding); the input is " + std::to_string(width) + "x" + std::to_string(height) +
-                ". Compile for this resolution or use a tiled build");
-  return plan;
-}
-
-void expect_shape(const Tensor& t, const std::vector<int>& shape, const std::string& stage) {
-  if (t.shape != shape) {
-    std::string got, want;
-    for (int d : t.shape) got += std::to_string(d) + " ";
-    for (int d : shape) want += std::to_string(d) + " ";
-    throw Error(stage + " returned shape [ " + got + "], expected [ " + want + "]");
-  }
-}
-
-struct RunResult {
-  std::vector<float> image;   // (3, H, W)
-  TilePlan plan;
-  BayerFrame frame;
-};
-
-// One frame through the six stages; timer is null for warm-up runs.
-RunResult process(const Input& input, const Build& b, Engine& engine, StageTimer* timer) {
-  RunResult r;
-  std::vector<float> thumb, meta, padded;
-  {
-    Scope s(timer, "raw_preprocess");
-    r.frame = read_frame(input);
-    r.plan = plan_for(b, r.frame.height, r.frame.width);
-    const auto packed = pack(r.frame);
-    thumb = thumbnail(packed.data(), 4, r.frame.height / 2, r.frame.width / 2, b.thumb_size);
-    meta = meta_vector(r.frame);
-    padded = pad_reflect(packed.data(), 4, r.frame.height / 2, r.frame.width / 2, r.plan.padded_height / 2,
-                         r.plan.padded_width / 2);
-  }
-  Tensor g;
-  {
-    Scope s(timer, "global");
-    g = engine.run("global", {thumb.data(), meta.data()});
-  }
-  const TilePlan& plan = r.plan;
-  const int th = plan.tile_height, tw = plan.tile_width, pw = plan.padded_width / 2, ph = plan.padded_height / 2;
-  const size_t packed_tile = static_cast<size_t>(4) * (th / 2) * (tw / 2), rgb_tile = static_cast<size_t>(3) * th * tw;
-  Blender blender(plan);
-  std::vector<float> x(packed_tile * b.batch);
-  for (size_t first = 0; first < plan.origins.size(); first += b.batch) {
-    const size_t count = std::min<size_t>(b.batch, plan.origins.size() - first);
-    {
-      Scope s(timer, "raw_preprocess");
-      for (int k = 0; k < b.batch; ++k) {   // fixed batch shape: repeat the last tile
-        const auto [y0, x0] = plan.origins[first + std::min<size_t>(k, count - 1)];
-        float* dst = x.data() + k * packed_tile;
-        for (int c = 0; c < 4; ++c)
-          for (int i = 0; i < th / 2; ++i) {
-            const float* src = padded.data() + (static_cast<size_t>(c) * ph + y0 / 2 + i) * pw + x0 / 2;
-            std::copy(src, src + tw / 2, dst + (static_cast<size_t>(c) * (th / 2) + i) * (tw / 2));
-          }
-      }
-    }
-    Tensor z, rgb;
-    {
-      Scope s(timer, "encoder");
-      z = engine.run("encoder", {x.data()});
-    }
-    {
-      Scope s(timer, "backbone");
-      z = engine.run("backbone", {z.data.data(), g.data.data()});
-    }
-    {
-      Scope s(timer, "decoder");
-      rgb = engine.run("decoder", {z.data.data(), x.data()});
-    }
-    expect_shape(rgb, {b.batch, 3, th, tw}, "decoder");
-    {
-      Scope s(timer, "postprocess");
-      for (size_t k = 0; k < count; ++k)
-        blender.add(rgb.data.data() + k * rgb_tile, plan.origins[first + k].first, plan.origins[first + k].second);
-    }
-  }
-  {
-    Scope s(timer, "postprocess");
-    r.image = blender.result();
-  }
-  return r;
+int about() {
+  Json about = {{"edge4k_runner", EDGE4K_VERSION}};
+  Json engines = Json::array();
+  for (const auto& e : engine_names()) engines.push_back(e);
+  about["engines"] = engines;
+#ifdef EDGE4K_WITH_EXECUTORCH
+  const Json et = executorch_about();
+  for (const auto& [k, v] : et.items()) about[k] = v;
+#endif
+  const Json ort = onnxruntime_about();
+  for (const auto& [k, v] : ort.items()) about[k] = v;
+  std::cout << about.dump() << "\n";
+  return 0;
 }
 
 int run(const Options& o) {
-  if (o.about) {
-    Json about(Json::Object{{"edge4k_runner", EDGE4K_VERSION}});
-    Json engines(Json::Array{});
-    for (const auto& e : engine_names()) engines.push(e);
-    about.set("engines", engines);
-#ifdef EDGE4K_WITH_EXECUTORCH
-    const Json et = executorch_about();
-    for (const auto& [k, v] : et.object()) about.set(k, v);
-#endif
-    std::cout << about.dump() << "\n";
-    return 0;
-  }
-  const int bits = bit_depth_for(o.output);
-  const Build build = open_build(o.artifacts);
-  const Input input = open_input(o.input);
-  auto engine = open_engine(o.artifacts, build.manifest, o.threads);
+  if (o.about) return about();
+  const OutputSpec spec = output_spec(o.output, o.bits);
+  Input input;
+  read_input(o.input, &input);
+  edge4k_runner* runner = nullptr;
+  const edge4k_open_options open_options{o.threads, nullptr};
+  check(edge4k_open(o.artifacts.c_str(), &open_options, &runner));
+  std::unique_ptr<edge4k_runner, void (*)(edge4k_runner*)> owned(runner, edge4k_close);
 
-  for (int i = 0; i < o.warmup; ++i) process(input, build, *engine, nullptr);
+  const edge4k_frame& frame = input.frame;
+  std::vector<uint8_t> pixels(edge4k_output_bytes(frame.width, frame.height, spec.bits));
+  for (int i = 0; i < o.warmup; ++i) check(edge4k_render(runner, &frame, spec.bits, pixels.data(), pixels.size()));
+  check(edge4k_reset_profile(runner));
   const Json thermal_before = thermal_snapshot(o.sysfs);
   PowerSampler power(o.sysfs + "/class/power_supply");
   power.measure_idle(o.idle_seconds);
-  StageTimer timer;
-  RunResult last;
-  std::vector<unsigned char> pixels;
   const auto t0 = StageTimer::Clock::now();
   power.start();
-  for (int i = 0; i < o.runs; ++i) {
-    timer.start_run();
-    last = process(input, build, *engine, &timer);
-    {
-      Scope s(&timer, "postprocess");
-      pixels.resize(static_cast<size_t>(last.frame.width) * last.frame.height * 3 * (bits / 8));
-      quantise(last.image.data(), last.frame.height, last.frame.width, bits, pixels.data());
-    }
-    timer.end_run();
-  }
+  for (int i = 0; i < o.runs; ++i) check(edge4k_render(runner, &frame, spec.bits, pixels.data(), pixels.size()));
   const double seconds = std::chrono::duration<double>(StageTimer::Clock::now() - t0).count();
-  Json power_report = power.stop(o.runs, seconds);
+  const Json power_report = power.stop(o.runs, seconds);
   const Json thermal = thermal_report(thermal_before, thermal_snapshot(o.sysfs));
 
-  const int w = last.frame.width, h = last.frame.height;
-  const std::string image = bits == 8 ? encode_png8(pixels.data(), w, h)
-                                      : encode_ppm16(reinterpret_cast<const uint16_t*>(pixels.data()), w, h);
-  write_file_atomic(o.output, image);
-  std::cerr << "wrote " << o.output << "\n";
-  if (o.profile.empty()) return 0;
-
-  const Json& m = build.manifest;
-  const Json& src = input.sidecar.has("source") ? input.sidecar["source"] : Json();
+  const std::string image = encode_image(spec, pixels.data(), frame.width, frame.height);
+  if (o.profile.empty()) {
+    write_file_atomic(o.output, image);
+    std::cerr << "wrote " << o.output << "\n";
+    return 0;
+  }
+  const char* library_profile = edge4k_profile_json(runner);
+  if (!library_profile) throw Error(edge4k_last_error());
+  const Json lib = parse_json(library_profile, "the library's profile");
+  const Json& s = input.sidecar;
+  const Json src = s.contains("source") ? s["source"] : Json::object();
   const std::string buffer_sha = sha256_file(input.data_path);
-  const TilePlan& plan = last.plan;
-  long long weight_bytes = 0;
-  for (const auto& [stage, entry] : m["stages"].object())
-    if (entry.has("weight_bytes")) weight_bytes += static_cast<long long>(entry["weight_bytes"].number());
-  Json device = device_info();
-  device.set("backend", engine->name());
-  device.set("delegate", m["delegate"]);
-  device.set("threads", engine->threads());
-  Json versions(Json::Object{{"edge4k_runner", EDGE4K_VERSION}});
-  const Json engine_about = engine->about();
-  for (const auto& [k, v] : engine_about.object())
-    if (v.is_string()) versions.set(k, v);
-  const Json profile(Json::Object{
+  Json profile = {
       {"schema", "edge4k.profile/1"},
       {"created", now_iso()},
-      {"input", Json(Json::Object{
-                    {"path", src.has("path") ? src["path"] : Json(input.sidecar_path)},
-                    {"sha256", src.has("sha256") ? src["sha256"] : Json(buffer_sha)},
-                    {"cfa", last.frame.cfa}, {"width", w}, {"height", h},
-                    {"buffer", input.data_path}, {"buffer_sha256", buffer_sha}})},
-      {"resolution", Json(Json::Object{{"width", w}, {"height", h}})},
-      {"tiling", Json(Json::Object{{"enabled", !plan.native}, {"tile", plan.native ? Json() : Json(plan.tile_height)},
-                                   {"overlap", plan.native ? Json() : Json(plan.overlap)},
-                                   {"tiles", static_cast<int>(plan.origins.size())}, {"batch", build.batch},
-                                   {"padded", Json(Json::Array{plan.padded_height, plan.padded_width})}})},
-      {"latent_compression", build.compression},
-      {"timing", Json(Json::Object{{"warmup", o.warmup}, {"runs", o.runs}, {"clock", "std::chrono::steady_clock"}})},
-      {"latency_ms", timer.summary_ms()},
-      {"memory", Json(Json::Object{{"peak_rss_bytes", std::max(peak_rss_bytes(), 0LL)},
-                                   {"peak_rss_source", "VmHWM in /proc/self/status"},
-                                   {"planned_arena_bytes", engine->planned_arena_bytes()},
-                                   {"weight_bytes", weight_bytes},
-                                   {"estimated_tile_bytes", plan.native ? Json(engine->planned_arena_bytes()) : Json()}})},
-      {"power", power_report},
-      {"thermal", thermal},
-      {"device", device},
-      {"model", Json(Json::Object{{"preset", m["preset"]}, {"config_hash", m["config_hash"]},
-                                  {"precision", m["precision"]},
-                                  {"weights", "build:" + basename_of(o.artifacts) + " (" + m["weights"].str() + ")"}})},
-      {"output", Json(Json::Object{{"path", o.output}, {"sha256", sha256_hex(image)}, {"width", w}, {"height", h},
-                                   {"bit_depth", bits}})},
-      {"versions", versions},
-  });
-  write_file_atomic(o.profile, profile.dump() + "\n");
-  std::cerr << "wrote " << o.profile << "\n";
+      {"input", {{"path", src.contains("path") ? src["path"] : Json(input.sidecar_path)},
+                 {"sha256", src.contains("sha256") ? src["sha256"] : Json(buffer_sha)},
+                 {"cfa", input.cfa}, {"width", frame.width}, {"height", frame.height},
+                 {"buffer", input.data_path}, {"buffer_sha256", buffer_sha}}},
+  };
+  for (const char* key : {"resolution", "tiling", "latent_compression"}) profile[key] = lib[key];
+  profile["timing"] = {{"warmup", o.warmup}, {"runs", o.runs}, {"clock", lib["timing"]["clock"]}};
+  for (const char* key : {"emulated", "note"})
+    if (lib["timing"].contains(key)) profile["timing"][key] = lib["timing"][key];
+  for (const char* key : {"latency_ms", "memory"}) profile[key] = lib[key];
+  profile["power"] = power_report;
+  profile["thermal"] = thermal;
+  for (const char* key : {"device", "model", "stages"}) profile[key] = lib[key];
+  profile["output"] = {{"path", o.output}, {"sha256", sha256_hex(image)}, {"width", frame.width},
+                       {"height", frame.height}, {"bit_depth", spec.bits}};
+  profile["versions"] = lib["versions"];
+  // Both files or neither: the image is renamed into place only once the profile is.
+  write_file_atomic(o.profile, profile.dump(2) + "\n");
+  write_file_atomic(o.output, image);
+  std::cerr << "wrote " << o.output << "\nwrote " << o.profile << "\n";
   return 0;
 }
 

@@ -80,7 +80,7 @@ void StageTimer::add(const std::string& stage, Clock::duration d) {
 }
 
 Json StageTimer::summary_ms() const {
-  Json out;
+  Json out = Json::object();
   std::vector<std::string> names(kStages, kStages + 6);
   names.push_back("total");
   for (const auto& stage : names) {
@@ -89,8 +89,7 @@ Json StageTimer::summary_ms() const {
     std::sort(xs.begin(), xs.end());
     const size_t n = xs.size();
     const double median = n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
-    out.set(stage, Json(Json::Object{{"median", round3(median)}, {"min", round3(xs.front())},
-                                     {"max", round3(xs.back())}}));
+    out[stage] = {{"median", round3(median)}, {"min", round3(xs.front())}, {"max", round3(xs.back())}};
   }
   return out;
 }
@@ -167,7 +166,7 @@ void PowerSampler::start() {
 
 Json PowerSampler::stop(int images, double seconds) {
   auto unavailable = [](const std::string& why) {
-    return Json(Json::Object{{"available", false}, {"reason", why}});
+    return Json{{"available", false}, {"reason", why}};
   };
   if (!available()) return unavailable(reason_);
   running_ = false;
@@ -188,16 +187,16 @@ Json PowerSampler::stop(int images, double seconds) {
          << period_ms_ << " ms during the timed runs, minus the idle mean of " << idle_.size()
          << " samples taken before them (whole phone: screen, radios and other apps included)";
   if (idle_.empty()) method << "; no idle baseline was taken (--idle-seconds 0), so this is the gross draw";
-  return Json(Json::Object{{"available", true}, {"method", method.str()}, {"mean_watts", round3(net)},
-                           {"joules_per_image", std::round(net * seconds / images * 1e4) / 1e4},
-                           {"idle_watts", round3(idle)}, {"gross_watts", round3(gross)},
-                           {"samples", static_cast<int>(busy_.size())}});
+  return Json{{"available", true}, {"method", method.str()}, {"mean_watts", round3(net)},
+              {"joules_per_image", std::round(net * seconds / images * 1e4) / 1e4},
+              {"idle_watts", round3(idle)}, {"gross_watts", round3(gross)},
+              {"samples", static_cast<int>(busy_.size())}};
 }
 
 // ---- thermal ------------------------------------------------------------------
 
 Json thermal_snapshot(const std::string& sys) {
-  Json zones(Json::Object{}), cpus(Json::Object{}), cooling(Json::Object{});
+  Json zones = Json::object(), cpus = Json::object(), cooling = Json::object();
   const std::string thermal = sys + "/class/thermal";
   for (const auto& z : list_dir(thermal, "thermal_zone")) {
     std::string type;
@@ -205,13 +204,13 @@ Json thermal_snapshot(const std::string& sys) {
     if (!read_number(thermal + "/" + z + "/temp", &t)) continue;
     if (!read_text(thermal + "/" + z + "/type", &type)) type = z;
     if (std::fabs(t) >= 1000) t /= 1000;   // the ABI says millidegrees; a few old drivers report degrees
-    zones.set(zones.has(type) ? type + "-" + z.substr(12) : type, round3(t));
+    zones[zones.contains(type) ? type + "-" + z.substr(12) : type] = round3(t);
   }
   for (const auto& c : list_dir(thermal, "cooling_device")) {
     std::string type;
     double state;
     if (read_text(thermal + "/" + c + "/type", &type) && read_number(thermal + "/" + c + "/cur_state", &state))
-      cooling.set(type + " (" + c + ")", static_cast<int>(state));
+      cooling[type + " (" + c + ")"] = static_cast<int>(state);
   }
   const std::string cpu_root = sys + "/devices/system/cpu";
   for (const auto& c : list_dir(cpu_root, "cpu")) {
@@ -219,38 +218,37 @@ Json thermal_snapshot(const std::string& sys) {
     double cur, max, hw_max;
     if (read_number(f + "scaling_cur_freq", &cur) && read_number(f + "scaling_max_freq", &max) &&
         read_number(f + "cpuinfo_max_freq", &hw_max))
-      cpus.set(c, Json(Json::Object{{"cur_khz", static_cast<long long>(cur)}, {"max_khz", static_cast<long long>(max)},
-                                    {"hw_max_khz", static_cast<long long>(hw_max)}}));
+      cpus[c] = {{"cur_khz", static_cast<long long>(cur)}, {"max_khz", static_cast<long long>(max)},
+                 {"hw_max_khz", static_cast<long long>(hw_max)}};
   }
-  if (zones.object().empty() && cpus.object().empty())
-    return Json(Json::Object{{"available", false},
-                             {"reason", "no readable thermal zones in " + thermal + " and no cpufreq in " + cpu_root +
-                                            " (a container or VM does not expose them)"}});
-  return Json(Json::Object{{"available", true}, {"zones_c", zones}, {"cpu_freq", cpus}, {"cooling_state", cooling}});
+  if (zones.empty() && cpus.empty())
+    return Json{{"available", false},
+                {"reason", "no readable thermal zones in " + thermal + " and no cpufreq in " + cpu_root +
+                               " (a container or VM does not expose them)"}};
+  return Json{{"available", true}, {"zones_c", zones}, {"cpu_freq", cpus}, {"cooling_state", cooling}};
 }
 
 Json thermal_report(const Json& before, const Json& after) {
-  if (!after["available"].boolean()) return after;
-  Json evidence(Json::Array{});
-  const auto& cpus = after["cpu_freq"].object();
-  for (const auto& [cpu, f] : cpus) {
-    const long long max = static_cast<long long>(f["max_khz"].number()), hw = static_cast<long long>(f["hw_max_khz"].number());
-    if (before["available"].boolean() && before["cpu_freq"].has(cpu) && max < before["cpu_freq"][cpu]["max_khz"].number())
-      evidence.push(cpu + " max frequency lowered during the run to " + std::to_string(max) + " kHz");
+  if (!after["available"].get<bool>()) return after;
+  Json evidence = Json::array();
+  const bool had = before["available"].get<bool>();
+  for (const auto& [cpu, f] : after["cpu_freq"].items()) {
+    const long long max = f["max_khz"].get<long long>(), hw = f["hw_max_khz"].get<long long>();
+    if (had && before["cpu_freq"].contains(cpu) && max < before["cpu_freq"][cpu]["max_khz"].get<long long>())
+      evidence.push_back(cpu + " max frequency lowered during the run to " + std::to_string(max) + " kHz");
     else if (max < hw)
-      evidence.push(cpu + " capped at " + std::to_string(max) + " of " + std::to_string(hw) + " kHz");
+      evidence.push_back(cpu + " capped at " + std::to_string(max) + " of " + std::to_string(hw) + " kHz");
   }
-  for (const auto& [dev, state] : after["cooling_state"].object()) {
+  for (const auto& [dev, state] : after["cooling_state"].items()) {
     const bool cpu_cooler = dev.find("cpu") != std::string::npos;
-    const int was = before["available"].boolean() && before["cooling_state"].has(dev)
-                        ? before["cooling_state"][dev].integer() : 0;
-    if (cpu_cooler && state.integer() > was)
-      evidence.push("cooling device " + dev + " rose from state " + std::to_string(was) + " to " +
-                    std::to_string(state.integer()));
+    const int was = had && before["cooling_state"].contains(dev) ? before["cooling_state"][dev].get<int>() : 0;
+    if (cpu_cooler && state.get<int>() > was)
+      evidence.push_back("cooling device " + dev + " rose from state " + std::to_string(was) + " to " +
+                         std::to_string(state.get<int>()));
   }
-  const bool throttled = !evidence.array().empty();
-  return Json(Json::Object{{"available", true}, {"before", before}, {"after", after}, {"throttled", throttled},
-                           {"evidence", evidence}});
+  const bool throttled = !evidence.empty();
+  return Json{{"available", true}, {"before", before}, {"after", after}, {"throttled", throttled},
+              {"evidence", evidence}};
 }
 
 // ---- device -------------------------------------------------------------------
@@ -268,10 +266,9 @@ Json device_info() {
   std::string soc = property("ro.soc.model");
   if (soc.empty()) soc = property("ro.board.platform");
   const std::string maker = property("ro.soc.manufacturer");
-  return Json(Json::Object{
-      {"name", property("ro.product.manufacturer") + " " + property("ro.product.model")},
-      {"os", "Android " + property("ro.build.version.release") + " (API " + property("ro.build.version.sdk") + ")"},
-      {"soc", maker.empty() ? soc : maker + " " + soc}});
+  return Json{{"name", property("ro.product.manufacturer") + " " + property("ro.product.model")},
+              {"os", "Android " + property("ro.build.version.release") + " (API " + property("ro.build.version.sdk") + ")"},
+              {"soc", maker.empty() ? soc : maker + " " + soc}};
 #else
   utsname u{};
   uname(&u);
@@ -283,8 +280,7 @@ Json device_info() {
       soc.erase(0, soc.find_first_not_of(' '));
       break;
     }
-  return Json(Json::Object{{"name", std::string(u.nodename)}, {"os", std::string(u.sysname) + " " + u.release},
-                           {"soc", soc}});
+  return Json{{"name", std::string(u.nodename)}, {"os", std::string(u.sysname) + " " + u.release}, {"soc", soc}};
 #endif
 }
 

@@ -1,77 +1,11 @@
-// C++ twins of the Python CPU kernels; see edge4k_kernels.h for which is which.
-// Built with -ffp-contract=off: no fused multiply-add, so every float operation
-// rounds where the Python one does.
-#include "edge4k_kernels.h"
+// Tiling kernels; see tiling.h. Built with -ffp-contract=off like the others.
+#include "tiling.h"
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 namespace edge4k {
-
-std::vector<std::pair<int, int>> cfa_offsets(const std::string& cfa) {
-  if (cfa != "RGGB" && cfa != "BGGR" && cfa != "GRBG" && cfa != "GBRG")
-    throw Error("CFA '" + cfa + "' is not a 2x2 Bayer pattern (RGGB, BGGR, GRBG or GBRG)");
-  auto where = [&](char colour) {
-    int k = static_cast<int>(cfa.find(colour));
-    return std::make_pair(k / 2, k % 2);
-  };
-  auto r = where('R'), b = where('B');
-  return {r, {r.first, 1 - r.second}, {b.first, 1 - b.second}, b};
-}
-
-std::vector<float> pack(const BayerFrame& f) {
-  if (f.width % 2 || f.height % 2 || f.width <= 0 || f.height <= 0)
-    throw Error("frame size " + std::to_string(f.width) + "x" + std::to_string(f.height) +
-                " is not even and positive");
-  if (f.bayer.size() != static_cast<size_t>(f.width) * f.height)
-    throw Error("Bayer buffer holds " + std::to_string(f.bayer.size()) + " samples, expected " +
-                std::to_string(static_cast<size_t>(f.width) * f.height));
-  const int h = f.height / 2, w = f.width / 2;
-  const double gains[4] = {f.wb_gains[0], f.wb_gains[1], f.wb_gains[1], f.wb_gains[2]};
-  const auto offsets = cfa_offsets(f.cfa);
-  std::vector<float> out(static_cast<size_t>(4) * h * w);
-  for (int c = 0; c < 4; ++c) {
-    const double black = f.black_level[c], range = f.white_level - black;
-    const auto [i, j] = offsets[c];
-    float* plane = out.data() + static_cast<size_t>(c) * h * w;
-    for (int y = 0; y < h; ++y) {
-      const uint16_t* row = f.bayer.data() + static_cast<size_t>(2 * y + i) * f.width + j;
-      for (int x = 0; x < w; ++x) {
-        double v = (static_cast<double>(row[2 * x]) - black) / range;
-        plane[static_cast<size_t>(y) * w + x] = static_cast<float>(std::clamp(v, 0.0, 1.0) * gains[c]);
-      }
-    }
-  }
-  return out;
-}
-
-std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size) {
-  std::vector<float> out(static_cast<size_t>(channels) * size * size);
-  auto start = [](int i, int in, int n) { return static_cast<int>((static_cast<int64_t>(i) * in) / n); };
-  auto end = [](int i, int in, int n) {
-    return static_cast<int>((static_cast<int64_t>(i + 1) * in + n - 1) / n);
-  };
-  for (int c = 0; c < channels; ++c) {
-    const float* plane = packed + static_cast<size_t>(c) * height * width;
-    for (int oy = 0; oy < size; ++oy) {
-      const int y0 = start(oy, height, size), y1 = end(oy, height, size);
-      for (int ox = 0; ox < size; ++ox) {
-        const int x0 = start(ox, width, size), x1 = end(ox, width, size);
-        float sum = 0;
-        for (int y = y0; y < y1; ++y)
-          for (int x = x0; x < x1; ++x) sum += plane[static_cast<size_t>(y) * width + x];
-        out[(static_cast<size_t>(c) * size + oy) * size + ox] = sum / (y1 - y0) / (x1 - x0);
-      }
-    }
-  }
-  return out;
-}
-
-std::vector<float> meta_vector(const BayerFrame& f) {
-  std::vector<float> meta(f.wb_gains, f.wb_gains + 3);
-  meta.insert(meta.end(), f.srgb_from_cam, f.srgb_from_cam + 9);
-  return meta;
-}
 
 // numpy's "reflect" index for i in [0, n + pad): mirror about the last sample.
 static int reflect_index(int i, int n) {
@@ -192,20 +126,6 @@ std::vector<float> Blender::result() const {
         out[(static_cast<size_t>(c) * h + y) * w + x] =
             acc_[(static_cast<size_t>(c) * ph + y) * pw + x] / weight_[static_cast<size_t>(y) * pw + x];
   return out;
-}
-
-void quantise(const float* rgb, int height, int width, int bits, void* out) {
-  if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
-  const float peak = static_cast<float>((1 << bits) - 1);
-  const size_t n = static_cast<size_t>(height) * width;
-  for (int c = 0; c < 3; ++c)
-    for (size_t k = 0; k < n; ++k) {
-      const float v = std::nearbyint(std::clamp(rgb[c * n + k], 0.0f, 1.0f) * peak);   // half to even
-      if (bits == 8)
-        static_cast<uint8_t*>(out)[k * 3 + c] = static_cast<uint8_t>(v);
-      else
-        static_cast<uint16_t*>(out)[k * 3 + c] = static_cast<uint16_t>(v);
-    }
 }
 
 }  // namespace edge4k

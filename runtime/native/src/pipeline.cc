@@ -1,0 +1,209 @@
+#include "pipeline.h"
+
+#include <algorithm>
+
+#include "image_io.h"
+
+#ifndef EDGE4K_VERSION
+#define EDGE4K_VERSION "0.0.0"
+#endif
+
+namespace edge4k {
+namespace {
+
+std::string basename_of(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+void expect_shape(const Tensor& t, const std::vector<int>& shape, const std::string& stage) {
+  if (t.shape != shape) {
+    std::string got, want;
+    for (int d : t.shape) got += std::to_string(d) + " ";
+    for (int d : shape) want += std::to_string(d) + " ";
+    throw Error(stage + " returned shape [ " + got + "], expected [ " + want + "]");
+  }
+}
+
+}  // namespace
+
+Build open_build(const std::string& dir) {
+  Build b;
+  b.dir = dir;
+  std::string text_;
+  try {
+    text_ = read_file(dir + "/manifest.json");
+  } catch (const Error& e) {
+    throw BuildError(e.what());
+  }
+  try {
+    b.manifest = parse_json(text_, dir + "/manifest.json");
+    const Json& m = b.manifest;
+    if (!m.contains("schema") || m["schema"] != "edge4k.manifest/1")
+      throw Error(dir + "/manifest.json is not an edge4k.manifest/1 build manifest");
+    const Json& cfg = field(m, "config", "manifest.json");
+    const Json& t = field(m, "tiling", "manifest.json");
+    b.compression = integer(field(cfg, "compression", "manifest config"), "config.compression");
+    b.thumb_size = integer(field(cfg, "thumb_size", "manifest config"), "config.thumb_size");
+    b.native = boolean(field(t, "native", "manifest tiling"), "tiling.native");
+    b.batch = integer(field(t, "batch", "manifest tiling"), "tiling.batch");
+    b.tile = b.native ? 0 : integer(field(t, "tile", "manifest tiling"), "tiling.tile");
+    b.overlap = integer(field(t, "overlap", "manifest tiling"), "tiling.overlap");
+    const Json& padded = field(t, "padded", "manifest tiling");
+    b.padded[0] = integer(padded.at(0), "tiling.padded");
+    b.padded[1] = integer(padded.at(1), "tiling.padded");
+  } catch (const Json::exception& e) {
+    throw BuildError(dir + "/manifest.json is malformed: " + e.what());
+  } catch (const Error& e) {
+    throw BuildError(e.what());
+  }
+  return b;
+}
+
+Pipeline::Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset)
+    : build_(open_build(artifacts)) {
+  if (!expect_preset.empty()) {
+    const std::string preset = build_.manifest.value("preset", "");
+    if (preset != expect_preset)
+      throw BuildError(artifacts + " is a build of preset " + preset + ", not " + expect_preset);
+  }
+  engine_ = open_engine(artifacts, build_.manifest, threads);
+}
+
+void Pipeline::reset_profile() {
+  timer_ = StageTimer();
+  runs_ = 0;
+}
+
+std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& plan) {
+  const Build& b = build_;
+  Tensor g;
+  {
+    Scope s(&timer_, "global");
+    g = engine_->run("global", {in.thumb.data(), in.meta.data()});
+  }
+  const int th = plan.tile_height, tw = plan.tile_width, pw = plan.padded_width / 2, ph = plan.padded_height / 2;
+  const size_t packed_tile = static_cast<size_t>(4) * (th / 2) * (tw / 2), rgb_tile = static_cast<size_t>(3) * th * tw;
+  Blender blender(plan);
+  std::vector<float> x(packed_tile * b.batch);
+  for (size_t first = 0; first < plan.origins.size(); first += b.batch) {
+    const size_t count = std::min<size_t>(b.batch, plan.origins.size() - first);
+    {
+      Scope s(&timer_, "raw_preprocess");
+      for (int k = 0; k < b.batch; ++k) {   // fixed batch shape: repeat the last tile
+        const auto [y0, x0] = plan.origins[first + std::min<size_t>(k, count - 1)];
+        float* dst = x.data() + k * packed_tile;
+        for (int c = 0; c < 4; ++c)
+          for (int i = 0; i < th / 2; ++i) {
+            const float* src = in.packed.data() + (static_cast<size_t>(c) * ph + y0 / 2 + i) * pw + x0 / 2;
+            std::copy(src, src + tw / 2, dst + (static_cast<size_t>(c) * (th / 2) + i) * (tw / 2));
+          }
+      }
+    }
+    Tensor z, rgb;
+    {
+      Scope s(&timer_, "encoder");
+      z = engine_->run("encoder", {x.data()});
+    }
+    {
+      Scope s(&timer_, "backbone");
+      z = engine_->run("backbone", {z.data.data(), g.data.data()});
+    }
+    {
+      Scope s(&timer_, "decoder");
+      rgb = engine_->run("decoder", {z.data.data(), x.data()});
+    }
+    expect_shape(rgb, {b.batch, 3, th, tw}, "decoder");
+    {
+      Scope s(&timer_, "postprocess");
+      for (size_t k = 0; k < count; ++k)
+        blender.add(rgb.data.data() + k * rgb_tile, plan.origins[first + k].first, plan.origins[first + k].second);
+    }
+  }
+  Scope s(&timer_, "postprocess");
+  return blender.result();
+}
+
+void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels) {
+  if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
+  check_frame(frame);
+  const Build& b = build_;
+  TilePlan plan;
+  try {
+    plan = plan_tiles(frame.height, frame.width, b.compression, b.tile, b.overlap, b.native);
+  } catch (const Error& e) {
+    throw BuildError(std::string(e.what()) + " of this build (" + basename_of(b.dir) + ")");
+  }
+  if (b.native && (plan.padded_height != b.padded[0] || plan.padded_width != b.padded[1]))
+    throw BuildError("this native build takes frames of " + std::to_string(b.padded[1]) + "x" +
+                     std::to_string(b.padded[0]) + " (after padding); the input is " + std::to_string(frame.width) +
+                     "x" + std::to_string(frame.height) + ". Compile for this resolution or use a tiled build");
+  timer_.start_run();
+  FrontendOutput in;
+  {
+    Scope s(&timer_, "raw_preprocess");
+    in = frontend(frame, plan.padded_height, plan.padded_width, b.thumb_size);
+  }
+  const std::vector<float> image = network(in, plan);
+  {
+    Scope s(&timer_, "postprocess");
+    pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));
+    postprocess(image.data(), frame, bits, pixels->data());
+  }
+  timer_.end_run();
+  ++runs_;
+  last_plan_ = plan;
+  last_width_ = frame.width;
+  last_height_ = frame.height;
+}
+
+Json Pipeline::profile() const {
+  if (runs_ == 0) throw Error("no frame has been rendered since the profile was reset");
+  const Json& m = build_.manifest;
+  const TilePlan& plan = last_plan_;
+  long long weight_bytes = 0;
+  for (const auto& [stage, entry] : m["stages"].items())
+    if (entry.contains("weight_bytes") && entry["weight_bytes"].is_number())
+      weight_bytes += entry["weight_bytes"].get<long long>();
+  Json device = device_info();
+  device["backend"] = engine_->name();
+  device["delegate"] = m.contains("delegate") ? m["delegate"] : Json();
+  device["threads"] = engine_->threads();
+  Json versions = {{"edge4k_runner", EDGE4K_VERSION}};
+  const Json engine_about = engine_->about();
+  for (const auto& [k, v] : engine_about.items())
+    if (v.is_string()) versions[k] = v;
+  Json stages = Json::object();
+  for (const char* stage : {"global", "encoder", "backbone", "decoder"}) stages[stage] = engine_->placement(stage);
+  const long long arena = engine_->planned_arena_bytes();
+  Json timing = {{"runs", runs_}, {"clock", "std::chrono::steady_clock"}};
+  const std::string note = engine_->emulation_note();
+  if (!note.empty()) {
+    timing["emulated"] = true;
+    timing["note"] = note;
+  }
+  return Json{
+      {"resolution", {{"width", last_width_}, {"height", last_height_}}},
+      {"tiling", {{"enabled", !plan.native}, {"tile", plan.native ? Json() : Json(plan.tile_height)},
+                  {"overlap", plan.native ? Json() : Json(plan.overlap)},
+                  {"tiles", static_cast<int>(plan.origins.size())}, {"batch", build_.batch},
+                  {"padded", {plan.padded_height, plan.padded_width}}}},
+      {"latent_compression", build_.compression},
+      {"timing", timing},
+      {"latency_ms", timer_.summary_ms()},
+      {"memory", {{"peak_rss_bytes", std::max(peak_rss_bytes(), 0LL)},
+                  {"peak_rss_source", "VmHWM in /proc/self/status"},
+                  {"planned_arena_bytes", arena < 0 ? Json() : Json(arena)},
+                  {"weight_bytes", weight_bytes},
+                  {"estimated_tile_bytes", plan.native && arena >= 0 ? Json(arena) : Json()}}},
+      {"device", device},
+      {"model", {{"preset", m.value("preset", "")}, {"config_hash", m.value("config_hash", "")},
+                 {"precision", m.value("precision", "")},
+                 {"weights", "build:" + basename_of(build_.dir) + " (" + m.value("weights", "") + ")"}}},
+      {"stages", stages},
+      {"versions", versions},
+  };
+}
+
+}  // namespace edge4k

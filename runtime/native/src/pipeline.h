@@ -1,0 +1,62 @@
+// The pipeline behind libedge4k and edge4k_runner: a compiled build opened once,
+// then frames through the six stages (frontend, global, tiled encoder / backbone /
+// decoder with blending, postprocess), each stage timed.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edge4k_kernels.h"
+#include "engine.h"
+#include "json.h"
+#include "measure.h"
+
+namespace edge4k {
+
+// Thrown for a build that cannot be used (unreadable, another preset or frame size);
+// other errors are plain Error.
+struct BuildError : Error {
+  using Error::Error;
+};
+
+struct Build {
+  std::string dir;
+  Json manifest;
+  int compression = 0, thumb_size = 0, batch = 1, tile = 0, overlap = 0;
+  bool native = false;
+  int padded[2] = {0, 0};
+};
+
+Build open_build(const std::string& dir);
+
+class Pipeline {
+ public:
+  // expect_preset empty: any preset.
+  Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset = "");
+
+  // One frame -> (H, W, 3) pixels of `bits` (8: uint8, 16: uint16) in `pixels`,
+  // resized to fit; times every stage into the profile.
+  void render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels);
+
+  void reset_profile();
+  int runs() const { return runs_; }
+  const StageTimer& timer() const { return timer_; }
+  // The profile fields the library knows (everything but input, output, power,
+  // thermal, created and the timing block's warm-up count).
+  Json profile() const;
+  const Build& build() const { return build_; }
+  Engine& engine() { return *engine_; }
+
+ private:
+  std::vector<float> network(const FrontendOutput& in, const TilePlan& plan);
+
+  Build build_;
+  std::unique_ptr<Engine> engine_;
+  StageTimer timer_;
+  int runs_ = 0;
+  TilePlan last_plan_;
+  int last_width_ = 0, last_height_ = 0;
+};
+
+}  // namespace edge4k
