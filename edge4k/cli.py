@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "ground truth (PSNR, SSIM, CIEDE2000); --sweep: the robustness grid")
     e.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     e.add_argument("--checkpoint", metavar="PATH", help="weights to evaluate (default: the shipped checkpoint)")
+    e.add_argument("--artifacts", metavar="DIR", help="evaluate this compiled build (its backend and tiling) "
+                                                    "instead of the eager model")
     e.add_argument("--set", dest="set_name", default="held-out", choices=EVAL_SETS,
                    help="evaluation set (default held-out: the bundled photos never trained on; kodak24 and "
                         "mcmaster18 are read from DATA/eval/SET)")
@@ -526,7 +528,14 @@ def cmd_eval(args) -> int:
     if args.student:
         raise Edge4KError("--student is compared against a --teacher; give both")
     methods = args.methods or list(METHODS)
-    model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
+    if args.artifacts:
+        from edge4k.runtime.backends import open_build
+        if args.checkpoint:
+            raise Edge4KError("--checkpoint is for the eager model; a compiled build carries its own weights")
+        model = open_build(args.artifacts)
+        cfg, weights = model.cfg, model.weights
+    else:
+        model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
     if weights is not None and weights.startswith("seed:"):
         print(f"note: no checkpoint for {cfg.name}; evaluating seed-initialised weights", file=sys.stderr)
     if args.sweep:

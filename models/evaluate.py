@@ -144,12 +144,16 @@ def run_mhc(path, frame):
 
 
 def run_edge4k(model):
-    from edge4k.runtime.backends import EagerBackend
+    """Edge4K on an eager model (native mode), or on a compiled build's Backend (its own tiling)."""
+    from edge4k.runtime.backends import Backend, EagerBackend
     from edge4k.runtime.pipeline import TileOptions, process
-    backend = EagerBackend(model)
+    if isinstance(model, Backend):
+        backend, opts = model, TileOptions.from_manifest(model.manifest)
+    else:
+        backend, opts = EagerBackend(model), TileOptions(tile=None, overlap=0, native=True)
 
     def run(path, frame):
-        out, _ = process(path, backend, model.cfg, TileOptions(tile=None, overlap=0, native=True), look=None)
+        out, _ = process(path, backend, backend.cfg, opts, look=None)
         return (out.clamp(0, 1) ** 2).permute(1, 2, 0).double().numpy()
     return run
 
