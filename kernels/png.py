@@ -2,8 +2,8 @@
 
 Pillow writes 8-bit RGB PNG but not 16-bit RGB, so both depths go through this one
 encoder (PNG 1.2 plus the eXIf chunk of the PNG 3rd edition). Every row uses the Sub
-filter (the byte bpp to the left), computed for the whole image at once with numpy,
-then zlib at level 6: on photographs it compresses like Pillow's adaptive filtering.
+filter (each byte minus the one a pixel to its left: small numbers on a photograph's
+smooth rows), computed for the whole image at once with numpy, then zlib at level 6.
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ facts and Orientation 1 (the pixels are already upright).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -95,10 +96,16 @@ def quantise(rgb: torch.Tensor, bits: int) -> np.ndarray:
     return q.astype(np.uint8 if bits == 8 else np.uint16)
 
 
+@functools.lru_cache(maxsize=1)
 def srgb_icc_profile() -> bytes:
-    """The sRGB ICC profile, made by LittleCMS (through Pillow) on the spot."""
+    """The sRGB ICC profile, made by LittleCMS (through Pillow). LittleCMS stamps a profile
+    with the time it made it (header bytes 24-35; no profile ID hashes them): a fixed date
+    keeps output files reproducible, byte for byte."""
+    import struct
     from PIL import ImageCms
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    icc[24:36] = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+    return bytes(icc)
 
 
 def _exif_values(exif: dict) -> dict[int, tuple[int, object]]:
