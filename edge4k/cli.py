@@ -290,9 +290,11 @@ def cmd_run(args) -> int:
 
 def _build_spec(args, target: str, precision: str, keep_fp32=()):
     from edge4k.compiler.build import BuildSpec
+    from edge4k.models import get_preset
 
     width, height = _parse_resolution(args.resolution)
-    opts = _tile_options(args)
+    # the default tiling fits a resolution smaller than its tile, as `edge4k run` does
+    opts = _tile_options(args).fitted(get_preset(args.preset).compression, height, width)
     _check_positive("calib", args.calib)
     model, weights = load_for_preset(args.preset, args.checkpoint, seed=args.seed)
     spec = BuildSpec(target=target, preset=args.preset, width=width, height=height, tile=opts.tile,

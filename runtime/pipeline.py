@@ -8,6 +8,7 @@ turns it upright (the RAW's EXIF Orientation, as LibRaw does).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -43,17 +44,24 @@ class TileOptions:
         return cls(tile=t["tile"], overlap=t["overlap"], native=t["native"], batch=t["batch"],
                    native_size=tuple(t["padded"]) if t["native"] else None, compiled=True)
 
+    def fitted(self, compression: int, height: int, width: int) -> "TileOptions":
+        """These options for a height x width RAW frame: the default tiling (fit) made to fit a
+        frame smaller than its tile (fitted_tiling); any other tiling as it is."""
+        ph, pw = height + PHASE_PAD, width + PHASE_PAD
+        if not self.fit or self.native or (ph >= self.tile and pw >= self.tile):
+            return self
+        tile, overlap, native = fitted_tiling(ph, pw, self.tile, self.overlap, compression)
+        return dataclasses.replace(self, tile=tile, overlap=overlap, native=native, fit=False)
+
     def plan(self, cfg: E4KConfig, height: int, width: int) -> TilePlan:
         """Tiles over a height x width RAW frame as the frontend pads it."""
         ph, pw = height + PHASE_PAD, width + PHASE_PAD
-        tile, overlap, native = self.tile, self.overlap, self.native
-        if not native and tile and (ph < tile or pw < tile):
-            if self.fit:
-                tile, overlap, native = fitted_tiling(ph, pw, tile, overlap, cfg.compression)
-            elif self.compiled:
-                raise BuildMismatch(f"a {width}x{height} frame is smaller than this build's {tile}x{tile} tile; "
-                                    f"compile one with a smaller --tile, or --native --resolution {width}x{height}")
-        plan = plan_tiles(ph, pw, compression=cfg.compression, tile=tile, overlap=overlap, native=native)
+        opts = self.fitted(cfg.compression, height, width)
+        if opts.compiled and not opts.native and (ph < opts.tile or pw < opts.tile):
+            raise BuildMismatch(f"a {width}x{height} frame is smaller than this build's {opts.tile}x{opts.tile} tile; "
+                                f"compile one with a smaller --tile, or --native --resolution {width}x{height}")
+        plan = plan_tiles(ph, pw, compression=cfg.compression, tile=opts.tile, overlap=opts.overlap,
+                          native=opts.native)
         padded = (plan.padded_height, plan.padded_width)
         if self.native_size and padded != self.native_size:
             raise Edge4KError(f"this native build takes frames of {self.native_size[1]}x{self.native_size[0]} "
