@@ -13,8 +13,8 @@ class RawInputError(Edge4KError):
 
 
 class BuildMismatch(Edge4KError):
-    """A compiled build that does not fit the request: another preset, backend, tiling or
-    toolchain version, or a frame its fixed shapes cannot take."""
+    """A compiled build that does not fit the request: another preset or tiling than asked
+    for, or a frame smaller than its fixed tile."""
 
 
 class DeviceNotFound(Edge4KError):
