@@ -70,13 +70,19 @@ def write_dng(
     *,
     cfa_pattern: str | np.ndarray | None = None,
     monochrome: bool = False,
+    orientation: int = 1,
+    exposure_time: float | None = None,
+    iso: int | None = None,
+    datetime: str | None = None,
 ) -> Path:
     """Write ``capture`` as an uncompressed single-IFD DNG 1.4 file; return its path.
 
     ``capture`` may be a bare (H, W) uint16 array, wrapped as ``RawCapture(mosaic=...)``
     with its defaults.  ``cfa_pattern`` (a Bayer name or a 2-D array of 0/1/2)
     overrides ``capture.cfa``; ``monochrome=True`` writes a one-sample LinearRaw
-    file instead of a CFA one.  The file is written to a temporary name in the
+    file instead of a CFA one.  ``orientation`` is the EXIF Orientation (1..8) of
+    the mosaic; ``exposure_time`` (s), ``iso`` and ``datetime`` ("YYYY:MM:DD
+    HH:MM:SS") go in IFD0 as TIFF/EP tags.  The file is written to a temporary name in the
     target folder and renamed into place, so no partial file is ever left.
     """
     if not isinstance(capture, RawCapture):
@@ -105,6 +111,16 @@ def write_dng(
         (50717, _LONG, 1, int(capture.white_level), True),  # WhiteLevel
         (50778, _SHORT, 1, D65_ILLUMINANT, True),  # CalibrationIlluminant1
     ]
+    if orientation not in range(1, 9):
+        raise ValueError(f"orientation must be an EXIF Orientation 1..8, got {orientation}")
+    if orientation != 1:
+        tags.append((274, _SHORT, 1, orientation, True))  # Orientation (absent means 1)
+    if exposure_time is not None:
+        tags.append((33434, _RATIONAL, 1, _rationals([exposure_time], 1000000, False), True))  # ExposureTime
+    if iso is not None:
+        tags.append((34855, _SHORT, 1, int(iso), True))  # ISOSpeedRatings
+    if datetime is not None:
+        tags += [(306, _ASCII, 0, datetime, True), (36867, _ASCII, 0, datetime, True)]  # DateTime(Original)
     if monochrome:
         # tifffile refuses LinearRaw with one sample, so the file is written
         # as MinIsBlack and the PhotometricInterpretation value patched below.

@@ -10,6 +10,8 @@ import sys
 import warnings
 from importlib import resources
 
+from edge4k.api import check_at_least as _check_positive
+from edge4k.api import load_for_preset, tile_options  # noqa: F401  (studies import load_for_preset from here)
 from edge4k.errors import Edge4KError
 
 EXIT_ERROR = 1
@@ -28,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="RAW file -> RGB image (+ per-stage profile JSON)")
     r.add_argument("input", nargs="?", help="RAW file (DNG or any Bayer format LibRaw reads); default: the embedded sample")
-    r.add_argument("-o", "--output", required=True, help="output image: .png (8-bit) or .tif (16-bit)")
+    r.add_argument("-o", "--output", required=True, help="output image: .png (8-bit) or .tif (16-bit), tagged sRGB "
+                                                        "with the RAW's EXIF facts")
+    r.add_argument("--bits", type=int, choices=[8, 16],
+                   help="output bit depth, for either format (default: 8 for .png, 16 for .tif)")
     r.add_argument("--backend", default="eager", choices=sorted(BACKENDS),
                    help="eager (PyTorch, default) or a compiled build's backend (needs --artifacts)")
     r.add_argument("--artifacts", metavar="DIR", help="compiled build folder (from `edge4k compile`)")
@@ -254,20 +259,15 @@ def _weights_args(p: argparse.ArgumentParser) -> None:
 
 def _tiling_args(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--tile", type=int, help="tile size in output pixels (default 512)")
+    mode.add_argument("--tile", type=int, help="tile size in output pixels (default 512; a smaller frame gets one "
+                                               "tile, or the largest tile that fits)")
     mode.add_argument("--native", action="store_true", help="one tile covering the whole frame")
     p.add_argument("--overlap", type=int, help="tile overlap in output pixels (default 64)")
     p.add_argument("--batch", type=int, help="tiles per network call (fixed shape, default 1)")
 
 
 def _tile_options(args):
-    from edge4k.runtime.pipeline import TileOptions
-    for name, minimum in (("batch", 1), ("tile", 1), ("overlap", 0)):
-        _check_positive(name, getattr(args, name), minimum)
-    if args.native:
-        return TileOptions(tile=None, overlap=0, native=True, batch=args.batch or 1)
-    return TileOptions(tile=args.tile or 512, overlap=64 if args.overlap is None else args.overlap,
-                       batch=args.batch or 1)
+    return tile_options(tile=args.tile, overlap=args.overlap, native=args.native, batch=args.batch)
 
 
 def _parse_resolution(text: str) -> tuple[int, int]:
@@ -280,56 +280,19 @@ def _parse_resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _check_positive(name: str, value: int | None, minimum: int = 1) -> None:
-    if value is not None and value < minimum:
-        raise Edge4KError(f"--{name} must be >= {minimum}, got {value}")
-
-
-def _compiled_backend(args):
-    """The backend for --artifacts, with the tiling its build fixed; CLI tiling flags must agree."""
-    from edge4k.compiler.build import load_manifest
-    from edge4k.runtime.backends import open_build
-    from edge4k.runtime.pipeline import TileOptions
-    from edge4k.runtime.qnn_backend import check_soc
-
-    if not args.artifacts:
-        raise Edge4KError(f"--backend {args.backend} runs a compiled build: pass --artifacts build/NAME")
-    check_soc(load_manifest(args.artifacts), args.soc, args.artifacts)
-    backend = open_build(args.artifacts, backend=args.backend)
-    opts = TileOptions.from_manifest(backend.manifest)
-    if args.preset and args.preset != backend.cfg.name:
-        raise Edge4KError(f"{args.artifacts} holds preset {backend.cfg.name}, not {args.preset}")
-    asked = {"tile": args.tile, "overlap": args.overlap, "batch": args.batch, "native": args.native or None}
-    for key, value in asked.items():
-        if value is not None and value != getattr(opts, key):
-            raise Edge4KError(f"{args.artifacts} was compiled with {key}={getattr(opts, key)}, not {value}; "
-                              "recompile or drop the flag")
-    return backend, opts
-
-
 def cmd_run(args) -> int:
-    import torch
-    from edge4k.models import DEFAULT_PRESET
-    from edge4k.runtime.backends import EagerBackend
-    from edge4k.runtime.pipeline import format_table, run_and_profile
+    """A thin layer over the Python API: edge4k.Renderer(...).profile(...)."""
+    from edge4k.api import Renderer
+    from edge4k.runtime.pipeline import format_table
 
-    for name, minimum in (("runs", 1), ("warmup", 0), ("threads", 1)):
+    for name, minimum in (("runs", 1), ("warmup", 0)):
         _check_positive(name, getattr(args, name), minimum)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.backend == "eager":
-        if args.artifacts or args.soc:
-            raise Edge4KError(f"--{'artifacts' if args.artifacts else 'soc'} needs a compiled backend, "
-                              "e.g. --backend executorch or qnn-htp-sim")
-        model, weights = load_for_preset(args.preset or DEFAULT_PRESET, args.checkpoint, seed=args.seed)
-        backend, opts = EagerBackend(model, weights=weights), _tile_options(args)
-    elif args.checkpoint:
-        raise Edge4KError("--checkpoint is for the eager backend; a compiled build carries its own weights")
-    else:
-        backend, opts = _compiled_backend(args)
-    profile = run_and_profile(args.input or sample_path(), args.output, backend=backend, opts=opts,
-                              look=args.look, runs=args.runs, warmup=args.warmup, profile_path=args.profile,
-                              progress=sys.stderr.isatty())
+    with Renderer(preset=args.preset, checkpoint=args.checkpoint, seed=args.seed, backend=args.backend,
+                  artifacts=args.artifacts, soc=args.soc, tile=args.tile, overlap=args.overlap, native=args.native,
+                  batch=args.batch, threads=args.threads) as renderer:
+        profile = renderer.profile(args.input or sample_path(), args.output, look=args.look, bits=args.bits,
+                                   runs=args.runs, warmup=args.warmup, profile_path=args.profile,
+                                   progress=sys.stderr.isatty())
     print(format_table(profile))
     print(f"wrote {args.output}" + (f" and {args.profile}" if args.profile else ""))
     return 0
@@ -337,9 +300,11 @@ def cmd_run(args) -> int:
 
 def _build_spec(args, target: str, precision: str, keep_fp32=()):
     from edge4k.compiler.build import BuildSpec
+    from edge4k.models import get_preset
 
     width, height = _parse_resolution(args.resolution)
-    opts = _tile_options(args)
+    # the default tiling fits a resolution smaller than its tile, as `edge4k run` does
+    opts = _tile_options(args).fitted(get_preset(args.preset).compression, height, width)
     _check_positive("calib", args.calib)
     model, weights = load_for_preset(args.preset, args.checkpoint, seed=args.seed)
     spec = BuildSpec(target=target, preset=args.preset, width=width, height=height, tile=opts.tile,
@@ -468,17 +433,6 @@ def model_of_build(manifest: dict, artifacts: str, checkpoint: str | None):
     if path is None or describe(path) != weights:
         raise Edge4KError(f"{artifacts} was built from {weights}; pass that checkpoint with --checkpoint")
     return load_model(path, manifest["preset"])[0]
-
-
-def load_for_preset(preset: str, checkpoint: str | None, seed: int = 0):
-    """(model, weights description): the given checkpoint, else the shipped one, else seed init."""
-    from edge4k.models import build_model, get_preset
-    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
-    path = checkpoint or default_checkpoint(preset)
-    if path is None:
-        return build_model(get_preset(preset), seed=seed), f"seed:{seed}"
-    model, _ = load_model(path, preset)
-    return model, describe(path)
 
 
 TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",

@@ -7,6 +7,16 @@ class Edge4KError(Exception):
     exit_code = 1
 
 
+class RawInputError(Edge4KError):
+    """A RAW file or in-memory frame that cannot be rendered: unreadable, not a 2x2 Bayer
+    mosaic, or metadata that contradicts the data (size, CFA, levels)."""
+
+
+class BuildMismatch(Edge4KError):
+    """A compiled build that does not fit the request: another preset or tiling than asked
+    for, or a frame smaller than its fixed tile."""
+
+
 class DeviceNotFound(Edge4KError):
     """No device to run on (no phone connected, no adb, not a Mac): exit status 2,
     so scripts and `make android-*` can tell "connect a phone" from a failure."""

@@ -7,9 +7,10 @@ pattern: each 2x2 cell is gathered by colour, so BGGR/GRBG/GBRG need no cropping
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +18,42 @@ import torch
 import torch.nn.functional as F
 
 from edge4k.calibration.colour import LUMA, srgb_from_cam
-from edge4k.errors import Edge4KError
+from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
 
 PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
+CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+# Capture facts a frame may carry into its output image's EXIF (RawFrame.exif): camera make and
+# model, exposure time in seconds, ISO, capture time as EXIF writes it ("YYYY:MM:DD HH:MM:SS").
+EXIF_KEYS = ("make", "model", "exposure_time", "iso", "datetime")
+# LibRaw's flip (sizes.flip; bits: 4 transpose, 2 flip rows, 1 flip columns) -> EXIF Orientation.
+# LibRaw reads EXIF o as flip "50132467"[o & 7]; this is its inverse.
+EXIF_FROM_LIBRAW_FLIP = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+
+
+def cell_offsets(cfa: str) -> list[tuple[int, int]]:
+    """Row/column offset inside the 2x2 cell of each packed channel [R, Gr, Gb, B]."""
+    cells = [(i, j) for i in range(2) for j in range(2)]
+    r = next(c for c in cells if cfa[c[0] * 2 + c[1]] == "R")
+    b = next(c for c in cells if cfa[c[0] * 2 + c[1]] == "B")
+    return [r, (r[0], 1 - r[1]), (b[0], 1 - b[1]), b]
 
 
 @dataclass
 class RawFrame:
-    """What the frontend reads from a RAW file; everything later stages need."""
+    """One Bayer frame and everything later stages need: what read_raw() decodes from a RAW
+    file, or what a camera app builds from its own in-memory mosaic.
+
+    RawFrame(bayer=mosaic, cfa="RGGB", black_level=64, white_level=1023, wb_gains=(2.0, 1.0, 1.6),
+             srgb_from_cam=matrix, orientation=6, exif={"make": "Acme", "iso": 400})
+
+    bayer: (H, W) unsigned integers (uint16, or any integer array with values in 0..65535), H and W
+    even; cfa: the 2x2 pattern at the top-left pixel; black_level: one number or four, per packed
+    channel [R, Gr, Gb, B]; white_level: above every black level; wb_gains: R, G, B multipliers
+    (only their ratios matter); srgb_from_cam: 3x3, white-balanced camera RGB -> linear sRGB;
+    orientation: EXIF Orientation 1..8 (how to turn the sensor image upright); exif: any of
+    EXIF_KEYS. Anything inconsistent raises RawInputError in one line. RawFrame.from_buffer()
+    takes a flat buffer plus its width and height instead of a 2-D array."""
 
     bayer: np.ndarray          # (H, W) uint16, visible area
     cfa: str                   # pattern at the visible origin, e.g. "RGGB"
@@ -33,6 +61,60 @@ class RawFrame:
     white_level: float
     wb_gains: np.ndarray       # (3,) R, G, B multipliers with G = 1
     srgb_from_cam: np.ndarray  # (3, 3) white-balanced camera RGB -> linear sRGB
+    orientation: int = 1       # EXIF Orientation of the sensor image; finishing turns it upright
+    exif: dict = field(default_factory=dict)   # capture facts for the output (EXIF_KEYS)
+
+    def __post_init__(self):
+        bayer = np.asarray(self.bayer)
+        if bayer.ndim != 2 or bayer.size == 0:
+            raise RawInputError(f"the Bayer mosaic must be a 2-D (height, width) array, got shape {bayer.shape}")
+        if bayer.dtype != np.uint16:
+            if bayer.dtype.kind not in "iu" or bayer.min() < 0 or bayer.max() > 65535:
+                raise RawInputError(f"Bayer samples must be integers in 0..65535, got {bayer.dtype} "
+                                    f"{'' if bayer.dtype.kind not in 'iu' else f'in {bayer.min()}..{bayer.max()}'}"
+                                    .rstrip())
+            bayer = bayer.astype(np.uint16)
+        if bayer.shape[0] % 2 or bayer.shape[1] % 2:
+            raise RawInputError(f"odd frame size {bayer.shape[1]}x{bayer.shape[0]}; "
+                                "a Bayer frame must have even width and height")
+        if not isinstance(self.cfa, str) or self.cfa.upper() not in CFA_PATTERNS:
+            raise RawInputError(f"unknown CFA {self.cfa!r}; Edge4K needs a 2x2 Bayer pattern: {', '.join(CFA_PATTERNS)}")
+        black = np.broadcast_to(np.asarray(self.black_level, dtype=np.float64), (4,)) \
+            if np.size(self.black_level) in (1, 4) else None
+        if black is None or not np.all(np.isfinite(black)) or np.any(black < 0):
+            raise RawInputError(f"black_level must be one non-negative number or four (R, Gr, Gb, B), "
+                                f"got {np.asarray(self.black_level).tolist()}")
+        white = float(self.white_level)
+        if not white > black.max():
+            raise RawInputError(f"white level {white:g} is not above black level {black.max():g}")
+        gains = np.asarray(self.wb_gains, dtype=np.float64)
+        if gains.shape != (3,) or not np.all(np.isfinite(gains)) or np.any(gains <= 0):
+            raise RawInputError(f"wb_gains must be three positive numbers (R, G, B), got {gains.tolist()}")
+        matrix = np.asarray(self.srgb_from_cam, dtype=np.float64)
+        if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+            raise RawInputError(f"srgb_from_cam must be a finite 3x3 matrix, got shape {matrix.shape}")
+        if self.orientation not in EXIF_FROM_LIBRAW_FLIP.values():
+            raise RawInputError(f"orientation must be an EXIF Orientation 1..8, got {self.orientation!r}")
+        unknown = set(self.exif) - set(EXIF_KEYS)
+        if unknown:
+            raise RawInputError(f"unknown exif keys {', '.join(sorted(unknown))}; known: {', '.join(EXIF_KEYS)}")
+        self.bayer, self.cfa, self.black_level, self.white_level = bayer, self.cfa.upper(), black.copy(), white
+        self.wb_gains, self.srgb_from_cam, self.orientation = gains, matrix, int(self.orientation)
+
+    @classmethod
+    def from_buffer(cls, data, width: int, height: int, **metadata) -> "RawFrame":
+        """A frame from a flat row-major buffer of width x height samples: bytes-like data holding
+        little-endian uint16, or a 1-D integer array. `metadata` as for RawFrame(...)."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            if len(data) % 2:
+                raise RawInputError(f"a uint16 Bayer buffer has an even number of bytes, got {len(data)}")
+            samples = np.frombuffer(data, dtype="<u2")
+        else:
+            samples = np.asarray(data).reshape(-1)
+        if int(width) <= 0 or int(height) <= 0 or samples.size != int(width) * int(height):
+            raise RawInputError(f"the Bayer buffer holds {samples.size} samples, but a {width}x{height} frame "
+                                f"needs {int(width) * int(height)}")
+        return cls(bayer=samples.reshape(int(height), int(width)), **metadata)
 
     @property
     def height(self) -> int:
@@ -44,10 +126,7 @@ class RawFrame:
 
     def offsets(self) -> list[tuple[int, int]]:
         """Row/column offset inside the 2x2 cell of each packed channel."""
-        cells = [(i, j) for i in range(2) for j in range(2)]
-        r = next(c for c in cells if self.cfa[c[0] * 2 + c[1]] == "R")
-        b = next(c for c in cells if self.cfa[c[0] * 2 + c[1]] == "B")
-        return [r, (r[0], 1 - r[1]), (b[0], 1 - b[1]), b]
+        return cell_offsets(self.cfa)
 
     @classmethod
     def from_capture(cls, capture) -> "RawFrame":
@@ -65,55 +144,105 @@ class RawFrame:
             "black_level": [float(x) for x in self.black_level], "white_level": float(self.white_level),
             "wb_gains": [round(float(x), 6) for x in self.wb_gains],
             "srgb_from_cam": np.round(self.srgb_from_cam, 6).tolist(),
+            "orientation": self.orientation, "exif": dict(self.exif),
         }
 
 
-def read_raw(path: str | os.PathLike) -> RawFrame:
-    """Decode a Bayer RAW file; refuse anything that is not a 2x2 Bayer mosaic."""
+def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawFrame:
+    """Decode a Bayer RAW file, given by path or as its bytes; refuse anything that is not a
+    2x2 Bayer mosaic."""
     import rawpy  # imported here so `edge4k --help` stays fast
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise Edge4KError(f"input not found: {path}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), f"<{len(source)} bytes>"
+    else:
+        data, name = None, os.fspath(source)
+        if not os.path.isfile(name):
+            raise RawInputError(f"input not found: {name}")
     # LibRaw prints notes such as "Unexpected end of file" itself: fold them into the error.
     with captured_native_stderr() as messages:
         try:
-            with rawpy.imread(path) as raw:
-                return _frame_from_libraw(raw, path)
+            with rawpy.imread(name if data is None else io.BytesIO(data)) as raw:
+                return _frame_from_libraw(raw, name, _exif_facts(raw, name if data is None else io.BytesIO(data)))
         except rawpy.LibRawError as e:
-            said = messages().replace(path + ": ", "").strip().replace("\n", "; ")
-            raise Edge4KError(f"cannot read RAW file {path}: {type(e).__name__}"
-                              + (f" ({said})" if said else "")) from None
+            said = messages().replace(name + ": ", "").strip().replace("\n", "; ")
+            raise RawInputError(f"cannot read RAW {'file ' if data is None else 'data '}{name}: {type(e).__name__}"
+                                + (f" ({said})" if said else "")) from None
 
 
-def _frame_from_libraw(raw, path: str) -> RawFrame:
+def _frame_from_libraw(raw, path: str, exif: dict) -> RawFrame:
     desc = raw.color_desc.decode(errors="replace")
     pattern = raw.raw_pattern
     if raw.raw_type != raw.raw_type.Flat or pattern is None or raw.num_colors < 3:
         kind = "monochrome" if raw.num_colors == 1 else f"non-mosaic ({raw.raw_type.name}, e.g. Foveon or linear)"
-        raise Edge4KError(f"{path}: {kind} sensor data; Edge4K needs a 2x2 Bayer CFA")
+        raise RawInputError(f"{path}: {kind} sensor data; Edge4K needs a 2x2 Bayer CFA")
     if pattern.shape != (2, 2):
         kind = {(6, 6): "X-Trans", (4, 4): "Quad-Bayer"}.get(pattern.shape, "non-Bayer")
-        raise Edge4KError(f"{path}: {kind} CFA ({pattern.shape[0]}x{pattern.shape[1]} pattern); "
+        raise RawInputError(f"{path}: {kind} CFA ({pattern.shape[0]}x{pattern.shape[1]} pattern); "
                           "Edge4K needs a 2x2 Bayer CFA (RGGB, BGGR, GRBG or GBRG)")
     colours = raw.raw_colors_visible[:2, :2]
     cfa = "".join(desc[c] for c in colours.flatten())
     if sorted(cfa) != sorted("RGGB"):
         # LibRaw reads a 4x4 Quad-Bayer tile as a 2x2 one with no blue site.
-        raise Edge4KError(f"{path}: CFA reads as {cfa!r}, not a 2x2 Bayer cell (a Quad-Bayer or other "
+        raise RawInputError(f"{path}: CFA reads as {cfa!r}, not a 2x2 Bayer cell (a Quad-Bayer or other "
                           "non-Bayer sensor?); Edge4K needs RGGB, BGGR, GRBG or GBRG")
     bayer = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
     if bayer.shape[0] % 2 or bayer.shape[1] % 2:
-        raise Edge4KError(f"{path}: odd frame size {bayer.shape[1]}x{bayer.shape[0]}; "
+        raise RawInputError(f"{path}: odd frame size {bayer.shape[1]}x{bayer.shape[0]}; "
                           "a Bayer frame must have even width and height")
-    frame = RawFrame(bayer=bayer, cfa=cfa, black_level=np.zeros(4),
-                     white_level=float(raw.white_level), wb_gains=_wb_gains(raw),
-                     srgb_from_cam=_srgb_from_cam(raw))
     blacks = np.asarray(raw.black_level_per_channel, dtype=np.float64)
-    frame.black_level = np.array([blacks[colours[i, j]] for i, j in frame.offsets()])
-    if np.any(frame.white_level <= frame.black_level):
-        raise Edge4KError(f"{path}: white level {frame.white_level} is not above black level {frame.black_level.max()}")
-    return frame
+    black_level = np.array([blacks[colours[i, j]] for i, j in cell_offsets(cfa)])
+    if np.any(float(raw.white_level) <= black_level):
+        raise RawInputError(f"{path}: white level {raw.white_level} is not above black level {black_level.max()}")
+    return RawFrame(bayer=bayer, cfa=cfa, black_level=black_level, white_level=float(raw.white_level),
+                    wb_gains=_wb_gains(raw), srgb_from_cam=_srgb_from_cam(raw),
+                    orientation=EXIF_FROM_LIBRAW_FLIP.get(raw.sizes.flip, 1), exif=exif)
+
+
+# TIFF tags (IFD0, or the EXIF IFD, or IFD0 as TIFF/EP and DNG allow) holding each EXIF_KEYS fact.
+_TIFF_EXIF_TAGS = {"make": ("Make",), "model": ("Model",), "exposure_time": ("ExposureTime",),
+                   "iso": ("ISOSpeedRatings", "PhotographicSensitivity"),
+                   "datetime": ("DateTimeOriginal", "DateTime")}
+
+
+def _exif_facts(raw, source) -> dict:
+    """EXIF_KEYS facts about the capture: the file's own TIFF/EXIF tags where it is TIFF-based
+    (DNG, CR2, NEF, ARW, PEF, ...; rawpy does not expose make and model), else LibRaw's reading
+    of exposure time, ISO and capture time (any format LibRaw reads)."""
+    facts = _tiff_facts(source)
+    other = raw.other
+    if "exposure_time" not in facts and other.shutter_speed > 0:
+        facts["exposure_time"] = float(other.shutter_speed)
+    if "iso" not in facts and other.iso_speed > 0:
+        facts["iso"] = float(other.iso_speed)
+    if "datetime" not in facts and other.timestamp.year > 1970:
+        facts["datetime"] = other.timestamp.strftime("%Y:%m:%d %H:%M:%S")
+    return facts
+
+
+def _tiff_facts(source) -> dict:
+    import tifffile
+    try:
+        with tifffile.TiffFile(source) as tif:
+            tags = tif.pages.first.tags
+            exif = tags.get("ExifTag")
+            found = {**{t.name: t.value for t in tags.values()}, **(exif.value if exif is not None else {})}
+    except Exception:   # not TIFF-based (CR3, RAF, ...) or tags tifffile cannot parse: LibRaw's facts only
+        return {}
+    facts = {}
+    for key, names in _TIFF_EXIF_TAGS.items():
+        value = next((found[n] for n in names if found.get(n) not in (None, "", 0, (0, 0))), None)
+        if isinstance(value, tuple) and len(value) == 2 and key == "exposure_time" and value[1]:
+            value = value[0] / value[1]
+        elif isinstance(value, (tuple, list)):
+            value = value[0] if value else None
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if isinstance(value, str):
+            value = value.strip("\x00 ")
+        if value not in (None, ""):
+            facts[key] = float(value) if key in ("exposure_time", "iso") else str(value)
+    return facts
 
 
 def _wb_gains(raw) -> np.ndarray:
@@ -278,7 +407,9 @@ BAYER_SCHEMA = "edge4k.bayer/1"
 def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
     """Hand a decoded frame to the native runner: the Bayer mosaic as a plain
     little-endian uint16 buffer (`<name>.u16`) and a JSON sidecar with what pack()
-    needs (size, CFA, levels, WB gains, colour matrix). Both written atomically."""
+    needs (size, CFA, levels, WB gains, colour matrix), the EXIF Orientation that finishing
+    applies last (as the host pipeline does) and the capture's EXIF facts for the output.
+    Both written atomically."""
     from edge4k.files import atomic_output, sha256_file
 
     json_path = Path(json_path)
@@ -288,7 +419,8 @@ def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | 
     sidecar = {"schema": BAYER_SCHEMA, "data": data.name, "width": frame.width, "height": frame.height,
                "cfa": frame.cfa, "black_level": [float(x) for x in frame.black_level],
                "white_level": float(frame.white_level), "wb_gains": [float(x) for x in frame.wb_gains],
-               "srgb_from_cam": [[float(x) for x in row] for row in frame.srgb_from_cam]}
+               "srgb_from_cam": [[float(x) for x in row] for row in frame.srgb_from_cam],
+               "orientation": frame.orientation, "exif": dict(frame.exif)}
     if source is not None:
         sidecar["source"] = {"path": os.fspath(source), "sha256": sha256_file(source)}
     with atomic_output(json_path) as tmp:

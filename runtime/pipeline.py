@@ -1,22 +1,25 @@
-"""The host pipeline: RAW file -> six stages -> image, timed per stage.
+"""The host pipeline: RAW file (or bytes, or an in-memory RawFrame) -> six stages -> image, timed per stage.
 
 raw_preprocess and postprocess run here (CPU kernels); the four network stages go
 through a Backend, so eager and compiled builds share this code and the profile.
 Tiles cover the frame as the frontend pads it (PHASE_PAD more pixels each way, RGGB
-phase); postprocess blends them, crops the frame back out and finishes it in the look.
+phase); postprocess blends them, crops the frame back out, finishes it in the look and
+turns it upright (the RAW's EXIF Orientation, as LibRaw does).
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from edge4k.errors import Edge4KError
+from edge4k.errors import BuildMismatch, Edge4KError
 from edge4k.files import sha256_file
-from edge4k.kernels.postprocess import DEFAULT_LOOK, bit_depth_for, check_look, finish, quantise, write_image
-from edge4k.kernels.raw import PHASE_PAD, prepare, read_raw
+from edge4k.kernels.postprocess import DEFAULT_LOOK, bit_depth_for, check_look, finish, orient, quantise, write_image
+from edge4k.kernels.raw import PHASE_PAD, RawFrame, prepare, read_raw
 from edge4k.models import E4KConfig
 
 from . import memory
@@ -32,17 +35,33 @@ class TileOptions:
     native: bool = False
     batch: int = 1
     native_size: tuple[int, int] | None = None   # a native build's fixed padded (height, width)
+    fit: bool = False        # the default tiling: a frame smaller than the tile gets a fitting tiling
+    compiled: bool = False   # a compiled build's fixed tiling
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "TileOptions":
         t = manifest["tiling"]
         return cls(tile=t["tile"], overlap=t["overlap"], native=t["native"], batch=t["batch"],
-                   native_size=tuple(t["padded"]) if t["native"] else None)
+                   native_size=tuple(t["padded"]) if t["native"] else None, compiled=True)
+
+    def fitted(self, compression: int, height: int, width: int) -> "TileOptions":
+        """These options for a height x width RAW frame: the default tiling (fit) made to fit a
+        frame smaller than its tile (fitted_tiling); any other tiling as it is."""
+        ph, pw = height + PHASE_PAD, width + PHASE_PAD
+        if not self.fit or self.native or (ph >= self.tile and pw >= self.tile):
+            return self
+        tile, overlap, native = fitted_tiling(ph, pw, self.tile, self.overlap, compression)
+        return dataclasses.replace(self, tile=tile, overlap=overlap, native=native, fit=False)
 
     def plan(self, cfg: E4KConfig, height: int, width: int) -> TilePlan:
         """Tiles over a height x width RAW frame as the frontend pads it."""
-        plan = plan_tiles(height + PHASE_PAD, width + PHASE_PAD, compression=cfg.compression, tile=self.tile,
-                          overlap=self.overlap, native=self.native)
+        ph, pw = height + PHASE_PAD, width + PHASE_PAD
+        opts = self.fitted(cfg.compression, height, width)
+        if opts.compiled and not opts.native and (ph < opts.tile or pw < opts.tile):
+            raise BuildMismatch(f"a {width}x{height} frame is smaller than this build's {opts.tile}x{opts.tile} tile; "
+                                f"compile one with a smaller --tile, or --native --resolution {width}x{height}")
+        plan = plan_tiles(ph, pw, compression=cfg.compression, tile=opts.tile, overlap=opts.overlap,
+                          native=opts.native)
         padded = (plan.padded_height, plan.padded_width)
         if self.native_size and padded != self.native_size:
             raise Edge4KError(f"this native build takes frames of {self.native_size[1]}x{self.native_size[0]} "
@@ -51,16 +70,27 @@ class TileOptions:
         return plan
 
 
-def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
+def fitted_tiling(height: int, width: int, tile: int, overlap: int, f: int) -> tuple[int | None, int, bool]:
+    """(tile, overlap, native) for a padded frame smaller than the default tile on a side: one
+    tile for the whole frame if it fits in one, else the largest multiple of the compression f
+    the short side takes, with the overlap cut to at most half of it."""
+    side = min(height, width) // f * f
+    if (height <= tile and width <= tile) or side < f:
+        return None, 0, True
+    return side, min(overlap, side // 2 // f * f), False
+
+
+def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
             progress: bool = False, look: str | None = DEFAULT_LOOK) -> tuple[torch.Tensor, dict]:
-    """One RAW file through all six stages. Returns display RGB (3, H, W) in [0, 1] in the
-    look, before quantisation, plus what was learned about the input and the tiling.
-    look=None returns the network's unfinished output instead: companded camera RGB."""
+    """One RAW (a file path, its bytes, or a RawFrame) through all six stages. Returns display
+    RGB (3, H, W) in [0, 1] in the look, upright, before quantisation, plus what was learned
+    about the input and the tiling. look=None returns the network's unfinished output instead:
+    companded camera RGB, in the sensor's orientation."""
     if look is not None:
         check_look(look)
     timer = timer or StageTimer()
     with timer("raw_preprocess"):
-        frame = read_raw(path)
+        frame = source if isinstance(source, RawFrame) else read_raw(source)
         plan = opts.plan(cfg, frame.height, frame.width)
         prep = prepare(frame, cfg.thumb_size)
         thumb = torch.from_numpy(prep.thumb)[None]
@@ -88,23 +118,41 @@ def process(path, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: St
         (top, left), h, w = prep.crop, frame.height, frame.width
         image = blender.result()[:, top:top + h, left:left + w]
         if look is not None:
-            image = finish(image, frame.srgb_from_cam, prep.exposure, look)
+            image = orient(finish(image, frame.srgb_from_cam, prep.exposure, look), frame.orientation)
     info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}
     return image, info
 
 
+def describe_input(source) -> tuple[str, str]:
+    """(path, sha256) of a pipeline input for the profile: a file; RAW bytes ("<bytes>", their
+    hash); an in-memory RawFrame ("<RawFrame>", the hash of its Bayer buffer)."""
+    if isinstance(source, RawFrame):
+        return "<RawFrame>", hashlib.sha256(source.bayer.astype("<u2").tobytes()).hexdigest()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", hashlib.sha256(source).hexdigest()
+    return os.fspath(source), sha256_file(source)
+
+
+def check_native_fits(source, backend: Backend, opts: TileOptions) -> int | None:
+    """Native mode (one tile for the whole frame): refuse before running out of memory.
+    Returns the working-set estimate (None when tiled)."""
+    if not opts.native:
+        return None
+    frame = source if isinstance(source, RawFrame) else read_raw(source)
+    plan = opts.plan(backend.cfg, frame.height, frame.width)
+    return memory.check_fits(backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch),
+                             f"a {plan.tile_width}x{plan.tile_height} tile")
+
+
 def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions, look: str = DEFAULT_LOOK,
-                    runs: int = 1, warmup: int = 0, profile_path=None, progress: bool = True) -> dict:
-    """Run the pipeline warmup + runs times, write the image from the last run and,
-    if asked, a validated profile JSON. Returns the profile dict."""
+                    runs: int = 1, warmup: int = 0, profile_path=None, progress: bool = True,
+                    bits: int | None = None) -> dict:
+    """Run the pipeline warmup + runs times, write the image from the last run (bits: as
+    bit_depth_for) and, if asked, a validated profile JSON. Returns the profile dict.
+    input_path may also be RAW bytes or a RawFrame."""
     cfg = backend.cfg
-    bits = bit_depth_for(output_path)
-    estimate = None
-    if opts.native:   # one tile for the whole frame: refuse before running out of memory
-        frame = read_raw(input_path)
-        plan = opts.plan(cfg, frame.height, frame.width)
-        estimate = memory.check_fits(backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch),
-                                     f"a {plan.tile_width}x{plan.tile_height} tile")
+    bits = bit_depth_for(output_path, bits)
+    estimate = check_native_fits(input_path, backend, opts)
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
         process(input_path, backend, cfg, opts, look=look)
     timer, power = StageTimer(), PowerMeter()
@@ -116,12 +164,13 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
             pixels = quantise(image, bits)
         timer.end_run()
     power_report = power.stop(runs)
-    write_image(output_path, pixels)
     frame, plan = info["frame"], info["plan"]
+    write_image(output_path, pixels, exif=frame.exif)
+    path, sha256 = describe_input(input_path)
     profile = {
         "schema": SCHEMA_ID,
         "created": now_iso(),
-        "input": {"path": os.fspath(input_path), "sha256": sha256_file(input_path), "cfa": frame.cfa,
+        "input": {"path": path, "sha256": sha256, "cfa": frame.cfa,
                   "width": frame.width, "height": frame.height},
         "resolution": {"width": frame.width, "height": frame.height},
         "tiling": {"enabled": not plan.native, "tile": None if plan.native else plan.tile_height,

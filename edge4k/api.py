@@ -1,0 +1,200 @@
+"""The Python API, the way rawpy users work (`rawpy.imread(path).postprocess()`):
+
+    import edge4k
+    rgb = edge4k.render("photo.dng")                    # (H, W, 3) uint8, upright sRGB
+    with edge4k.Renderer(preset="e4k-s-f16") as renderer:   # weights loaded once
+        for path in paths:
+            renderer.render(path, output=path + ".png")     # tagged PNG, and the array
+
+A source is a RAW file's path, its bytes, or a RawFrame built from an in-memory mosaic.
+Every failure is an Edge4KError (one line, the same as the CLI prints). `edge4k run` is a
+thin layer over Renderer.profile().
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Union
+
+from edge4k.errors import Edge4KError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge4k.kernels.raw import RawFrame
+    from edge4k.runtime.backends import Backend
+    from edge4k.runtime.pipeline import TileOptions
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, "RawFrame"]
+
+DEFAULT_TILE, DEFAULT_OVERLAP = 512, 64
+
+
+def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise Edge4KError(f"--{name} must be >= {minimum}, got {value}")
+
+
+def tile_options(*, tile: int | None = None, overlap: int | None = None, native: bool = False,
+                 batch: int | None = None) -> "TileOptions":
+    """Eager tiling from the user's choices. Without a tile size it is the default (512, overlap
+    64), which fits itself to a smaller frame (one tile, or a smaller one) instead of refusing."""
+    from edge4k.runtime.pipeline import TileOptions
+    for name, value, minimum in (("batch", batch, 1), ("tile", tile, 1), ("overlap", overlap, 0)):
+        check_at_least(name, value, minimum)
+    if native:
+        if tile is not None:
+            raise Edge4KError("tile and native exclude each other: native is one tile for the whole frame")
+        return TileOptions(tile=None, overlap=0, native=True, batch=batch or 1)
+    return TileOptions(tile=tile or DEFAULT_TILE, overlap=DEFAULT_OVERLAP if overlap is None else overlap,
+                       batch=batch or 1, fit=tile is None)
+
+
+def load_for_preset(preset: str, checkpoint: str | os.PathLike | None, seed: int = 0):
+    """(model, weights description): the given checkpoint, else the shipped one, else seed init."""
+    from edge4k.models import build_model, get_preset
+    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
+    path = checkpoint or default_checkpoint(preset)
+    if path is None:
+        return build_model(get_preset(preset), seed=seed), f"seed:{seed}"
+    model, _ = load_model(path, preset)
+    return model, describe(path)
+
+
+def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: str | None = None,
+                  tile: int | None = None, overlap: int | None = None, native: bool = False,
+                  batch: int | None = None) -> tuple["Backend", "TileOptions"]:
+    """A compiled build's backend and the tiling the build fixed; the caller's choices must agree."""
+    from edge4k.compiler.build import load_manifest
+    from edge4k.errors import BuildMismatch
+    from edge4k.runtime.backends import open_build
+    from edge4k.runtime.pipeline import TileOptions
+    from edge4k.runtime.qnn_backend import check_soc
+
+    if not artifacts:
+        raise Edge4KError(f"--backend {backend} runs a compiled build: pass --artifacts build/NAME")
+    manifest = load_manifest(artifacts)
+    check_soc(manifest, soc, artifacts)
+    if preset and preset != manifest["preset"]:     # before loading anything
+        raise BuildMismatch(f"{artifacts} holds preset {manifest['preset']}, not {preset}")
+    opened = open_build(artifacts, backend=backend)
+    opts = TileOptions.from_manifest(opened.manifest)
+    asked = {"tile": tile, "overlap": overlap, "batch": batch, "native": native or None}
+    for key, value in asked.items():
+        if value is not None and value != getattr(opts, key):
+            raise BuildMismatch(f"{artifacts} was compiled with {key}={getattr(opts, key)}, not {value}; "
+                                "recompile or drop the flag")
+    return opened, opts
+
+
+class Renderer:
+    """Loads the weights (eager) or a compiled build once; then render() and profile() as often
+    as wanted. Use it as a context manager, or call close().
+
+    Thread-safe: calls from several threads are serialised (one frame at a time per Renderer,
+    since the compiled runtimes are not re-entrant); for frames in parallel, use one Renderer
+    per thread. `threads` sets torch's CPU thread count, which is process-wide."""
+
+    def __init__(self, *, preset: str | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
+                 backend: str = "eager", artifacts: str | os.PathLike | None = None, soc: str | None = None,
+                 tile: int | None = None, overlap: int | None = None, native: bool = False,
+                 batch: int | None = None, threads: int | None = None):
+        """preset: model preset (default e4k-s-f16); checkpoint: .safetensors weights (default:
+        the preset's shipped checkpoint, else seed-initialised with `seed`); backend: "eager"
+        (PyTorch) or a compiled build's backend, with artifacts: the build folder (its preset,
+        tiling and batch are fixed; soc: the SoC an android-qnn build must be for); tile,
+        overlap, native, batch: eager tiling (default 512/64, fitted to smaller frames)."""
+        import torch
+        from edge4k.models import DEFAULT_PRESET
+        from edge4k.runtime.backends import BACKENDS, EagerBackend, backend_class
+
+        check_at_least("threads", threads)
+        if backend not in BACKENDS:
+            backend_class(backend)                  # raises the one-line error that lists the valid ones
+        if threads:
+            torch.set_num_threads(threads)
+        if backend == "eager":
+            if artifacts or soc:
+                raise Edge4KError(f"--{'artifacts' if artifacts else 'soc'} needs a compiled backend, "
+                                  "e.g. --backend executorch or qnn-htp-sim")
+            opts = tile_options(tile=tile, overlap=overlap, native=native, batch=batch)
+            model, weights = load_for_preset(preset or DEFAULT_PRESET, checkpoint, seed=seed)
+            self._backend, self._opts = EagerBackend(model, weights=weights), opts
+        elif checkpoint:
+            raise Edge4KError("--checkpoint is for the eager backend; a compiled build carries its own weights")
+        else:
+            self._backend, self._opts = open_compiled(backend, artifacts, soc=soc, preset=preset, tile=tile,
+                                                      overlap=overlap, native=native, batch=batch)
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> "Backend":
+        """The loaded backend (its cfg, weights, precision)."""
+        if self._backend is None:
+            raise Edge4KError("this Renderer is closed")
+        return self._backend
+
+    @property
+    def tiling(self) -> "TileOptions":
+        return self._opts
+
+    def render(self, source: Source, *, look: str = "natural", bits: int | None = None,
+               output: str | os.PathLike | None = None) -> "np.ndarray":
+        """Render one frame: (H, W, 3) sRGB, upright, uint8 (bits=8, the default) or uint16
+        (bits=16). look: "natural" or "neutral". With `output` (.png or .tif), also write it
+        there, tagged (sRGB ICC profile, EXIF); bits then defaults to the format's (.tif: 16)."""
+        from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, quantise, write_image
+        from edge4k.kernels.raw import RawFrame, read_raw
+        from edge4k.runtime.pipeline import check_native_fits, process
+
+        check_look(look)
+        if output is not None:
+            bits = bit_depth_for(output, bits)
+        elif bits not in (None, *BIT_DEPTHS):
+            raise Edge4KError(f"bits must be 8 or 16, got {bits}")
+        with self._lock:
+            backend = self.backend
+            frame = source if isinstance(source, RawFrame) else read_raw(source)
+            check_native_fits(frame, backend, self._opts)
+            image, _ = process(frame, backend, backend.cfg, self._opts, look=look)
+            pixels = quantise(image, bits or 8)
+            if output is not None:
+                write_image(output, pixels, exif=frame.exif)
+        return pixels
+
+    def profile(self, source: Source, output: str | os.PathLike, *, look: str = "natural", bits: int | None = None,
+                runs: int = 1, warmup: int = 0, profile_path: str | os.PathLike | None = None,
+                progress: bool = False) -> dict:
+        """Render `source` warmup + runs times, timing every stage; write the last image to
+        `output` (bits as in render()) and, with profile_path, the profile JSON. Returns the
+        edge4k.profile/1 dict (validated; the same as the JSON file)."""
+        from edge4k.runtime.pipeline import run_and_profile
+        check_at_least("runs", runs)
+        check_at_least("warmup", warmup, 0)
+        with self._lock:
+            return run_and_profile(source, output, backend=self.backend, opts=self._opts, look=look, runs=runs,
+                                   warmup=warmup, profile_path=profile_path, progress=progress, bits=bits)
+
+    def close(self) -> None:
+        """Release the weights or the build; later calls raise Edge4KError."""
+        with self._lock:
+            self._backend = None
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def render(source: Source, *, look: str = "natural", bits: int | None = None,
+           output: str | os.PathLike | None = None, preset: str | None = None,
+           checkpoint: str | os.PathLike | None = None, seed: int = 0, backend: str = "eager",
+           artifacts: str | os.PathLike | None = None, soc: str | None = None, tile: int | None = None,
+           overlap: int | None = None, native: bool = False, batch: int | None = None,
+           threads: int | None = None) -> "np.ndarray":
+    """One frame in one call: Renderer(...).render(source, ...). For many frames, keep a
+    Renderer so that the weights load once."""
+    with Renderer(preset=preset, checkpoint=checkpoint, seed=seed, backend=backend, artifacts=artifacts, soc=soc,
+                  tile=tile, overlap=overlap, native=native, batch=batch, threads=threads) as renderer:
+        return renderer.render(source, look=look, bits=bits, output=output)
