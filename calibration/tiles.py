@@ -65,6 +65,11 @@ def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: i
             prep, what = prepare(read_raw(path), thumb_size), path
         packed, thumb, meta = prep.packed, prep.thumb, prep.meta
         h, w = packed.shape[1] * 2, packed.shape[2] * 2
+        if tile_height - h <= h and tile_width - w <= w and (h < tile_height or w < tile_width):
+            # A native build's tile is the frame padded to the latent grid: pad the same way the runtime does.
+            dy, dx = max(tile_height - h, 0) // 2, max(tile_width - w, 0) // 2
+            packed = np.pad(packed, ((0, 0), (0, dy), (0, dx)), mode="reflect")
+            h, w = packed.shape[1] * 2, packed.shape[2] * 2
         if h < tile_height or w < tile_width:
             raise Edge4KError(f"calibration source {what} ({w}x{h}) is smaller than the "
                               f"{tile_width}x{tile_height} tile; pass larger RAW files with --calib-source")

@@ -64,9 +64,10 @@ class TileOptions:
                           native=opts.native)
         padded = (plan.padded_height, plan.padded_width)
         if self.native_size and padded != self.native_size:
-            raise Edge4KError(f"this native build takes frames of {self.native_size[1]}x{self.native_size[0]} "
-                              f"(after padding); the input is {width}x{height} ({padded[1]}x{padded[0]} padded). "
-                              "Compile for this resolution or use a tiled build")
+            ph, pw = self.native_size
+            raise Edge4KError(f"this native build takes frames that pad to {pw}x{ph} (up to "
+                              f"{pw - PHASE_PAD}x{ph - PHASE_PAD}); the input is {width}x{height} ({padded[1]}x"
+                              f"{padded[0]} padded). Compile for this resolution or use a tiled build")
         return plan
 
 

@@ -43,11 +43,11 @@ def heldout_images(ctx: StudyContext) -> dict[str, np.ndarray]:
     return images
 
 
-def quality(ctx: StudyContext, model) -> dict[str, float]:
-    """Mean PSNR / SSIM / CIEDE2000 of the model (eager, native) on the held-out set."""
+def quality(ctx: StudyContext, model, look: str = "neutral") -> dict[str, float]:
+    """Mean PSNR / SSIM / CIEDE2000 of the model (eager, native) on the held-out set, in one look."""
     from edge4k.models.evaluate import evaluate
-    report = evaluate(model, heldout_images(ctx), methods=("edge4k",), progress=False)
-    return report["mean"]["edge4k"]
+    report = evaluate(model, heldout_images(ctx), methods=("edge4k",), looks=(look,), progress=False)
+    return report["mean"][look]["edge4k"]
 
 
 def median_seconds(fn, *, runs: int = 3, warmup: int = 1) -> float:

@@ -134,7 +134,7 @@ def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
     compile_build(model, BuildSpec(target="host-xnnpack", preset="e4k-t-f16", width=256, height=256,
                                    tile=None, overlap=0, native=True, calib=1), out, weights="test")
     backend = open_build(out)
-    with pytest.raises(Edge4KError, match="takes frames of 256x256"):
+    with pytest.raises(Edge4KError, match="pad to 272x272 \\(up to 266x266\\); the input is 512x512"):
         process(sample_dng, backend, backend.cfg, TileOptions.from_manifest(backend.manifest))
 
 
