@@ -4,6 +4,7 @@
     python -m edge4k.calibration.data_bench traces PHOTOS [--images 24]
     python -m edge4k.calibration.data_bench phash PHOTOS [--images 60]
     python -m edge4k.calibration.data_bench compare LOSSY_DATA LOSSLESS_DATA
+    python -m edge4k.calibration.data_bench raws ROOT
 
 ``rates``: random crops decoded per second from a shard folder (one thread), next to the crops
 per second `edge4k train` consumes on the same machine (its own train_log.jsonl).
@@ -13,6 +14,7 @@ clean scene are then reduced alike. trace_psnr_db compares the two reduced with 
 (how much camera trace is left); psnr_vs_area_reference_db compares the reduced camera image with
 the clean scene reduced by a box filter in linear light, i.e. what a sensor with pixels f times
 larger would collect (trace left plus detail lost or aliasing added by each filter).
+``raws``: every RAW sample of the manifest opens with rawpy and is a 2x2 Bayer mosaic.
 ``compare``: PSNR of a lossy shard folder against a lossless one built with the same options.
 ``phash``: Hamming distances of the perceptual hash between distinct photographs of the manifest
 and between photographs and their edited copies (the duplicate / test-set thresholds).
@@ -169,6 +171,31 @@ def traces(photos: str, *, images: int, seed: int = 0) -> dict:
                                            for m, row in common.items()}}
 
 
+def check_raws(root: str) -> dict:
+    """Open every RAW row of the manifest (ROOT/row.file) with rawpy: sha256, size, CFA."""
+    import rawpy
+    from edge4k.files import sha256_file
+    from .sources import load_manifest
+    out = []
+    for r in (r for r in load_manifest() if r.kind == "raw"):
+        path = Path(root) / r.file
+        rec = {"file": r.file, "notes": r.notes}
+        if not path.is_file():
+            out.append(rec | {"ok": False, "problem": "missing"})
+            continue
+        with rawpy.imread(str(path)) as raw:
+            pattern = None if raw.raw_pattern is None else raw.raw_pattern.tolist()
+            desc = raw.color_desc.decode()
+            cfa = "".join(desc[c] for row in pattern for c in row) if pattern else None
+            rec |= {"sha256_ok": sha256_file(path) == r.sha256, "size": list(raw.raw_image_visible.shape),
+                    "cfa_2x2": cfa, "black": [int(b) for b in raw.black_level_per_channel],
+                    "white": int(raw.white_level), "camera_wb": [round(float(w), 3) for w in raw.camera_whitebalance]}
+            rec["ok"] = bool(rec["sha256_ok"] and pattern is not None and len(pattern) == 2 and len(pattern[0]) == 2
+                             and raw.num_colors == 3)
+        out.append(rec)
+    return {"raws": out, "all_ok": all(r["ok"] for r in out)}
+
+
 # --- perceptual hash thresholds -----------------------------------------------------------------
 
 def phash_distances(photos: str, *, images: int, seed: int = 0) -> dict:
@@ -222,6 +249,8 @@ def main(argv=None) -> int:
     t = sub.add_parser("traces")
     t.add_argument("photos")
     t.add_argument("--images", type=int, default=24)
+    w = sub.add_parser("raws")
+    w.add_argument("root", help="data root holding raw/ (from `edge4k data extract`)")
     c = sub.add_parser("compare")
     c.add_argument("lossy")
     c.add_argument("reference")
@@ -235,6 +264,8 @@ def main(argv=None) -> int:
             out |= train_rate(crop=a.crop, steps=a.train_steps, batch=a.train_batch, preset=a.preset)
             if "train_crops_per_s" in out:
                 out["decode_over_train"] = round(out["decode_crops_per_s"] / out["train_crops_per_s"], 1)
+    elif a.what == "raws":
+        out = check_raws(a.root)
     elif a.what == "compare":
         out = compare(a.lossy, a.reference)
     elif a.what == "traces":
