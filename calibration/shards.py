@@ -11,7 +11,8 @@ Layout of a shard folder (``edge4k data build -o DATA`` writes it):
 Image i is a grid of ceil(H/T) x ceil(W/T) tiles in row-major order starting at its first
 tile (edge tiles are smaller). Reading one image or one crop decodes only the tiles it
 covers, straight from the file with ``os.pread``: no file position is shared, so threads and
-DataLoader worker processes (fork or spawn) read the same ShardSet safely.
+DataLoader worker processes read the same ShardSet safely (forked workers keep the open
+descriptors; a pickled ShardSet, as spawned workers get it, carries the index and reopens).
 
     s = open_shards("DATA")
     train = s.split("train")
@@ -132,7 +133,6 @@ class ShardSet:
     def __init__(self, store: _Store, ids: np.ndarray):
         self._store, self._ids = store, ids
         self._fds: dict[int, int] = {}
-        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     # pickling (DataLoader with spawn) carries the index, not the open files
@@ -238,9 +238,8 @@ class ShardSet:
         return decode_tile(data)
 
     def _fd(self, shard: int) -> int:
-        if self._pid != os.getpid():     # forked: descriptors may be shared, open our own
-            with self._lock:
-                self._fds, self._pid = {}, os.getpid()
+        # pread never moves a file position, so one descriptor serves every thread, and a forked
+        # DataLoader worker can keep using the descriptors it inherited.
         fd = self._fds.get(shard)
         if fd is None:
             with self._lock:
