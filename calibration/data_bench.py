@@ -7,7 +7,8 @@
     python -m edge4k.calibration.data_bench raws ROOT
 
 ``rates``: random crops decoded per second from a shard folder (one thread), next to the crops
-per second `edge4k train` consumes on the same machine (its own train_log.jsonl).
+per second `edge4k train` consumes on the same machine; both by the wall clock and per
+CPU-second, since on a shared machine the wall clock mostly measures the neighbours.
 ``traces``: how much of a camera's rendering a downscale removes: clean scenes are put through a
 simulated camera (RGGB mosaic, bilinear demosaic, JPEG q90 4:2:0), and the camera image and the
 clean scene are then reduced alike. trace_psnr_db compares the two reduced with the same filter
@@ -34,39 +35,62 @@ import numpy as np
 
 
 def decode_rates(data: str, *, crop: int, seconds: float, seed: int = 0) -> dict:
+    """Random crops decoded per second by one thread, by the wall clock and per CPU-second (the
+    machine is shared: CPU time is what the loader takes away from training)."""
     from .shards import open_shards
     s = open_shards(data)
-    sizes = s.sizes
-    ok = np.flatnonzero((sizes >= crop).all(axis=1))
+    fits = np.flatnonzero((s.sizes >= crop).all(axis=1))
+    fits_window = np.flatnonzero((s.sizes >= 2 * crop).all(axis=1))
     rng = np.random.default_rng(seed)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        s.random_crop(int(rng.choice(ok)), crop, rng)
-        n += 1
-    crops_per_s = n / (time.perf_counter() - t0)
-    px, m, t0 = 0, 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds / 2:
-        i = int(rng.integers(len(s)))
-        px += int(np.prod(s[i].shape[:2]))
-        m += 1
-    mp_per_s = px / 1e6 / (time.perf_counter() - t0)
-    return {"data": data, "codec": s.codec, "tile": s.tile, "crop": crop, "decode_crops_per_s": round(crops_per_s, 1),
-            "decode_whole_images_megapixels_per_s": round(mp_per_s, 2), "images": len(s)}
+
+    def timed(work):
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            n += work()
+        return n / (time.perf_counter() - t0), n / max(time.process_time() - c0, 1e-9)
+
+    def one_crop():
+        s.random_crop(int(rng.choice(fits)), crop, rng)
+        return 1
+
+    def window_of_four():     # models/data.py's sampler: one scene window, four crops inside it
+        window = s.random_crop(int(rng.choice(fits_window)), 2 * crop, rng)
+        for _ in range(4):
+            y, x = rng.integers(0, crop // 2 + 1, 2) * 2
+            window[y:y + crop, x:x + crop].copy()
+        return 4
+    single = timed(one_crop)
+    shared = timed(window_of_four) if len(fits_window) else (float("nan"), float("nan"))
+    return {"data": data, "codec": s.codec, "tile": s.tile, "crop": crop, "images": len(s),
+            "decode_crops_per_s": round(single[0], 1), "decode_crops_per_cpu_s": round(single[1], 1),
+            "decode_crops_per_s_4_per_window": round(shared[0], 1),
+            "decode_crops_per_cpu_s_4_per_window": round(shared[1], 1)}
 
 
 def train_rate(*, crop: int, steps: int, batch: int, preset: str | None) -> dict:
-    """Crops per second of a short `edge4k train` run (its own log), first logging window dropped."""
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "edge4k", "train", "--budget-minutes", "30", "--steps", str(steps),
-               "--crop", str(crop), "--batch", str(batch), "--log-every", "2", "--out", out]
-        if preset:
-            cmd += ["--preset", preset]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode:
-            return {"train_error": run.stderr.strip().splitlines()[-1:] or ["failed"], "command": " ".join(cmd[2:])}
-        log = [json.loads(l) for l in (Path(out) / "train_log.jsonl").read_text().splitlines() if l.strip()]
-    rates = [r["crops_per_s"] for r in log if "crops_per_s" in r][1:] or [r["crops_per_s"] for r in log]
-    return {"train_crops_per_s": round(float(np.median(rates)), 1), "train_batch": batch,
+    """Crops per second of `edge4k train` at this crop: wall clock from its own log (first logging
+    window dropped), and per CPU-second of the training process, from two runs of different
+    length (so start-up costs cancel)."""
+    import resource
+    runs = []
+    for n in (max(2, steps // 4), steps):
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "edge4k", "train", "--budget-minutes", "60", "--steps", str(n),
+                   "--crop", str(crop), "--batch", str(batch), "--log-every", "2", "--out", out]
+            if preset:
+                cmd += ["--preset", preset]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if run.returncode:
+                return {"train_error": (run.stderr.strip().splitlines() or ["failed"])[-1],
+                        "train_command": " ".join(cmd[2:])}
+            log = [json.loads(line) for line in (Path(out) / "train_log.jsonl").read_text().splitlines() if line]
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        runs.append((n, cpu, [r["crops_per_s"] for r in log if "crops_per_s" in r]))
+    (n1, cpu1, _), (n2, cpu2, wall) = runs
+    return {"train_crops_per_s": round(float(np.median(wall[1:] or wall)), 2),
+            "train_crops_per_cpu_s": round((n2 - n1) * batch / max(cpu2 - cpu1, 1e-9), 2),
             "train_command": "edge4k " + " ".join(cmd[3:-2])}
 
 
@@ -262,8 +286,9 @@ def main(argv=None) -> int:
         out = decode_rates(a.data, crop=a.crop, seconds=a.seconds)
         if a.train_steps:
             out |= train_rate(crop=a.crop, steps=a.train_steps, batch=a.train_batch, preset=a.preset)
-            if "train_crops_per_s" in out:
-                out["decode_over_train"] = round(out["decode_crops_per_s"] / out["train_crops_per_s"], 1)
+            if "train_crops_per_cpu_s" in out:
+                ratio = out["decode_crops_per_cpu_s"] / out["train_crops_per_cpu_s"]
+                out["decode_over_train_per_cpu_s"] = round(ratio, 1)
     elif a.what == "raws":
         out = check_raws(a.root)
     elif a.what == "compare":

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge4k.calibration import databuild, shards
+from edge4k.calibration import data_bench, shards
 from edge4k.calibration.databuild import TEST_NEAR, BuildOptions, build, downscale, reduction
 from edge4k.calibration.shards import open_shards
 from edge4k.calibration.sources import (EvalSetGuard, SourceFile, decode_rgb, eval_set_files, hamming,
@@ -216,6 +216,11 @@ def test_lossy_codec_and_size_budget(photos):
         assert psnr > 38, (name, psnr)
     lossless, _ = run_build(photos, out=photos["tmp"] / "lossless")
     assert info["bytes"] < lossless["bytes"]
+    # the measurement script agrees, and times random crops
+    report = data_bench.compare(str(photos["tmp"] / "data"), str(photos["tmp"] / "lossless"))
+    assert report["images"] == 6 and report["psnr_db_min"] > 38
+    rates = data_bench.decode_rates(str(photos["tmp"] / "lossless"), crop=64, seconds=0.2)
+    assert rates["decode_crops_per_s"] > 0 and rates["decode_crops_per_cpu_s_4_per_window"] > 0
     budget = lossless["bytes"] / 2 / 2 ** 20
     capped, _ = run_build(photos, out=photos["tmp"] / "capped",
                           opts=BuildOptions(**{**OPTS.__dict__, "max_mb": budget}))
