@@ -2,10 +2,10 @@
 made here (random smooth scenes); the committed manifest is checked for test-set leaks."""
 import hashlib
 import json
+import multiprocessing
 import pickle
 import subprocess
-import threading
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +96,18 @@ def test_reader_is_safe_across_threads_and_processes(photos):
     assert all(np.array_equal(g, expected[i % len(s)]) for i, g in enumerate(got))
     clone = pickle.loads(pickle.dumps(s.split("train")))        # what a spawned DataLoader worker gets
     assert np.array_equal(clone[0], s.split("train")[0])
-    with ProcessPoolExecutor(2) as pool:                           # forked workers share the open ShardSet
-        sums = list(pool.map(_pixel_sum, [s] * 4, range(4)))
+    global _SHARED
+    _SHARED = s                                                    # forked workers inherit it, descriptors too
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        sums = pool.map(_pixel_sum, range(4))
     assert sums == [int(expected[i].sum()) for i in range(4)]
 
 
-def _pixel_sum(s, i):
-    return int(s[i].sum())
+_SHARED = None
+
+
+def _pixel_sum(i):
+    return int(_SHARED[i].sum())
 
 
 def test_unlisted_files_are_reported_unless_allowed(photos):
