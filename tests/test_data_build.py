@@ -96,18 +96,15 @@ def test_reader_is_safe_across_threads_and_processes(photos):
     assert all(np.array_equal(g, expected[i % len(s)]) for i, g in enumerate(got))
     clone = pickle.loads(pickle.dumps(s.split("train")))        # what a spawned DataLoader worker gets
     assert np.array_equal(clone[0], s.split("train")[0])
-    global _SHARED
-    _SHARED = s                                                    # forked workers inherit it, descriptors too
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        sums = pool.map(_pixel_sum, range(4))
+    # worker processes, each reopening the shards (forkserver: forking this test process, which
+    # other tests may have made multithreaded, could deadlock)
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        sums = pool.starmap(_pixel_sum, [(s, i) for i in range(4)])
     assert sums == [int(expected[i].sum()) for i in range(4)]
 
 
-_SHARED = None
-
-
-def _pixel_sum(i):
-    return int(_SHARED[i].sum())
+def _pixel_sum(s, i):
+    return int(s[i].sum())
 
 
 def test_unlisted_files_are_reported_unless_allowed(photos):
