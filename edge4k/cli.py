@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--student", metavar="PATH", help="distilled one-step checkpoint (with --teacher)")
     e.add_argument("--steps", default="1,2,4,8", help="teacher steps to compare (default 1,2,4,8)")
     e.add_argument("--solver", default="euler", choices=["euler", "heun"], help="teacher ODE solver (default euler)")
+    _data_args(sub)
+
     y = sub.add_parser("study", help="answer a research question of DESIGN.md with data: JSON + plots + "
                                      "a Markdown section (`all`: every study, then docs/RESEARCH.md)")
     y.add_argument("name", help="compression, attention, tricks, decoder_share, tiling, phone, sana, or all")
@@ -218,6 +220,43 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "output folder, run only the missing ones")
 
     return p
+
+
+def _data_args(sub) -> None:
+    """`edge4k data build|list|extract`: the training photographs (calibration/sources.csv)."""
+    d = sub.add_parser("data", help="training data: the source manifest, extraction and training shards")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    b = dsub.add_parser("build", help="photographs -> training shards (checked against the manifest)")
+    b.add_argument("--from", dest="src", required=True, metavar="DIR",
+                   help="folder of photographs (searched recursively)")
+    b.add_argument("-o", "--output", required=True, metavar="DATA", help="shard folder to write (replaced if it holds "
+                                                                         "an older build)")
+    b.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
+    b.add_argument("--downscale", type=float, default=2.0,
+                   help="reduce photographs by this factor, in linear light with a Lanczos filter (default 2; "
+                        "less where the shorter side would fall under --min-size; 1: keep the size)")
+    b.add_argument("--min-size", type=int, default=256,
+                   help="shorter side in pixels after downscaling; smaller photographs are dropped (default 256)")
+    b.add_argument("--max-megapixels", type=float, help="reduce further any image above this size after downscaling")
+    b.add_argument("--codec", choices=["png", "webp", "jpeg"], default="png",
+                   help="tile encoding: png or webp (lossless) or jpeg (lossy, 4:4:4; see --quality) (default png)")
+    b.add_argument("--quality", type=int, help="jpeg quality 1-100 (default 95)")
+    b.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
+    b.add_argument("--max-mb", type=float, help="stop adding photographs once the shards reach this many MiB "
+                                                "(a random sample across the collections is kept)")
+    b.add_argument("--allow-unlisted", action="store_true",
+                   help="include images whose sha256 is not in the manifest (still checked against the test sets)")
+    li = dsub.add_parser("list", help="counts and megapixels per source, licence and split of the manifest")
+    li.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
+    li.add_argument("--json", action="store_true", help="print JSON")
+    x = dsub.add_parser("extract", help="write the manifest's files from local git clones of their repositories")
+    x.add_argument("--clones", required=True, metavar="DIR",
+                   help="folder holding the clones (NAME/.git, OWNER+NAME/.git or fetched OWNER+NAME/repo)")
+    x.add_argument("-o", "--output", required=True, metavar="ROOT",
+                   help="data root: files land in ROOT/photos, ROOT/eval and ROOT/raw")
+    x.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
+    x.add_argument("--kind", choices=["photo", "eval", "raw"], action="append",
+                   help="only these kinds of file (repeatable; default all)")
 
 
 def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
@@ -630,6 +669,43 @@ def cmd_build_runner(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    if args.data_command == "build":
+        from edge4k.calibration.databuild import BuildOptions, build
+        opts = BuildOptions(downscale=args.downscale, min_size=args.min_size, max_megapixels=args.max_megapixels,
+                            max_mb=args.max_mb, codec=args.codec, quality=args.quality, tile=args.tile,
+                            allow_unlisted=args.allow_unlisted)
+        info = build(args.src, args.output, manifest=args.manifest, options=opts,
+                     log=lambda line: print(line, file=sys.stderr))
+        c = info["counts"]
+        splits = ", ".join(f"{k} {v}" for k, v in info["by_split"].items())
+        print(f"wrote {args.output}: {c['images']} images ({splits}), "
+              f"{info['megapixels_out']:.1f} MP from {info['megapixels_in']:.1f} MP, {info['bytes'] / 2**20:.1f} MiB "
+              f"in {info['seconds']:.0f} s; {c['skipped']} files skipped"
+              + (f", {c['left_out_by_max_mb']} left out by --max-mb" if c["left_out_by_max_mb"] else "")
+              + (f", {c['manifest_photos_missing']} manifest photographs not found under {args.src}"
+                 if c["manifest_photos_missing"] else ""))
+        return 0
+    from edge4k.calibration.sources import extract, format_summary, load_manifest, summary
+    rows = load_manifest(args.manifest)
+    if args.data_command == "list":
+        s = summary(rows)
+        print(json.dumps(s, indent=2) if args.json else format_summary(s))
+        return 0
+    from tqdm import tqdm
+    if args.kind:
+        rows = [r for r in rows if r.kind in args.kind]
+    report = extract(rows, args.clones, args.output,
+                     progress=lambda it: tqdm(it, desc="extracting", unit="file", disable=None))
+    for line in report["missing"]:
+        print(f"not extracted: {line}", file=sys.stderr)
+    print(f"{report['written']} files written, {report['present']} already present, "
+          f"{len(report['missing'])} could not be extracted")
+    if report["missing"]:
+        raise Edge4KError(f"{len(report['missing'])} of {len(rows)} files could not be extracted (listed above)")
+    return 0
+
+
 def cmd_study(args) -> int:
     from edge4k.studies import run_all, run_study
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -676,7 +752,7 @@ COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "che
             "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
             "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "train-teacher": cmd_train_teacher,
             "distill": cmd_distill, "eval": cmd_eval,
-            "study": cmd_study}
+            "study": cmd_study, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -396,7 +396,7 @@ DEFAULT_DATA = "data"
 def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """held-out: the bundled held-out photos (calibration.photos). kodak24 / mcmaster18: the image
     files in DATA/eval/<set> (DATA: --data, else $EDGE4K_DATA, else ./data), checked against the
-    data manifest's sha256 when the manifest lists the set (calibration/DATA.md says how to get them)."""
+    data manifest's sha256 (calibration/sources.csv; calibration/DATA.md says how to get them)."""
     from edge4k.calibration.photos import load_split, read_srgb
     if set_name == "held-out":
         return load_split("held-out")
@@ -407,7 +407,8 @@ def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, 
     if not files:
         raise Edge4KError(f"no {set_name} images in {root}; fetch them as calibration/DATA.md says, or point "
                           "--data (or EDGE4K_DATA) at the folder holding eval/{set_name}")
-    expected = _manifest_hashes(set_name)
+    from edge4k.calibration.sources import eval_set_files
+    expected = eval_set_files(set_name)
     if expected:
         from edge4k.files import sha256_file
         wrong = [p.name for p in files if expected.get(p.name) not in (None, sha256_file(p))]
@@ -416,16 +417,6 @@ def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, 
                               f"({len(files)} files, {len(expected)} expected"
                               + (f"; sha256 differs for {', '.join(wrong[:3])}" if wrong else "") + ")")
     return {p.stem: read_srgb(p) for p in files}
-
-
-def _manifest_hashes(set_name: str) -> dict[str, str]:
-    """{file name: sha256} of the set's rows in calibration/sources.json (empty if not listed)."""
-    from importlib import resources
-    manifest = resources.files("edge4k.calibration").joinpath("sources.json")
-    if not manifest.is_file():
-        return {}
-    rows = json.loads(manifest.read_text()).get("files", [])
-    return {Path(r["path"]).name: r["sha256"] for r in rows if r.get("set") == set_name}
 
 
 # ---- one-step comparison: teacher at N steps, distilled student, directly trained model -------

@@ -19,6 +19,7 @@ def test_wheel_contents_and_imports(tmp_path):
         assert f"edge4k/{sub}/__init__.py" in names, sub
     assert "edge4k/compiler/qnn/__init__.py" in names and "edge4k/compiler/xnnpack/__init__.py" in names
     assert "edge4k/data/sample.dng" in names and "edge4k/runtime/profile.schema.json" in names
+    assert "edge4k/calibration/sources.csv" in names      # `edge4k data` reads the manifest from the package
     # the native runner's sources, so an installed edge4k can build its runner
     assert {"edge4k/runtime/native/CMakeLists.txt", "edge4k/runtime/native/src/main.cc",
             "edge4k/runtime/native/include/edge4k.h", "edge4k/kernels/native/frontend.cc",
