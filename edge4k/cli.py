@@ -246,6 +246,12 @@ def _data_args(sub) -> None:
                                                 "(a random sample across the collections is kept)")
     b.add_argument("--allow-unlisted", action="store_true",
                    help="include images whose sha256 is not in the manifest (still checked against the test sets)")
+    r = dsub.add_parser("report", help="what the RAW synthesis draws: histograms of white balance, exposure, ISO, "
+                                       "clipping and camera over many training scenes (JSON + PNG)")
+    r.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for coverage.json and coverage.png")
+    r.add_argument("--data", metavar="DATA", help="shard folder or image folder (default: the bundled training photos)")
+    r.add_argument("--samples", type=int, default=10000, help="scenes to draw (default 10000)")
+    r.add_argument("--seed", type=int, default=0)
     li = dsub.add_parser("list", help="counts and megapixels per source, licence and split of the manifest")
     li.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
     li.add_argument("--json", action="store_true", help="print JSON")
@@ -670,6 +676,28 @@ def cmd_build_runner(args) -> int:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "report":
+        from pathlib import Path
+        from edge4k.files import atomic_output
+        from edge4k.models import get_preset
+        from edge4k.models.data import PairSampler, coverage, coverage_plot
+        from edge4k.models.train import training_images
+        _check_positive("samples", args.samples)
+        cfg = get_preset("e4k-s-f16")
+        sampler = PairSampler(training_images(args.data), crop=cfg.compression * 8, thumb_size=cfg.thumb_size,
+                              multiple=cfg.compression)
+        report = coverage(sampler, args.samples, seed=args.seed, progress=sys.stderr.isatty())
+        report["data"] = args.data or "bundled training photos"
+        out = Path(args.output)
+        with atomic_output(out / "coverage.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
+        coverage_plot(report, out / "coverage.png")
+        s = report["summary"]
+        print(f"{args.samples} scenes, {s['cameras']} cameras; gain R {s['gain_r'][1]:.2f}-{s['gain_r'][99]:.2f}, "
+              f"gain B {s['gain_b'][1]:.2f}-{s['gain_b'][99]:.2f} (1st-99th percentile); EV {s['ev'][0]:+.2f} to "
+              f"{s['ev'][100]:+.2f}; ISO {s['iso'][0]:.0f}-{s['iso'][100]:.0f}; clipped highlights in "
+              f"{100 * s['share_with_clipped_highlights']:.1f}% of scenes; wrote {out}/coverage.json and coverage.png")
+        return 0
     if args.data_command == "build":
         from edge4k.calibration.databuild import BuildOptions, build
         opts = BuildOptions(downscale=args.downscale, min_size=args.min_size, max_megapixels=args.max_megapixels,

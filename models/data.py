@@ -17,6 +17,7 @@ batches an uninterrupted one would.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -135,3 +136,69 @@ class PairSampler:
                 out["matrix"].append(s.frame.srgb_from_cam.astype(np.float32))
                 out["exposure"].append(np.float32(s.prepared.exposure))
         return {k: torch.from_numpy(np.ascontiguousarray(np.stack(v))) for k, v in out.items()}
+
+
+# ---- the coverage report: what the training distribution draws ---------------------------------
+
+def coverage(sampler: PairSampler, samples: int, *, seed: int = 0, progress: bool = True) -> dict:
+    """Draw ``samples`` training scenes as PairSampler does and record their conditions: white-balance
+    gains, exposure, ISO, camera, illuminant, bit depth, black level, key, and the share of the frame's
+    pixels clipped at the white level in any channel (from the noise-free sensor image)."""
+    from tqdm import tqdm
+    rng = np.random.default_rng((seed, 99))
+    rows = []
+    for _ in tqdm(range(samples), desc="coverage", unit="scene", disable=not progress):
+        s = sampler.scene(rng)
+        p = s.capture.params
+        gains = 1.0 / np.asarray(p.as_shot_neutral)
+        rows.append({"camera": p.camera, "illuminant": p.illuminant, "cct": p.cct, "ev": p.ev, "key": p.key,
+                     "iso": p.iso, "bits": p.bits, "black_level": p.black_level, "cfa": p.cfa,
+                     "gain_r": float(gains[0]), "gain_b": float(gains[2]),
+                     "clipped": float((s.capture.clean >= 1.0).any(axis=-1).mean()),
+                     "exposure_gain": float(s.prepared.exposure)})
+    col = lambda k: np.array([r[k] for r in rows], dtype=np.float64)  # noqa: E731
+    clipped = col("clipped")
+    pct = lambda x: {q: round(float(np.percentile(x, q)), 4) for q in (0, 1, 5, 50, 95, 99, 100)}  # noqa: E731
+    counts = lambda k: dict(sorted(Counter(r[k] for r in rows).items(), key=lambda kv: -kv[1]))  # noqa: E731
+    return {"schema": "edge4k.coverage/1", "samples": samples, "seed": seed,
+            "summary": {"gain_r": pct(col("gain_r")), "gain_b": pct(col("gain_b")), "ev": pct(col("ev")),
+                        "iso": pct(col("iso")), "exposure_gain": pct(col("exposure_gain")),
+                        "clipped_fraction": pct(clipped),
+                        "share_with_clipped_highlights": round(float((clipped > 0.001).mean()), 4),
+                        "share_mostly_clipped": round(float((clipped > 0.25).mean()), 4),
+                        "cameras": len({r["camera"] for r in rows}), "camera_counts": counts("camera"),
+                        "illuminants": counts("illuminant"), "bits": counts("bits"),
+                        "black_levels": counts("black_level"), "keys": counts("key"), "cfa": counts("cfa")},
+            "rows": rows}
+
+
+def coverage_plot(report: dict, path) -> None:
+    """Histograms of the drawn conditions (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from edge4k.files import atomic_output
+    rows = report["rows"]
+    col = lambda k: np.array([r[k] for r in rows], dtype=np.float64)  # noqa: E731
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), dpi=90)
+    panels = [("gain_r", "white-balance gain R (G = 1)", 40, False), ("gain_b", "white-balance gain B (G = 1)", 40, False),
+              ("ev", "exposure (EV)", 36, False), ("iso", "ISO", 40, True), ("clipped", "share of pixels clipped", 40, False)]
+    for ax, (key, label, bins, logx) in zip(axes.flat, panels):
+        x = col(key)
+        edges = np.geomspace(x.min(), x.max(), bins) if logx else bins
+        ax.hist(x, bins=edges, color="#4477aa")
+        ax.set_xscale("log" if logx else "linear")
+        ax.set_xlabel(label)
+        ax.set_ylabel("scenes")
+        if key == "clipped":
+            ax.set_yscale("log")
+    cams = report["summary"]["camera_counts"]
+    ax = axes.flat[5]
+    ax.bar(range(len(cams)), list(cams.values()), color="#4477aa")
+    ax.set_xlabel(f"camera ({len(cams)}, most drawn first)")
+    ax.set_ylabel("scenes")
+    fig.suptitle(f"Training captures drawn: {report['samples']} scenes (edge4k data report)")
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

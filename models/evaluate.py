@@ -262,8 +262,17 @@ def metrics(target: np.ndarray, out: np.ndarray) -> dict[str, float]:
             "de2000_mean": float(de.mean()), "de2000_p95": float(np.percentile(de, 95)), "de2000_cast": cast}
 
 
+KEEP_CROP = 160   # side of the centre crop kept of each output for the crop sheets
+
+
+def _centre(img: np.ndarray, size: int = KEEP_CROP) -> np.ndarray:
+    y, x = max(img.shape[0] - size, 0) // 2, max(img.shape[1] - size, 0) // 2
+    return img[y:y + size, x:x + size].astype(np.float32)
+
+
 def _score_capture(capture: RawCapture, runners: dict, looks, tmp: Path, name: str, keep: dict | None):
-    """Write the capture as a DNG, run every method, score each look. Returns {look: {method: metrics}}."""
+    """Write the capture as a DNG, run every method, score each look. Returns {look: {method: metrics}}.
+    keep: a dict that receives the centre crop of every finished output (and of the ground truth)."""
     path = write_dng(tmp / (name.replace("/", "_") + ".dng"), capture)
     frame = read_raw(path)
     exposure = prepare(frame, 64).exposure
@@ -279,9 +288,9 @@ def _score_capture(capture: RawCapture, runners: dict, looks, tmp: Path, name: s
             img = finished(lin, frame, exposure, look)
             scores[look][m] = {k: round(v, 4) for k, v in metrics(target, img).items()}
             if keep is not None:
-                keep[(name, look, m)] = img
+                keep[(name, look, m)] = _centre(img)
         if keep is not None:
-            keep[(name, look, "__target__")] = target
+            keep[(name, look, "__target__")] = _centre(target)
     return scores, {"exposure_gain": round(exposure, 4)}
 
 

@@ -174,7 +174,7 @@ def _write_json(path: Path, obj) -> None:
 
 # ---- the loop ---------------------------------------------------------------------------------
 
-def _training_images(data: str | None):
+def training_images(data: str | None):
     """The photos to train on: the bundled training split, a shard folder (`edge4k data build`,
     its train split) or a plain folder of images."""
     from edge4k.calibration.photos import load_folder, load_split
@@ -279,7 +279,7 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
     elif state_path.exists():
         raise Edge4KError(f"{out} already holds a training run; pass --resume to continue it or pick another --out")
 
-    images = _training_images(opts.data)
+    images = training_images(opts.data)
     # Near-zero activations and gradients (zero-initialised heads) fall into float32
     # denormals, which run 10-20x slower on x86 CPUs; flushing them to zero costs nothing.
     torch.set_flush_denormal(True)

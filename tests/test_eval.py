@@ -142,3 +142,18 @@ def test_quick_sweep_reports_every_cell_against_the_best_classical_anchor(tmp_pa
             assert c["flat_de2000_max"] >= 0
     paths = ev.write_sweep(report, tmp_path)
     assert Image.open(paths["png"]).size[0] > 400 and "Robustness sweep" in paths["md"].read_text()
+
+
+def test_shipped_model_is_not_beaten_by_classical_converters_on_bright_clipped_or_noisy_captures():
+    """A reduced robustness sweep with the shipped checkpoint (CI guard against the 'magenta noise on
+    bright scenes' failure): white charts that clip, saturated colours, a zone plate, a Siemens star and
+    photo crops, at 0 and +1.5 EV, ISO 100 and 6400, under tungsten light, held-out cameras."""
+    from edge4k.cli import load_for_preset
+    model, weights = load_for_preset("e4k-s-f16", None)
+    assert not weights.startswith("seed:")
+    report = ev.sweep(model, grid=ev.SWEEP_QUICK, size=96, progress=False)
+    s = report["summary"]
+    assert s["non_finite"] == 0
+    assert s["cells_below_0.5db"] == 0, [(c["ev"], c["iso"], c["neutral"]["delta_db"], c["natural"]["delta_db"])
+                                         for c in report["cells"]]
+    assert s["worst_flat_cast_de2000"] <= ev.FLAT_DE2000_LIMIT, s
