@@ -59,14 +59,12 @@ def tiny_model(**changes):
 
 
 @pytest.fixture(scope="session")
-def native_build():
-    """The native runner and kernels library, built once per session into
-    build/native-host (incremental, so a second session only relinks what changed)."""
+def native_build(tmp_path_factory):
+    """The native runner and kernels library, built once per session into a temporary
+    folder (not the checkout's build/, so two test runs on one checkout do not race)."""
     pytest.importorskip("executorch")
-    from pathlib import Path
     from edge4k.devices.native import build_host
-    root = Path(__file__).resolve().parents[1]
-    return build_host(root / "build" / "native-host")
+    return build_host(tmp_path_factory.mktemp("native-host"))
 
 
 # ---- a fake adb-connected phone (tests/fake_adb.py) --------------------------------
