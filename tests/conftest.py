@@ -10,10 +10,12 @@ from edge4k.cli import sample_path
 from edge4k.models import build_model, get_preset
 
 # Property tests are derandomised (the same examples on every run and machine), with no
-# per-example deadline (shared CI cores are slow and noisy) and no example database in the repo.
+# per-example deadline nor slow-generation check (shared CI cores are slow and noisy), and no
+# example database in the repo.
 try:
-    from hypothesis import settings
-    settings.register_profile("edge4k", derandomize=True, deadline=None, database=None, max_examples=60)
+    from hypothesis import HealthCheck, settings
+    settings.register_profile("edge4k", derandomize=True, deadline=None, database=None, max_examples=60,
+                              suppress_health_check=[HealthCheck.too_slow])
     settings.load_profile("edge4k")
 except ImportError:   # hypothesis is in the dev extra; without it only the property tests fail to import
     pass

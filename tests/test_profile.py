@@ -45,7 +45,7 @@ def valid_profile(**changes) -> dict:
 
 class FakeClock:
     def __init__(self):
-        self.now = 0.01   # small and non-zero: end - start differs from end + start or end % start
+        self.now = 0.001  # small and non-zero: end - start differs from end + start or end % start
 
     def __call__(self):
         return self.now
@@ -136,6 +136,16 @@ def test_power_keeps_microjoule_precision(tmp_path):
     (zone / "energy_uj").write_text("4321987654\n")  # 4321.987654 J in 10 s, 1 image
     clock.now += 10.0
     assert meter.stop(1)["mean_watts"] == 432.199 and meter.stop(1)["joules_per_image"] == 4321.9877
+
+
+def test_a_wrap_one_microjoule_short_of_the_start(tmp_path):
+    zone = powercap(tmp_path, 500, max_range_uj=1_000_000_000)
+    clock = FakeClock()
+    meter = PowerMeter(tmp_path, clock=clock)
+    meter.start()
+    (zone / "energy_uj").write_text("499\n")           # all the way round, less 1 uJ
+    clock.now += 1.0
+    assert meter.stop(1)["mean_watts"] == 1000.0
 
 
 def test_no_energy_used_is_zero_watts_not_a_wrap(tmp_path):
@@ -308,6 +318,15 @@ def test_host_device_and_versions():
     import torch
     assert v == {"edge4k": "0.1.0", "python": platform.python_version(), "torch": torch.__version__,
                  "numpy": numpy.__version__}
+
+
+def test_host_device_reads_the_cpu_model_name(monkeypatch):
+    import io
+    real_open = open
+    cpuinfo = "processor\t: 0\nvendor_id\t: X\nmodel name\t: Edge: Test CPU @ 2.0GHz\nmodel name\t: second\n"
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: io.StringIO(cpuinfo) if path == "/proc/cpuinfo"
+                        else real_open(path, *a, **k))
+    assert prof.host_device("eager", None, 1)["soc"] == "Edge: Test CPU @ 2.0GHz"
 
 
 def test_host_device_without_cpuinfo(monkeypatch):

@@ -53,6 +53,9 @@ def test_compression(studies):
             assert r["tokens"]["native"][label] == math.ceil(w / r["compression"]) * math.ceil(h / r["compression"])
             eager = r["latency"][label]["eager"]
             assert finite_positive(eager["total_ms"], eager["peak_rss_mib"]) and eager["tiles"] >= 1
+    from edge4k.models import build_model, get_preset
+    for r in rows:
+        assert r["params"] == sum(p.numel() for p in build_model(get_preset(r["preset"])).parameters()), r["preset"]
     f16 = rows[1]
     assert finite_positive(f16["int8_build"]["planned_arena_mib"], f16["int8_build"]["tile_psnr_db_vs_fp32"])
     for label in blob["settings"]["resolutions"]:
@@ -103,6 +106,13 @@ def test_tricks(studies):
     assert all(st["nodes"] > 0 and st["htp"] + st["cpu"] == st["nodes"] for st in stages.values())
     assert "not built in quick mode" in rows["e4k-s-f16-gelu"]["htp"]["error"]
     effects = {e["variant"]: e for e in blob["effects"]}
+    for e in blob["effects"]:     # each effect: the model with the trick against the model without it
+        with_, without = (base, rows[e["variant"]]) if e["variant_does"] == "removes" else (rows[e["variant"]], base)
+        assert e["d_psnr_db"] == pytest.approx(with_["quality"]["psnr"] - without["quality"]["psnr"], abs=1e-3)
+        assert e["mac_ratio"] == pytest.approx(with_["gmac_per_mp"] / without["gmac_per_mp"], abs=1e-3)
+    from edge4k.models import build_model, get_preset
+    for name, r in rows.items():  # parameters counted here, from the preset
+        assert r["params"] == sum(p.numel() for p in build_model(get_preset(name)).parameters()), name
     # MACs from the flop counter: separable convs, no attention and a slim decoder each save work
     assert effects["e4k-s-f16-fullconv"]["mac_ratio"] < 0.6
     assert effects["e4k-s-f16-noattn"]["mac_ratio"] < 1 and effects["e4k-s-f16-slimdec"]["mac_ratio"] < 1
