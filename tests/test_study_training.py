@@ -75,8 +75,11 @@ def test_attention(studies):
         assert finite_positive(blob["quality"][kind]["psnr"], blob["quality"][kind]["de2000_mean"])
     relu, softmax = blob["sweep"]["relu-linear"], blob["sweep"]["softmax"]
     assert [p["tokens"] for p in relu] == [256, 1024, 4096] == [p["tokens"] for p in softmax]
-    assert all(finite_positive(p["ms"], p["peak_rise_mib"] + 1) for p in relu)   # linear: no fit check
-    assert all(finite_positive(p["ms"]) for p in softmax[:2])
+    # the first points are timed; a later one may be skipped as too slow by the quick point limit,
+    # a rule that depends on this machine's speed and load, and must then say so
+    assert finite_positive(relu[0]["ms"], relu[0]["peak_rise_mib"] + 1) and finite_positive(softmax[0]["ms"])
+    for p in relu[1:] + softmax[1:2]:
+        assert finite_positive(p["ms"]) if "ms" in p else p["skipped"].startswith("too slow: predicted"), p
     assert softmax[2]["skipped"].startswith("does not fit: needs 0.5 GiB") and "ms" not in softmax[2]
     assert "Softmax stops fitting at 4096 tokens" in blob["answer"]
     assert f"{blob['quality']['softmax']['psnr'] - blob['quality']['relu-linear']['psnr']:+.2f} dB" in blob["answer"]
