@@ -25,7 +25,7 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) $(call opt,QNN_LIBS,qnn-libs) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup demo eval train distill research test clean android-xnnpack android-qnn ios-coreml
+.PHONY: setup demo eval train distill research test mutation clean android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -75,6 +75,13 @@ research: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Mutation testing (cosmic-ray; not part of `make test`): the score per module of how
+# many deliberately broken versions its tests catch. MUTATE lists MODULE=TEST[,TEST]
+# pairs; SURVIVORS=1 prints each surviving mutant's diff. Sessions resume from build/mutation/.
+MUTATE ?= runtime/profile.py=tests/test_profile.py
+mutation: $(STAMP)
+	$(BIN)/python tests/mutation.py $(MUTATE) $(if $(filter-out 0,$(SURVIVORS)),--survivors)
 
 android-xnnpack: $(DEPS)
 	$(EDGE4K) profile --target $@ --device android -o $(OUT)/$@ $(PROFILE_FLAGS)

@@ -795,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except MemoryError:
         print("edge4k: error: out of memory; use tiled mode or a smaller --batch", file=sys.stderr)
+    except OSError as e:   # the file system said no (disk full, permissions): one line, not a traceback
+        where = f": {e.filename}" if e.filename else ""
+        print(f"edge4k: error: {e.strerror or e}{where}", file=sys.stderr)
     except KeyboardInterrupt:
         print("edge4k: interrupted", file=sys.stderr)
         return 130

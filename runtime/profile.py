@@ -16,34 +16,36 @@ from edge4k.files import atomic_output
 from edge4k.models import STAGES
 
 SCHEMA_ID = "edge4k.profile/1"
-RAPL_ENERGY = "/sys/class/powercap/intel-rapl:0/energy_uj"
+POWERCAP_ROOT = "/sys/class/powercap"
+RAPL_PACKAGE = "intel-rapl:0"   # the powercap zone of CPU package 0
 
 
 class StageTimer:
     """Accumulates wall time per stage within one run; a run may enter a stage many
-    times (once per tile batch)."""
+    times (once per tile batch). clock is the timer (tests pass a fake one)."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
         self.runs: list[dict[str, float]] = []
         self.current: dict[str, float] | None = None
 
     def start_run(self):
         self.current = {s: 0.0 for s in STAGES}
-        self._t0 = time.perf_counter()
+        self._t0 = self.clock()
 
     def end_run(self):
-        self.current["total"] = time.perf_counter() - self._t0
+        self.current["total"] = self.clock() - self._t0
         self.runs.append(self.current)
         self.current = None
 
     @contextmanager
     def __call__(self, stage: str):
-        t0 = time.perf_counter()
+        t0 = self.clock()
         try:
             yield
         finally:
             if self.current is not None:
-                self.current[stage] += time.perf_counter() - t0
+                self.current[stage] += self.clock() - t0
 
     def summary_ms(self) -> dict:
         out = {}
@@ -55,32 +57,43 @@ class StageTimer:
 
 
 class PowerMeter:
-    """Host power from the RAPL package energy counter, when the kernel exposes it.
-    Never invents a number: where the counter is unreadable the reason is reported."""
+    """Host power from the RAPL package energy counter (powercap's energy_uj), when the
+    kernel exposes it. Never invents a number: where the counter is unreadable the
+    reason is reported. root is the powercap folder (tests point it at a fake tree);
+    clock is the timer the elapsed seconds come from."""
 
-    def __init__(self, path: str = RAPL_ENERGY):
-        self.path, self.reason = path, None
+    def __init__(self, root: str | os.PathLike = POWERCAP_ROOT, clock=time.perf_counter):
+        zone = os.path.join(root, RAPL_PACKAGE)
+        self.path, self.range_path, self.clock, self.reason = (os.path.join(zone, "energy_uj"),
+                                                               os.path.join(zone, "max_energy_range_uj"), clock, None)
         try:
-            with open(path) as f:
-                int(f.read())
+            self._read_uj()
+            self.max_range_uj = self._read_int(self.range_path)
         except (OSError, ValueError) as e:
-            self.reason = f"RAPL energy counter not readable at {path} ({e.strerror or e})"
+            self.reason = f"RAPL energy counter not readable in {zone} ({getattr(e, 'strerror', None) or e})"
+
+    @staticmethod
+    def _read_int(path: str) -> int:
+        with open(path) as f:
+            return int(f.read())
 
     def _read_uj(self) -> int:
-        with open(self.path) as f:
-            return int(f.read())
+        return self._read_int(self.path)
 
     def start(self):
         if self.reason is None:
-            self._e0, self._t0 = self._read_uj(), time.perf_counter()
+            self._e0, self._t0 = self._read_uj(), self.clock()
 
     def stop(self, images: int) -> dict:
         if self.reason is not None:
             return {"available": False, "reason": self.reason}
-        joules = (self._read_uj() - self._e0) / 1e6
-        seconds = time.perf_counter() - self._t0
-        if joules < 0:   # counter wrapped during the run
-            return {"available": False, "reason": "RAPL counter wrapped during the run"}
+        used_uj = self._read_uj() - self._e0
+        seconds = self.clock() - self._t0
+        if used_uj < 0:   # the counter wrapped (once) past max_energy_range_uj back to 0
+            used_uj += self.max_range_uj
+        joules = used_uj / 1e6
+        if seconds <= 0:
+            return {"available": False, "reason": "no time elapsed between the power readings"}
         return {"available": True, "method": "RAPL package energy (whole CPU package, other processes included)",
                 "mean_watts": round(joules / seconds, 3), "joules_per_image": round(joules / images, 4)}
 
@@ -113,13 +126,22 @@ def profile_schema() -> dict:
     return json.loads(resources.files("edge4k.runtime").joinpath("profile.schema.json").read_text())
 
 
+@lru_cache(maxsize=1)
+def _validator():
+    """The schema's validator, built (and the schema itself checked) once per process."""
+    import jsonschema
+    schema = profile_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def validate_profile(profile: dict) -> None:
     import jsonschema
-    try:
-        jsonschema.validate(profile, profile_schema())
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
-        raise Edge4KError(f"profile does not match {SCHEMA_ID} at {where}: {e.message}") from None
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(profile))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise Edge4KError(f"profile does not match {SCHEMA_ID} at {where}: {error.message}")
 
 
 def write_profile(path: str | os.PathLike, profile: dict) -> None:

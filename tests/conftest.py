@@ -9,6 +9,17 @@ from edge4k.calibration.unprocess import unprocess
 from edge4k.cli import sample_path
 from edge4k.models import build_model, get_preset
 
+# Property tests are derandomised (the same examples on every run and machine), with no
+# per-example deadline nor slow-generation check (shared CI cores are slow and noisy), and no
+# example database in the repo.
+try:
+    from hypothesis import HealthCheck, settings
+    settings.register_profile("edge4k", derandomize=True, deadline=None, database=None, max_examples=60,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("edge4k")
+except ImportError:   # hypothesis is in the dev extra; without it only the property tests fail to import
+    pass
+
 
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth, colourful sRGB test image in [0, 1] (gradients plus a few blobs)."""
@@ -56,14 +67,12 @@ def tiny_model(**changes):
 
 
 @pytest.fixture(scope="session")
-def native_build():
-    """The native runner and kernels library, built once per session into
-    build/native-host (incremental, so a second session only relinks what changed)."""
+def native_build(tmp_path_factory):
+    """The native runner and kernels library, built once per session into a temporary
+    folder (not the checkout's build/, so two test runs on one checkout do not race)."""
     pytest.importorskip("executorch")
-    from pathlib import Path
     from edge4k.devices.native import build_host
-    root = Path(__file__).resolve().parents[1]
-    return build_host(root / "build" / "native-host")
+    return build_host(tmp_path_factory.mktemp("native-host"))
 
 
 # ---- a fake adb-connected phone (tests/fake_adb.py) --------------------------------
@@ -119,3 +128,35 @@ def phone_run(native_build, tmp_path_factory):
     done = edge4k_cli(["profile", "--target", "android-xnnpack", "--device", "android", "-o", str(out),
                        "--runner", str(native_build / "edge4k_runner"), *PHONE_FLAGS], env, cwd=root)
     return SimpleNamespace(done=done, out=out, root=root, env=env, runner=native_build / "edge4k_runner")
+
+
+# ---- compiler builds ---------------------------------------------------------------
+
+def build_below_the_floor_fails(model, spec, good_build, tmp_path, monkeypatch):
+    """compile_build over an existing output folder, with a PSNR floor no build reaches: it
+    must raise, remove its staging folder and leave the existing folder byte for byte.
+    The target's lower step re-uses good_build's artifacts (same spec) instead of
+    compiling again; the verification of them is the real one."""
+    import shutil
+    from edge4k.compiler import build as b
+    from edge4k.errors import Edge4KError
+    from edge4k.models import NETWORK_STAGES
+
+    out = tmp_path / "out"
+    shutil.copytree(good_build, out)
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    stages = b.load_manifest(good_build)["stages"]
+
+    def lower(self, model, spec, inputs, calib, out_dir, progress):
+        for p in good_build.iterdir():
+            if p.name != b.MANIFEST:
+                (shutil.copytree if p.is_dir() else shutil.copy)(p, out_dir / p.name)
+        return {s: {k: v for k, v in stages[s].items() if k not in ("inputs", "output")} for s in NETWORK_STAGES}
+
+    monkeypatch.setattr(type(b.get_target(spec.target)), "lower", lower)
+    monkeypatch.setitem(b.PSNR_FLOOR, spec.precision, 1000.0)
+    with pytest.raises(Edge4KError, match=rf"build fails its accuracy check \(global [0-9.]+ dB, encoder [0-9.]+ dB, "
+                                          rf"backbone [0-9.]+ dB, decoder [0-9.]+ dB < 1000.0 dB for {spec.precision}\)"):
+        b.compile_build(model, spec, out, weights="test")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]          # no staging folder left beside it
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before

@@ -30,7 +30,11 @@ def test_run_writes_image_and_valid_profile(tmp_path, sample_dng, capsys):
     assert profile["tiling"] == {"enabled": True, "tile": 256, "overlap": 32, "tiles": 9, "batch": 2,
                                  "padded": [528, 528]}   # 512 + the frontend's 6-pixel phase padding
     assert profile["timing"]["runs"] == 2 and profile["model"]["preset"] == "e4k-t-f16"
-    assert profile["power"]["available"] or profile["power"]["reason"]
+    power = profile["power"]    # this host's RAPL counter, or why there is none (tests/test_profile.py fakes one)
+    if power["available"]:
+        assert power["mean_watts"] > 0 and power["joules_per_image"] > 0
+    else:
+        assert power["reason"].startswith("RAPL energy counter not readable in /sys/class/powercap/intel-rapl:0")
     assert "decoder" in capsys.readouterr().out
 
 
@@ -109,3 +113,48 @@ def test_outputs_get_ordinary_permissions(tmp_path, sample_dng):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def _disk_full_after(nbytes, when):
+    """A writer that writes nbytes of its data into the file, then finds the disk full."""
+    import errno
+
+    def write(path, data):
+        if not when(os.path.basename(path)):
+            return False
+        with open(path, "wb") as f:
+            f.write(data[:nbytes])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return write
+
+
+@pytest.mark.parametrize("failing", ["image", "profile"])
+def test_disk_full_mid_write_is_one_line_and_leaves_no_partial_file(tmp_path, sample_dng, capsys, monkeypatch,
+                                                                     failing):
+    import pathlib
+    from PIL import Image
+
+    out, prof = tmp_path / "o.png", tmp_path / "p.json"
+    if failing == "image":
+        full = _disk_full_after(100, lambda name: name.startswith(".o.png."))
+        real_save = Image.Image.save
+        monkeypatch.setattr(Image.Image, "save", lambda self, fp, *a, **k: full(fp, b"\x89PNG" + bytes(500))
+                            or real_save(self, fp, *a, **k))
+    else:
+        full = _disk_full_after(10, lambda name: name.startswith(".p.json."))
+        real_write = pathlib.Path.write_text
+        monkeypatch.setattr(pathlib.Path, "write_text", lambda self, text, *a, **k: full(self, text.encode())
+                            or real_write(self, text, *a, **k))
+    rc = main(["run", sample_dng, "-o", str(out), "--profile", str(prof), "--preset", "e4k-t-f16",
+               "--tile", "512", "--overlap", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("edge4k: error: ") and "No space left on device" in err[0]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    # the temporary files existed (the writer got to write into them) and are gone
+    assert not [n for n in left if n.startswith((".o.png.", ".p.json."))], left
+    assert "p.json" not in left
+    if failing == "image":
+        assert left == []
+    else:   # the image was complete before the profile failed; it stays, whole
+        assert left == ["o.png"] and Image.open(out).size == (512, 512)

@@ -14,7 +14,7 @@ from edge4k.models import NETWORK_STAGES
 from edge4k.runtime.backends import EagerBackend, open_build
 from edge4k.runtime.pipeline import TileOptions, process
 
-from conftest import tiny_model
+from conftest import build_below_the_floor_fails, tiny_model
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
@@ -49,6 +49,8 @@ def test_build_manifest_nhwc_io_ops_and_accuracy(builds, precision):
         assert entry["transpose_ops"] == entry["ops"].get("TRANSPOSE", 0)
         assert set(entry["delegates"]) >= {"gpu", "qnn"}
         assert all(isinstance(v["cpu_fallback_ops"], dict) for v in entry["delegates"].values())
+    assert manifest["verification"]["floor_db"] == PSNR_FLOOR[precision]
+    assert manifest["verification"]["tile_psnr_db"] >= PSNR_FLOOR[precision]    # the chained tile
     enc = manifest["stages"]["encoder"]
     assert enc["tflite_inputs"]["args_0"]["shape"] == [2, 64, 64, 4]        # NHWC packed tile
     assert enc["tflite_inputs"]["args_0"]["dtype"] == dtype
@@ -58,7 +60,18 @@ def test_build_manifest_nhwc_io_ops_and_accuracy(builds, precision):
         assert "CONV_2D" in manifest["stages"]["decoder"]["ops"] and "DIV" in manifest["stages"]["backbone"]["float_ops"]
         assert manifest["stages"]["backbone"]["delegates"]["qnn"]["cpu_fallback_ops"]["DIV"]
         assert json.loads((paths[precision] / "quant_recipe.json").read_text())[0]["algorithm_key"]
-        assert manifest["stages"]["decoder"]["bytes"] < load_manifest(paths["fp32"])["stages"]["decoder"]["bytes"] * 1.2
+        # int8 weights shrink the files where weights dominate: the global branch (62k parameters)
+        # measures 0.31x fp32 and the whole build 0.56x. The tiny decoder (5k parameters) does
+        # not shrink: its per-channel quantisation parameters outweigh the 15 KB of weights saved.
+        fp32 = load_manifest(paths["fp32"])["stages"]
+        assert manifest["stages"]["global"]["bytes"] < 0.4 * fp32["global"]["bytes"]
+        total = sum(manifest["stages"][s]["bytes"] for s in NETWORK_STAGES)
+        assert total < 0.65 * sum(fp32[s]["bytes"] for s in NETWORK_STAGES)
+
+
+def test_a_build_below_the_floor_fails_and_keeps_the_existing_build(builds, tmp_path, monkeypatch):
+    model, paths = builds
+    build_below_the_floor_fails(model, BuildSpec(precision="fp32", **SPEC), paths["fp32"], tmp_path, monkeypatch)
 
 
 def test_fp16_weights_recipe_keeps_accuracy_and_halves_weights():

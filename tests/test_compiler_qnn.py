@@ -19,7 +19,7 @@ from edge4k.models.blocks import SpaceToChannelDown
 from edge4k.runtime.backends import open_build
 from edge4k.runtime.qnn_backend import check_soc
 
-from conftest import tiny_model
+from conftest import build_below_the_floor_fails, tiny_model
 from test_models import stage_inputs
 
 onnxruntime_qnn = pytest.importorskip("onnxruntime_qnn")
@@ -62,9 +62,17 @@ def test_build_manifest_records_soc_placement_and_accuracy(build):
         assert entry["context_binary_bytes"] > 0 and (path / entry["file"]).is_file()
         assert entry["context_sdk"][0].startswith(f"v{manifest['qnn']['qairt']}")
         assert manifest["verification"]["psnr_db"][stage] >= PSNR_FLOOR["int8"]
+    assert manifest["verification"]["floor_db"] == PSNR_FLOOR["int8"]
+    assert manifest["verification"]["tile_psnr_db"] >= PSNR_FLOOR["int8"]      # the chained tile
     assert manifest["stages"]["backbone"]["quantization"]["fp16_nodes"] > 0     # LiteLA's core
     assert manifest["stages"]["decoder"]["quantization"]["activations"] == "uint8"
     assert manifest["stages"]["encoder"]["inputs"] == [{"name": "packed", "shape": [2, 4, 64, 64], "dtype": "float32"}]
+
+
+def test_a_build_below_the_floor_fails_and_keeps_the_existing_build(build, tmp_path, monkeypatch):
+    model, path = build
+    build_below_the_floor_fails(model, BuildSpec(precision="int8", options={"soc": "SM8650"}, **SPEC), path,
+                                tmp_path, monkeypatch)
 
 
 def test_check_runs_the_whole_image_on_the_htp_emulation(build, sample_dng):

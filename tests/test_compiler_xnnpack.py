@@ -14,7 +14,7 @@ from edge4k.models import NETWORK_STAGES
 from edge4k.runtime.backends import EagerBackend, open_build
 from edge4k.runtime.pipeline import TileOptions, process
 
-from conftest import tiny_model
+from conftest import build_below_the_floor_fails, tiny_model
 from test_models import stage_inputs
 
 pytest.importorskip("executorch")
@@ -67,6 +67,9 @@ def test_build_manifest_accuracy_and_full_delegation(builds, precision):
         assert entry["ops_outside_delegate"] == {}, (stage, entry["ops_outside_delegate"])
         assert entry["planned_arena_bytes"] > 0 and entry["file_bytes"] > 0
         assert manifest["verification"]["psnr_db"][stage] >= PSNR_FLOOR[precision]
+    # the chained tile (every stage compiled, each fed the previous one's output) holds the floor too
+    assert manifest["verification"]["floor_db"] == PSNR_FLOOR[precision]
+    assert manifest["verification"]["tile_psnr_db"] >= PSNR_FLOOR[precision]
     assert manifest["stages"]["encoder"]["inputs"] == [{"name": "packed", "shape": [2, 4, 64, 64], "dtype": "float32"}]
     if precision != "fp32":
         assert manifest["stages"]["decoder"]["file_bytes"] < load_manifest(paths["fp32"])["stages"]["decoder"]["file_bytes"]
@@ -128,6 +131,12 @@ def test_broken_builds_are_refused(builds, tmp_path):
         open_build(paths["fp32"], backend="litert")
 
 
+def test_a_build_below_the_floor_fails_and_keeps_the_existing_build(builds, tmp_path, monkeypatch):
+    model, paths = builds
+    build_below_the_floor_fails(model, BuildSpec(precision="int8", options={"keep_fp32": ["decoder.head.1"]}, **SPEC),
+                                paths["int8"], tmp_path, monkeypatch)
+
+
 def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
     model = tiny_model()
     out = tmp_path / "native"
@@ -179,3 +188,47 @@ def test_check_compares_an_executorch_build_stage_by_stage_and_whole_image(build
     assert set(report["psnr_db"]) == set(NETWORK_STAGES) and report["image_psnr_db"]["RGGB_192x128.dng"] >= 60.0
     strict = check_build(model, paths["int8"], images=[image], samples=1, floor=200.0)
     assert set(strict["failing"]) == {*NETWORK_STAGES, "whole tile", "image RGGB_192x128.dng"}
+
+
+def test_histogram_observer_reaches_the_quantiser():
+    """The activation observer named in the recipe is the one that sets the input's
+    int8 range: min-max gives exactly (max - min) / 255 of the calibration data, the
+    histogram observer its own (narrower or equal) range."""
+    from edge4k.compiler.xnnpack.quantize import int8_recipe, quantize_stage
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1)).eval()
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    outlier = x.clone()
+    outlier[0, 0, 0, 0] = 60.0
+    scales = {}
+    for observer in ("minmax", "histogram"):
+        q = quantize_stage(conv, (x,), [(x,), (outlier,)], int8_recipe(observer))
+        scales[observer] = next(n.args[1] for n in q.graph.nodes if "quantize_per_tensor" in str(n.target))
+    assert scales["minmax"] == pytest.approx((60.0 - float(x.min())) / 255, rel=1e-5)
+    assert scales["histogram"] <= scales["minmax"] and scales["histogram"] != scales["minmax"]
+    with pytest.raises(Edge4KError, match="observer must be one of minmax, histogram, got percentile"):
+        int8_recipe("percentile")
+
+
+def test_analyze_writes_a_plan_that_compile_keeps_in_fp32(tmp_path, capsys):
+    common = ["--preset", "e4k-t-f16", "--resolution", "256x256", "--tile", "128", "--overlap", "32", "--calib", "2"]
+    plan = tmp_path / "plan.json"
+    assert main(["analyze", *common, "--stages", "global", "--threshold", "80", "-o", str(plan)]) == 0
+    assert f"use it with `edge4k compile --fp32-plan {plan}`" in capsys.readouterr().out
+    report = json.loads(plan.read_text())
+    keep = report["keep_fp32"]
+    assert keep and all(k.startswith("global.") for k in keep) and report["observer"] == "minmax"
+    assert keep == [r["layer"] for r in report["layers"] if r["psnr_db"] < 80.0]
+    out = tmp_path / "b"
+    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8", "--observer", "histogram",
+                 "--keep-fp32", "decoder.head.1", "--fp32-plan", str(plan), "-o", str(out)]) == 0
+    manifest = load_manifest(out)
+    assert manifest["options"]["observer"] == "histogram"
+    assert manifest["options"]["keep_fp32"] == ["decoder.head.1", *keep]
+    assert manifest["stages"]["global"]["kept_fp32"] == [k.removeprefix("global.") for k in keep]
+    assert manifest["stages"]["decoder"]["kept_fp32"] == ["head.1"]
+    assert manifest["stages"]["encoder"]["precision"] == "int8"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"layers": []}')
+    assert main(["compile", "--target", "host-xnnpack", *common, "--fp32-plan", str(bad), "-o", str(tmp_path / "c")]) == 1
+    assert "cannot read keep_fp32 from" in capsys.readouterr().err and not (tmp_path / "c").exists()

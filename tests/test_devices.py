@@ -1,6 +1,7 @@
 """Devices: the whole `edge4k profile --device android` flow against a fake adb
 (tests/fake_adb.py) whose phone runs the host-built native runner; device
 selection, a phone lost mid-run, dry runs, the Make targets, iOS elsewhere."""
+import base64
 import json
 import shutil
 import subprocess
@@ -221,3 +222,101 @@ def test_make_android_xnnpack_on_the_fake_phone(phone_run, tmp_path):
     assert done.returncode == 0, done.stderr
     validate_profile(json.loads((tmp_path / "android-xnnpack" / "profile.json").read_text()))
     assert "decoder" in done.stdout and (tmp_path / "android-xnnpack" / "output.png").is_file()
+
+
+# ---- the phone flow's checks, with stand-in runners (no native build needed) ----------
+
+def _phone_job(root):
+    """A build folder, a decoded-frame sidecar and an output folder for profile_on_phone."""
+    build = root / "build"
+    build.mkdir(exist_ok=True)
+    (build / "manifest.json").write_text(json.dumps({"stages": {"global": {"file": "model.pte"}}}))
+    (build / "model.pte").write_bytes(b"pte")
+    (root / "frame.json").write_text("{}")
+    (root / "frame.u16").write_bytes(b"\0\0")
+    return dict(artifacts=build, sidecar=root / "frame.json", out_dir=root / "out",
+                opts=RunOptions(runs=1, warmup=0, idle_seconds=0), echo=lambda line: None)
+
+
+def _script_runner(root, body):
+    runner = root / "runner.sh"
+    runner.write_text("#!/bin/bash\nmkdir -p out\n" + body + "\n")
+    runner.chmod(0o755)
+    return runner
+
+
+def _phone_is_clean(root):
+    log = adb_log(root)
+    return log[-1] == "-s emu1 shell rm -rf /data/local/tmp/edge4k" and \
+        not (root / "phone" / "data" / "local" / "tmp" / "edge4k").exists()
+
+
+def test_a_runner_for_another_abi_is_refused_before_any_push(on_fake_phone):
+    from edge4k.devices.android import profile_on_phone
+    root = on_fake_phone()
+    arm64 = root / "edge4k_runner"
+    arm64.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + (183).to_bytes(2, "little") + bytes(44))   # e_machine AArch64
+    with pytest.raises(Edge4KError, match=r"edge4k_runner is a arm64-v8a binary but the phone runs x86_64; build the "
+                                          r"runner for the phone"):
+        profile_on_phone(Adb(Shell()), runner=arm64, **_phone_job(root))
+    script = _script_runner(root, "exit 0")
+    with pytest.raises(Edge4KError, match="runner.sh is a non-ELF binary but the phone runs x86_64"):
+        profile_on_phone(Adb(Shell()), runner=script, **_phone_job(root))
+    assert not any(" push " in line or line.startswith("-s emu1 shell rm") for line in adb_log(root))
+    assert not (root / "out").exists()
+
+
+@pytest.fixture
+def runner_is_for_the_phone(monkeypatch):
+    from edge4k.devices import android
+    monkeypatch.setattr(android, "elf_abi", lambda path: "x86_64")   # a script stands in for the runner binary
+
+
+def _profile_script(image: bytes, sha256: str):
+    from test_profile import valid_profile
+    profile = valid_profile(output={"path": "out/output.png", "sha256": sha256, "width": 64, "height": 32,
+                                    "bit_depth": 8})
+    return (f"printf '%s' '{json.dumps(profile)}' > out/profile.json\n"
+            f"echo {base64.b64encode(image).decode()} | base64 -d > out/output.png")
+
+
+def test_pulled_results_land_when_the_image_matches_its_sha256(on_fake_phone, runner_is_for_the_phone):
+    import hashlib
+    from edge4k.devices.android import profile_on_phone
+    root = on_fake_phone()
+    image = b"\x89PNG fake image"
+    job = _phone_job(root)
+    runner = _script_runner(root, _profile_script(image, hashlib.sha256(image).hexdigest()))
+    profile = profile_on_phone(Adb(Shell()), runner=runner, **job)
+    assert profile["output"]["sha256"] == hashlib.sha256(image).hexdigest()
+    assert (job["out_dir"] / "output.png").read_bytes() == image
+    assert sorted(p.name for p in job["out_dir"].iterdir()) == ["output.png", "profile.json"]
+    assert _phone_is_clean(root)
+
+
+def test_a_pulled_image_that_does_not_match_its_sha256_is_refused(on_fake_phone, runner_is_for_the_phone):
+    from edge4k.devices.android import profile_on_phone
+    root = on_fake_phone()
+    job = _phone_job(root)
+    job["out_dir"].mkdir()
+    (job["out_dir"] / "output.png").write_bytes(b"the previous run's image")
+    runner = _script_runner(root, _profile_script(b"\x89PNG truncated", "0" * 64))
+    with pytest.raises(Edge4KError, match="the image pulled from the phone does not match the sha256 in its profile"):
+        profile_on_phone(Adb(Shell()), runner=runner, **job)
+    # nothing of the bad run on the host: the previous image is untouched, no profile, no staging folder
+    assert sorted(p.name for p in job["out_dir"].iterdir()) == ["output.png"]
+    assert (job["out_dir"] / "output.png").read_bytes() == b"the previous run's image"
+    assert _phone_is_clean(root)
+
+
+def test_a_failing_runner_is_one_line_and_the_phone_is_cleaned(on_fake_phone, runner_is_for_the_phone):
+    from edge4k.devices.android import profile_on_phone
+    root = on_fake_phone()
+    job = _phone_job(root)
+    runner = _script_runner(root, "echo 'edge4k_runner: error: cannot open build/model.pte' >&2\nexit 3")
+    with pytest.raises(Edge4KError, match=r"^the runner failed on emu1: edge4k_runner: error: cannot open "
+                                          r"build/model.pte$"):
+        profile_on_phone(Adb(Shell()), runner=runner, **job)
+    assert _phone_is_clean(root) and not job["out_dir"].exists()
+    assert any("pushed" not in l and " push " in l and l.endswith("/data/local/tmp/edge4k/edge4k_runner")
+               for l in adb_log(root))

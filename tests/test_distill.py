@@ -80,21 +80,54 @@ def test_time_embedding_vanishes_at_t0_so_the_t0_student_is_the_shipped_forward(
     assert emb(torch.full((1,), 0.5)).abs().sum() > 0
 
 
-def _teacher(v_const=None):
+def _teacher(v_const=None, field=None):
     teacher = FlowTeacher(tiny_model(), TeacherConfig(**TEACHER)).eval()
     if v_const is not None:
-        teacher.velocity.forward = lambda x, t, c, g, features=False: torch.full_like(x, v_const)
+        field = lambda x, t: torch.full_like(x, v_const)
+    if field is not None:   # t arrives as one value per batch item
+        teacher.velocity.forward = lambda x, t, c, g, features=False: field(x, t.reshape(-1, *[1] * (x.dim() - 1)))
     return teacher
 
 
 def test_euler_and_heun_integrate_a_constant_field_exactly():
     teacher = _teacher(v_const=0.25)
-    c, g = torch.randn(2, 8, 2, 2), torch.randn(2, 16)
+    c, g = torch.randn(2, 8, 2, 2, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 16)
     for solver in ("euler", "heun"):
         for steps in (1, 3):
             assert torch.allclose(teacher.sample(c, g, steps=steps, solver=solver), c + 0.25)
     with pytest.raises(Edge4KError, match="solver"):
         teacher.sample(c, g, steps=2, solver="rk4")
+
+
+def test_heun_is_exact_for_a_field_linear_in_t_where_euler_is_not():
+    # dx/dt = 2t: x(1) = x(0) + 1. Euler with N steps sums 2 t_k h over the left ends: (N - 1) / N.
+    teacher = _teacher(field=lambda x, t: 2 * t * torch.ones_like(x))
+    c, g = torch.randn(2, 8, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64), None
+    for steps in (1, 2, 5):
+        torch.testing.assert_close(teacher.sample(c, g, steps=steps, solver="heun"), c + 1.0)
+        torch.testing.assert_close(teacher.sample(c, g, steps=steps, solver="euler"), c + (steps - 1) / steps)
+
+
+def test_heun_matches_its_closed_form_on_dx_dt_equals_t_x():
+    """dx/dt = t x, so x(1) = x(0) e^(1/2). One Heun step from t0 to t1 = t0 + h multiplies x
+    by 1 + h/2 (t0 + t1 (1 + h t0)); Euler's by 1 + h t0. Heun's error falls ~4x per halving
+    of the step (second order; 4.7x and 4.5x at these step counts), Euler's ~2x."""
+    teacher = _teacher(field=lambda x, t: t * x)
+    c = torch.linspace(-1, 2, 8, dtype=torch.float64).reshape(2, 4, 1, 1)
+    exact = c * np.exp(0.5)
+    errors = {}
+    for solver, factor in (("heun", lambda t0, h: 1 + h / 2 * (t0 + (t0 + h) * (1 + h * t0))),
+                           ("euler", lambda t0, h: 1 + h * t0)):
+        for steps in (4, 8, 16):
+            h = 1 / steps
+            closed = float(np.prod([factor(k * h, h) for k in range(steps)]))
+            got = teacher.sample(c, None, steps=steps, solver=solver)
+            torch.testing.assert_close(got, c * closed, rtol=1e-12, atol=1e-12)
+            errors[solver, steps] = float((got - exact).abs().max())
+    for steps in (4, 8):
+        assert 3.5 < errors["heun", steps] / errors["heun", 2 * steps] < 5.5
+        assert 1.5 < errors["euler", steps] / errors["euler", 2 * steps] < 2.5
+    assert errors["heun", 16] < errors["euler", 16] / 20
 
 
 def test_teacher_as_model_runs_the_n_step_sampler_in_the_backbone_stage():

@@ -1,5 +1,6 @@
 """The wheel maps every root folder into edge4k.* (an editable install would hide a
 mapping bug), ships the sample and the schema, and leaves the tests out."""
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -11,8 +12,12 @@ SUBPACKAGES = ("models", "runtime", "kernels", "compiler", "devices", "calibrati
 
 
 def test_wheel_contents_and_imports(tmp_path):
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "out", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache", "mutants"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=300)
+                    "-w", str(tmp_path), str(source)], check=True, timeout=300)
     wheel = next(tmp_path.glob("edge4k-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for sub in SUBPACKAGES:

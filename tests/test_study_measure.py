@@ -3,14 +3,12 @@
 end to end with --quick, plus the pieces whose logic the quick numbers cannot pin down."""
 import json
 import math
-import re
 
 import pytest
 
 from edge4k.cli import load_for_preset
 from edge4k.devices import cost_model
 from edge4k.models import NETWORK_STAGES, STAGES
-from edge4k.models.cost import stage_macs
 from edge4k.studies import phone, run_study, tiling
 
 
@@ -43,8 +41,12 @@ def test_decoder_share_quick(reports):
         lat = c["latency_ms"]
         assert all(math.isfinite(lat[s]) and lat[s] >= 0 for s in STAGES) and lat["total"] > 0
         assert lat["decoder"] > 0 and c["peak_rss_mib"] > 0 and c["build_psnr_db"] > 60
-        assert sum(c["share_of_network"].values()) == pytest.approx(1, abs=1e-3)
-        assert sum(c["share_of_total"].values()) <= 1.0 + 1e-3
+        network = sum(lat[s] for s in NETWORK_STAGES)     # the shares, from the latencies themselves
+        for s in NETWORK_STAGES:
+            assert c["share_of_network"][s] == pytest.approx(lat[s] / network, abs=1e-4)
+        for s in STAGES:
+            assert c["share_of_total"][s] == pytest.approx(lat[s] / lat["total"], abs=1e-4)
+        assert sum(lat[s] for s in STAGES) <= lat["total"] * 1.001    # stages are parts of the total
     assert next(c for c in measured if c["mode"] == "native")["tiles"] == 1
     assert next(c for c in measured if c["mode"] == "tiled")["tiles"] > 1
     placement = d["htp_placement"]
@@ -54,9 +56,13 @@ def test_decoder_share_quick(reports):
         assert p["nodes"] > 0 and p["htp"] + p["cpu"] == p["nodes"]
     summary = d["bottleneck_at_256"]
     assert set(summary) == {"tiled fp32", "native fp32"}
-    for row in summary.values():
-        assert row["largest_stage"] in NETWORK_STAGES
-    assert re.match(r"(Yes|No|Partly): at 256 the decoder is the largest network stage in \d of 2", d["answer"])
+    largest = {f"{c['mode']} {c['precision']}": max(NETWORK_STAGES, key=c["latency_ms"].get) for c in measured}
+    for name, row in summary.items():
+        assert row["largest_stage"] == largest[name], (name, row)
+    decoder_first = sum(stage == "decoder" for stage in largest.values())
+    verdict = {0: "No", 1: "Partly", 2: "Yes"}[decoder_first]
+    assert d["answer"].startswith(f"{verdict}: at 256 the decoder is the largest network stage in {decoder_first} "
+                                  "of 2 measured configurations"), d["answer"]
     md = (root / "reports" / "decoder_share" / "decoder_share.md").read_text()
     assert "| 256 native fp32 |" in md and "skipped: quick mode" in md and "on the HTP" in md
 
@@ -73,7 +79,9 @@ def test_tiling_quick(reports):
     # overlapping tiles of a trained network: close to native but not bit-identical
     assert 25 < entry["psnr_vs_native_db"] < 120 and entry["max_error_vs_native_8bit"] > 0
     assert entry["seam_ratio"] > 0 and entry["native_seam_ratio"] > 0
-    assert entry["acceptable"] == tiling.acceptable(entry)
+    # acceptable = within 40 dB of native and a seam ratio at most 1.05 x native's (the study's stated rule)
+    close = entry["identical_to_native"] or entry["psnr_vs_native_db"] >= 40.0
+    assert entry["acceptable"] == (close and entry["seam_ratio"] <= 1.05 * entry["native_seam_ratio"])
     assert entry["estimated_working_set_mib"] < t["native"]["estimated_working_set_mib"]
     assert t["answer"].startswith(f"{int(entry['acceptable'])} of 1 tilings")
 
@@ -109,6 +117,50 @@ def test_tiling_quality_sees_a_seam_that_psnr_forgives():
     assert q["seam_ratio"] > tiling.SEAM_TOLERANCE * q["native_seam_ratio"] and not q["acceptable"]   # ... the seam does not
 
 
+def conv_and_attention_macs(model, tile):
+    """MACs per network stage for one tile, counted independently of the flop counter: every
+    Conv2d / Linear from its output size and kernel, plus LiteLA's three matrix products
+    (V K^T, (V K^T) Q and mean(K)^T Q) from its token count."""
+    import torch
+    from edge4k.models.blocks import LiteLA
+    cfg = model.cfg
+    total = {}
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total["n"] += output.numel() * module.in_channels // module.groups * k
+        elif isinstance(module, torch.nn.Linear):
+            total["n"] += output.numel() * module.in_features
+        elif isinstance(module, LiteLA):
+            b, c, h, w = inputs[0].shape
+            d = c // module.heads
+            total["n"] += b * module.heads * (2 * d * d * h * w + d * h * w)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, LiteLA))]
+    ins = {"global": (torch.zeros(1, 4, cfg.thumb_size, cfg.thumb_size), torch.zeros(1, cfg.meta_dim)),
+           "encoder": (torch.zeros(1, 4, tile // 2, tile // 2),)}
+    out = {}
+    try:
+        with torch.inference_mode():
+            for stage in NETWORK_STAGES:
+                total["n"] = 0
+                if stage == "global":
+                    g = model.stage(stage)(*ins[stage])
+                elif stage == "encoder":
+                    z = model.stage(stage)(*ins[stage])
+                elif stage == "backbone":
+                    z = model.stage(stage)(z, g)
+                else:
+                    model.stage(stage)(z, *ins["encoder"])
+                out[stage] = total["n"]
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
 def test_phone_quick(reports):
     root, r = reports
     p = r["phone"]
@@ -117,7 +169,12 @@ def test_phone_quick(reports):
     assert {h["name"] for h in p["host"]} == {"eager fp32 native", "eager fp32 tiled"}
     assert all(h["source"].endswith("tiling.json") and h["network_gmac_per_s"] > 0 for h in p["host"])
     model, _ = load_for_preset(phone.PRESET, None)
-    assert {s: w["macs"] for s, w in p["workload"]["tiled"]["stages"].items()} == stage_macs(model, 128)
+    counted = conv_and_attention_macs(model, 128)
+    for stage, w in p["workload"]["tiled"]["stages"].items():
+        assert w["macs"] == pytest.approx(counted[stage], rel=0.02), stage
+    native = p["workload"]["native"]["stages"]   # the whole 256x256 frame as one tile
+    for stage in ("encoder", "backbone", "decoder"):
+        assert native[stage]["macs"] == pytest.approx(conv_and_attention_macs(model, 256)[stage], rel=0.02), stage
     assert p["workload"]["tiled"]["tiles"] == 9 and p["workload"]["native"]["tiles"] == 1
     assert p["estimate"]["label"].startswith("ESTIMATE")
     complete = [e for e in p["estimate"]["rows"] if e["complete"]]

@@ -53,6 +53,9 @@ def test_compression(studies):
             assert r["tokens"]["native"][label] == math.ceil(w / r["compression"]) * math.ceil(h / r["compression"])
             eager = r["latency"][label]["eager"]
             assert finite_positive(eager["total_ms"], eager["peak_rss_mib"]) and eager["tiles"] >= 1
+    from edge4k.models import build_model, get_preset
+    for r in rows:
+        assert r["params"] == sum(p.numel() for p in build_model(get_preset(r["preset"])).parameters()), r["preset"]
     f16 = rows[1]
     assert finite_positive(f16["int8_build"]["planned_arena_mib"], f16["int8_build"]["tile_psnr_db_vs_fp32"])
     for label in blob["settings"]["resolutions"]:
@@ -72,8 +75,11 @@ def test_attention(studies):
         assert finite_positive(blob["quality"][kind]["psnr"], blob["quality"][kind]["de2000_mean"])
     relu, softmax = blob["sweep"]["relu-linear"], blob["sweep"]["softmax"]
     assert [p["tokens"] for p in relu] == [256, 1024, 4096] == [p["tokens"] for p in softmax]
-    assert all(finite_positive(p["ms"], p["peak_rise_mib"] + 1) for p in relu)   # linear: no fit check
-    assert all(finite_positive(p["ms"]) for p in softmax[:2])
+    # the first points are timed; a later one may be skipped as too slow by the quick point limit,
+    # a rule that depends on this machine's speed and load, and must then say so
+    assert finite_positive(relu[0]["ms"], relu[0]["peak_rise_mib"] + 1) and finite_positive(softmax[0]["ms"])
+    for p in relu[1:] + softmax[1:2]:
+        assert finite_positive(p["ms"]) if "ms" in p else p["skipped"].startswith("too slow: predicted"), p
     assert softmax[2]["skipped"].startswith("does not fit: needs 0.5 GiB") and "ms" not in softmax[2]
     assert "Softmax stops fitting at 4096 tokens" in blob["answer"]
     assert f"{blob['quality']['softmax']['psnr'] - blob['quality']['relu-linear']['psnr']:+.2f} dB" in blob["answer"]
@@ -103,6 +109,13 @@ def test_tricks(studies):
     assert all(st["nodes"] > 0 and st["htp"] + st["cpu"] == st["nodes"] for st in stages.values())
     assert "not built in quick mode" in rows["e4k-s-f16-gelu"]["htp"]["error"]
     effects = {e["variant"]: e for e in blob["effects"]}
+    for e in blob["effects"]:     # each effect: the model with the trick against the model without it
+        with_, without = (base, rows[e["variant"]]) if e["variant_does"] == "removes" else (rows[e["variant"]], base)
+        assert e["d_psnr_db"] == pytest.approx(with_["quality"]["psnr"] - without["quality"]["psnr"], abs=1e-3)
+        assert e["mac_ratio"] == pytest.approx(with_["gmac_per_mp"] / without["gmac_per_mp"], abs=1e-3)
+    from edge4k.models import build_model, get_preset
+    for name, r in rows.items():  # parameters counted here, from the preset
+        assert r["params"] == sum(p.numel() for p in build_model(get_preset(name)).parameters()), name
     # MACs from the flop counter: separable convs, no attention and a slim decoder each save work
     assert effects["e4k-s-f16-fullconv"]["mac_ratio"] < 0.6
     assert effects["e4k-s-f16-noattn"]["mac_ratio"] < 1 and effects["e4k-s-f16-slimdec"]["mac_ratio"] < 1

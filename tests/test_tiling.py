@@ -36,15 +36,47 @@ def test_impossible_tilings_are_refused(kwargs, needle):
         plan_tiles(300, 500, compression=16, **kwargs)
 
 
-def test_blend_weights_sum_to_one():
+def raised_cosine(length, overlap, lead, trail):
+    """The documented blend ramp, at pixel centres: zero for overlap/4 at an edge with a
+    neighbour, then sin^2 up to 1 over the rest of the overlap (runtime/tiling.py)."""
+    margin, span = overlap // 4, overlap - 2 * (overlap // 4)
+    i = np.arange(length) + 0.5
+    rise = np.sin(np.clip((i - margin) / span, 0, 1) * np.pi / 2) ** 2
+    return (rise if lead else 1) * (rise[::-1] if trail else 1) * np.ones(length)
+
+
+def test_blend_weights_ramp_zero_margin_and_crop():
     plan = plan_tiles(300, 500, compression=16, tile=128, overlap=64)
-    blender = Blender(plan, channels=1)
+    ph, pw, margin = plan.padded_height, plan.padded_width, 64 // 4
     for y, x in plan.origins:
-        blender.add(torch.ones(1, 128, 128), y, x)
+        w = blend_weight(plan, y, x).numpy()
+        lead_y, trail_y, lead_x, trail_x = y > 0, y + 128 < ph, x > 0, x + 128 < pw
+        expected = np.outer(raised_cosine(128, 64, lead_y, trail_y), raised_cosine(128, 64, lead_x, trail_x))
+        np.testing.assert_allclose(w, expected, atol=1e-6, err_msg=f"tile at {(y, x)}")
+        # zero margin toward each neighbour, full weight at an edge on the frame border
+        assert (not lead_y or not w[:margin].any()) and (not trail_y or not w[-margin:].any())
+        assert (not lead_x or not w[:, :margin].any()) and (not trail_x or not w[:, -margin:].any())
+        assert lead_y or lead_x or w[0, 0] == 1.0
+    # blending crops of one image gives that image back, cropped to the frame at the origin
+    image = torch.rand(2, ph, pw, generator=torch.Generator().manual_seed(0))
+    blender = Blender(plan, channels=2)
+    for y, x in plan.origins:
+        blender.add(image[:, y:y + 128, x:x + 128], y, x)
     out = blender.result()
-    torch.testing.assert_close(out, torch.ones_like(out))
-    assert float(blend_weight(plan, 0, 0)[0, 0]) == 1.0            # frame corner: no ramp toward the outside
-    assert float(blend_weight(plan, 128 - 64, 0)[0, 0]) == 0.0     # interior edge: zero in the margin
+    assert out.shape == (2, 300, 500)
+    torch.testing.assert_close(out, image[:, :300, :500])
+
+
+def test_blending_two_tiles_follows_the_ramp_across_their_overlap():
+    plan = plan_tiles(128, 192, compression=16, tile=128, overlap=64)
+    assert plan.origins == ((0, 0), (0, 64))
+    blender = Blender(plan, channels=1)
+    blender.add(torch.zeros(1, 128, 128), 0, 0)
+    blender.add(torch.ones(1, 128, 128), 0, 64)
+    row = blender.result()[0, 5].numpy()
+    ramp = raised_cosine(64, 64, True, False)       # the right tile's lead ramp; the two weights sum to 1
+    np.testing.assert_allclose(row, np.concatenate([np.zeros(64), ramp, np.ones(64)]), atol=1e-6)
+    assert row[64:80].max() == 0.0 and row[112:128].min() == 1.0
 
 
 def test_tiled_matches_native_and_has_no_seams(make_dng):
@@ -63,14 +95,32 @@ def test_tiled_matches_native_and_has_no_seams(make_dng):
     assert seam_ratio(blended, info["plan"]) == pytest.approx(seam_ratio(native, info["plan"]), rel=0.02)
 
 
+def test_tiled_matches_native_on_a_frame_that_needs_padding_and_an_uneven_last_tile(make_dng):
+    # 232x360 pads to 240x368 (latent grid of 16); 128-pixel tiles every 64 px leave a
+    # last row and column of tiles that overlap their neighbours by more than 64.
+    model = tiny_model(attention="none")
+    path = make_dng(232, 360)
+    backend = EagerBackend(model)
+    native, _ = process(path, backend, model.cfg, TileOptions(tile=None, overlap=0, native=True))
+    tiled, info = process(path, backend, model.cfg, TileOptions(tile=128, overlap=64, batch=4))
+    plan = info["plan"]
+    assert (plan.padded_height, plan.padded_width) == (240, 368)
+    ys, xs = sorted({y for y, _ in plan.origins}), sorted({x for _, x in plan.origins})
+    assert ys[-1] + 128 == 240 and xs[-1] + 128 == 368              # the last tiles end at the padded edge
+    assert (ys[-1] - ys[-2]) % 64 and (xs[-1] - xs[-2]) % 64         # ... off the regular stride
+    assert native.shape == tiled.shape == (3, 232, 360)
+    assert psnr(tiled, native) > 55.0
+
+
 def test_seam_ratio_sees_a_tile_offset(make_dng):
     plan = plan_tiles(256, 384, compression=16, tile=128, overlap=0)
-    image = torch.rand(3, 256, 384) * 0.2 + torch.linspace(0, 0.5, 384)   # noisy, with a gradient
+    image = torch.rand(3, 256, 384, generator=torch.Generator().manual_seed(0)) * 0.2 + torch.linspace(0, 0.5, 384)   # noisy, with a gradient
     clean = seam_ratio(image, plan)
     assert 0.8 < clean < 1.2
     seamed = image.clone()
     seamed[:, 128:256, 128:256] += 0.03            # one tile 8 levels brighter (8-bit): a visible seam
-    assert seam_ratio(seamed, plan) > 1.5 * clean
+    # noise alone gives 0.85-1.12 and this seam 1.23-1.6 times that over 40 noise seeds; seed 0 is fixed
+    assert seam_ratio(seamed, plan) > 1.2 * clean
 
 
 def test_batch_size_does_not_change_the_image(make_dng):
