@@ -286,6 +286,8 @@ def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
     p.add_argument("--workers", type=int, default=0, help="data-loading processes that synthesise the RAW "
                                                           "batches (default 0: in the training process)")
     p.add_argument("--init", metavar="PATH", help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument("--freeze-norm", action="store_true",
+                   help="keep BatchNorm statistics fixed, so training sees what the deployed model computes")
 
 
 def _look_arg(p: argparse.ArgumentParser) -> None:
@@ -481,7 +483,7 @@ def model_of_build(manifest: dict, artifacts: str, checkpoint: str | None):
 
 
 TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",
-                   "log_every", "resume", "threads", "workers", "init")
+                   "log_every", "resume", "threads", "workers", "init", "freeze_norm")
 
 
 def _run_training(args, options_cls, run, **extra) -> int:

@@ -14,6 +14,16 @@ from torch import nn
 import torch.nn.functional as F
 
 
+# Activation guards. The stages normalise with BatchNorm (it folds away at export), which in eval
+# mode does not renormalise a frame unlike anything in training: a fully clipped white frame drove
+# the gated Mix-FFN of the first trained model (x * act(x) per block, four blocks) from 10^2 to
+# 10^17 and NaN. Clamps at a few times the largest value seen on training scenes (global vector
+# 12, Mix-FFN branches 40, block outputs 170 for the first trained e4k-s-f16; docs/MODEL_CARD.md)
+# never bind on real images, cost nothing (XNNPACK and the HTP fuse them into the convolutions)
+# and bound every intermediate whatever the input.
+GLOBAL_LIMIT, BRANCH_LIMIT, STREAM_LIMIT = 32.0, 128.0, 512.0
+
+
 def make_act(name: str) -> nn.Module:
     # GELU is kept only for the ablation: Qualcomm's HTP does not place it.
     return nn.SiLU() if name == "silu" else nn.GELU(approximate="tanh")
@@ -131,7 +141,8 @@ class GLUMBConv(nn.Module):
         self.out = nn.Conv2d(hidden, dim, 1)
 
     def forward(self, x):
-        return self.out(self.value(x) * self.act(self.gate(x)))
+        value = self.value(x).clamp(-BRANCH_LIMIT, BRANCH_LIMIT)
+        return self.out(value * self.act(self.gate(x)).clamp(-BRANCH_LIMIT, BRANCH_LIMIT))
 
 
 MOD_ROLES = ("shift_attn", "scale_attn", "gate_attn", "shift_ffn", "scale_ffn", "gate_ffn")
@@ -176,7 +187,7 @@ class DiTBlock(nn.Module):
             h = self.norm_attn(x) * (1.0 + m["scale_attn"]) + m["shift_attn"]
             x = x + m["gate_attn"] * self.attn(h)
         h = self.norm_ffn(x) * (1.0 + m["scale_ffn"]) + m["shift_ffn"]
-        return x + m["gate_ffn"] * self.ffn(h)
+        return (x + m["gate_ffn"] * self.ffn(h)).clamp(-STREAM_LIMIT, STREAM_LIMIT)
 
 
 # Malvar, He and Cutler (ICASSP 2004), "High-quality linear interpolation for demosaicing of

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import AdaLNSingle, BayerDemosaic, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock, SpaceToChannelDown, make_act
+from .blocks import (GLOBAL_LIMIT, AdaLNSingle, BayerDemosaic, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock,
+                     SpaceToChannelDown, make_act)
 from .config import E4KConfig
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
@@ -33,7 +34,7 @@ class GlobalBranch(nn.Module):
 
     def forward(self, thumb, meta):
         f = self.features(thumb).mean(dim=(2, 3), keepdim=True).flatten(1)
-        return self.out(self.act(self.from_image(f) + self.from_meta(meta)))
+        return self.out(self.act(self.from_image(f) + self.from_meta(meta))).clamp(-GLOBAL_LIMIT, GLOBAL_LIMIT)
 
 
 class Encoder(nn.Module):
@@ -85,6 +86,23 @@ class Backbone(nn.Module):
 RESIDUAL_LIMIT = 0.4
 
 
+class ClippedCells(nn.Module):
+    """1 where all four sites of a packed cell are at the clip (white balance already applied, so the
+    frontend has clipped them to 1), 0 below 0.96, a ramp between. Nothing is known of a scene past
+    the clip, so there the output is the classical render: white, as LibRaw renders it. A fixed 1x1
+    conv (the sum of the four channels) and a clamp, which every target runs."""
+
+    def __init__(self, start: float = 0.96):
+        super().__init__()
+        self.register_buffer("ones", torch.ones(1, 4, 1, 1), persistent=False)   # a constant, not a weight
+        self.start = start
+
+    def forward(self, packed):
+        # The four companded sites sum to at least 4 * start only if every one is at least 4 * start - 3.
+        total = F.conv2d(packed, self.ones)
+        return ((total - 4 * self.start) / (4 * (1 - self.start))).clamp(0.0, 1.0)
+
+
 class Decoder(nn.Module):
     """Latent (+ packed RAW tile) -> companded camera RGB tile (3 x T x T).
 
@@ -106,6 +124,7 @@ class Decoder(nn.Module):
         if cfg.raw_skip:
             self.skip = ConvBNAct(4, w[-1], 3, act=act)
             self.demosaic = BayerDemosaic()
+            self.clipped = ClippedCells()
         self.head = nn.Sequential(ResBlock(w[-1], act, cfg.separable), nn.Conv2d(w[-1], 12, 1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -117,7 +136,7 @@ class Decoder(nn.Module):
         x = x + self.skip(packed)
         # The correction is bounded: on inputs far from anything trained on, the output stays within
         # RESIDUAL_LIMIT (companded units) of the classical render instead of running away.
-        residual = self.head(x).clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+        residual = self.head(x).clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT) * (1.0 - self.clipped(packed))
         return F.pixel_shuffle(self.demosaic(packed) + residual, 2)
 
 

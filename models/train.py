@@ -62,6 +62,7 @@ class TrainOptions:
     threads: int | None = None        # CPU threads per process (None: torch's default, or cores / processes)
     workers: int = 0                  # data-loading processes (0: batches are made in the training process)
     init: str | None = None           # start from this checkpoint's weights (fine-tuning; same preset)
+    freeze_norm: bool = False         # keep BatchNorm statistics fixed: train what the deployed model computes
 
 
 # ---- losses -----------------------------------------------------------------------------------
@@ -222,11 +223,20 @@ class DirectTask(torch.nn.Module):
 
     def __init__(self, opts: TrainOptions):
         super().__init__()
+        self.freeze_norm = opts.freeze_norm
         if opts.init:
             from .checkpoint import load_model
             self.model = load_model(opts.init, opts.preset)[0].train()
         else:
             self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_norm:   # BatchNorm normalises with its running statistics, as at inference
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
+        return self
 
     def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         return losses(self.model(batch["packed"], batch["thumb"], batch["meta"]), batch)
@@ -252,8 +262,8 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
             raise Edge4KError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.steps is not None and opts.steps < 1:
         raise Edge4KError(f"--steps must be >= 1, got {opts.steps}")
-    if opts.init and make_task is not DirectTask:
-        raise Edge4KError("--init fine-tunes a one-step model: it is for `edge4k train` only")
+    if (opts.init or opts.freeze_norm) and make_task is not DirectTask:
+        raise Edge4KError("--init and --freeze-norm fine-tune a one-step model: they are for `edge4k train` only")
     out = Path(opts.out)
     state_path, log_path = out / "train_state.pt", out / "train_log.jsonl"
 

@@ -118,3 +118,44 @@ def test_unknown_preset_names_the_valid_ones():
 def test_bad_config_is_refused():
     with pytest.raises(Edge4KError, match="encoder widths"):
         E4KConfig(name="bad", compression=32)
+
+
+def test_the_untrained_decoder_is_malvar_he_cutler():
+    # On a linear ramp, MHC's gradient-corrected kernels are exact: every colour at every site equals
+    # the ramp, so the untrained network (zero residual head) returns the ramp exactly.
+    model = build_model(get_preset("e4k-t-f16"))
+    h = w = 32
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ramp = 0.2 + 0.01 * yy + 0.005 * xx
+    packed = torch.stack([ramp[0::2, 0::2], ramp[0::2, 1::2], ramp[1::2, 0::2], ramp[1::2, 1::2]])[None]
+    with torch.no_grad():
+        out = model.decoder(model.encoder(packed), packed)[0]
+    torch.testing.assert_close(out[:, 2:-2, 2:-2], ramp.expand(3, h, w)[:, 2:-2, 2:-2], rtol=0, atol=1e-5)
+
+
+def test_clipped_cells_keep_the_classical_render_whatever_the_residual():
+    from conftest import tiny_model
+    model = tiny_model()                                    # random residual head
+    g = torch.Generator().manual_seed(0)
+    packed = torch.rand(1, 4, 16, 16, generator=g) * 0.8
+    packed[..., :8] = 1.0                                   # the left half clipped in all four channels
+    with torch.no_grad():
+        out = model.decoder(model.encoder(packed), packed)
+        base = torch.nn.functional.pixel_shuffle(model.decoder.demosaic(packed), 2)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, 13))   # clipped cells away from the edge
+    torch.testing.assert_close(out[inner], base[inner], rtol=0, atol=1e-6)
+    assert not torch.allclose(out[..., 20:], base[..., 20:], atol=1e-3)   # elsewhere the residual acts
+
+
+def test_activation_guards_keep_any_input_finite():
+    from conftest import tiny_model
+    model = tiny_model(attention="relu-linear")
+    for block in model.backbone.blocks:                     # weights that would explode without the guards
+        for conv in (block.ffn.value[0], block.ffn.gate[0]):
+            torch.nn.init.constant_(conv.weight, 3.0)
+    g = torch.Generator().manual_seed(0)
+    thumb, meta = torch.full((1, 4, 32, 32), 50.0), torch.full((1, 5), 3.0)
+    with torch.no_grad():
+        out = model(torch.rand(1, 4, 32, 32, generator=g) * 1000, thumb, meta)
+        glob = model.global_branch(thumb * 100, meta * 100)
+    assert torch.isfinite(out).all() and glob.abs().max() <= 32.0

@@ -51,6 +51,26 @@ def test_tiny_run_writes_checkpoint_log_and_curve(tmp_path, photos):
     assert any(not torch.equal(fresh[k], v) for k, v in model.state_dict().items())
 
 
+def test_fine_tuning_starts_from_a_checkpoint_and_can_keep_the_norm_statistics(tmp_path, photos):
+    base = tmp_path / "base"
+    train(TrainOptions(out=str(base), steps=2, data=photos, **TINY), progress=False)
+    start = _weights(base / "model.safetensors")
+    runs = {}
+    for freeze in (False, True):
+        out = tmp_path / f"tuned-{freeze}"
+        train(TrainOptions(out=str(out), steps=2, data=photos, init=str(base / "model.safetensors"), freeze_norm=freeze,
+                           lr=1e-3, **TINY), progress=False)
+        runs[freeze] = _weights(out / "model.safetensors")
+    stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(runs[True][k], start[k]) for k in stats)          # frozen: untouched
+    assert any(not torch.equal(runs[False][k], start[k]) for k in stats)               # else they move
+    learned = [k for k in start if k.endswith("weight") and "demosaic" not in k]
+    assert any(not torch.equal(runs[True][k], start[k]) for k in learned)              # weights still train
+    with pytest.raises(Edge4KError, match="checkpoint .* is for preset"):
+        train(TrainOptions(out=str(tmp_path / "x"), steps=1, data=photos, init=str(base / "model.safetensors"),
+                           **{**TINY, "preset": "e4k-s-f16"}), progress=False)
+
+
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, photos):
     a, b = tmp_path / "a", tmp_path / "b"
     train(TrainOptions(out=str(a), steps=4, data=photos, **TINY), progress=False)
