@@ -692,7 +692,7 @@ def cmd_data(args) -> int:
         report["data"] = args.data or "bundled training photos"
         out = Path(args.output)
         with atomic_output(out / "coverage.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=1) + "\n")
+            tmp.write_text(json.dumps(report, separators=(",", ":")) + "\n")
         coverage_plot(report, out / "coverage.png")
         s = report["summary"]
         print(f"{args.samples} scenes, {s['cameras']} cameras; gain R {s['gain_r'][1]:.2f}-{s['gain_r'][99]:.2f}, "

@@ -151,11 +151,12 @@ def coverage(sampler: PairSampler, samples: int, *, seed: int = 0, progress: boo
         s = sampler.scene(rng)
         p = s.capture.params
         gains = 1.0 / np.asarray(p.as_shot_neutral)
-        rows.append({"camera": p.camera, "illuminant": p.illuminant, "cct": p.cct, "ev": p.ev, "key": p.key,
-                     "iso": p.iso, "bits": p.bits, "black_level": p.black_level, "cfa": p.cfa,
-                     "gain_r": float(gains[0]), "gain_b": float(gains[2]),
-                     "clipped": float((s.capture.clean >= 1.0).any(axis=-1).mean()),
-                     "exposure_gain": float(s.prepared.exposure)})
+        rows.append({"camera": p.camera, "illuminant": p.illuminant, "cct": p.cct and round(p.cct),
+                     "ev": round(p.ev, 3), "key": p.key, "iso": p.iso and round(p.iso), "bits": p.bits,
+                     "black_level": p.black_level, "cfa": p.cfa, "gain_r": round(float(gains[0]), 4),
+                     "gain_b": round(float(gains[2]), 4),
+                     "clipped": round(float((s.capture.clean >= 1.0).any(axis=-1).mean()), 5),
+                     "exposure_gain": round(float(s.prepared.exposure), 4)})
     col = lambda k: np.array([r[k] for r in rows], dtype=np.float64)  # noqa: E731
     clipped = col("clipped")
     pct = lambda x: {q: round(float(np.percentile(x, q)), 4) for q in (0, 1, 5, 50, 95, 99, 100)}  # noqa: E731

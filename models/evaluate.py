@@ -510,6 +510,10 @@ SWEEP_GRID = {"ev": (-3.0, -1.5, 0.0, 1.0, 1.5), "iso": (50.0, 400.0, 3200.0, 12
 SWEEP_QUICK = {"ev": (0.0, 1.5), "iso": (100.0, 6400.0), "illuminant": (2856.0,)}
 SWEEP_METHODS = ("edge4k", "libraw-ahd", "libraw-dcb", "libraw-ahd-fbdd", "menon2007", "mhc")
 FLAT_CHARTS = ("black", "grey", "white")
+# The flat-field criterion (cast within FLAT_DE2000_LIMIT) is judged on grey and white. A black
+# field is reported beside it: its noise is clipped at the black level by every converter (LibRaw
+# too), so its mean rises with ISO, and the natural look multiplies that by up to 16.
+LIT_FLATS = ("grey", "white")
 CHARTS = (*FLAT_CHARTS, "colours", "zone_plate", "siemens_star")
 FLAT_DE2000_LIMIT = 2.0
 
@@ -569,11 +573,15 @@ def sweep(model, *, grid: dict = SWEEP_GRID, size: int = 192, methods=SWEEP_METH
             rows.append(_sweep_cell(ev, iso, illuminant, per_item))
     deltas = [r[look]["delta_db"] for r in rows for look in LOOKS]
     casts = [r[look]["flat_cast_de2000_max"] for r in rows for look in LOOKS]
+    black = [(r[look]["black_cast_de2000"]["edge4k"], min(v for m, v in r[look]["black_cast_de2000"].items()
+                                                          if m in CLASSICAL)) for r in rows for look in LOOKS]
     return {"schema": "edge4k.sweep/1", "seed": seed, "size": size, "grid": {k: list(v) for k, v in grid.items()},
             "items": list(items), "cameras": cameras, "methods": list(runners), "cells": rows,
             "summary": {"worst_delta_db": round(float(min(deltas)), 4), "mean_delta_db": round(float(np.mean(deltas)), 4),
                         "cells_below_0.5db": int(sum(d < -0.5 for d in deltas)),
                         "worst_flat_cast_de2000": round(float(max(casts)), 4),
+                        "worst_black_cast_de2000": round(float(max(b[0] for b in black)), 4),
+                        "black_cast_above_best_classical": int(sum(e > c + 0.5 for e, c in black)),
                         "flat_limit": FLAT_DE2000_LIMIT,
                         "non_finite": int(sum(r["non_finite"] for r in rows))}}
 
@@ -590,7 +598,8 @@ def _sweep_cell(ev, iso, illuminant, per_item: dict) -> dict:
         best = max(classical, key=classical.get)
         row[look] = {"psnr": {m: round(v, 3) for m, v in mean.items()}, "best_classical": best,
                      "delta_db": round(mean["edge4k"] - classical[best], 3),
-                     "flat_cast_de2000_max": round(max(per_item[f][look]["edge4k"]["de2000_cast"] for f in FLAT_CHARTS), 3),
+                     "flat_cast_de2000_max": round(max(per_item[f][look]["edge4k"]["de2000_cast"] for f in LIT_FLATS), 3),
+                     "black_cast_de2000": {m: round(v["de2000_cast"], 3) for m, v in per_item["black"][look].items()},
                      "flat_de2000_max": round(max(per_item[f][look]["edge4k"]["de2000_mean"] for f in FLAT_CHARTS), 3)}
     return row
 
@@ -601,20 +610,25 @@ def sweep_markdown(report: dict) -> str:
             f"{len(report['cells'])} cells (exposure x ISO x illuminant), {len(report['items'])} items each "
             f"({', '.join(report['items'])}), {len(report['cameras'])} held-out cameras, both looks. "
             f"Edge4K minus the best classical anchor: worst {s['worst_delta_db']:+.2f} dB, mean "
-            f"{s['mean_delta_db']:+.2f} dB, {s['cells_below_0.5db']} cell-looks more than 0.5 dB below; worst flat "
-            f"field colour cast (CIEDE2000 of the mean colour) {s['worst_flat_cast_de2000']:.2f} (limit "
-            f"{s['flat_limit']}); non-finite outputs: {s['non_finite']}. Flat fields: black, grey and white charts "
-            "exposed as reflectances (white clips above 0 EV); the per-pixel CIEDE2000 column includes the noise "
-            "left after denoising, which no converter removes at high ISO.", "",
+            f"{s['mean_delta_db']:+.2f} dB, {s['cells_below_0.5db']} cell-looks more than 0.5 dB below; worst "
+            f"colour cast of a grey or white field (CIEDE2000 of the mean colour) {s['worst_flat_cast_de2000']:.2f} "
+            f"(limit {s['flat_limit']}); black field: worst cast {s['worst_black_cast_de2000']:.2f}, more than 0.5 "
+            f"above the best classical anchor's in {s['black_cast_above_best_classical']} cell-looks; non-finite "
+            f"outputs: {s['non_finite']}. Flat fields are charts exposed as reflectances (white clips above 0 EV). "
+            "A black field's noise is clipped at the black level by every converter, so its mean rises with ISO "
+            "(and the natural look brightens it up to 16x); the per-pixel CIEDE2000 column includes the noise left "
+            "after denoising.", "",
             "| EV | ISO | illuminant (K) | Edge4K neutral (dB) | best classical neutral | delta | Edge4K natural | "
-            "delta natural | flat cast CIEDE2000 (neutral / natural) | flat per-pixel CIEDE2000 (neutral / natural) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "delta natural | grey/white cast (neutral / natural) | black cast, Edge4K / best classical (natural) | "
+            "flat per-pixel CIEDE2000 (neutral / natural) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["cells"]:
         n, t = r["neutral"], r["natural"]
         rows.append(f"| {r['ev']:+.1f} | {r['iso']:g} | {r['illuminant']:g} | {n['psnr']['edge4k']:.2f} | "
                     f"{n['psnr'][n['best_classical']]:.2f} ({LABELS.get(n['best_classical'])}) | {n['delta_db']:+.2f} | "
                     f"{t['psnr']['edge4k']:.2f} | {t['delta_db']:+.2f} | {n['flat_cast_de2000_max']:.2f} / "
-                    f"{t['flat_cast_de2000_max']:.2f} | {n['flat_de2000_max']:.2f} / {t['flat_de2000_max']:.2f} |")
+                    f"{t['flat_cast_de2000_max']:.2f} | {t['black_cast_de2000']['edge4k']:.2f} / "
+                    f"{min(v for m, v in t['black_cast_de2000'].items() if m in CLASSICAL):.2f} | "
+                    f"{n['flat_de2000_max']:.2f} / {t['flat_de2000_max']:.2f} |")
     return "\n".join(rows) + "\n"
 
 

@@ -139,7 +139,7 @@ def test_quick_sweep_reports_every_cell_against_the_best_classical_anchor(tmp_pa
             c = cell[look]
             assert c["best_classical"] in ev.CLASSICAL
             assert c["delta_db"] == pytest.approx(c["psnr"]["edge4k"] - c["psnr"][c["best_classical"]], abs=2e-3)
-            assert c["flat_de2000_max"] >= 0
+            assert c["flat_de2000_max"] >= 0 and set(c["black_cast_de2000"]) == set(report["methods"])
     paths = ev.write_sweep(report, tmp_path)
     assert Image.open(paths["png"]).size[0] > 400 and "Robustness sweep" in paths["md"].read_text()
 
@@ -156,4 +156,5 @@ def test_shipped_model_is_not_beaten_by_classical_converters_on_bright_clipped_o
     assert s["non_finite"] == 0
     assert s["cells_below_0.5db"] == 0, [(c["ev"], c["iso"], c["neutral"]["delta_db"], c["natural"]["delta_db"])
                                          for c in report["cells"]]
-    assert s["worst_flat_cast_de2000"] <= ev.FLAT_DE2000_LIMIT, s
+    assert s["worst_flat_cast_de2000"] <= ev.FLAT_DE2000_LIMIT, s            # grey and white fields stay flat
+    assert s["black_cast_above_best_classical"] == 0, s                      # a black one no worse than LibRaw
