@@ -12,7 +12,7 @@ DEPS   ?= $(STAMP)
 
 # Device profiling: make android-xnnpack | android-qnn [SOC=SM8650] | ios-coreml
 # Variables (all optional): INPUT (RAW file; default the embedded sample), PRESET,
-# QUANT, TILE, OVERLAP, BATCH, RUNS, WARMUP, THREADS, SERIAL (or ANDROID_SERIAL),
+# QUANT, TILE, OVERLAP, BATCH, LOOK (natural|neutral), RUNS, WARMUP, THREADS, SERIAL (or ANDROID_SERIAL),
 # RUNNER (a prebuilt phone runner), ARTIFACTS (skip compiling), QNN_LIBS (android-qnn: the folder
 # with ONNX Runtime for Android and QAIRT's libraries, or EDGE4K_QNN_LIBS), DRY_RUN=1 (print
 # every command, still compile). Outputs land in out/<target>/ (OUT=DIR for another folder).
@@ -21,7 +21,7 @@ RUNS   ?= 10
 WARMUP ?= 3
 opt     = $(if $($(1)),--$(2) $($(1)))
 PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,preset) $(call opt,QUANT,quant) \
-	$(call opt,TILE,tile) $(call opt,OVERLAP,overlap) $(call opt,BATCH,batch) $(call opt,THREADS,threads) \
+	$(call opt,LOOK,look) $(call opt,TILE,tile) $(call opt,OVERLAP,overlap) $(call opt,BATCH,batch) $(call opt,THREADS,threads) \
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) $(call opt,QNN_LIBS,qnn-libs) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 

@@ -38,6 +38,7 @@ class RunOptions:
     warmup: int = 3
     threads: int | None = None
     idle_seconds: float = 2.0
+    look: str = "natural"        # finishing (kernels/postprocess.py: LOOKS)
     timeout: float = 1800.0      # the whole on-phone run
 
 
@@ -162,7 +163,7 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
         adb.sh(f"chmod 755 {REMOTE}/{RUNNER}", what="make the runner executable")
         args = ["--artifacts", "build", "--input", "input/frame.json", "-o", "out/output.png",
                 "--profile", "out/profile.json", "--runs", str(opts.runs), "--warmup", str(opts.warmup),
-                "--idle-seconds", str(opts.idle_seconds)] + (["--threads", str(opts.threads)] if opts.threads else [])
+                "--idle-seconds", str(opts.idle_seconds), "--look", opts.look] + (["--threads", str(opts.threads)] if opts.threads else [])
         adsp = ";".join((f"{REMOTE}/lib",) + ADSP_SYSTEM_DIRS)
         command = (f"cd {REMOTE} && LD_LIBRARY_PATH={REMOTE}/lib ADSP_LIBRARY_PATH={q(adsp)} "
                    f"./{RUNNER} {' '.join(q(a) for a in args)}; echo edge4k-exit=$?")

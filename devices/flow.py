@@ -132,11 +132,13 @@ def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=No
     if req.dry_run:
         echo("$ edge4k " + shlex.join(["run", req.raw_input, "-o", str(req.out_dir / "output.png"), "--backend",
                                        "<the build's backend>", "--artifacts", str(artifacts), "--runs",
-                                       str(req.run.runs), "--warmup", str(req.run.warmup), "--profile",
+                                       str(req.run.runs), "--warmup", str(req.run.warmup), "--look", req.run.look,
+                                       "--profile",
                                        str(req.out_dir / "profile.json")]))
         return None
     return profile_on_host(artifacts=artifacts, raw_input=req.raw_input, out_dir=req.out_dir, runs=req.run.runs,
-                           warmup=req.run.warmup, threads=req.run.threads, configure_backend=configure)
+                           warmup=req.run.warmup, threads=req.run.threads, configure_backend=configure,
+                           look=req.run.look)
 
 
 # Build backends the phone runner has an engine for.

@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def profile_on_host(*, artifacts: Path, raw_input: str, out_dir: Path, runs: int, warmup: int,
-                    threads: int | None = None, configure_backend=None) -> dict:
+                    threads: int | None = None, configure_backend=None, look: str = "natural") -> dict:
     import torch
     from edge4k.runtime.backends import open_build
     from edge4k.runtime.pipeline import TileOptions, run_and_profile
@@ -16,5 +16,5 @@ def profile_on_host(*, artifacts: Path, raw_input: str, out_dir: Path, runs: int
     if configure_backend is not None:
         configure_backend(backend)
     return run_and_profile(raw_input, out_dir / "output.png", backend=backend,
-                           opts=TileOptions.from_manifest(backend.manifest), runs=runs, warmup=warmup,
+                           opts=TileOptions.from_manifest(backend.manifest), runs=runs, warmup=warmup, look=look,
                            profile_path=out_dir / "profile.json", progress=False)

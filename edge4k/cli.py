@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quant", help="precision (default: int8 for android-qnn, fp16 for ios-coreml, else fp32)")
     f.add_argument("--calib", type=int, help="calibration samples (default: edge4k compile's)")
     f.add_argument("--soc", help="Qualcomm SoC for android-qnn, e.g. SM8650 (passed to edge4k compile)")
+    _look_arg(f)
     f.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     f.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     f.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep", action="store_true", help="the robustness sweep (exposure x ISO x illuminant, "
                                                         "held-out cameras, charts) instead of a set")
     e.add_argument("--quick", action="store_true", help="with --sweep: a reduced grid at small size")
+    e.add_argument("--gallery", nargs="+", metavar="RAW", help="real camera RAW files: LibRaw beside Edge4K, both "
+                                                             "looks, as a crop sheet (no ground truth, no scores)")
     e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
     e.add_argument("--methods", nargs="+", metavar="M", help=f"subset of: {' '.join(EVAL_METHODS)} (default: all)")
     e.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
@@ -539,7 +542,10 @@ def cmd_eval(args) -> int:
         model, weights = (None, None) if "edge4k" not in methods else load_for_preset(cfg.name, args.checkpoint)
     if weights is not None and weights.startswith("seed:"):
         print(f"note: no checkpoint for {cfg.name}; evaluating seed-initialised weights", file=sys.stderr)
-    if args.sweep:
+    if args.gallery:
+        from edge4k.models.evaluate import gallery
+        paths = gallery(model, args.gallery, args.output, progress=sys.stderr.isatty())
+    elif args.sweep:
         from edge4k.models.evaluate import SWEEP_GRID, SWEEP_QUICK
         report = sweep(model, grid=SWEEP_QUICK if args.quick else SWEEP_GRID, size=96 if args.quick else 192,
                        progress=sys.stderr.isatty())
@@ -622,7 +628,7 @@ def cmd_profile(args) -> int:
                          artifacts=Path(args.artifacts) if args.artifacts else None,
                          compile_args=_profile_compile_args(args, raw_input),
                          run=RunOptions(runs=args.runs, warmup=args.warmup, threads=args.threads,
-                                        idle_seconds=args.idle_seconds, timeout=args.timeout),
+                                        idle_seconds=args.idle_seconds, timeout=args.timeout, look=args.look),
                          serial=args.serial, runner=args.runner, compute_units=args.compute_units,
                          dry_run=args.dry_run, qnn_libs=args.qnn_libs)
 

@@ -90,17 +90,17 @@ class ClippedCells(nn.Module):
     """1 where all four sites of a packed cell are at the clip (white balance already applied, so the
     frontend has clipped them to 1), 0 below 0.96, a ramp between. Nothing is known of a scene past
     the clip, so there the output is the classical render: white, as LibRaw renders it. A fixed 1x1
-    conv (the sum of the four channels) and a clamp, which every target runs."""
+    conv (the ramp over the sum of the four channels) and a clamp, which every target runs."""
 
     def __init__(self, start: float = 0.96):
         super().__init__()
-        self.register_buffer("ones", torch.ones(1, 4, 1, 1), persistent=False)   # a constant, not a weight
-        self.start = start
+        # (sum - 4 start) / (4 (1 - start)) as one conv with a bias: constants, not weights.
+        # The four companded sites sum to at least 4 * start only if every one is at least 4 * start - 3.
+        self.register_buffer("weight", torch.full((1, 4, 1, 1), 1 / (4 * (1 - start))), persistent=False)
+        self.register_buffer("bias", torch.tensor([-start / (1 - start)]), persistent=False)
 
     def forward(self, packed):
-        # The four companded sites sum to at least 4 * start only if every one is at least 4 * start - 3.
-        total = F.conv2d(packed, self.ones)
-        return ((total - 4 * self.start) / (4 * (1 - self.start))).clamp(0.0, 1.0)
+        return F.conv2d(packed, self.weight, self.bias).clamp(0.0, 1.0)
 
 
 class Decoder(nn.Module):

@@ -669,3 +669,56 @@ def write_sweep(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
         tmp.write_text(sweep_markdown(report))
     sweep_heatmap(report, paths["png"])
     return paths
+
+
+# ---- real camera RAWs: a gallery, LibRaw beside Edge4K ----------------------------------------
+
+def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progress: bool = True) -> dict[str, Path]:
+    """For each real RAW file: LibRaw (AHD) and Edge4K (tiled 512/64), both finished by the same code
+    in both looks, as centre crops at 2x plus an Edge4K overview; one PNG sheet and a Markdown table.
+    Real files have no ground truth: this is for eyes, not numbers (sensor orientation, no EXIF turn)."""
+    from PIL import Image, ImageDraw
+    from tqdm import tqdm
+    from edge4k.runtime.backends import EagerBackend
+    from edge4k.runtime.pipeline import TileOptions, process
+    backend, rows, tiles = EagerBackend(model), [], []
+    for path in tqdm([Path(p) for p in paths], desc="gallery", unit="raw", disable=not progress):
+        frame = read_raw(path)
+        exposure = prepare(frame, 64).exposure
+        out, _ = process(path, backend, backend.cfg, TileOptions(fit=True), look=None)
+        renders = {"Edge4K": (out.clamp(0, 1) ** 2).permute(1, 2, 0).double().numpy(),
+                   "LibRaw AHD": run_libraw("libraw-ahd")(path, frame)}
+        row = []
+        for look in LOOKS:
+            for label, lin in renders.items():
+                row.append((f"{label}, {look}", _centre(finished(lin, frame, exposure, look), crop)))
+        full = finished(renders["Edge4K"], frame, exposure, "natural")
+        tiles.append((path.name, row, full))
+        rows.append({"file": path.name, "size": f"{frame.width}x{frame.height}", "cfa": frame.cfa,
+                     "wb_gains": [round(float(g), 3) for g in frame.wb_gains], "exposure_gain": round(exposure, 3)})
+    scale, head = 2, 16
+    cell = crop * scale
+    sheet = Image.new("RGB", (cell * 5, (cell + head) * len(tiles)), "white")
+    draw = ImageDraw.Draw(sheet)
+    to8 = lambda img: Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))  # noqa: E731
+    for r, (name, row, full) in enumerate(tiles):
+        top = r * (cell + head)
+        overview = to8(full)
+        overview.thumbnail((cell, cell))
+        sheet.paste(overview, (0, top + head))
+        draw.text((4, top + 2), f"{name} (Edge4K natural)"[:40], fill="black")
+        for c, (label, img) in enumerate(row, start=1):
+            sheet.paste(to8(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST),
+                        (c * cell, top + head))
+            draw.text((c * cell + 4, top + 2), label, fill="black")
+    out_dir = Path(out_dir)
+    paths_out = {"png": out_dir / "gallery.png", "md": out_dir / "gallery.md"}
+    with atomic_output(paths_out["png"]) as tmp:
+        sheet.save(tmp, format="PNG")
+    md = ["### Real camera RAWs", "", "Centre crops at 2x; LibRaw AHD and Edge4K, both through Edge4K's finishing "
+          "(the file's matrix and white balance; the natural look's exposure from the frontend).", "",
+          "| file | size | CFA | WB gains (R, G, B) | natural exposure gain |", "|---|---|---|---|---|"]
+    md += [f"| {r['file']} | {r['size']} | {r['cfa']} | {r['wb_gains']} | {r['exposure_gain']} |" for r in rows]
+    with atomic_output(paths_out["md"]) as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    return paths_out

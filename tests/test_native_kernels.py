@@ -1,6 +1,8 @@
 """The C++ kernels (kernels/native, what the phone runner executes) against the
-Python ones, called through the kernels library's C ABI: pack and quantise
-bit-exact, thumbnail and blending to float32 rounding, tile plans identical."""
+Python ones, called through the kernels library's C ABI: pack, orientation and
+quantise bit-exact; thumbnail, blending and finishing to float32 rounding; the
+frontend's noise estimate, exposure and meta vector to double rounding; tile plans
+identical."""
 import ctypes
 
 import numpy as np
@@ -8,8 +10,8 @@ import pytest
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.kernels.postprocess import quantise
-from edge4k.kernels.raw import RawFrame, pack, thumbnail
+from edge4k.kernels.postprocess import LOOKS, finish, orient, quantise
+from edge4k.kernels.raw import PHASE_PAD, RawFrame, noise_estimate, pack, prepare, thumbnail
 from edge4k.runtime.tiling import Blender, blend_weight, pad_packed, plan_tiles
 
 F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -27,8 +29,12 @@ def call(lib, name, *args):
         raise Edge4KError(lib.e4k_last_error().decode())
 
 
+def ptr(a):
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
 def c_pack(lib, frame):
-    out = np.empty((4, frame.height // 2, frame.width // 2), np.float32)
+    out = np.empty((4, (frame.height + PHASE_PAD) // 2, (frame.width + PHASE_PAD) // 2), np.float32)
     black = np.ascontiguousarray(frame.black_level, np.float64)
     gains = np.ascontiguousarray(frame.wb_gains, np.float64)
     call(lib, "e4k_pack", np.ascontiguousarray(frame.bayer).ctypes.data_as(ctypes.c_void_p), frame.height,
@@ -51,6 +57,66 @@ def test_pack_of_the_sample_is_bit_exact(lib, sample_dng):
     from edge4k.kernels.raw import read_raw
     frame = read_raw(sample_dng)
     np.testing.assert_array_equal(c_pack(lib, frame), pack(frame))
+
+
+def noisy_frame(cfa, seed=0, height=192, width=256):
+    """A capture with a gradient scene, shot and read noise: what the noise estimate measures."""
+    rng = np.random.default_rng(seed)
+    scene = np.linspace(0.01, 0.3, width)[None, :] * np.linspace(0.5, 1.0, height)[:, None]
+    electrons = rng.poisson(scene * 4000) / 4000 + rng.normal(0, 0.003, scene.shape)
+    bayer = np.clip(512 + electrons * (16383 - 512), 0, 16383).astype(np.uint16)
+    matrix = np.array([[1.7, -0.5, -0.2], [-0.3, 1.5, -0.2], [0.0, -0.6, 1.6]])
+    return RawFrame(bayer=bayer, cfa=cfa, black_level=512, white_level=16383, wb_gains=(2.1, 1.0, 1.5),
+                    srgb_from_cam=matrix)
+
+
+@pytest.mark.parametrize("cfa", ["RGGB", "GBRG"])
+def test_frontend_matches_prepare(lib, cfa):
+    frame, size = noisy_frame(cfa), 32
+    prep = prepare(frame, size)
+    plan = plan_tiles(frame.height + PHASE_PAD, frame.width + PHASE_PAD, compression=16, tile=128, overlap=32)
+    thumb, meta = np.empty((4, size, size), np.float32), np.empty(5, np.float32)
+    packed = np.empty((4, plan.padded_height // 2, plan.padded_width // 2), np.float32)
+    scalars = np.empty(3, np.float64)
+    call(lib, "e4k_frontend", ptr(frame.bayer), frame.height, frame.width, cfa.encode(),
+         ptr(np.ascontiguousarray(frame.black_level)), ctypes.c_double(frame.white_level), ptr(frame.wb_gains),
+         ptr(np.ascontiguousarray(frame.srgb_from_cam)), plan.padded_height, plan.padded_width, size,
+         ptr(thumb), ptr(meta), ptr(packed), ptr(scalars))
+    np.testing.assert_array_equal(packed, pad_packed(prep.packed, plan).numpy())
+    np.testing.assert_allclose(thumb, prep.thumb, rtol=2e-6, atol=0)
+    assert scalars[0] == pytest.approx(prep.exposure, rel=1e-5) and prep.exposure > 1
+    assert tuple(scalars[1:]) == prep.crop
+    np.testing.assert_allclose(meta, prep.meta, rtol=0, atol=1e-4)
+    assert prep.meta[0] > -3 and prep.meta[1] > -3    # noise measured, not the floor
+
+
+def test_noise_estimate_matches(lib):
+    packed = pack(noisy_frame("RGGB", seed=5))
+    shot_read = np.empty(2, np.float64)
+    call(lib, "e4k_noise_estimate", ptr(packed), packed.shape[1], packed.shape[2], ptr(shot_read))
+    shot, read = noise_estimate(packed)
+    assert shot > 0 and read > 0
+    np.testing.assert_allclose(shot_read, [shot, read], rtol=1e-9)
+
+
+@pytest.mark.parametrize("look", LOOKS)
+def test_finishing_matches(lib, look):
+    rgb = np.random.default_rng(6).uniform(-0.1, 1.1, (3, 40, 56)).astype(np.float32)
+    matrix = np.array([[1.9, -0.7, -0.2], [-0.25, 1.45, -0.2], [0.05, -0.5, 1.45]])
+    out = rgb.copy()
+    call(lib, "e4k_finish", ptr(out), 40, 56, ptr(matrix), ctypes.c_double(2.5), look.encode())
+    np.testing.assert_allclose(out, finish(torch.from_numpy(rgb), matrix, 2.5, look).numpy(), rtol=0, atol=2e-6)
+    with pytest.raises(Edge4KError, match="unknown look 'vivid'"):
+        call(lib, "e4k_finish", ptr(out), 40, 56, ptr(matrix), ctypes.c_double(1.0), b"vivid")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches(lib, orientation):
+    rgb = np.random.default_rng(orientation).random((3, 6, 10), dtype=np.float32)
+    want = orient(torch.from_numpy(rgb), orientation).numpy()
+    out = np.empty(want.shape, np.float32)
+    call(lib, "e4k_orient", ptr(rgb), 6, 10, orientation, ptr(out))
+    np.testing.assert_array_equal(out, want)
 
 
 @pytest.mark.parametrize("shape, size", [((4, 256, 256), 64), ((4, 150, 222), 32), ((4, 30, 40), 32)])

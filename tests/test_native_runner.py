@@ -63,6 +63,22 @@ def test_runner_matches_the_python_executorch_backend(phone_run, frame, sample_d
     assert psnr(ours8, np.asarray(Image.open(tmp_path / "py.png")), 255) >= MIN_PSNR_DB
 
 
+def test_runner_neutral_look_and_orientation_match_python(phone_run, frame, sample_dng, tmp_path):
+    build = phone_run.out / "build"
+    assert main(["run", sample_dng, "-o", str(tmp_path / "py.tif"), "--look", "neutral", "--backend", "executorch",
+                 "--artifacts", str(build)]) == 0
+    runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "c.ppm", "--look", "neutral")
+    neutral = read_ppm16(tmp_path / "c.ppm")
+    assert psnr(neutral, tifffile.imread(tmp_path / "py.tif"), 65535) >= MIN_PSNR_DB
+    # EXIF Orientation 6 (the camera held turned right): the image comes out turned a quarter clockwise.
+    sidecar = json.loads(frame.read_text())
+    sidecar.update(orientation=6, data=str(frame.with_suffix(".u16")))
+    (tmp_path / "turned.json").write_text(json.dumps(sidecar))
+    runner(phone_run, "--artifacts", build, "--input", tmp_path / "turned.json", "-o", tmp_path / "t.ppm",
+           "--look", "neutral")
+    np.testing.assert_array_equal(read_ppm16(tmp_path / "t.ppm"), np.rot90(neutral, k=-1))
+
+
 def fake_sysfs(root, status="Discharging"):
     files = {"class/power_supply/AC/type": "Mains", "class/power_supply/battery/type": "Battery",
              "class/power_supply/battery/status": status, "class/power_supply/battery/current_now": "-350000",
@@ -191,8 +207,9 @@ def test_png_and_tiff_at_8_and_16_bits_decode_to_the_same_pixels_and_are_compres
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "c8.tif"), png8)
     # 8 bits is 16 bits rounded: the same render at two depths.
     assert np.abs(png8.astype(np.int64) * 257 - reference16).max() <= 128
-    # Real deflate, not stored blocks: smaller than the samples themselves.
-    assert idat8 < png8.nbytes * 0.8 and idat16 < reference16.nbytes * 0.8
+    # Real deflate, not stored blocks (which are larger than the samples themselves). The low
+    # byte of a 16-bit sample is mostly sensor noise, so 16 bits compress far less than 8.
+    assert idat8 < png8.nbytes * 0.8 and idat16 < reference16.nbytes * 0.95
     with tifffile.TiffFile(tmp_path / "c.tif") as tif:
         page = tif.pages[0]
         assert page.compression == 8 and page.predictor == 2 and page.bitspersample == 16   # deflate, differencing

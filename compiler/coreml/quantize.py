@@ -24,6 +24,9 @@ import torch
 from edge4k.errors import Edge4KError
 
 CAST_SUFFIXES = ("_cast_fp16", "_to_fp16")
+# MIL ops the converter names after themselves, not after the torch node, with its own counter
+# in graph order: MIL `clip_2` is torch `clamp_2` (and `clip_0` is `clamp`).
+RENAMED_OPS = {"clip": "clamp"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ def mil_activation_stats(mlmodel, ranges: dict[str, dict]) -> tuple[dict, int, i
             base = var.name
             for suffix in CAST_SUFFIXES:
                 base = base.removesuffix(suffix)
+            op, _, index = base.rpartition("_")
+            if op in RENAMED_OPS and index.isdigit():
+                base = RENAMED_OPS[op] + ("" if index == "0" else f"_{index}")
             r = ranges.get(base)
             if r is None and base.endswith("_0"):   # the converter's de-duplicated name for the first use
                 r = ranges.get(base[:-2])

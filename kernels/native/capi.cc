@@ -29,19 +29,65 @@ extern "C" {
 
 const char* e4k_last_error() { return last_error.c_str(); }
 
+static BayerFrame make_frame(const uint16_t* bayer, int height, int width, const char* cfa, const double* black4,
+                             double white, const double* gains3, const double* matrix9) {
+  BayerFrame f;
+  f.width = width;
+  f.height = height;
+  f.cfa = cfa;
+  std::memcpy(f.black_level, black4, sizeof f.black_level);
+  f.white_level = white;
+  std::memcpy(f.wb_gains, gains3, sizeof f.wb_gains);
+  if (matrix9) std::memcpy(f.srgb_from_cam, matrix9, sizeof f.srgb_from_cam);
+  f.bayer.assign(bayer, bayer + static_cast<size_t>(width) * height);
+  return f;
+}
+
+// out: (4, (height + 6) / 2, (width + 6) / 2).
 int e4k_pack(const uint16_t* bayer, int height, int width, const char* cfa, const double* black4, double white,
              const double* gains3, float* out) {
   return guarded([&] {
-    BayerFrame f;
-    f.width = width;
-    f.height = height;
-    f.cfa = cfa;
-    std::memcpy(f.black_level, black4, sizeof f.black_level);
-    f.white_level = white;
-    std::memcpy(f.wb_gains, gains3, sizeof f.wb_gains);
-    f.bayer.assign(bayer, bayer + static_cast<size_t>(width) * height);
-    const auto packed = pack(f);
+    const auto packed = pack(make_frame(bayer, height, width, cfa, black4, white, gains3, nullptr));
     std::memcpy(out, packed.data(), packed.size() * sizeof(float));
+  });
+}
+
+// The whole frontend: thumb (4, thumb_size, thumb_size), meta (5), packed (4, padded_height / 2,
+// padded_width / 2); scalars: exposure gain, top, left.
+int e4k_frontend(const uint16_t* bayer, int height, int width, const char* cfa, const double* black4, double white,
+                 const double* gains3, const double* matrix9, int padded_height, int padded_width, int thumb_size,
+                 float* thumb, float* meta, float* packed, double* scalars) {
+  return guarded([&] {
+    const auto f = make_frame(bayer, height, width, cfa, black4, white, gains3, matrix9);
+    check_frame(f);
+    const auto out = frontend(f, padded_height, padded_width, thumb_size);
+    std::memcpy(thumb, out.thumb.data(), out.thumb.size() * sizeof(float));
+    std::memcpy(meta, out.meta.data(), out.meta.size() * sizeof(float));
+    std::memcpy(packed, out.packed.data(), out.packed.size() * sizeof(float));
+    const double values[3] = {out.exposure, static_cast<double>(out.top), static_cast<double>(out.left)};
+    std::memcpy(scalars, values, sizeof values);
+  });
+}
+
+// shot_read: (2,) noise variance line of a packed (4, height, width) frame.
+int e4k_noise_estimate(const float* packed, int height, int width, double* shot_read) {
+  return guarded([&] {
+    const auto [shot, read] = noise_estimate(packed, height, width);
+    shot_read[0] = shot;
+    shot_read[1] = read;
+  });
+}
+
+// rgb: (3, height, width), finished in place.
+int e4k_finish(float* rgb, int height, int width, const double* matrix9, double exposure, const char* look) {
+  return guarded([&] { finish(rgb, height, width, matrix9, exposure, parse_look(look)); });
+}
+
+// out: (3, width, height) for orientations 5..8, else (3, height, width).
+int e4k_orient(const float* rgb, int height, int width, int orientation, float* out) {
+  return guarded([&] {
+    const auto o = orient(rgb, height, width, orientation);
+    std::memcpy(out, o.data(), o.size() * sizeof(float));
   });
 }
 

@@ -4,10 +4,12 @@
 // Each function is the C++ twin of one Python function and is tested against it
 // for equality (tests/test_native_kernels.py):
 //   pack, thumbnail          kernels/raw.py        pack(), thumbnail()
+//   noise_estimate, exposure_gain, meta_vector, frontend
+//                            kernels/raw.py        the same names, prepare()
 //   pad_reflect              runtime/tiling.py     pad_packed()
 //   plan_tiles, blend_weight runtime/tiling.py     plan_tiles(), blend_weight()
 //   Blender                  runtime/tiling.py     Blender
-//   quantise                 kernels/postprocess.py quantise()
+//   finish, orient, quantise kernels/postprocess.py the same names
 // Layouts are the Python ones: planar CHW float32 in, interleaved HWC out.
 #pragma once
 

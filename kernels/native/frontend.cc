@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <tuple>
 
 #include "tiling.h"
 
@@ -17,39 +19,45 @@ void check_frame(const BayerFrame& f) {
     throw Error("Bayer buffer holds " + std::to_string(f.bayer.size()) + " samples, expected " +
                 std::to_string(static_cast<size_t>(f.width) * f.height) + " for " + std::to_string(f.width) + "x" +
                 std::to_string(f.height));
-  cfa_offsets(f.cfa);
+  phase_origin(f.cfa);
   for (double black : f.black_level)
     if (!(f.white_level > black))
       throw Error("white level " + std::to_string(f.white_level) + " is not above the black level " +
                   std::to_string(black));
+  for (double gain : f.wb_gains)
+    if (!(gain > 0) || !std::isfinite(gain)) throw Error("white-balance gains must be positive and finite");
+  if (f.orientation < 1 || f.orientation > 8)
+    throw Error("orientation must be an EXIF Orientation 1..8, got " + std::to_string(f.orientation));
 }
 
-std::vector<std::pair<int, int>> cfa_offsets(const std::string& cfa) {
+std::pair<int, int> phase_origin(const std::string& cfa) {
   if (cfa != "RGGB" && cfa != "BGGR" && cfa != "GRBG" && cfa != "GBRG")
     throw Error("CFA '" + cfa + "' is not a 2x2 Bayer pattern (RGGB, BGGR, GRBG or GBRG)");
-  auto where = [&](char colour) {
-    int k = static_cast<int>(cfa.find(colour));
-    return std::make_pair(k / 2, k % 2);
-  };
-  auto r = where('R'), b = where('B');
-  return {r, {r.first, 1 - r.second}, {b.first, 1 - b.second}, b};
+  const int r = static_cast<int>(cfa.find('R'));
+  return {2 + r / 2, 2 + r % 2};
 }
+
+// numpy's "reflect" index for i in [-n + 1, 2n - 1): mirror about the edge samples.
+static int mirror(int i, int n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); }
 
 std::vector<float> pack(const BayerFrame& f) {
   check_frame(f);
-  const int h = f.height / 2, w = f.width / 2;
-  const double gains[4] = {f.wb_gains[0], f.wb_gains[1], f.wb_gains[1], f.wb_gains[2]};
-  const auto offsets = cfa_offsets(f.cfa);
+  const auto [top, left] = phase_origin(f.cfa);
+  const int h = (f.height + PHASE_PAD) / 2, w = (f.width + PHASE_PAD) / 2;
+  const double smallest = std::min({f.wb_gains[0], f.wb_gains[1], f.wb_gains[2]});
+  const double gains[4] = {f.wb_gains[0] / smallest, f.wb_gains[1] / smallest, f.wb_gains[1] / smallest,
+                           f.wb_gains[2] / smallest};
   std::vector<float> out(static_cast<size_t>(4) * h * w);
   for (int c = 0; c < 4; ++c) {
-    const double black = f.black_level[c], range = f.white_level - black;
-    const auto [i, j] = offsets[c];
+    // After padding the red site is at (0, 0): channel c sits at (c / 2, c % 2) of each cell.
+    const double black = f.black_level[c];
+    const double scale = static_cast<float>(gains[c] / (f.white_level - black));
     float* plane = out.data() + static_cast<size_t>(c) * h * w;
     for (int y = 0; y < h; ++y) {
-      const uint16_t* row = f.bayer.data() + static_cast<size_t>(2 * y + i) * f.width + j;
+      const uint16_t* row = f.bayer.data() + static_cast<size_t>(mirror(2 * y + c / 2 - top, f.height)) * f.width;
       for (int x = 0; x < w; ++x) {
-        double v = (static_cast<double>(row[2 * x]) - black) / range;
-        plane[static_cast<size_t>(y) * w + x] = static_cast<float>(std::clamp(v, 0.0, 1.0) * gains[c]);
+        const double v = (static_cast<double>(row[mirror(2 * x + c % 2 - left, f.width)]) - black) * scale;
+        plane[static_cast<size_t>(y) * w + x] = std::sqrt(static_cast<float>(std::clamp(v, 0.0, 1.0)));
       }
     }
   }
@@ -78,18 +86,110 @@ std::vector<float> thumbnail(const float* packed, int channels, int height, int 
   return out;
 }
 
-std::vector<float> meta_vector(const BayerFrame& f) {
-  std::vector<float> meta(f.wb_gains, f.wb_gains + 3);
-  meta.insert(meta.end(), f.srgb_from_cam, f.srgb_from_cam + 9);
+// numpy's default (linear) quantile of values, which it sorts.
+static double quantile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const double pos = q * static_cast<double>(values.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
+}
+
+std::pair<double, double> noise_estimate(const float* packed, int height, int width) {
+  // kernels/raw.py: NOISE_BINS, NOISE_BLOCK, NOISE_QUANTILE, _NOISE_QUANTILE_BIAS.
+  constexpr int kBins = 8, kBlock = 8;
+  constexpr double kQuantile = 0.2, kBias = 0.8478;
+  const float* gr = packed + static_cast<size_t>(height) * width;
+  const float* gb = gr + static_cast<size_t>(height) * width;
+  std::vector<double> levels, variances;
+  double d[kBlock * kBlock];
+  for (int by = 0; by + kBlock <= height; by += kBlock)
+    for (int bx = 0; bx + kBlock <= width; bx += kBlock) {
+      double level = 0, mean = 0;
+      for (int y = 0, k = 0; y < kBlock; ++y)
+        for (int x = 0; x < kBlock; ++x, ++k) {
+          const size_t i = static_cast<size_t>(by + y) * width + bx + x;
+          const double a = static_cast<double>(gr[i]) * gr[i], b = static_cast<double>(gb[i]) * gb[i];  // linear
+          d[k] = (a - b) / std::sqrt(2.0);
+          level += (a + b) / 2;
+          mean += d[k];
+        }
+      level /= kBlock * kBlock;
+      mean /= kBlock * kBlock;
+      if (!(level > 1e-3 && level < 0.85)) continue;   // away from the clip at 0 and at the white level
+      double var = 0;
+      for (double v : d) var += (v - mean) * (v - mean);
+      levels.push_back(level);
+      variances.push_back(var / (kBlock * kBlock - 1));
+    }
+  const size_t n = levels.size();
+  if (n < 4 * kBins) return {0.0, 0.0};
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return levels[a] < levels[b]; });
+  double means[kBins], quantiles[kBins];
+  for (size_t bin = 0, first = 0; bin < kBins; ++bin) {   // numpy's array_split: the first n % bins get one more
+    const size_t count = n / kBins + (bin < n % kBins ? 1 : 0);
+    double sum = 0;
+    std::vector<double> chunk;
+    for (size_t k = first; k < first + count; ++k) {
+      sum += levels[order[k]];
+      chunk.push_back(variances[order[k]]);
+    }
+    means[bin] = sum / static_cast<double>(count);
+    quantiles[bin] = quantile(chunk, kQuantile) / kBias;
+    first += count;
+  }
+  double mx = 0, my = 0, sxx = 0, sxy = 0;   // least-squares line (numpy.polyfit, degree 1)
+  for (int k = 0; k < kBins; ++k) mx += means[k] / kBins, my += quantiles[k] / kBins;
+  for (int k = 0; k < kBins; ++k) {
+    sxx += (means[k] - mx) * (means[k] - mx);
+    sxy += (means[k] - mx) * (quantiles[k] - my);
+  }
+  const double shot = sxx > 0 ? sxy / sxx : 0.0, read = my - shot * mx;
+  return {std::max(shot, 0.0), std::max(read, 0.0)};
+}
+
+double exposure_gain(const float* thumb, int size, const double* m) {
+  static const double kLuma[3] = {0.2126729, 0.7151522, 0.072175};   // calibration/colour.py: LUMA
+  const size_t n = static_cast<size_t>(size) * size;
+  std::vector<double> y(n);
+  double mean = 0;
+  for (size_t k = 0; k < n; ++k) {
+    auto lin = [&](int c) { return static_cast<double>(thumb[c * n + k]) * thumb[c * n + k]; };
+    const double cam[3] = {lin(0), (lin(1) + lin(2)) / 2, lin(3)};
+    double v = 0;
+    for (int i = 0; i < 3; ++i)
+      v += std::clamp(m[3 * i] * cam[0] + m[3 * i + 1] * cam[1] + m[3 * i + 2] * cam[2], 0.0, 1.0) * kLuma[i];
+    y[k] = v;
+    mean += v;
+  }
+  mean /= static_cast<double>(n);
+  const double gain = std::min(0.18 / std::max(mean, 1e-6), 1.0 / std::max(quantile(y, 0.98), 1e-6));
+  return std::clamp(gain, 1.0, 16.0);
+}
+
+std::vector<float> meta_vector(const BayerFrame& f, double shot, double read, double exposure) {
+  // kernels/raw.py: META_CENTRE, META_SCALE (float32 there, so rounded to float here too), META_LIMIT.
+  static const float kCentre[META_SIZE] = {-9.0f, -14.0f, 1.0f, 0.7f, 0.7f};
+  static const float kScale[META_SIZE] = {3.0f, 4.0f, 1.0f, 0.5f, 0.5f};
+  const double smallest = std::min({f.wb_gains[0], f.wb_gains[1], f.wb_gains[2]});
+  const double values[META_SIZE] = {shot + 1e-6, read + 1e-9, exposure, f.wb_gains[0] / smallest,
+                                    f.wb_gains[2] / smallest};
+  std::vector<float> meta(META_SIZE);
+  for (int k = 0; k < META_SIZE; ++k)
+    meta[k] = static_cast<float>(std::clamp((std::log(values[k]) - kCentre[k]) / kScale[k], -3.0, 3.0));
   return meta;
 }
 
 FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size) {
   FrontendOutput out;
   const auto packed = pack(frame);
-  const int h = frame.height / 2, w = frame.width / 2;
+  const int h = (frame.height + PHASE_PAD) / 2, w = (frame.width + PHASE_PAD) / 2;
   out.thumb = thumbnail(packed.data(), 4, h, w, thumb_size);
-  out.meta = meta_vector(frame);
+  out.exposure = exposure_gain(out.thumb.data(), thumb_size, frame.srgb_from_cam);
+  const auto [shot, read] = noise_estimate(packed.data(), h, w);
+  out.meta = meta_vector(frame, shot, read, out.exposure);
+  std::tie(out.top, out.left) = phase_origin(frame.cfa);
   out.packed = pad_reflect(packed.data(), 4, h, w, padded_height / 2, padded_width / 2);
   return out;
 }

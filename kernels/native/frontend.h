@@ -1,7 +1,7 @@
 // raw_preprocess in C++: Bayer mosaic -> what the network stages take (the packed
-// RAW, the thumbnail and the camera conditioning). The C++ twins of kernels/raw.py;
-// the v2 data contract (RGGB phase padding, companding, the new meta vector) is a
-// change to this file and frontend.cc only.
+// RAW in RGGB phase, the thumbnail, the capture's meta vector) and what finishing
+// needs (the natural look's exposure gain, where the frame sits in the padding).
+// The C++ twins of kernels/raw.py.
 #pragma once
 
 #include <cstdint>
@@ -22,35 +22,50 @@ struct BayerFrame {
   double white_level = 0;
   double wb_gains[3] = {1, 1, 1};  // R, G, B with G = 1
   double srgb_from_cam[9] = {};    // row-major 3x3
+  int orientation = 1;             // EXIF Orientation 1..8; finishing turns the image upright
   std::vector<uint16_t> bayer;     // height * width, row-major
 };
 
 // Throws Error naming what is wrong: size not even and positive, a buffer of another
-// size, an unknown CFA, a white level not above every black level.
+// size, an unknown CFA, a white level not above every black level, an orientation
+// outside 1..8.
 void check_frame(const BayerFrame& frame);
 
-// Row/column offset inside the 2x2 cell of each packed channel [R, Gr, Gb, B].
-std::vector<std::pair<int, int>> cfa_offsets(const std::string& cfa);
+// Every frame is reflect-padded into RGGB phase with PHASE_PAD more pixels each way
+// (kernels/raw.py: phase_padding). (top, left) padding for a CFA.
+constexpr int PHASE_PAD = 6;
+std::pair<int, int> phase_origin(const std::string& cfa);
 
-// Bayer -> packed (4, H/2, W/2) float32: black-subtracted, divided by the white
-// level, clipped to [0, 1], white-balanced. Computed in double and rounded once,
-// as numpy does, so the result is bit-identical.
+// Bayer -> packed (4, (H+6)/2, (W+6)/2) float32 in [R, Gr, Gb, B] order, RGGB phase:
+// black-subtracted, white-balanced (gains scaled so the smallest is 1), divided by the
+// white level, clipped to [0, 1], square-root companded. Computed as numpy does (double,
+// the scale rounded to float32 first), so the result is bit-identical.
 std::vector<float> pack(const BayerFrame& frame);
 
 // Area-averaged (channels, size, size) thumbnail (torch's adaptive_avg_pool2d).
 std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size);
 
-// WB gains (3) + camera->sRGB matrix (9): the model's camera conditioning.
-std::vector<float> meta_vector(const BayerFrame& frame);
+// (shot, read) noise variance measured on a packed frame (kernels/raw.py: noise_estimate).
+std::pair<double, double> noise_estimate(const float* packed, int height, int width);
 
-// Everything the network stages take from one frame.
+// The natural look's automatic exposure gain from the thumbnail (kernels/raw.py: exposure_gain).
+double exposure_gain(const float* thumb, int size, const double* srgb_from_cam);
+
+// The global stage's conditioning: normalised logs of shot, read, exposure, R and B gains.
+constexpr int META_SIZE = 5;
+std::vector<float> meta_vector(const BayerFrame& frame, double shot, double read, double exposure);
+
+// Everything the later stages take from one frame.
 struct FrontendOutput {
   std::vector<float> thumb;    // (4, thumb_size, thumb_size): the global stage's image input
-  std::vector<float> meta;     // the global stage's conditioning vector
+  std::vector<float> meta;     // (META_SIZE,): the global stage's conditioning vector
   std::vector<float> packed;   // (4, padded_height / 2, padded_width / 2), reflection-padded
+  double exposure = 1;         // the natural look's gain
+  int top = 0, left = 0;       // where the frame sits in the padded output
 };
 
-// raw_preprocess for a frame whose tile plan pads it to padded_height x padded_width.
+// raw_preprocess for a frame whose tile plan pads it (after the phase padding) to
+// padded_height x padded_width.
 FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size);
 
 }  // namespace edge4k

@@ -43,6 +43,7 @@ typedef struct edge4k_runner edge4k_runner;
 typedef struct edge4k_open_options {
   int threads;               /* <= 0: the engine's default */
   const char* expect_preset; /* NULL: any; else a build for another preset is refused */
+  const char* look;          /* finishing: "natural" (NULL: the default) or "neutral" (colorimetric sRGB) */
 } edge4k_open_options;
 
 /* One Bayer frame and the metadata the frontend needs (what LibRaw reports). */
@@ -54,7 +55,8 @@ typedef struct edge4k_frame {
   double black_level[4];    /* per channel R, Gr, Gb, B */
   double white_level;
   double wb_gains[3];       /* R, G, B with G = 1 */
-  double srgb_from_cam[9];  /* row-major camera -> linear sRGB */
+  double srgb_from_cam[9];  /* row-major white-balanced camera RGB -> linear sRGB */
+  int orientation;          /* EXIF Orientation 1..8 (0: 1); the image is rendered upright */
 } edge4k_frame;
 
 EDGE4K_EXPORT const char* edge4k_version(void);
@@ -70,8 +72,9 @@ EDGE4K_EXPORT void edge4k_close(edge4k_runner* runner);
 EDGE4K_EXPORT size_t edge4k_output_bytes(int width, int height, int bits);
 
 /* Renders frame into rgb: (height, width, 3) interleaved uint8 (bits 8) or uint16
- * (bits 16, native byte order); rgb_bytes must be edge4k_output_bytes(). Each call's
- * per-stage times are added to the runner's profile. */
+ * (bits 16, native byte order), upright: (width, height, 3) for orientations 5..8;
+ * rgb_bytes must be edge4k_output_bytes(). Each call's per-stage times are added to
+ * the runner's profile. */
 EDGE4K_EXPORT edge4k_status edge4k_render(edge4k_runner* runner, const edge4k_frame* frame, int bits, void* rgb,
                                           size_t rgb_bytes);
 

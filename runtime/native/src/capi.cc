@@ -65,6 +65,7 @@ edge4k_status to_bayer(const edge4k_frame* f, edge4k::BayerFrame* out) {
     out->white_level = f->white_level;
     std::memcpy(out->wb_gains, f->wb_gains, sizeof out->wb_gains);
     std::memcpy(out->srgb_from_cam, f->srgb_from_cam, sizeof out->srgb_from_cam);
+    out->orientation = f->orientation == 0 ? 1 : f->orientation;
     out->bayer.assign(f->bayer, f->bayer + expected);
     edge4k::check_frame(*out);
   } catch (const edge4k::Error& e) {
@@ -89,9 +90,15 @@ edge4k_status edge4k_open(const char* build_dir, const edge4k_open_options* opti
   if (!build_dir || !*build_dir) return fail(EDGE4K_INVALID_ARGUMENT, "build_dir is NULL or empty");
   const int threads = options ? options->threads : 0;
   const std::string preset = options && options->expect_preset ? options->expect_preset : "";
+  edge4k::Look look = edge4k::Look::Natural;
+  try {
+    if (options && options->look) look = edge4k::parse_look(options->look);
+  } catch (const edge4k::Error& e) {
+    return fail(EDGE4K_INVALID_ARGUMENT, e.what());
+  }
   edge4k_runner* runner = nullptr;
   const edge4k_status status = guarded([&] {
-    auto pipeline = std::make_unique<edge4k::Pipeline>(build_dir, threads, preset);
+    auto pipeline = std::make_unique<edge4k::Pipeline>(build_dir, threads, preset, look);
     runner = new edge4k_runner{std::move(pipeline), {}};
   });
   *out = runner;

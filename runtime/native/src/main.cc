@@ -24,13 +24,13 @@ namespace {
 const char* kUsage =
     "usage: edge4k_runner --artifacts DIR --input FRAME.json -o OUT.png|OUT.tif|OUT.ppm [--bits 8|16]\n"
     "                     [--profile OUT.json] [--runs N] [--warmup N] [--threads N] [--idle-seconds S]\n"
-    "                     [--sysfs-root DIR]\n"
+    "                     [--look natural|neutral] [--sysfs-root DIR]\n"
     "       edge4k_runner --about\n"
     "FRAME.json is the sidecar `edge4k` writes beside the uint16 Bayer buffer it decoded from a RAW file.\n"
     ".png is 8-bit unless --bits 16, .tif 16-bit unless --bits 8, .ppm 16-bit.\n";
 
 struct Options {
-  std::string artifacts, input, output, profile, sysfs = "/sys";
+  std::string artifacts, input, output, profile, sysfs = "/sys", look = "natural";
   int runs = 1, warmup = 0, threads = 0, bits = 0;
   double idle_seconds = 2.0;
   bool about = false;
@@ -65,6 +65,10 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--bits") o.bits = integer(8);
     else if (a == "--idle-seconds") o.idle_seconds = std::atof(value().c_str());
     else if (a == "--sysfs-root") o.sysfs = value();
+    else if (a == "--look") {
+      o.look = value();
+      if (o.look != "natural" && o.look != "neutral") throw Usage("--look must be natural or neutral");
+    }
     else if (a == "--about") o.about = true;
     else if (a == "-h" || a == "--help") {
       std::cout << kUsage;
@@ -120,6 +124,7 @@ void read_input(const std::string& path, Input* in) {
   for (int c = 0; c < 3; ++c) f.wb_gains[c] = number(gains[c], "wb_gains");
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 3; ++c) f.srgb_from_cam[r * 3 + c] = number(matrix[r].at(c), "srgb_from_cam");
+  f.orientation = s.contains("orientation") ? integer(s["orientation"], "orientation") : 1;
   const std::string bytes = read_file(in->data_path);
   const size_t n = static_cast<size_t>(std::max(f.width, 0)) * static_cast<size_t>(std::max(f.height, 0));
   if (bytes.size() != n * 2)
@@ -158,7 +163,7 @@ int run(const Options& o) {
   Input input;
   read_input(o.input, &input);
   edge4k_runner* runner = nullptr;
-  const edge4k_open_options open_options{o.threads, nullptr};
+  const edge4k_open_options open_options{o.threads, nullptr, o.look.c_str()};
   check(edge4k_open(o.artifacts.c_str(), &open_options, &runner));
   std::unique_ptr<edge4k_runner, void (*)(edge4k_runner*)> owned(runner, edge4k_close);
 
@@ -176,7 +181,9 @@ int run(const Options& o) {
   const Json power_report = power.stop(o.runs, seconds);
   const Json thermal = thermal_report(thermal_before, thermal_snapshot(o.sysfs));
 
-  const std::string image = encode_image(spec, pixels.data(), frame.width, frame.height);
+  const bool upright_swaps = frame.orientation >= 5;   // EXIF orientations 5..8 transpose the image
+  const int out_width = upright_swaps ? frame.height : frame.width, out_height = upright_swaps ? frame.width : frame.height;
+  const std::string image = encode_image(spec, pixels.data(), out_width, out_height);
   if (o.profile.empty()) {
     write_file_atomic(o.output, image);
     std::cerr << "wrote " << o.output << "\n";
@@ -204,8 +211,9 @@ int run(const Options& o) {
   profile["power"] = power_report;
   profile["thermal"] = thermal;
   for (const char* key : {"device", "model", "stages"}) profile[key] = lib[key];
-  profile["output"] = {{"path", o.output}, {"sha256", sha256_hex(image)}, {"width", frame.width},
-                       {"height", frame.height}, {"bit_depth", spec.bits}};
+  profile["output"] = {{"path", o.output}, {"sha256", sha256_hex(image)}, {"width", out_width},
+                       {"height", out_height}, {"bit_depth", spec.bits}, {"look", lib["output"]["look"]},
+                       {"exposure_gain", lib["output"]["exposure_gain"]}};
   profile["versions"] = lib["versions"];
   // Both files or neither: the image is renamed into place only once the profile is.
   write_file_atomic(o.profile, profile.dump(2) + "\n");

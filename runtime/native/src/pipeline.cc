@@ -61,8 +61,8 @@ Build open_build(const std::string& dir) {
   return b;
 }
 
-Pipeline::Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset)
-    : build_(open_build(artifacts)) {
+Pipeline::Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset, Look look)
+    : build_(open_build(artifacts)), look_(look) {
   if (!expect_preset.empty()) {
     const std::string preset = build_.manifest.value("preset", "");
     if (preset != expect_preset)
@@ -129,15 +129,16 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
   check_frame(frame);
   const Build& b = build_;
-  TilePlan plan;
+  TilePlan plan;   // over the frame as the frontend pads it (PHASE_PAD more each way)
   try {
-    plan = plan_tiles(frame.height, frame.width, b.compression, b.tile, b.overlap, b.native);
+    plan = plan_tiles(frame.height + PHASE_PAD, frame.width + PHASE_PAD, b.compression, b.tile, b.overlap, b.native);
   } catch (const Error& e) {
     throw BuildError(std::string(e.what()) + " of this build (" + basename_of(b.dir) + ")");
   }
   if (b.native && (plan.padded_height != b.padded[0] || plan.padded_width != b.padded[1]))
-    throw BuildError("this native build takes frames of " + std::to_string(b.padded[1]) + "x" +
-                     std::to_string(b.padded[0]) + " (after padding); the input is " + std::to_string(frame.width) +
+    throw BuildError("this native build takes frames that pad to " + std::to_string(b.padded[1]) + "x" +
+                     std::to_string(b.padded[0]) + " (up to " + std::to_string(b.padded[1] - PHASE_PAD) + "x" +
+                     std::to_string(b.padded[0] - PHASE_PAD) + "); the input is " + std::to_string(frame.width) +
                      "x" + std::to_string(frame.height) + ". Compile for this resolution or use a tiled build");
   timer_.start_run();
   FrontendOutput in;
@@ -149,13 +150,16 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   {
     Scope s(&timer_, "postprocess");
     pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));
-    postprocess(image.data(), frame, bits, pixels->data());
+    postprocess(image.data(), plan.height, plan.width, in.top, in.left, frame, in.exposure, look_, bits,
+                pixels->data());
   }
   timer_.end_run();
   ++runs_;
   last_plan_ = plan;
   last_width_ = frame.width;
   last_height_ = frame.height;
+  last_output_ = output_size(frame);
+  last_exposure_ = in.exposure;
 }
 
 Json Pipeline::profile() const {
@@ -185,6 +189,8 @@ Json Pipeline::profile() const {
   }
   return Json{
       {"resolution", {{"width", last_width_}, {"height", last_height_}}},
+      {"output", {{"width", last_output_.first}, {"height", last_output_.second}, {"look", look_name(look_)},
+                  {"exposure_gain", last_exposure_}}},
       {"tiling", {{"enabled", !plan.native}, {"tile", plan.native ? Json() : Json(plan.tile_height)},
                   {"overlap", plan.native ? Json() : Json(plan.overlap)},
                   {"tiles", static_cast<int>(plan.origins.size())}, {"batch", build_.batch},

@@ -32,11 +32,12 @@ Build open_build(const std::string& dir);
 
 class Pipeline {
  public:
-  // expect_preset empty: any preset.
-  Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset = "");
+  // expect_preset empty: any preset; look: the finishing of every render.
+  Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset = "",
+           Look look = Look::Natural);
 
-  // One frame -> (H, W, 3) pixels of `bits` (8: uint8, 16: uint16) in `pixels`,
-  // resized to fit; times every stage into the profile.
+  // One frame -> (H', W', 3) pixels of `bits` (8: uint8, 16: uint16) in `pixels`, resized
+  // to fit, upright (H' = W for EXIF orientations 5..8); times every stage into the profile.
   void render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels);
 
   void reset_profile();
@@ -56,7 +57,10 @@ class Pipeline {
   StageTimer timer_;
   int runs_ = 0;
   TilePlan last_plan_;
+  Look look_;
   int last_width_ = 0, last_height_ = 0;
+  std::pair<int, int> last_output_{0, 0};   // width, height of the last image
+  double last_exposure_ = 1;
 };
 
 }  // namespace edge4k
