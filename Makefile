@@ -46,15 +46,18 @@ eval: $(STAMP)
 	$(BIN)/edge4k eval --set mcmaster18 --data $(DATA) -o $(OUT)/eval
 	$(BIN)/edge4k eval --sweep -o $(OUT)/eval
 
-# The shipped checkpoint's recipe (docs/MODEL_CARD.md): synthetic captures of the photographs
-# in DATA/shards (`edge4k data build`, calibration/DATA.md), crops of 256, batch 48, a time budget.
-# It was run once on a GPU machine with 15 data workers; on this 2-core CPU it runs, far slower.
+# The shipped checkpoint's recipe (docs/MODEL_CARD.md, docs/training/summary.json): synthetic
+# captures of the photographs in DATA/shards-gpu (`edge4k data build ... --codec jpeg`, see
+# calibration/DATA.md), crops of 256, batch 48, lr 2e-3, an 8.5-minute budget. It was run once on
+# one H200 GPU with 14 data workers (7,730 steps); on a 2-core CPU it runs, far slower: add
+# STEPS=7730 to fix the schedule by steps instead of time and let it take what it takes.
 DATA        ?= data
-TRAIN_MIN   ?= 8.3
-WORKERS     ?= 15
+TRAIN_MIN   ?= 8.5
+WORKERS     ?= 14
 train: $(STAMP)
-	$(BIN)/edge4k train --preset e4k-s-f16 --data $(DATA)/shards --budget-minutes $(TRAIN_MIN) --batch 48 \
-		--crop 256 --workers $(WORKERS) --checkpoint-every 2000 --log-every 50 --out $(OUT)/train
+	$(BIN)/edge4k train --preset e4k-s-f16 --data $(DATA)/shards-gpu --budget-minutes $(TRAIN_MIN) --batch 48 \
+		--crop 256 --lr 2e-3 --workers $(WORKERS) --checkpoint-every 1000 --log-every 50 $(call opt,STEPS,steps) \
+		--out $(OUT)/train
 
 # One-step distillation (docs/MODEL_CARD.md, "Distillation"): a flow teacher in the shipped
 # model's latent space, the one-step student distilled from it, and the comparison.

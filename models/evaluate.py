@@ -582,6 +582,11 @@ def sweep(model, *, grid: dict = SWEEP_GRID, size: int = 192, methods=SWEEP_METH
                         "worst_flat_cast_de2000": round(float(max(casts)), 4),
                         "worst_black_cast_de2000": round(float(max(b[0] for b in black)), 4),
                         "black_cast_above_best_classical": int(sum(e > c + 0.5 for e, c in black)),
+                        "worst_grey_cast_de2000": round(float(max(r[look]["grey_cast_de2000"] for r in rows
+                                                                  for look in LOOKS)), 4),
+                        "white_cast_above_best_classical": int(sum(
+                            r[look]["white_cast_de2000"] > max(FLAT_DE2000_LIMIT, r[look]["white_cast_best_classical"] + 0.5)
+                            for r in rows for look in LOOKS)),
                         "flat_limit": FLAT_DE2000_LIMIT,
                         "non_finite": int(sum(r["non_finite"] for r in rows))}}
 
@@ -599,6 +604,10 @@ def _sweep_cell(ev, iso, illuminant, per_item: dict) -> dict:
         row[look] = {"psnr": {m: round(v, 3) for m, v in mean.items()}, "best_classical": best,
                      "delta_db": round(mean["edge4k"] - classical[best], 3),
                      "flat_cast_de2000_max": round(max(per_item[f][look]["edge4k"]["de2000_cast"] for f in LIT_FLATS), 3),
+                     "grey_cast_de2000": round(per_item["grey"][look]["edge4k"]["de2000_cast"], 3),
+                     "white_cast_de2000": round(per_item["white"][look]["edge4k"]["de2000_cast"], 3),
+                     "white_cast_best_classical": round(min(v["de2000_cast"] for m, v in per_item["white"][look].items()
+                                                            if m in CLASSICAL), 3),
                      "black_cast_de2000": {m: round(v["de2000_cast"], 3) for m, v in per_item["black"][look].items()},
                      "flat_de2000_max": round(max(per_item[f][look]["edge4k"]["de2000_mean"] for f in FLAT_CHARTS), 3)}
     return row

@@ -16,7 +16,9 @@ from edge4k.devices.commands import Shell
 from edge4k.devices.flow import ProfileRequest, profile
 from edge4k.cli import main
 from edge4k.errors import DeviceNotFound, Edge4KError
+from edge4k.kernels.raw import PHASE_PAD
 from edge4k.runtime.profile import validate_profile
+from edge4k.runtime.tiling import plan_tiles
 
 from conftest import PHONE_FLAGS, edge4k_cli, fake_phone
 
@@ -38,7 +40,9 @@ def test_profile_on_a_phone_end_to_end(phone_run):
     profile = json.loads((out / "profile.json").read_text())
     validate_profile(profile)
     assert profile["device"]["backend"] == "executorch" and profile["device"]["delegate"] == "xnnpack"
-    assert profile["model"]["precision"] == "fp32" and profile["tiling"]["tiles"] == 25
+    # The sample is 512x512, tiled as the frontend pads it (PHASE_PAD more each way) in 128/32 tiles.
+    plan = plan_tiles(512 + PHASE_PAD, 512 + PHASE_PAD, compression=16, tile=128, overlap=32)
+    assert profile["model"]["precision"] == "fp32" and profile["tiling"]["tiles"] == plan.num_tiles == 36
     assert profile["timing"] == {"warmup": 1, "runs": 2, "clock": "std::chrono::steady_clock"}
     assert all(profile["latency_ms"][s]["median"] > 0 for s in ("global", "encoder", "backbone", "decoder", "total"))
     assert profile["memory"]["peak_rss_bytes"] > 0 and profile["memory"]["planned_arena_bytes"] > 0
