@@ -32,6 +32,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The CPU stages' C++ kernels (kernels/cpp.py); without a C++ compiler and CMake the host
+	@# pipeline runs their Python twins and says so.
+	$(BIN)/edge4k build-runner --kernels-only || echo "warning: C++ kernels not built; the Python ones will run"
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

@@ -83,9 +83,9 @@ def build_host(build_dir: str | os.PathLike, *, shell: Shell | None = None, jobs
     against the executorch wheel. Incremental: a second call only rebuilds what changed."""
     shell = shell or Shell()
     build_dir = Path(build_dir)
-    flags = [f"-Dexecutorch_DIR={executorch_cmake_dir()}", f"-DEDGE4K_BUILD_RUNNER={'OFF' if kernels_only else 'ON'}"]
+    flags = [f"-DEDGE4K_BUILD_RUNNER={'OFF' if kernels_only else 'ON'}"]
     if not kernels_only:
-        flags.append(f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}")
+        flags += [f"-Dexecutorch_DIR={executorch_cmake_dir()}", f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}"]
     _configure_and_build(shell, build_dir, flags, jobs)
     return build_dir
 

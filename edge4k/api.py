@@ -143,7 +143,8 @@ class Renderer:
         """Render one frame: (H, W, 3) sRGB, upright, uint8 (bits=8, the default) or uint16
         (bits=16). look: "natural" or "neutral". With `output` (.png or .tif), also write it
         there, tagged (sRGB ICC profile, EXIF); bits then defaults to the format's (.tif: 16)."""
-        from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, quantise, write_image
+        from edge4k.kernels.cpp import quantise
+        from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, write_image
         from edge4k.kernels.raw import RawFrame, read_raw
         from edge4k.runtime.pipeline import check_native_fits, process
 

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "is opened at run time) and needs ANDROID_NDK alone")
     b.add_argument("-o", "--output", metavar="DIR", help="build folder (default build/native-host or "
                                                         "build/native-android-arm64-v8a)")
+    b.add_argument("--kernels-only", action="store_true",
+                   help="only the CPU kernels library the host pipeline calls (libedge4k_kernels.so; needs a C++ "
+                        "compiler and CMake, not ExecuTorch); `make setup` builds it into build/native-kernels")
     b.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
     b.add_argument("--dry-run", action="store_true", help="print the cmake commands instead of running them")
 
@@ -666,7 +669,7 @@ def _profile_compile_args(args, raw_input: str) -> list[str]:
 def cmd_build_runner(args) -> int:
     from edge4k.devices.commands import Shell
     from edge4k.devices.flow import ANDROID_BUILD_DIR
-    from edge4k.devices.native import RUNNER, build_android, build_host
+    from edge4k.devices.native import KERNELS_LIB, RUNNER, build_android, build_host
 
     shell = Shell(dry_run=args.dry_run)
     _check_positive("jobs", args.jobs)
@@ -676,6 +679,10 @@ def cmd_build_runner(args) -> int:
                                executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,
                                jobs=args.jobs, extra_libraries=os.environ.get("EDGE4K_ANDROID_EXTRA_LIBS"),
                                executorch=not args.without_executorch)
+    elif args.kernels_only:
+        from edge4k.kernels.cpp import default_library_path
+        runner = build_host(args.output or default_library_path().parent, shell=shell, jobs=args.jobs,
+                            kernels_only=True) / KERNELS_LIB
     else:
         runner = build_host(args.output or "build/native-host", shell=shell, jobs=args.jobs) / RUNNER
     if not args.dry_run:

@@ -1,6 +1,7 @@
 """The host pipeline: RAW file (or bytes, or an in-memory RawFrame) -> six stages -> image, timed per stage.
 
-raw_preprocess and postprocess run here (CPU kernels); the four network stages go
+raw_preprocess and postprocess run here (CPU kernels: the C++ ones of the phone runner
+when built, kernels/cpp.py, else their Python twins); the four network stages go
 through a Backend, so eager and compiled builds share this code and the profile.
 Tiles cover the frame as the frontend pads it (PHASE_PAD more pixels each way, RGGB
 phase); postprocess blends them, crops the frame back out, finishes it in the look and
@@ -18,14 +19,15 @@ from tqdm import tqdm
 
 from edge4k.errors import BuildMismatch, Edge4KError
 from edge4k.files import sha256_file
-from edge4k.kernels.postprocess import DEFAULT_LOOK, bit_depth_for, check_look, finish, orient, quantise, write_image
-from edge4k.kernels.raw import PHASE_PAD, RawFrame, prepare, read_raw
+from edge4k.kernels import cpp
+from edge4k.kernels.postprocess import DEFAULT_LOOK, bit_depth_for, check_look, write_image
+from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.models import E4KConfig
 
 from . import memory
 from .backends import Backend
 from .profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
-from .tiling import Blender, TilePlan, packed_tile, pad_packed, plan_tiles
+from .tiling import Blender, TilePlan, packed_tile, plan_tiles
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,9 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
     with timer("raw_preprocess"):
         frame = source if isinstance(source, RawFrame) else read_raw(source)
         plan = opts.plan(cfg, frame.height, frame.width)
-        prep = prepare(frame, cfg.thumb_size)
+        prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, plan.padded_height, plan.padded_width)
         thumb = torch.from_numpy(prep.thumb)[None]
         meta = torch.from_numpy(prep.meta)[None]
-        padded = pad_packed(prep.packed, plan)
     with timer("global"):
         g = backend.run("global", thumb, meta)
     blender = Blender(plan)
@@ -119,7 +120,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
         (top, left), h, w = prep.crop, frame.height, frame.width
         image = blender.result()[:, top:top + h, left:left + w]
         if look is not None:
-            image = orient(finish(image, frame.srgb_from_cam, prep.exposure, look), frame.orientation)
+            image = cpp.finish_upright(image, frame, prep.exposure, look)
     info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}
     return image, info
 
@@ -162,7 +163,7 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         timer.start_run()
         image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look)
         with timer("postprocess"):
-            pixels = quantise(image, bits)
+            pixels = cpp.quantise(image, bits)
         timer.end_run()
     power_report = power.stop(runs)
     frame, plan = info["frame"], info["plan"]

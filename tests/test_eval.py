@@ -180,3 +180,13 @@ def test_white_field_at_the_clip_is_no_worse_than_classical(shipped_quick_sweep)
                    "more coloured than the best classical converter's")
 def test_black_field_is_no_worse_than_classical(shipped_quick_sweep):
     assert shipped_quick_sweep["summary"]["black_cast_above_best_classical"] == 0, shipped_quick_sweep["summary"]
+
+
+def test_gallery_puts_libraw_beside_edge4k_in_both_looks(tmp_path, sample_dng):
+    paths = ev.gallery(tiny_model(), [sample_dng], tmp_path, crop=64, progress=False)
+    sheet = np.asarray(Image.open(paths["png"]))
+    assert sheet.shape == (64 * 2 + 16, 64 * 2 * 5, 3)          # overview + 2 methods x 2 looks, at 2x
+    crops = [sheet[16:, c * 128:(c + 1) * 128] for c in range(1, 5)]
+    assert all(c.std() > 1 for c in crops)                       # every cell holds a picture
+    assert not np.array_equal(crops[0], crops[2])                # the looks differ
+    assert "sample.dng" in paths["md"].read_text()

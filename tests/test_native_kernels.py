@@ -195,3 +195,60 @@ def test_quantise_is_bit_exact(lib, bits):
     out = np.empty((64, 96, 3), np.uint8 if bits == 8 else np.uint16)
     call(lib, "e4k_quantise", rgb.ctypes.data_as(ctypes.c_void_p), 64, 96, bits, out.ctypes.data_as(ctypes.c_void_p))
     np.testing.assert_array_equal(out, quantise(torch.from_numpy(rgb), bits))
+
+
+# ---- the host pipeline's C++ path (kernels/cpp.py) against its Python twin ----------------
+
+@pytest.fixture
+def cpp_kernels(native_build, monkeypatch):
+    """kernels.cpp with the library at hand, and a way to switch it off."""
+    from edge4k.kernels import cpp
+
+    def use(library):
+        if library:
+            monkeypatch.setenv("EDGE4K_KERNELS_LIB", str(native_build / "libedge4k_kernels.so"))
+            monkeypatch.delenv("EDGE4K_CPP_KERNELS", raising=False)
+        else:
+            monkeypatch.setenv("EDGE4K_CPP_KERNELS", "0")
+        cpp.library.cache_clear()
+        return cpp
+    yield use
+    cpp.library.cache_clear()
+
+
+def test_host_frontend_in_cpp_matches_python(cpp_kernels):
+    frame = noisy_frame("BGGR", seed=7)
+    py_prep, py_padded = cpp_kernels(False).prepare_padded(frame, 32, 208, 272)
+    cpp = cpp_kernels(True)
+    assert cpp.library() is not None
+    prep, padded = cpp.prepare_padded(frame, 32, 208, 272)
+    assert padded.shape == py_padded.shape == (4, 104, 136)
+    np.testing.assert_array_equal(padded.numpy(), py_padded.numpy())
+    np.testing.assert_allclose(prep.thumb, py_prep.thumb, rtol=2e-6, atol=0)
+    np.testing.assert_allclose(prep.meta, py_prep.meta, rtol=0, atol=1e-4)
+    assert prep.exposure == pytest.approx(py_prep.exposure, rel=1e-5) and prep.crop == py_prep.crop
+
+
+@pytest.mark.parametrize("look, orientation", [("natural", 1), ("neutral", 6), ("natural", 8)])
+def test_host_finishing_in_cpp_matches_python(cpp_kernels, look, orientation):
+    frame = noisy_frame("RGGB")
+    frame.orientation = orientation
+    image = torch.rand(3, 40, 64, generator=torch.Generator().manual_seed(orientation))
+    want = cpp_kernels(False).finish_upright(image, frame, 1.7, look)
+    got = cpp_kernels(True).finish_upright(image, frame, 1.7, look)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=2e-6)
+    for bits in (8, 16):
+        np.testing.assert_array_equal(cpp_kernels(True).quantise(got, bits), cpp_kernels(False).quantise(got, bits))
+
+
+def test_host_pipeline_without_the_library_warns_once_and_runs_python(cpp_kernels, monkeypatch, tmp_path, capsys):
+    cpp = cpp_kernels(True)
+    monkeypatch.setenv("EDGE4K_KERNELS_LIB", str(tmp_path / "missing.so"))
+    cpp.library.cache_clear()
+    frame = noisy_frame("GRBG")
+    prep, padded = cpp.prepare_padded(frame, 32, 208, 272)
+    cpp.quantise(torch.zeros(3, 4, 4), 8)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "C++ kernels not built" in err[0] and "missing.so" in err[0]
+    assert prep.packed is not None and padded.shape == (4, 104, 136)     # the Python path ran

@@ -29,6 +29,9 @@ extern "C" {
 
 const char* e4k_last_error() { return last_error.c_str(); }
 
+// Threads of the row-parallel kernels; 0: every core.
+void e4k_set_threads(int threads) { set_kernel_threads(threads); }
+
 static BayerFrame make_frame(const uint16_t* bayer, int height, int width, const char* cfa, const double* black4,
                              double white, const double* gains3, const double* matrix9) {
   BayerFrame f;

@@ -48,12 +48,14 @@ std::vector<float> pack(const BayerFrame& f) {
   const double gains[4] = {f.wb_gains[0] / smallest, f.wb_gains[1] / smallest, f.wb_gains[1] / smallest,
                            f.wb_gains[2] / smallest};
   std::vector<float> out(static_cast<size_t>(4) * h * w);
-  for (int c = 0; c < 4; ++c) {
+  parallel_for(4L * h, [&](long begin, long end) {
+  for (long row = begin; row < end; ++row) {
     // After padding the red site is at (0, 0): channel c sits at (c / 2, c % 2) of each cell.
+    const int c = static_cast<int>(row / h), y = static_cast<int>(row % h);
     const double black = f.black_level[c];
     const double scale = static_cast<float>(gains[c] / (f.white_level - black));
     float* plane = out.data() + static_cast<size_t>(c) * h * w;
-    for (int y = 0; y < h; ++y) {
+    {
       const uint16_t* row = f.bayer.data() + static_cast<size_t>(mirror(2 * y + c / 2 - top, f.height)) * f.width;
       for (int x = 0; x < w; ++x) {
         const double v = (static_cast<double>(row[mirror(2 * x + c % 2 - left, f.width)]) - black) * scale;
@@ -61,6 +63,7 @@ std::vector<float> pack(const BayerFrame& f) {
       }
     }
   }
+  }, 16);
   return out;
 }
 

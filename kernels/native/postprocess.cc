@@ -24,7 +24,8 @@ void finish(float* rgb, int height, int width, const double* srgb_from_cam, doub
   float m[9];
   for (int k = 0; k < 9; ++k) m[k] = static_cast<float>(srgb_from_cam[k]);
   const float e = static_cast<float>(exposure);
-  for (size_t k = 0; k < n; ++k) {
+  parallel_for(static_cast<long>(n), [&](long begin, long end) {
+  for (size_t k = begin; k < static_cast<size_t>(end); ++k) {
     float lin[3], out[3];
     for (int c = 0; c < 3; ++c) {
       const float v = std::clamp(rgb[c * n + k], 0.0f, 1.0f);
@@ -41,6 +42,7 @@ void finish(float* rgb, int height, int width, const double* srgb_from_cam, doub
     }
     for (int c = 0; c < 3; ++c) rgb[c * n + k] = out[c];
   }
+  });
 }
 
 std::vector<float> orient(const float* rgb, int height, int width, int orientation) {
@@ -52,14 +54,17 @@ std::vector<float> orient(const float* rgb, int height, int width, int orientati
   const int oh = transpose ? width : height, ow = transpose ? height : width;
   const size_t n = static_cast<size_t>(height) * width;
   std::vector<float> out(3 * n);
-  for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < oh; ++y)
+  parallel_for(3L * oh, [&](long begin, long end) {
+  for (long row = begin; row < end; ++row) {
+    const int c = static_cast<int>(row / oh), y = static_cast<int>(row % oh);
       for (int x = 0; x < ow; ++x) {
         int sy = transpose ? x : y, sx = transpose ? y : x;   // position in the flipped image
         if (flip_rows) sy = height - 1 - sy;
         if (flip_cols) sx = width - 1 - sx;
         out[c * n + static_cast<size_t>(y) * ow + x] = rgb[c * n + static_cast<size_t>(sy) * width + sx];
       }
+  }
+  }, 16);
   return out;
 }
 
@@ -67,14 +72,16 @@ void quantise(const float* rgb, int height, int width, int bits, void* out) {
   if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
   const float peak = static_cast<float>((1 << bits) - 1);
   const size_t n = static_cast<size_t>(height) * width;
-  for (int c = 0; c < 3; ++c)
-    for (size_t k = 0; k < n; ++k) {
-      const float v = std::nearbyint(std::clamp(rgb[c * n + k], 0.0f, 1.0f) * peak);   // half to even
-      if (bits == 8)
-        static_cast<uint8_t*>(out)[k * 3 + c] = static_cast<uint8_t>(v);
-      else
-        static_cast<uint16_t*>(out)[k * 3 + c] = static_cast<uint16_t>(v);
-    }
+  parallel_for(static_cast<long>(n), [&](long begin, long end) {
+    for (size_t k = begin; k < static_cast<size_t>(end); ++k)
+      for (int c = 0; c < 3; ++c) {
+        const float v = std::nearbyint(std::clamp(rgb[c * n + k], 0.0f, 1.0f) * peak);   // half to even
+        if (bits == 8)
+          static_cast<uint8_t*>(out)[k * 3 + c] = static_cast<uint8_t>(v);
+        else
+          static_cast<uint16_t*>(out)[k * 3 + c] = static_cast<uint16_t>(v);
+      }
+  });
 }
 
 std::pair<int, int> output_size(const BayerFrame& frame) {

@@ -63,6 +63,7 @@ Build open_build(const std::string& dir) {
 
 Pipeline::Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset, Look look)
     : build_(open_build(artifacts)), look_(look) {
+  set_kernel_threads(threads);   // the CPU stages use the engine's thread count (0: every core)
   if (!expect_preset.empty()) {
     const std::string preset = build_.manifest.value("preset", "");
     if (preset != expect_preset)

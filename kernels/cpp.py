@@ -1,0 +1,112 @@
+"""The host pipeline's CPU stages in C++: the phone runner's kernels (kernels/native), called
+through their C ABI (libedge4k_kernels.so, built by `make setup` or `edge4k build-runner
+--kernels-only`), row-parallel on the torch thread count.
+
+Each function here has a Python twin that stays the reference (tests/test_native_kernels.py
+compares them): prepare_padded() is kernels.raw.prepare() + runtime.tiling.pad_packed(),
+finish_upright() is kernels.postprocess.finish() + orient(), quantise() is
+kernels.postprocess.quantise(). When the library is not built, or EDGE4K_CPP_KERNELS=0, the
+Python code runs instead, after one warning line (none when switched off on purpose).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge4k.errors import Edge4KError
+
+from . import postprocess, raw
+
+LIBRARY = "libedge4k_kernels.so"
+
+
+def default_library_path() -> Path:
+    """Where `make setup` builds the library: build/native-kernels/ in the checkout."""
+    return Path(__file__).resolve().parent.parent / "build" / "native-kernels" / LIBRARY
+
+
+@functools.lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    """The kernels library ($EDGE4K_KERNELS_LIB, else default_library_path()), or None."""
+    if os.environ.get("EDGE4K_CPP_KERNELS", "1") == "0":
+        return None
+    path = Path(os.environ.get("EDGE4K_KERNELS_LIB") or default_library_path())
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        print(f"edge4k: warning: C++ kernels not built ({path}); the CPU stages run in Python, slower "
+              "(`make setup` or `edge4k build-runner --kernels-only` builds them)", file=sys.stderr)
+        return None
+    lib.e4k_last_error.restype = ctypes.c_char_p
+    lib.e4k_set_threads.argtypes = [ctypes.c_int]
+    return lib
+
+
+def _ptr(a: np.ndarray) -> ctypes.c_void_p:
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
+def _call(lib, name: str, *args) -> None:
+    lib.e4k_set_threads(torch.get_num_threads())
+    if getattr(lib, name)(*args) != 0:
+        raise Edge4KError(lib.e4k_last_error().decode())
+
+
+def prepare_padded(frame: raw.RawFrame, thumb_size: int, padded_height: int,
+                   padded_width: int) -> tuple[raw.Prepared, torch.Tensor]:
+    """raw.prepare(frame) and its packed frame reflect-padded to (padded_height, padded_width)
+    (the tile plan's size, in pixels). Prepared.packed is left None on the C++ path: the
+    padded tensor holds it."""
+    lib = library()
+    if lib is None:
+        prep = raw.prepare(frame, thumb_size)
+        ph, pw = prep.packed.shape[1:]
+        padded = torch.from_numpy(np.pad(prep.packed, ((0, 0), (0, padded_height // 2 - ph),
+                                                       (0, padded_width // 2 - pw)), mode="reflect"))
+        return prep, padded
+    thumb = np.empty((4, thumb_size, thumb_size), np.float32)
+    meta = np.empty(len(raw.META), np.float32)
+    packed = np.empty((4, padded_height // 2, padded_width // 2), np.float32)
+    scalars = np.empty(3, np.float64)
+    bayer = np.ascontiguousarray(frame.bayer, dtype=np.uint16)
+    _call(lib, "e4k_frontend", _ptr(bayer), frame.height, frame.width, frame.cfa.encode(),
+          _ptr(np.ascontiguousarray(frame.black_level, np.float64)), ctypes.c_double(frame.white_level),
+          _ptr(np.ascontiguousarray(frame.wb_gains, np.float64)),
+          _ptr(np.ascontiguousarray(frame.srgb_from_cam, np.float64)), padded_height, padded_width, thumb_size,
+          _ptr(thumb), _ptr(meta), _ptr(packed), _ptr(scalars))
+    prep = raw.Prepared(None, thumb, meta, float(scalars[0]), (int(scalars[1]), int(scalars[2])))
+    return prep, torch.from_numpy(packed)
+
+
+def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, look: str) -> torch.Tensor:
+    """postprocess.finish() in the look, then orient() for the frame's EXIF Orientation."""
+    lib = library()
+    if lib is None:
+        return postprocess.orient(postprocess.finish(image, frame.srgb_from_cam, exposure, look), frame.orientation)
+    postprocess.check_look(look)
+    rgb = np.array(image.detach().cpu().numpy(), dtype=np.float32, order="C")   # a copy: finished in place
+    h, w = rgb.shape[1:]
+    _call(lib, "e4k_finish", _ptr(rgb), h, w, _ptr(np.ascontiguousarray(frame.srgb_from_cam, np.float64)),
+          ctypes.c_double(exposure), look.encode())
+    if frame.orientation == 1:
+        return torch.from_numpy(rgb)
+    out = np.empty((3, w, h) if frame.orientation >= 5 else (3, h, w), np.float32)
+    _call(lib, "e4k_orient", _ptr(rgb), h, w, frame.orientation, _ptr(out))
+    return torch.from_numpy(out)
+
+
+def quantise(image: torch.Tensor, bits: int) -> np.ndarray:
+    """postprocess.quantise(): (3, H, W) in [0, 1] -> (H, W, 3) uint8 or uint16, bit-exact."""
+    lib = library()
+    if lib is None:
+        return postprocess.quantise(image, bits)
+    rgb = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
+    out = np.empty((rgb.shape[1], rgb.shape[2], 3), np.uint8 if bits == 8 else np.uint16)
+    _call(lib, "e4k_quantise", _ptr(rgb), rgb.shape[1], rgb.shape[2], bits, _ptr(out))
+    return out
