@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep", action="store_true", help="the robustness sweep (exposure x ISO x illuminant, "
                                                         "held-out cameras, charts) instead of a set")
     e.add_argument("--quick", action="store_true", help="with --sweep: a reduced grid at small size")
+    e.add_argument("--summary", metavar="EVAL_DIR", help="print the README's quality tables from the eval JSON in "
+                   "EVAL_DIR (kodak24, mcmaster18, held-out); with --build LABEL=DIR for compiled builds' evals")
+    e.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
+                   help="with --summary: a compiled build's `eval --artifacts` folder (repeatable)")
     e.add_argument("--gallery", nargs="+", metavar="RAW", help="real camera RAW files: LibRaw beside Edge4K, both "
                                                              "looks, as a crop sheet (no ground truth, no scores)")
     e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
@@ -529,6 +533,17 @@ def cmd_eval(args) -> int:
     _check_positive("threads", args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.summary:
+        from edge4k.models.evaluate import summary_tables
+        builds = dict(b.split("=", 1) for b in args.build if "=" in b)
+        if len(builds) != len(args.build):
+            raise Edge4KError("--build takes LABEL=DIR, e.g. --build 'XNNPACK int8=out/eval-builds/xnnpack-int8'")
+        try:
+            print(summary_tables(args.summary, builds), end="")
+        except FileNotFoundError as e:
+            raise Edge4KError(f"--summary needs the eval JSON of kodak24, mcmaster18 and held-out: {e.filename} "
+                              "is missing (run edge4k eval --set ... -o DIR first)") from None
+        return 0
     cfg = get_preset(args.preset)
     if args.teacher:
         return _eval_compare(args, cfg)

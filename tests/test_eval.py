@@ -190,3 +190,20 @@ def test_gallery_puts_libraw_beside_edge4k_in_both_looks(tmp_path, sample_dng):
     assert all(c.std() > 1 for c in crops)                       # every cell holds a picture
     assert not np.array_equal(crops[0], crops[2])                # the looks differ
     assert "sample.dng" in paths["md"].read_text()
+
+
+def test_summary_tables_are_the_committed_evaluation(capsys):
+    """The README's quality tables come from `edge4k eval --summary docs/eval`: each set's column is
+    that set's committed mean, and the pooled column is the mean over both sets' captures."""
+    from pathlib import Path
+    docs = Path(__file__).parent.parent / "docs" / "eval"
+    assert main(["eval", "--summary", str(docs)]) == 0
+    out = capsys.readouterr().out
+    kodak, mcmaster = (json.loads((docs / f"eval_{s}.json").read_text()) for s in ("kodak24", "mcmaster18"))
+    row = next(l for l in out.splitlines() if l.startswith("| **Edge4K**"))   # the neutral table comes first
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert cells[0] == f"{kodak['mean']['neutral']['edge4k']['psnr']:.2f} / {kodak['mean']['neutral']['edge4k']['de2000_mean']:.2f}"
+    assert cells[1].startswith(f"{mcmaster['mean']['neutral']['edge4k']['psnr']:.2f} /")
+    pooled = np.mean([c["scores"]["neutral"]["edge4k"]["psnr"] for r in (kodak, mcmaster) for c in r["cases"]])
+    assert cells[2].startswith(f"{pooled:.2f} /") and len(kodak["cases"]) + len(mcmaster["cases"]) == 126
+    assert main(["eval", "--summary", str(docs), "--build", "no-label"]) == 1
