@@ -726,8 +726,10 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
         sheet.save(tmp, format="PNG")
     md = ["### Real camera RAWs", "", "Centre crops at 2x; LibRaw AHD and Edge4K, both through Edge4K's finishing "
           "(the file's matrix and white balance; the natural look's exposure from the frontend).", "",
-          "| file | size | CFA | WB gains (R, G, B) | natural exposure gain |", "|---|---|---|---|---|"]
-    md += [f"| {r['file']} | {r['size']} | {r['cfa']} | {r['wb_gains']} | {r['exposure_gain']} |" for r in rows]
+          "| file | size | CFA | WB gains (R, G, B) | natural exposure gain | note |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['file']} | {r['size']} | {r['cfa']} | {r['wb_gains']} | {r['exposure_gain']} | "
+           + ("no as-shot white balance in the file (unit gains): every converter renders it green" if
+              r["wb_gains"] == [1.0, 1.0, 1.0] else "") + " |" for r in rows]
     with atomic_output(paths_out["md"]) as tmp:
         tmp.write_text("\n".join(md) + "\n")
     return paths_out

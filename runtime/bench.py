@@ -6,7 +6,8 @@ and native, next to LibRaw's own rendering and this CPU's matrix-multiply rate.
         [--runs 3]
 
 Each configuration runs in its own process (`edge4k run ... --profile`), so its peak
-resident memory is its own. Writes bench.json, bench.md and a stacked-bar bench.png.
+resident memory is its own. The tiled fp32 build runs twice: with the C++ CPU stages
+(kernels/cpp.py) and, as `python-cpu-stages`, with their Python twins (EDGE4K_CPP_KERNELS=0). Writes bench.json, bench.md and a stacked-bar bench.png.
 Numbers are host numbers on a shared machine: read ratios, not absolutes."""
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def make_input(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def edge4k(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "edge4k", *args], capture_output=True, text=True)
+def edge4k(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+    proc = subprocess.run([sys.executable, "-m", "edge4k", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"edge4k {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return proc
@@ -150,13 +153,17 @@ def main(argv=None) -> int:
             edge4k("compile", "--target", "host-xnnpack", "--preset", args.preset, "--resolution",
                    args.resolution, *flags, "--quant", precision, *calibration[mode], "-o", str(build))
             configs.append((f"xnnpack {precision} {mode}", ["--backend", "executorch", "--artifacts", str(build)]))
+            if mode == "tiled" and precision == "fp32":   # the same build with the CPU stages in Python
+                configs.append((f"xnnpack {precision} {mode} python-cpu-stages",
+                                ["--backend", "executorch", "--artifacts", str(build)]))
 
     results = []
     for name, flags in configs:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         prof = out / f"{name.replace(' ', '_')}.profile.json"
         edge4k("run", str(raw), "-o", str(out / f"{name.replace(' ', '_')}.png"), "--profile", str(prof),
-               "--runs", str(args.runs), "--warmup", "1", *flags)
+               "--runs", str(args.runs), "--warmup", "1", *flags,
+               env={"EDGE4K_CPP_KERNELS": "0"} if name.endswith("python-cpu-stages") else None)
         results.append({"name": name, "image": out / f"{name.replace(' ', '_')}.png", **json.loads(prof.read_text())})
 
     gmacs = frame_gmacs(args.preset, width, height)
@@ -164,24 +171,24 @@ def main(argv=None) -> int:
     mm = matmul_gflops()
     mp = width * height / 1e6
     rows, summary = [], []
-    eager_image = {r["name"].split()[-1]: r["image"] for r in results if r["name"].startswith("eager")}
+    eager_image = {r["name"].split()[2]: r["image"] for r in results if r["name"].startswith("eager")}
     for r in results:
         total_s = r["latency_ms"]["total"]["median"] / 1e3
         net_s = sum(r["latency_ms"][s]["median"] for s in ("global", "encoder", "backbone", "decoder")) / 1e3
         entry = {"name": r["name"], "total_s": round(total_s, 3), "megapixels_per_s": round(mp / total_s, 3),
                  "network_gflops": round(2 * gmacs / net_s, 2), "peak_rss_mib": round(r["memory"]["peak_rss_bytes"] / 2**20),
                  "vs_libraw": round(total_s / libraw_s, 2),
-                 "psnr_vs_eager_db": round(image_psnr(eager_image[r["name"].split()[-1]], r["image"]), 2),
+                 "psnr_vs_eager_db": round(image_psnr(eager_image[r["name"].split()[2]], r["image"]), 2),
                  "stages_ms": {s: r["latency_ms"][s]["median"] for s in STAGES}}
         summary.append(entry)
         rows.append(f"| {r['name']} | {total_s:.2f} | {entry['megapixels_per_s']:.2f} | {entry['network_gflops']:.1f} | "
                     f"{entry['peak_rss_mib']} | {entry['vs_libraw']:.1f}x | {entry['psnr_vs_eager_db']:.1f} | "
                     + " | ".join(f"{r['latency_ms'][s]['median']:.0f}" for s in STAGES) + " |")
-    eager = {e["name"].split()[-1]: e["total_s"] for e in summary if e["name"].startswith("eager")}
+    eager = {e["name"].split()[2]: e["total_s"] for e in summary if e["name"].startswith("eager")}
     report = {"preset": args.preset, "resolution": [width, height], "tile": args.tile, "overlap": args.overlap,
               "runs": args.runs, "frame_gmac": round(gmacs, 2), "libraw_postprocess_s": round(libraw_s, 3),
               "cpu_fp32_matmul_gflops": round(mm, 1), "threads": torch.get_num_threads(),
-              "speedup_vs_eager": {e["name"]: round(eager[e["name"].split()[-1]] / e["total_s"], 2) for e in summary},
+              "speedup_vs_eager": {e["name"]: round(eager[e["name"].split()[2]] / e["total_s"], 2) for e in summary},
               "results": summary, "versions": results[0]["versions"], "device": results[0]["device"]["soc"]}
     md = [f"{args.preset}, {width}x{height}, tiles {args.tile}/{args.overlap}, {args.runs} runs after 1 warm-up, "
           f"{report['device']}, {report['threads']} threads. Frame: {gmacs:.1f} GMAC. LibRaw (rawpy AHD "
