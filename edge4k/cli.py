@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resolution", default="3840x2160", help="frame size WxH the build is for (default 3840x2160)")
     _tiling_args(c)
     c.add_argument("--quant", default=None,
-                   help="precision (default: the target's first): fp32, int8 or w4a8 (XNNPACK); int8 or int8-a16 "
+                   help="precision (default: the target's first): fp32, int8, int8-mixed or w4a8 (XNNPACK); int8 or int8-a16 "
                         "(android-qnn); fp32, fp16 or int8 (LiteRT); fp16, int8-weights, palette4 or w8a8 (Core ML)")
     c.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
     c.add_argument("--calib-source", action="append", default=[], metavar="RAW",

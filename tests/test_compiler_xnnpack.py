@@ -232,3 +232,13 @@ def test_analyze_writes_a_plan_that_compile_keeps_in_fp32(tmp_path, capsys):
     bad.write_text('{"layers": []}')
     assert main(["compile", "--target", "host-xnnpack", *common, "--fp32-plan", str(bad), "-o", str(tmp_path / "c")]) == 1
     assert "cannot read keep_fp32 from" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_int8_mixed_keeps_the_global_branch_and_the_decoder_output_in_fp32(tmp_path):
+    common = ["--preset", "e4k-t-f16", "--resolution", "256x256", "--tile", "128", "--overlap", "32", "--calib", "2"]
+    out = tmp_path / "mixed"
+    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8-mixed", "-o", str(out)]) == 0
+    stages = load_manifest(out)["stages"]
+    assert stages["global"]["precision"] == "fp32" and stages["global"]["quantization"] is None
+    assert stages["decoder"]["kept_fp32"] == ["head", "demosaic"] and stages["decoder"]["quantization"]
+    assert stages["encoder"]["precision"] == stages["backbone"]["precision"] == "int8"
