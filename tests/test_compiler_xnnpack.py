@@ -150,7 +150,7 @@ def test_native_build_refuses_another_resolution(tmp_path, sample_dng):
 @pytest.mark.parametrize("argv, needle", [
     (["--target", "host-xnnpack", "--tile", "100"], "multiple of the latent compression"),
     (["--target", "nope"], "unknown target 'nope'; valid targets: "),
-    (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8, w4a8"),
+    (["--target", "host-xnnpack", "--quant", "int2"], "supports precisions fp32, int8, int8-mixed, w4a8"),
     (["--target", "host-xnnpack", "--resolution", "4k"], "--resolution must look like"),
     (["--target", "host-xnnpack", "--calib", "0"], "--calib must be >= 1"),
 ])
