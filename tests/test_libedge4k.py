@@ -33,11 +33,12 @@ class Frame(ctypes.Structure):
     _fields_ = [("bayer", ctypes.POINTER(ctypes.c_uint16)), ("bayer_count", ctypes.c_size_t),
                 ("width", ctypes.c_int), ("height", ctypes.c_int), ("cfa", ctypes.c_char_p),
                 ("black_level", ctypes.c_double * 4), ("white_level", ctypes.c_double),
-                ("wb_gains", ctypes.c_double * 3), ("srgb_from_cam", ctypes.c_double * 9)]
+                ("wb_gains", ctypes.c_double * 3), ("srgb_from_cam", ctypes.c_double * 9),
+                ("orientation", ctypes.c_int)]   # include/edge4k.h's edge4k_frame, field for field
 
 
 class OpenOptions(ctypes.Structure):
-    _fields_ = [("threads", ctypes.c_int), ("expect_preset", ctypes.c_char_p)]
+    _fields_ = [("threads", ctypes.c_int), ("expect_preset", ctypes.c_char_p), ("look", ctypes.c_char_p)]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def lib(native_build):
 def c_frame(raw, bayer):
     f = Frame(bayer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)), bayer.size, raw.width, raw.height,
               raw.cfa.encode(), (ctypes.c_double * 4)(*raw.black_level), float(raw.white_level),
-              (ctypes.c_double * 3)(*raw.wb_gains), (ctypes.c_double * 9)(*np.ravel(raw.srgb_from_cam)))
+              (ctypes.c_double * 3)(*raw.wb_gains), (ctypes.c_double * 9)(*np.ravel(raw.srgb_from_cam)),
+              raw.orientation)
     f._keep = bayer   # the buffer must outlive the struct
     return f
 
