@@ -84,10 +84,11 @@ test: $(STAMP)
 
 # Mutation testing (cosmic-ray; not part of `make test`): the score per module of how
 # many deliberately broken versions its tests catch. MUTATE lists MODULE=TEST[,TEST]
-# pairs; SURVIVORS=1 prints each surviving mutant's diff. Sessions resume from build/mutation/.
+# pairs; SURVIVORS=1 prints each surviving mutant's diff; SAMPLE=N tests a fixed random N
+# mutants per module (score with a 95% interval). Sessions resume from build/mutation/.
 MUTATE ?= runtime/profile.py=tests/test_profile.py
 mutation: $(STAMP)
-	$(BIN)/python tests/mutation.py $(MUTATE) $(if $(filter-out 0,$(SURVIVORS)),--survivors)
+	$(BIN)/python tests/mutation.py $(MUTATE) $(if $(filter-out 0,$(SURVIVORS)),--survivors) $(if $(SAMPLE),--sample $(SAMPLE))
 
 android-xnnpack: $(DEPS)
 	$(EDGE4K) profile --target $@ --device android -o $(OUT)/$@ $(PROFILE_FLAGS)

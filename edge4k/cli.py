@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib-source", action="append", default=[], metavar="RAW",
                    help="RAW file to cut calibration tiles from (repeatable), or 'photos' for synthetic captures "
                         "of the bundled training photos (needs the train extra); default: the embedded sample")
-    c.add_argument("--observer", choices=["minmax", "histogram"], default="minmax",
-                   help="int8 activation observer (default minmax)")
+    c.add_argument("--observer", choices=["minmax", "histogram"], default=None,
+                   help="int8 activation observer (default: histogram for host-xnnpack, minmax for android-qnn)")
     c.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
                    help="module path to leave unquantised, e.g. blocks.0.attn (repeatable)")
     c.add_argument("--soc", help="android-qnn: Qualcomm SoC for the context binaries, SM8550, SM8650 (default) "
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--calib", type=int, default=8, help="calibration samples (default 8)")
     a.add_argument("--calib-source", action="append", default=[], metavar="RAW",
                    help="RAW file for calibration tiles, or 'photos' (as for compile)")
-    a.add_argument("--observer", choices=["minmax", "histogram"], default="minmax")
+    a.add_argument("--observer", choices=["minmax", "histogram"], default="histogram",
+                   help="int8 activation observer (default histogram, as host-xnnpack builds)")
     a.add_argument("--stages", default="global,encoder,backbone,decoder", help="stages to analyse (comma list)")
     a.add_argument("--threshold", type=float, default=40.0, help="layers below this PSNR (dB) go in keep_fp32")
     a.add_argument("-o", "--output", required=True, help="JSON plan to write")
@@ -367,7 +368,7 @@ def _build_spec(args, target: str, precision: str, keep_fp32=()):
     spec = BuildSpec(target=target, preset=args.preset, width=width, height=height, tile=opts.tile,
                      overlap=opts.overlap, native=opts.native, batch=opts.batch, precision=precision,
                      calib=args.calib, calib_sources=tuple(args.calib_source),
-                     options={"observer": args.observer, "keep_fp32": list(keep_fp32),
+                     options={**({"observer": args.observer} if args.observer else {}), "keep_fp32": list(keep_fp32),
                               "soc": getattr(args, "soc", None) and args.soc.upper(), "a16": getattr(args, "a16", [])})
     return model, weights, spec
 

@@ -21,6 +21,8 @@ import torch
 
 from edge4k.errors import Edge4KError
 
+from edge4k.runtime import tiling
+
 from . import postprocess, raw
 
 LIBRARY = "libedge4k_kernels.so"
@@ -45,6 +47,8 @@ def library() -> ctypes.CDLL | None:
         return None
     lib.e4k_last_error.restype = ctypes.c_char_p
     lib.e4k_set_threads.argtypes = [ctypes.c_int]
+    lib.e4k_blender_new.restype = ctypes.c_void_p
+    lib.e4k_blender_free.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -66,10 +70,7 @@ def prepare_padded(frame: raw.RawFrame, thumb_size: int, padded_height: int,
     lib = library()
     if lib is None:
         prep = raw.prepare(frame, thumb_size)
-        ph, pw = prep.packed.shape[1:]
-        padded = torch.from_numpy(np.pad(prep.packed, ((0, 0), (0, padded_height // 2 - ph),
-                                                       (0, padded_width // 2 - pw)), mode="reflect"))
-        return prep, padded
+        return prep, tiling.pad_packed(prep.packed, padded_height, padded_width)
     thumb = np.empty((4, thumb_size, thumb_size), np.float32)
     meta = np.empty(len(raw.META), np.float32)
     packed = np.empty((4, padded_height // 2, padded_width // 2), np.float32)
@@ -82,6 +83,44 @@ def prepare_padded(frame: raw.RawFrame, thumb_size: int, padded_height: int,
           _ptr(thumb), _ptr(meta), _ptr(packed), _ptr(scalars))
     prep = raw.Prepared(None, thumb, meta, float(scalars[0]), (int(scalars[1]), int(scalars[2])))
     return prep, torch.from_numpy(packed)
+
+
+class _CppBlender:
+    """runtime.tiling.Blender's interface over the C++ Blender (rows in parallel)."""
+
+    def __init__(self, lib, plan, channels: int):
+        self.lib, self.channels = lib, channels
+        handle = lib.e4k_blender_new(plan.height, plan.width, plan.padded_height, plan.padded_width,
+                                     plan.tile_height, plan.tile_width, plan.overlap, channels)
+        if not handle:
+            raise Edge4KError(lib.e4k_last_error().decode())
+        self.handle = ctypes.c_void_p(handle)   # a pointer, not a C int, when passed back
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            self.lib.e4k_blender_free(self.handle)
+            self.handle = None
+
+    def add(self, tile: torch.Tensor, y: int, x: int) -> None:
+        _call(self.lib, "e4k_blender_add", self.handle,
+              _ptr(np.ascontiguousarray(tile.detach().cpu().numpy(), dtype=np.float32)), y, x)
+
+    def window(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        out = np.empty((self.channels, height, width), np.float32)
+        _call(self.lib, "e4k_blender_result", self.handle, top, left, height, width, _ptr(out))
+        return torch.from_numpy(out)
+
+
+class _PythonBlender(tiling.Blender):
+    def window(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        return self.result()[:, top:top + height, left:left + width]
+
+
+def blender(plan: tiling.TilePlan, channels: int = 3):
+    """A runtime.tiling.Blender for the plan, with window(top, left, height, width): the
+    normalised blend, cropped to that window of the padded frame."""
+    lib = library()
+    return _PythonBlender(plan, channels) if lib is None else _CppBlender(lib, plan, channels)
 
 
 def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, look: str) -> torch.Tensor:

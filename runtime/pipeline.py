@@ -27,7 +27,7 @@ from edge4k.models import E4KConfig
 from . import memory
 from .backends import Backend
 from .profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
-from .tiling import Blender, TilePlan, packed_tile, plan_tiles
+from .tiling import TilePlan, packed_tile, plan_tiles
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
         meta = torch.from_numpy(prep.meta)[None]
     with timer("global"):
         g = backend.run("global", thumb, meta)
-    blender = Blender(plan)
+    blender = cpp.blender(plan)
     batches = [plan.origins[i:i + opts.batch] for i in range(0, plan.num_tiles, opts.batch)]
     for origins in tqdm(batches, desc="tiles", unit="batch", leave=False, disable=not progress):
         with timer("raw_preprocess"):
@@ -118,7 +118,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
                 blender.add(rgb[k], y0, x0)
     with timer("postprocess"):
         (top, left), h, w = prep.crop, frame.height, frame.width
-        image = blender.result()[:, top:top + h, left:left + w]
+        image = blender.window(top, left, h, w)
         if look is not None:
             image = cpp.finish_upright(image, frame, prep.exposure, look)
     info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}

@@ -70,10 +70,12 @@ def plan_tiles(height: int, width: int, *, compression: int, tile: int | None = 
                     tuple((y, x) for y in ys for x in xs))
 
 
-def pad_packed(packed: np.ndarray, plan: TilePlan) -> torch.Tensor:
-    """Reflect-pad the packed frame (4, H/2, W/2) to the plan's padded size."""
-    dy, dx = (plan.padded_height - plan.height) // 2, (plan.padded_width - plan.width) // 2
-    return torch.from_numpy(np.pad(packed, ((0, 0), (0, dy), (0, dx)), mode="reflect"))
+def pad_packed(packed: np.ndarray, padded_height: int, padded_width: int) -> torch.Tensor:
+    """Reflect-pad the packed frame (4, h, w) at the bottom and right to a plan's padded size
+    (padded_height, padded_width), given in pixels: (4, padded_height / 2, padded_width / 2)."""
+    h, w = packed.shape[1:]
+    return torch.from_numpy(np.pad(packed, ((0, 0), (0, padded_height // 2 - h), (0, padded_width // 2 - w)),
+                                   mode="reflect"))
 
 
 def _ramp(length: int, overlap: int, lead: bool, trail: bool) -> torch.Tensor:

@@ -217,13 +217,13 @@ def test_analyze_writes_a_plan_that_compile_keeps_in_fp32(tmp_path, capsys):
     assert f"use it with `edge4k compile --fp32-plan {plan}`" in capsys.readouterr().out
     report = json.loads(plan.read_text())
     keep = report["keep_fp32"]
-    assert keep and all(k.startswith("global.") for k in keep) and report["observer"] == "minmax"
+    assert keep and all(k.startswith("global.") for k in keep) and report["observer"] == "histogram"
     assert keep == [r["layer"] for r in report["layers"] if r["psnr_db"] < 80.0]
     out = tmp_path / "b"
-    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8", "--observer", "histogram",
+    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8", "--observer", "minmax",
                  "--keep-fp32", "decoder.head.1", "--fp32-plan", str(plan), "-o", str(out)]) == 0
     manifest = load_manifest(out)
-    assert manifest["options"]["observer"] == "histogram"
+    assert manifest["options"]["observer"] == "minmax" and manifest["stages"]["encoder"]["observer"] == "minmax"
     assert manifest["options"]["keep_fp32"] == ["decoder.head.1", *keep]
     assert manifest["stages"]["global"]["kept_fp32"] == [k.removeprefix("global.") for k in keep]
     assert manifest["stages"]["decoder"]["kept_fp32"] == ["head.1"]
@@ -242,3 +242,4 @@ def test_int8_mixed_keeps_the_global_branch_and_the_decoder_output_in_fp32(tmp_p
     assert stages["global"]["precision"] == "fp32" and stages["global"]["quantization"] is None
     assert stages["decoder"]["kept_fp32"] == ["head", "demosaic"] and stages["decoder"]["quantization"]
     assert stages["encoder"]["precision"] == stages["backbone"]["precision"] == "int8"
+    assert stages["encoder"]["observer"] == "histogram" and stages["global"]["observer"] is None   # the default

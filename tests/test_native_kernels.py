@@ -82,7 +82,7 @@ def test_frontend_matches_prepare(lib, cfa):
          ptr(np.ascontiguousarray(frame.black_level)), ctypes.c_double(frame.white_level), ptr(frame.wb_gains),
          ptr(np.ascontiguousarray(frame.srgb_from_cam)), plan.padded_height, plan.padded_width, size,
          ptr(thumb), ptr(meta), ptr(packed), ptr(scalars))
-    np.testing.assert_array_equal(packed, pad_packed(prep.packed, plan).numpy())
+    np.testing.assert_array_equal(packed, pad_packed(prep.packed, plan.padded_height, plan.padded_width).numpy())
     np.testing.assert_allclose(thumb, prep.thumb, rtol=2e-6, atol=0)
     assert scalars[0] == pytest.approx(prep.exposure, rel=1e-5) and prep.exposure > 1
     assert tuple(scalars[1:]) == prep.crop
@@ -110,6 +110,17 @@ def test_finishing_matches(lib, look):
         call(lib, "e4k_finish", ptr(out), 40, 56, ptr(matrix), ctypes.c_double(1.0), b"vivid")
 
 
+@pytest.mark.parametrize("look", LOOKS)
+def test_finishing_holds_its_tolerance_over_every_level(lib, look):
+    """The C++ sRGB curve is a polynomial pow (it vectorises); check it over a dense ramp of
+    every level, grey and per channel, not just at random samples."""
+    ramp = np.linspace(0, 1, 3 * 512 * 512, dtype=np.float32)
+    rgb = np.stack([ramp, ramp, ramp[::-1]]).reshape(3, 512, 3 * 512)
+    out = rgb.copy()
+    call(lib, "e4k_finish", ptr(out), 512, 3 * 512, ptr(np.eye(3)), ctypes.c_double(1.3), look.encode())
+    np.testing.assert_allclose(out, finish(torch.from_numpy(rgb), np.eye(3), 1.3, look).numpy(), rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_matches(lib, orientation):
     rgb = np.random.default_rng(orientation).random((3, 6, 10), dtype=np.float32)
@@ -134,7 +145,7 @@ def test_reflection_padding_is_exact(lib, h, w, f):
     out = np.empty((4, plan.padded_height // 2, plan.padded_width // 2), np.float32)
     call(lib, "e4k_pad_reflect", packed.ctypes.data_as(ctypes.c_void_p), 4, h // 2, w // 2,
          plan.padded_height // 2, plan.padded_width // 2, out.ctypes.data_as(ctypes.c_void_p))
-    np.testing.assert_array_equal(out, pad_packed(packed, plan).numpy())
+    np.testing.assert_array_equal(out, pad_packed(packed, plan.padded_height, plan.padded_width).numpy())
 
 
 def c_plan(lib, h, w, f, tile, overlap, native=False):
@@ -240,6 +251,48 @@ def test_host_finishing_in_cpp_matches_python(cpp_kernels, look, orientation):
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=2e-6)
     for bits in (8, 16):
         np.testing.assert_array_equal(cpp_kernels(True).quantise(got, bits), cpp_kernels(False).quantise(got, bits))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_host_blending_in_cpp_matches_python(cpp_kernels, native):
+    plan = plan_tiles(230, 358, compression=16, tile=128, overlap=32, native=native)
+    rng = np.random.default_rng(8)
+    tiles = [torch.from_numpy(rng.random((3, plan.tile_height, plan.tile_width), dtype=np.float32))
+             for _ in plan.origins]
+    windows = []
+    for library in (False, True):
+        blender = cpp_kernels(library).blender(plan)
+        for tile, (y, x) in zip(tiles, plan.origins):
+            blender.add(tile, y, x)
+        windows.append(blender.window(3, 5, 220, 350))
+    assert windows[1].shape == (3, 220, 350)
+    np.testing.assert_allclose(windows[1].numpy(), windows[0].numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(Edge4KError, match="outside the padded frame"):
+        blender.add(tiles[0], plan.padded_height - 64, 0)
+
+
+def test_cpp_kernels_give_the_same_result_on_any_thread_count(cpp_kernels):
+    """The C++ kernels split rows across threads (--threads); the split must not change a bit."""
+    cpp = cpp_kernels(True)
+    plan = plan_tiles(230, 358, compression=16, tile=128, overlap=32)
+    rng = np.random.default_rng(9)
+    tiles = [torch.from_numpy(rng.random((3, 128, 128), dtype=np.float32)) for _ in plan.origins]
+    frame = noisy_frame("GBRG", seed=3)
+    results, threads = [], torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            blender = cpp.blender(plan)
+            for tile, (y, x) in zip(tiles, plan.origins):
+                blender.add(tile, y, x)
+            image = cpp.finish_upright(blender.window(0, 0, 230, 358), frame, 1.5, "natural")
+            prep, padded = cpp.prepare_padded(frame, 32, 208, 272)
+            results.append((image.numpy(), cpp.quantise(image, 16), padded.numpy(), prep.thumb, prep.meta))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_host_pipeline_without_the_library_warns_once_and_runs_python(cpp_kernels, monkeypatch, tmp_path, capsys):

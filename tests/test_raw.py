@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -5,8 +7,10 @@ from edge4k.calibration.colour import srgb_from_cam
 from edge4k.calibration.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
 from edge4k.calibration.unprocess import RawCapture
 from edge4k.errors import Edge4KError
-from edge4k.kernels.raw import (META, META_CENTRE, META_SCALE, PHASE_PAD, RawFrame, normalised_gains, pack, pack_linear, phase_padding,
-                               prepare, read_raw, thumbnail)
+from edge4k.kernels.postprocess import ORIENTATIONS
+from edge4k.kernels.raw import (EXIF_FROM_LIBRAW_FLIP, META, META_CENTRE, META_SCALE, PHASE_PAD, RawFrame, _frame_from_libraw,
+                               compand, exposure_gain, noise_estimate, normalised_gains, pack, pack_linear,
+                               phase_padding, prepare, read_raw, thumbnail)
 
 # Digital numbers written at each colour's sites: packing must route them to [R, Gr, Gb, B].
 SITE_VALUES = {"R": 4000, "Gr": 6000, "Gb": 7000, "B": 9000}
@@ -89,6 +93,108 @@ def test_thumbnail_is_an_area_average():
     assert t.shape == (4, 16, 16)
     # each thumbnail pixel is the mean of its own 4x6 block (a constant or shifted thumbnail fails)
     np.testing.assert_allclose(t, packed.reshape(4, 16, 4, 16, 6).mean((2, 4)), rtol=1e-5)
+
+
+def test_libraw_flips_map_to_the_exif_orientation_that_turns_the_image_the_same_way():
+    # LibRaw's flip bits: 1 mirrors columns, 2 mirrors rows, 4 transposes (ORIENTATIONS lists
+    # (rows, columns, transpose) per EXIF Orientation); and LibRaw reads EXIF o as "50132467"[o & 7].
+    for flip, orientation in EXIF_FROM_LIBRAW_FLIP.items():
+        assert ORIENTATIONS[orientation] == (bool(flip & 2), bool(flip & 1), bool(flip & 4)), flip
+    for orientation in range(1, 9):
+        assert EXIF_FROM_LIBRAW_FLIP[int("50132467"[orientation & 7])] == orientation
+
+
+def test_noise_estimate_recovers_a_known_noise_line():
+    """Gr and Gb drawn with variance shot * level + read over a brightness ramp, beside noise-free
+    regions clipped at black and at the white level (which the estimate must leave out)."""
+    rng = np.random.default_rng(0)
+    shot, read = 4e-4, 2e-5
+    level = np.tile(np.linspace(0.02, 0.8, 256), (256, 1))
+    level[:, :32], level[:, -32:] = 0.0, 1.0
+
+    def site():
+        noisy = np.clip(level + rng.normal(size=level.shape) * np.sqrt(shot * level + read), 0, 1)
+        return np.where((level == 0) | (level == 1), level, noisy)
+
+    estimate = noise_estimate(compand(np.stack([site() for _ in range(4)]).astype(np.float32)))
+    assert estimate[0] == pytest.approx(shot, rel=0.1)
+    assert read / 2 < estimate[1] < 2 * read
+    clean = compand(np.stack([level] * 4).astype(np.float32))   # no noise at all
+    assert noise_estimate(clean) == pytest.approx((0.0, 0.0), abs=1e-12)
+    assert noise_estimate(compand(np.full((4, 16, 16), 0.3, np.float32))) == (0.0, 0.0)   # too few blocks
+
+
+@pytest.mark.parametrize("green, highlight, matrix_scale, expected", [
+    ((0.04, 0.06), None, 1.0, 0.18 / 0.05),     # mean luminance 0.05 -> mid-grey
+    ((0.04, 0.06), None, 2.0, 0.18 / 0.10),     # the camera -> sRGB matrix counts
+    ((0.02, 0.02), 0.9, 1.0, 1 / 0.9),          # 5% of the frame at 0.9: held back so it does not clip
+    ((0.0005, 0.0015), None, 1.0, 16.0),        # at most 16x
+    ((0.5, 0.5), None, 1.0, 1.0),               # never darker than the capture
+])
+def test_exposure_gain_brings_the_mean_to_mid_grey_unless_highlights_clip(green, highlight, matrix_scale, expected):
+    lin = np.empty((4, 20, 20))
+    lin[0] = lin[3] = np.mean(green)
+    lin[1], lin[2] = green
+    if highlight is not None:
+        lin[:, :1] = highlight                  # one row of 20: 5% of the thumbnail
+    gain = exposure_gain(compand(lin).astype(np.float32), matrix_scale * np.eye(3))
+    assert gain == pytest.approx(expected, rel=1e-4)
+
+
+def test_frame_checks_at_their_boundaries():
+    base = dict(cfa="RGGB", black_level=0, white_level=65535, srgb_from_cam=np.eye(3))
+    full = RawFrame(bayer=np.full((2, 2), 65535, np.int32), wb_gains=(2, 1, 1.5), **base)
+    assert full.bayer.dtype == np.uint16 and full.bayer.max() == 65535
+    with pytest.raises(Edge4KError, match="0..65535"):
+        RawFrame(bayer=np.full((2, 2), 65536, np.int32), wb_gains=(2, 1, 1.5), **base)
+    with pytest.raises(Edge4KError, match="three positive"):
+        RawFrame(bayer=np.zeros((2, 2), np.uint16), wb_gains=(-2, 1, 1.5), **base)
+    flat = RawFrame.from_buffer(np.arange(8, dtype=np.uint16), width=4, height=2, wb_gains=(2, 1, 1.5), **base)
+    np.testing.assert_array_equal(flat.bayer, np.arange(8).reshape(2, 4))
+    with pytest.raises(Edge4KError, match="holds 12 samples, but a 4x2 frame needs 8"):
+        RawFrame.from_buffer(np.arange(12, dtype=np.uint16), width=4, height=2, wb_gains=(2, 1, 1.5), **base)
+    with pytest.raises(Edge4KError, match="odd frame size 4x3"):
+        RawFrame(bayer=np.zeros((3, 4), np.uint16), wb_gains=(2, 1, 1.5), **base)
+    with pytest.raises(Edge4KError, match="unknown CFA None"):
+        RawFrame(bayer=np.zeros((2, 2), np.uint16), wb_gains=(2, 1, 1.5), **{**base, "cfa": None})
+    with pytest.raises(Edge4KError, match="white level 100 is not above black level 200"):
+        RawFrame(bayer=np.zeros((2, 2), np.uint16), wb_gains=(2, 1, 1.5), **{**base, "black_level": 200,
+                                                                             "white_level": 100})
+
+
+@pytest.mark.parametrize("gains, expected", [((4, 2, 3), (2, 1, 1, 1.5)), ((2, 1.5, 1), (2, 1.5, 1.5, 1))])
+def test_white_balance_gains_are_scaled_so_the_smallest_is_one(gains, expected):
+    np.testing.assert_allclose(normalised_gains(gains), expected)
+
+
+def test_write_bayer_hands_the_runner_the_mosaic_and_what_packing_needs(tmp_path):
+    import json
+    from edge4k.kernels.raw import BAYER_SCHEMA, write_bayer
+    frame = RawFrame(bayer=np.arange(48, dtype=np.uint16).reshape(6, 8), cfa="GBRG", black_level=(1, 2, 3, 4),
+                     white_level=1000, wb_gains=(2, 1, 1.5), srgb_from_cam=np.eye(3), orientation=8,
+                     exif={"iso": 100.0})
+    sidecar = json.loads(write_bayer(frame, tmp_path / "f.json").read_text())
+    assert sidecar["schema"] == BAYER_SCHEMA and sidecar["data"] == "f.u16"
+    assert (sidecar["width"], sidecar["height"], sidecar["cfa"], sidecar["orientation"]) == (8, 6, "GBRG", 8)
+    assert sidecar["black_level"] == [1, 2, 3, 4] and sidecar["white_level"] == 1000 and sidecar["exif"] == {"iso": 100.0}
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "f.u16", "<u2").reshape(6, 8), frame.bayer)
+
+
+@pytest.mark.parametrize("colours, raw_type, shape, needle", [
+    (1, "Flat", (2, 2), "monochrome sensor"),
+    (3, "Stack", (2, 2), "non-mosaic (Stack"),
+    (3, "Flat", (6, 6), "X-Trans CFA"),
+    (3, "Flat", (4, 4), "Quad-Bayer CFA"),
+    (3, "Flat", (3, 3), "non-Bayer CFA"),
+])
+def test_what_libraw_reports_names_the_sensor_that_is_refused(colours, raw_type, shape, needle):
+    from types import SimpleNamespace
+    kinds = SimpleNamespace(Flat=SimpleNamespace(name="Flat"), Stack=SimpleNamespace(name="Stack"))
+    raw = SimpleNamespace(color_desc=b"RGBG", raw_pattern=np.zeros(shape, int), num_colors=colours,
+                          raw_type=getattr(kinds, raw_type))
+    raw.raw_type.Flat = kinds.Flat
+    with pytest.raises(Edge4KError, match=re.escape(needle)):
+        _frame_from_libraw(raw, "x.raw", {})
 
 
 @pytest.mark.parametrize("kind, pattern, needle", [

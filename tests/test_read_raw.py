@@ -165,3 +165,26 @@ def test_real_camera_files_decode_as_rawpy_sees_them():
             assert frame.black_level[0] == sites["R"][0] and frame.black_level[3] == sites["B"][0], path
             assert sorted(frame.black_level[1:3]) == sorted(sites["G"]), path
             assert np.all(frame.wb_gains > 0), path
+
+
+def test_capture_facts_come_from_the_file_by_path_or_bytes(tmp_path):
+    from edge4k.calibration.dng import write_dng
+    path = write_dng(tmp_path / "facts.dng", gradient(32, 48), orientation=6, exposure_time=1 / 250, iso=800,
+                     datetime="2026:11:30 12:34:56")
+    want = {"make": "Edge4K", "exposure_time": pytest.approx(0.004), "iso": 800.0, "datetime": "2026:11:30 12:34:56"}
+    for source in (path, path.read_bytes()):
+        frame = read_raw(source)
+        assert frame.orientation == 6
+        assert {k: frame.exif[k] for k in want} == want
+        assert frame.exif["model"].startswith("Synthetic")
+
+
+def test_without_tiff_tags_the_capture_facts_are_libraw_s():
+    import io
+    from datetime import datetime
+    from edge4k.kernels.raw import _exif_facts
+    other = SimpleNamespace(shutter_speed=0.01, iso_speed=200.0, timestamp=datetime(2025, 6, 1, 8, 30, 0))
+    facts = _exif_facts(SimpleNamespace(other=other), io.BytesIO(b"not a TIFF file"))
+    assert facts == {"exposure_time": 0.01, "iso": 200.0, "datetime": "2025:06:01 08:30:00"}
+    unknown = SimpleNamespace(shutter_speed=0.0, iso_speed=0.0, timestamp=datetime(1970, 1, 1))
+    assert _exif_facts(SimpleNamespace(other=unknown), io.BytesIO(b"not a TIFF file")) == {}

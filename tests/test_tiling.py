@@ -5,7 +5,7 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.runtime.backends import EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
-from edge4k.runtime.tiling import Blender, blend_weight, plan_tiles, seam_ratio
+from edge4k.runtime.tiling import Blender, blend_weight, pad_packed, plan_tiles, seam_ratio
 
 from conftest import tiny_model
 
@@ -121,6 +121,34 @@ def test_seam_ratio_sees_a_tile_offset(make_dng):
     seamed[:, 128:256, 128:256] += 0.03            # one tile 8 levels brighter (8-bit): a visible seam
     # noise alone gives 0.85-1.12 and this seam 1.23-1.6 times that over 40 noise seeds; seed 0 is fixed
     assert seam_ratio(seamed, plan) > 1.2 * clean
+
+
+@pytest.mark.parametrize("region, at_tile_border", [
+    ((slice(None), slice(128, 256)), True),     # a column of tiles: only vertical tile borders step
+    ((slice(128, None), slice(None)), True),    # the lower row of tiles: only the horizontal border
+    ((slice(None), slice(200, None)), False),   # a step inside tiles is image content, not a seam
+    ((slice(None), slice(383, None)), False),   # nor is one at the frame's last column ...
+    ((slice(255, None), slice(None)), False),   # ... or its last row
+])
+def test_seam_ratio_counts_only_the_lines_where_tiles_meet(region, at_tile_border):
+    plan = plan_tiles(256, 384, compression=16, tile=128, overlap=0)
+    image = torch.rand(3, 256, 384, generator=torch.Generator().manual_seed(1)) * 0.05 + 0.3
+    clean = seam_ratio(image, plan)
+    stepped = image.clone()
+    stepped[(slice(None), *region)] += 0.1
+    if at_tile_border:
+        assert seam_ratio(stepped, plan) > 2 * clean
+    else:
+        assert seam_ratio(stepped, plan) < clean
+
+
+def test_pad_packed_reflects_at_the_bottom_and_right():
+    packed = np.arange(4 * 3 * 5, dtype=np.float32).reshape(4, 3, 5)
+    padded = pad_packed(packed, 10, 16).numpy()   # (10, 16) pixels: (5, 8) packed
+    assert padded.shape == (4, 5, 8)
+    np.testing.assert_array_equal(padded[:, :3, :5], packed)
+    np.testing.assert_array_equal(padded[:, 3:, :5], packed[:, [1, 0]])          # rows 3, 4 mirror rows 1, 0
+    np.testing.assert_array_equal(padded[:, :3, 5:], packed[:, :, [3, 2, 1]])    # columns mirror about the last
 
 
 def test_batch_size_does_not_change_the_image(make_dng):

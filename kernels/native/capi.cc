@@ -145,6 +145,43 @@ int e4k_blend(int height, int width, int f, int tile, int overlap, int native, i
   });
 }
 
+// A Blender for the host pipeline (kernels/cpp.py) over a plan's padded frame; e4k_blender_new
+// returns nullptr on error. The tile origins are the caller's: blending needs only the sizes.
+void* e4k_blender_new(int height, int width, int padded_height, int padded_width, int tile_height, int tile_width,
+                      int overlap, int channels) {
+  Blender* blender = nullptr;
+  guarded([&] {
+    if (height <= 0 || width <= 0 || height > padded_height || width > padded_width || tile_height <= 0 ||
+        tile_width <= 0 || tile_height > padded_height || tile_width > padded_width || overlap < 0 || channels <= 0)
+      throw Error("invalid blending plan");
+    TilePlan p;
+    p.height = height;
+    p.width = width;
+    p.padded_height = padded_height;
+    p.padded_width = padded_width;
+    p.tile_height = tile_height;
+    p.tile_width = tile_width;
+    p.overlap = overlap;
+    blender = new Blender(p, channels);
+  });
+  return blender;
+}
+
+// tile: (channels, tile_height, tile_width) at (y, x) of the padded frame.
+int e4k_blender_add(void* blender, const float* tile, int y, int x) {
+  return guarded([&] { static_cast<Blender*>(blender)->add(tile, y, x); });
+}
+
+// out: the normalised (channels, height, width) window at (top, left).
+int e4k_blender_result(const void* blender, int top, int left, int height, int width, float* out) {
+  return guarded([&] {
+    const auto r = static_cast<const Blender*>(blender)->result(top, left, height, width);
+    std::memcpy(out, r.data(), r.size() * sizeof(float));
+  });
+}
+
+void e4k_blender_free(void* blender) { delete static_cast<Blender*>(blender); }
+
 int e4k_quantise(const float* rgb, int height, int width, int bits, void* out) {
   return guarded([&] { quantise(rgb, height, width, bits, out); });
 }

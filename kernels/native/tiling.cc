@@ -102,29 +102,37 @@ Blender::Blender(const TilePlan& plan, int channels)
 
 void Blender::add(const float* tile, int y, int x) {
   const int th = plan_.tile_height, tw = plan_.tile_width, pw = plan_.padded_width;
+  if (y < 0 || x < 0 || y + th > plan_.padded_height || x + tw > pw)
+    throw Error("tile at (" + std::to_string(y) + ", " + std::to_string(x) + ") lies outside the padded frame");
   const auto w = blend_weight(plan_, y, x);
-  for (int c = 0; c < channels_; ++c)
-    for (int i = 0; i < th; ++i) {
-      float* acc = acc_.data() + (static_cast<size_t>(c) * plan_.padded_height + y + i) * pw + x;
-      const float* src = tile + (static_cast<size_t>(c) * th + i) * tw;
+  parallel_for(th, [&](long begin, long end) {
+    for (long i = begin; i < end; ++i) {
       const float* wr = w.data() + static_cast<size_t>(i) * tw;
-      for (int j = 0; j < tw; ++j) acc[j] += src[j] * wr[j];
+      for (int c = 0; c < channels_; ++c) {
+        float* acc = acc_.data() + (static_cast<size_t>(c) * plan_.padded_height + y + i) * pw + x;
+        const float* src = tile + (static_cast<size_t>(c) * th + i) * tw;
+        for (int j = 0; j < tw; ++j) acc[j] += src[j] * wr[j];
+      }
+      float* dst = weight_.data() + static_cast<size_t>(y + i) * pw + x;
+      for (int j = 0; j < tw; ++j) dst[j] += wr[j];
     }
-  for (int i = 0; i < th; ++i) {
-    float* dst = weight_.data() + static_cast<size_t>(y + i) * pw + x;
-    const float* wr = w.data() + static_cast<size_t>(i) * tw;
-    for (int j = 0; j < tw; ++j) dst[j] += wr[j];
-  }
+  }, 16);
 }
 
-std::vector<float> Blender::result() const {
-  const int h = plan_.height, w = plan_.width, ph = plan_.padded_height, pw = plan_.padded_width;
+std::vector<float> Blender::result(int top, int left, int h, int w) const {
+  const int ph = plan_.padded_height, pw = plan_.padded_width;
+  if (top < 0 || left < 0 || h < 0 || w < 0 || top + h > ph || left + w > pw)
+    throw Error("the window lies outside the padded frame");
   std::vector<float> out(static_cast<size_t>(channels_) * h * w);
-  for (int c = 0; c < channels_; ++c)
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x)
-        out[(static_cast<size_t>(c) * h + y) * w + x] =
-            acc_[(static_cast<size_t>(c) * ph + y) * pw + x] / weight_[static_cast<size_t>(y) * pw + x];
+  parallel_for(static_cast<long>(channels_) * h, [&](long begin, long end) {
+    for (long row = begin; row < end; ++row) {
+      const int c = static_cast<int>(row / h), y = static_cast<int>(row % h) + top;
+      const float* acc = acc_.data() + (static_cast<size_t>(c) * ph + y) * pw + left;
+      const float* weight = weight_.data() + static_cast<size_t>(y) * pw + left;
+      float* dst = out.data() + static_cast<size_t>(row) * w;
+      for (int x = 0; x < w; ++x) dst[x] = acc[x] / weight[x];
+    }
+  }, 16);
   return out;
 }
 

@@ -29,13 +29,16 @@ TilePlan plan_tiles(int height, int width, int compression, int tile, int overla
 // (tile_height, tile_width) weight of the tile at (y, x), row-major.
 std::vector<float> blend_weight(const TilePlan& plan, int y, int x);
 
-// Accumulates weighted (channels, tile_h, tile_w) tiles into the padded frame.
+// Accumulates weighted (channels, tile_h, tile_w) tiles into the padded frame; rows in
+// parallel (common.h: parallel_for).
 class Blender {
  public:
   explicit Blender(const TilePlan& plan, int channels = 3);
   void add(const float* tile, int y, int x);
-  // Normalised and cropped to (channels, height, width).
-  std::vector<float> result() const;
+  // The normalised (channels, height, width) window at (top, left) of the padded frame.
+  std::vector<float> result(int top, int left, int height, int width) const;
+  // Normalised and cropped to the frame: (channels, plan.height, plan.width).
+  std::vector<float> result() const { return result(0, 0, plan_.height, plan_.width); }
 
  private:
   TilePlan plan_;
