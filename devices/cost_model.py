@@ -127,6 +127,28 @@ SOCS: dict[str, SocSpec] = {s.name: s for s in (
 )}
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A published on-device RAW-to-RGB network's throughput, to set an estimate beside."""
+    name: str
+    megapixels: float
+    seconds: float         # "under" this many seconds, as the paper states it
+    hardware: str
+    source: str
+
+    @property
+    def megapixels_per_s(self) -> float:
+        return self.megapixels / self.seconds
+
+
+ANCHORS = (
+    Anchor("MicroISP", 32, 1.0, "recent smartphones, standard mobile ML libraries",
+           "https://arxiv.org/abs/2211.06770"),
+    Anchor("PyNET-V2 Mobile", 12, 0.5, "smartphone NPU / APU (1.5 s without one)",
+           "https://arxiv.org/abs/2211.06263"),
+)
+
+
 # --- the workload: MACs and bytes per stage, counted on the meta device (no real compute) ---
 
 class _TrafficCounter(TorchDispatchMode):

@@ -2,9 +2,10 @@
 
 No phone is attached here, so this study puts together what can be known and labels
 what is estimated:
-- host measurements of the 4K pipeline, per stage: from the decoder_share and tiling
-  studies' JSON when they are in the same reports folder, else measured now (eager
-  fp32, tiled, one process);
+- host measurements of the 4K pipeline, per stage: from the 4K benchmark
+  (`python -m edge4k.runtime.bench`, reports/bench/bench.json: every compiled build with
+  the C++ CPU stages) when it is in the same reports folder, else the decoder_share and
+  tiling studies' JSON there, else measured now (eager fp32, tiled, one process);
 - the workload of the shipped default model (e4k-s-f16) per stage at the 4K native
   tile and at 512-pixel tiles: MACs (torch's flop counter) and bytes moved (weights +
   stage inputs/outputs as a lower bound, every op's inputs/outputs unfused as an upper
@@ -12,7 +13,9 @@ what is estimated:
 - a roofline ESTIMATE per SoC and compute unit from published peaks and memory
   bandwidth (devices/cost_model.py, every figure with its source URL), at stated
   utilisations, plus the CPU stages (raw_preprocess, postprocess) as measured on this
-  host; and the exact commands that measure it on a connected phone.
+  host; set beside published on-device RAW-to-RGB networks' throughput (MicroISP,
+  PyNET-V2 Mobile: devices/cost_model.py ANCHORS); and the exact commands that measure
+  it on a connected phone.
 
 Time (idle 2-core x86): under a minute when the decoder_share and tiling reports are
 present (counting the workload runs on the meta device, no compute); about 1.5 minutes
@@ -26,8 +29,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from edge4k.devices.cost_model import (BANDWIDTH_UTILISATION, BYTES_PER_ELEMENT, COMPUTE_UTILISATION, SOCS,
-                                       roofline_seconds, workload)
+from edge4k.devices.cost_model import (ANCHORS, BANDWIDTH_UTILISATION, BYTES_PER_ELEMENT, COMPUTE_UTILISATION,
+                                       SOCS, roofline_seconds, workload)
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 
@@ -46,10 +49,17 @@ QUICK = dict(width=256, height=256, tile=128, overlap=32)
 
 
 def host_measurements(ctx: StudyContext, cfg: dict) -> list[dict]:
-    """Host rows {name, mode, source, latency_ms}: from the sibling decoder_share and tiling
-    reports at this frame size, else one eager tiled run measured now."""
+    """Host rows {name, mode, source, latency_ms}: from the sibling bench report at this frame
+    size and tiling, else the decoder_share and tiling reports, else one eager tiled run
+    measured now."""
     rows, reports = [], ctx.out_dir.parent
     size = [cfg["width"], cfg["height"]]
+    bench_path = reports / "bench" / "bench.json"
+    bench = json.loads(bench_path.read_text()) if bench_path.is_file() else {}
+    if (bench.get("preset"), bench.get("resolution"), bench.get("tile"), bench.get("overlap")) == \
+            (PRESET, size, cfg["tile"], cfg["overlap"]):
+        return [{"name": r["name"], "mode": r["name"].split()[2], "source": str(bench_path),
+                 "latency_ms": {**r["stages_ms"], "total": r["total_s"] * 1e3}} for r in bench["results"]]
     share_path, tiling_path = reports / "decoder_share" / "decoder_share.json", reports / "tiling" / "tiling.json"
     share = json.loads(share_path.read_text()) if share_path.is_file() else {}
     if share.get("preset") == PRESET:
@@ -181,6 +191,9 @@ def run(ctx: StudyContext) -> None:
                                                     "LibRaw decoding), the smallest per mode; 0 if none was measured"},
                     estimate={"label": "ESTIMATE (roofline from published peaks; not measured on a phone)",
                               "rows": estimates},
+                    anchors=[{"name": a.name, "megapixels": a.megapixels, "seconds": a.seconds,
+                              "megapixels_per_s": a.megapixels_per_s, "hardware": a.hardware, "source": a.source}
+                             for a in ANCHORS],
                     measure_on_phone=phone_commands(raw, cfg))
     report(ctx, host, modes, estimates, cfg)
 
@@ -218,10 +231,16 @@ def report(ctx: StudyContext, host: list[dict], modes: dict, estimates: list[dic
               [[f"{soc.name} ({soc.marketing})", soc.memory, soc.bandwidth.value if soc.bandwidth else "",
                 "; ".join(f"{u.name} {u.peak_tops.value:g} {u.peak_tops.unit} {u.precision}" for u in soc.units),
                 "; ".join(m.split(":")[0] for m in soc.missing)] for soc in SOCS.values()])
+    megapixels = cfg["width"] * cfg["height"] / 1e6
     ctx.table(["SoC", "unit", "precision", "mode", "network s (ESTIMATE)", "network s, fused bytes", "bound by",
-               "total s incl. CPU stages", "what is missing"],
+               "total s incl. CPU stages", "MP/s", "what is missing"],
               [[e["soc"], e["unit"], e["precision"], e["mode"], f"{e['network_s']:.3f}",
-                f"{e['network_fused_s']:.3f}", bound_of(e), f"{e['total_s']:.2f}", missing_of(e)] for e in estimates])
+                f"{e['network_fused_s']:.3f}", bound_of(e), f"{e['total_s']:.2f}", f"{megapixels / e['total_s']:.1f}",
+                missing_of(e)] for e in estimates])
+    ctx.md += ["**Published anchors**: on-device RAW-to-RGB networks measured on phones by their authors "
+               "(each paper's own figure; other models, data and phones, so a scale, not a comparison):", ""]
+    ctx.table(["network", "MP", "under s", "MP/s", "on", "source"],
+              [[a.name, a.megapixels, a.seconds, a.megapixels_per_s, a.hardware, a.source] for a in ANCHORS])
     cmds = ctx.data["measure_on_phone"]
     ctx.md += ["**To measure it on a phone:**", "",
                f"- Android CPU (XNNPACK, runs today): `{cmds['android_cpu_xnnpack']['make']}` "
@@ -229,7 +248,7 @@ def report(ctx: StudyContext, host: list[dict], modes: dict, estimates: list[dic
                f"- Android NPU: `{cmds['android_npu_qnn']['make']}`: {cmds['android_npu_qnn']['note']}",
                f"- iOS: `{cmds['ios_coreml']['make']}`: {cmds['ios_coreml']['note']}", ""]
     plot(ctx, host, estimates)
-    ctx.answer(answer_text(host, estimates))
+    ctx.answer(answer_text(host, estimates, megapixels))
 
 
 def bound_of(e: dict) -> str:
@@ -243,7 +262,7 @@ def missing_of(e: dict) -> str:
     return "compute peak (lower bound)" if e["unit"] == "memory bandwidth only" else "bandwidth (lower bound)"
 
 
-def answer_text(host: list[dict], estimates: list[dict]) -> str:
+def answer_text(host: list[dict], estimates: list[dict], megapixels: float) -> str:
     complete = [e for e in estimates if e["complete"]]
     best_host = min(host, key=lambda h: h["latency_ms"]["total"]) if host else None
     parts = []
@@ -260,6 +279,8 @@ def answer_text(host: list[dict], estimates: list[dict]) -> str:
         if "utilisation_for_5s" in worst:
             parts[-1] += (f"; its network would still fit in {TARGET_S:g} s at "
                           f"{100 * worst['utilisation_for_5s']:.2f}% of the unit's peak")
+        parts.append(f"that is {megapixels / worst['total_s']:.1f} MP/s, where published phone RAW-to-RGB networks "
+                     "reach " + ", ".join(f"{a.name} {a.megapixels_per_s:g}" for a in ANCHORS) + " MP/s")
     else:
         parts.append("ESTIMATE: no SoC has both a sourced compute peak and a sourced bandwidth, so only lower "
                      "bounds exist")

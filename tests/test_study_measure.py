@@ -195,6 +195,25 @@ def test_phone_measures_the_host_when_no_report_is_there(tmp_path):
     assert host["source"] == "measured by this study" and host["latency_ms"]["total"] > 0
 
 
+def test_phone_takes_the_host_numbers_from_the_benchmark_when_it_is_there(tmp_path):
+    stages = {"raw_preprocess": 30.0, "global": 1.0, "encoder": 40.0, "backbone": 50.0, "decoder": 60.0,
+              "postprocess": 20.0}
+    bench = {"preset": phone.PRESET, "resolution": [256, 256], "tile": 128, "overlap": 32,
+             "results": [{"name": "xnnpack int8 tiled", "total_s": 0.201, "stages_ms": stages},
+                         {"name": "xnnpack fp32 tiled python-cpu-stages", "total_s": 0.5,
+                          "stages_ms": {**stages, "postprocess": 300.0}}]}
+    (tmp_path / "reports" / "bench").mkdir(parents=True)
+    (tmp_path / "reports" / "bench" / "bench.json").write_text(json.dumps(bench))
+    ctx = run_study("phone", tmp_path / "reports" / "phone", quick=True, models_dir=tmp_path / "models", progress=None)
+    host = ctx.data["host"]
+    assert [h["name"] for h in host] == ["xnnpack int8 tiled", "xnnpack fp32 tiled python-cpu-stages"]
+    assert host[0]["mode"] == "tiled" and host[0]["latency_ms"]["total"] == pytest.approx(201.0)
+    # the CPU stages an estimate adds are the benchmark's smallest: 30 + 20 ms, not the Python 330
+    assert ctx.data["assumptions"]["cpu_stages_s"]["tiled"] == pytest.approx(0.05)
+    assert {a["name"] for a in ctx.data["anchors"]} == {"MicroISP", "PyNET-V2 Mobile"}
+    assert "MicroISP 32, PyNET-V2 Mobile 24 MP/s" in ctx.data["answer"]
+
+
 def test_every_device_figure_has_a_source():
     for soc in cost_model.SOCS.values():
         figures = [soc.cpu, *([soc.bandwidth] if soc.bandwidth else []), *(u.peak_tops for u in soc.units)]
