@@ -6,12 +6,10 @@ from pathlib import Path
 
 def profile_on_host(*, artifacts: Path, raw_input: str, out_dir: Path, runs: int, warmup: int,
                     threads: int | None = None, configure_backend=None, look: str = "natural") -> dict:
-    import torch
-    from edge4k.runtime.backends import open_build
+    from edge4k.runtime.backends import open_build, set_threads
     from edge4k.runtime.pipeline import TileOptions, run_and_profile
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     backend = open_build(artifacts)
     if configure_backend is not None:
         configure_backend(backend)

@@ -93,7 +93,8 @@ class Renderer:
 
     Thread-safe: calls from several threads are serialised (one frame at a time per Renderer,
     since the compiled runtimes are not re-entrant); for frames in parallel, use one Renderer
-    per thread. `threads` sets torch's CPU thread count, which is process-wide."""
+    per thread. `threads` sets the process's CPU threads (runtime/backends.py: set_threads): torch's
+    for the eager backend, a compiled build's runtime's otherwise, and the C++ CPU stages'."""
 
     def __init__(self, *, preset: str | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  backend: str = "eager", artifacts: str | os.PathLike | None = None, soc: str | None = None,
@@ -104,15 +105,13 @@ class Renderer:
         (PyTorch) or a compiled build's backend, with artifacts: the build folder (its preset,
         tiling and batch are fixed; soc: the SoC an android-qnn build must be for); tile,
         overlap, native, batch: eager tiling (default 512/64, fitted to smaller frames)."""
-        import torch
         from edge4k.models import DEFAULT_PRESET
-        from edge4k.runtime.backends import BACKENDS, EagerBackend, backend_class
+        from edge4k.runtime.backends import BACKENDS, EagerBackend, backend_class, set_threads
 
         check_at_least("threads", threads)
         if backend not in BACKENDS:
             backend_class(backend)                  # raises the one-line error that lists the valid ones
-        if threads:
-            torch.set_num_threads(threads)
+        set_threads(threads)
         if backend == "eager":
             if artifacts or soc:
                 raise Edge4KError(f"--{'artifacts' if artifacts else 'soc'} needs a compiled backend, "

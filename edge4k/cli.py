@@ -527,13 +527,12 @@ def cmd_distill(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import torch
     from edge4k.kernels.postprocess import LOOKS
     from edge4k.models import get_preset
     from edge4k.models.evaluate import METHODS, evaluate, load_set, sweep, write_report, write_sweep
     _check_positive("threads", args.threads)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from edge4k.runtime.backends import set_threads
+    set_threads(args.threads)
     if args.summary:
         from edge4k.models.evaluate import summary_tables
         builds = dict(b.split("=", 1) for b in args.build if "=" in b)

@@ -1,6 +1,6 @@
 """The host pipeline's CPU stages in C++: the phone runner's kernels (kernels/native), called
 through their C ABI (libedge4k_kernels.so, built by `make setup` or `edge4k build-runner
---kernels-only`), row-parallel on the torch thread count.
+--kernels-only`), row-parallel on the run's threads (runtime/backends.py: run_threads).
 
 Each function here has a Python twin that stays the reference (tests/test_native_kernels.py
 compares them): prepare_padded() is kernels.raw.prepare() + runtime.tiling.pad_packed(),
@@ -21,7 +21,7 @@ import torch
 
 from edge4k.errors import Edge4KError
 
-from edge4k.runtime import tiling
+from edge4k.runtime import backends, tiling
 
 from . import postprocess, raw
 
@@ -57,7 +57,7 @@ def _ptr(a: np.ndarray) -> ctypes.c_void_p:
 
 
 def _call(lib, name: str, *args) -> None:
-    lib.e4k_set_threads(torch.get_num_threads())
+    lib.e4k_set_threads(backends.run_threads())
     if getattr(lib, name)(*args) != 0:
         raise Edge4KError(lib.e4k_last_error().decode())
 

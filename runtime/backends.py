@@ -22,6 +22,26 @@ BACKENDS = {
 }
 
 
+# The run's CPU threads: --threads, else the cores torch uses. One policy for every backend:
+# eager runs torch's pool on them; a compiled build's runtime (ExecuTorch's XNNPACK pool,
+# onnxruntime, LiteRT) gets them while torch keeps one thread, since its idle OpenMP
+# workers spin on the cores that runtime needs (measured: up to 2x slower stages on 2
+# cores); the C++ CPU stages split their rows across backend.threads() (kernels/cpp.py).
+_run_threads = torch.get_num_threads()
+
+
+def set_threads(threads: int | None) -> None:
+    """Set the run's CPU threads (None or 0: leave them); backends opened afterwards use them."""
+    global _run_threads
+    if threads:
+        _run_threads = int(threads)
+        torch.set_num_threads(_run_threads)
+
+
+def run_threads() -> int:
+    return _run_threads
+
+
 def backend_class(name: str) -> type["Backend"]:
     if name not in BACKENDS:
         raise Edge4KError(f"unknown backend '{name}'; valid backends: {', '.join(sorted(BACKENDS))}")
@@ -73,6 +93,10 @@ class BuildBackend(Backend):
         self.precision, self.delegate = manifest["precision"], manifest["delegate"]
         self.weights = f"build:{Path(artifacts).name} ({manifest['weights']})"
         self.expected = {s: [tuple(i["shape"]) for i in manifest["stages"][s]["inputs"]] for s in NETWORK_STAGES}
+        torch.set_num_threads(1)   # the thread policy (run_threads): the build's runtime gets them
+
+    def threads(self) -> int:
+        return run_threads()
 
     def stage_paths(self, artifacts: Path):
         """(stage, manifest entry, path) for each network stage; a missing file is an error."""
@@ -96,6 +120,7 @@ class EagerBackend(Backend):
 
     def __init__(self, model: E4KNet, weights: str = "seed:0"):
         self.model, self.cfg, self.weights = model.eval(), model.cfg, weights
+        torch.set_num_threads(run_threads())   # a compiled backend opened before may have left torch one
 
     @torch.inference_mode()
     def run(self, stage, *inputs):

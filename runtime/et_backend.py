@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from edge4k.errors import Edge4KError
 from edge4k.stderr import captured_native_stderr
 
-from .backends import BuildBackend
+from .backends import BuildBackend, run_threads
 
 
 class ExecuTorchBackend(BuildBackend):
@@ -32,10 +30,11 @@ class ExecuTorchBackend(BuildBackend):
                 except RuntimeError as e:
                     last = notes().strip().splitlines()[-1:] or [""]
                     raise Edge4KError(f"ExecuTorch cannot load {stage} from {path}: {e} {last[0]}") from None
-        # torch's OpenMP workers spin-wait and steal the cores XNNPACK's own thread pool
-        # needs (measured: up to 2x slower stages on 2 cores); the host-side torch work
-        # here (tile gathering, blending) is light, so give torch one thread.
-        torch.set_num_threads(1)
+        # the thread policy (backends.run_threads): XNNPACK's pool gets the run's threads, torch one
+        from executorch.extension.pybindings import portable_lib
+        with captured_native_stderr():   # resetting the pool prints cpuinfo notes
+            if portable_lib._threadpool_get_thread_count() != run_threads():
+                portable_lib._unsafe_reset_threadpool(run_threads())   # safe here: no method is running
 
     def run(self, stage, *inputs):
         self.check_inputs(stage, inputs)

@@ -13,7 +13,7 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.stderr import captured_native_stderr
 
-from .backends import BuildBackend
+from .backends import BuildBackend, run_threads
 
 
 class LiteRTBackend(BuildBackend):
@@ -29,7 +29,7 @@ class LiteRTBackend(BuildBackend):
         for stage, entry, path in self.stage_paths(artifacts):
             with captured_native_stderr() as notes:
                 try:
-                    it = Interpreter(model_path=str(path), num_threads=torch.get_num_threads())
+                    it = Interpreter(model_path=str(path), num_threads=run_threads())
                     runner = it.get_signature_runner(SIGNATURE)
                 except (ValueError, RuntimeError) as e:
                     last = notes().strip().splitlines()[-1:] or [""]

@@ -13,7 +13,7 @@ import torch
 
 from edge4k.errors import Edge4KError
 
-from .backends import BuildBackend
+from .backends import BuildBackend, run_threads
 
 
 def check_soc(manifest: dict, soc: str | None, artifacts) -> None:
@@ -48,7 +48,7 @@ class QnnHtpSimBackend(BuildBackend):
                                f"(v{self.soc.htp_arch}); their latencies say nothing about the phone's speed")
         self.sessions, self.inputs = {}, {}
         for stage, _, path in self.stage_paths(artifacts):
-            self.sessions[stage] = htp_session(path, self.soc, threads=torch.get_num_threads())
+            self.sessions[stage] = htp_session(path, self.soc, threads=run_threads())
             self.inputs[stage] = [(i.name, tuple(i.shape)) for i in self.sessions[stage].get_inputs()]
 
     def run(self, stage, *inputs):

@@ -89,10 +89,17 @@ def test_compiled_pipeline_matches_eager(builds, sample_dng):
 
 def test_cli_run_with_a_build_writes_a_valid_profile(builds, sample_dng, tmp_path):
     _, paths = builds
-    prof = tmp_path / "p.json"
-    assert main(["run", sample_dng, "-o", str(tmp_path / "o.png"), "--backend", "executorch",
-                 "--artifacts", str(paths["int8"]), "--profile", str(prof)]) == 0
+    from edge4k.runtime.backends import run_threads, set_threads
+    prof, threads = tmp_path / "p.json", run_threads()
+    try:
+        assert main(["run", sample_dng, "-o", str(tmp_path / "o.png"), "--backend", "executorch",
+                     "--artifacts", str(paths["int8"]), "--profile", str(prof), "--threads", "1"]) == 0
+        from executorch.extension.pybindings import portable_lib
+        assert portable_lib._threadpool_get_thread_count() == 1     # --threads reached XNNPACK's pool
+    finally:
+        set_threads(threads)
     profile = json.loads(prof.read_text())
+    assert profile["device"]["threads"] == 1
     assert profile["device"]["backend"] == "executorch" and profile["device"]["delegate"] == "xnnpack"
     assert profile["model"]["precision"] == "int8" and profile["memory"]["planned_arena_bytes"] > 0
     assert profile["tiling"]["tile"] == 128 and profile["tiling"]["batch"] == 2
