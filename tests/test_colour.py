@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from edge4k.calibration import cameras as cameras_module
-from edge4k.calibration.colour import (D65_XY, FLUORESCENT_XY, XYZ_FROM_SRGB, adaptation, cam_from_srgb,
-                                       camera_table, daylight_xy, planckian_xy, srgb_decode, srgb_encode,
+from edge4k.calibration.colour import (D65_XY, FLUORESCENT_XY, HELD_OUT_CAMERAS, XYZ_FROM_SRGB, adaptation,
+                                       cam_from_srgb, camera_names, camera_neutral, camera_table, daylight_xy,
+                                       inverse_smoothstep, planckian_xy, smoothstep, srgb_decode, srgb_encode,
                                        srgb_from_cam, xyz_white)
 
 colour = pytest.importorskip("colour")
@@ -63,3 +64,26 @@ def test_srgb_curve_matches_colour_science():
     x = np.linspace(0, 1, 257)
     np.testing.assert_allclose(srgb_encode(x), colour.models.eotf_inverse_sRGB(x), atol=1e-12)
     np.testing.assert_allclose(srgb_decode(srgb_encode(x)), x, atol=1e-12)
+
+
+def test_camera_splits_partition_the_table():
+    train, held_out, everything = camera_names("train"), camera_names("held-out"), camera_names("all")
+    assert everything == sorted(camera_table()) and held_out == sorted(HELD_OUT_CAMERAS)
+    assert set(held_out) <= set(everything) and not set(train) & set(held_out)
+    assert sorted(train + held_out) == everything and len(train) > len(held_out) > 0
+    with pytest.raises(ValueError, match="unknown camera split 'test'"):
+        camera_names("test")
+
+
+def test_camera_neutral_is_the_illuminant_white_in_camera_rgb():
+    matrix = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
+    x, y = D65_XY
+    np.testing.assert_allclose(camera_neutral(matrix, D65_XY), [2 * x / y, 1.0, 0.5 * (1 - x - y) / y], rtol=1e-12)
+
+
+def test_smoothstep_tone_curve_and_its_inverse():
+    x = np.linspace(0, 1, 101)
+    np.testing.assert_allclose(smoothstep(x), x * x * (3 - 2 * x), atol=1e-15)
+    np.testing.assert_allclose(smoothstep([-0.5, 0.25, 1.5]), [0.0, 0.15625, 1.0])   # clipped to [0, 1]
+    np.testing.assert_allclose(inverse_smoothstep(smoothstep(x)), x, atol=1e-9)
+    np.testing.assert_allclose(inverse_smoothstep([0.15625, 0.5]), [0.25, 0.5], atol=1e-12)
