@@ -11,9 +11,9 @@ fail (or time out). Prints the mutation score (killed / mutants) per module and,
 checked to be unchanged afterwards. Sessions are kept in build/mutation/ so an
 interrupted run resumes (a changed module or test file starts a fresh one).
 
-With --sample N, a fixed random sample of N mutants per module (seeded by the module's
-path, so a rerun tests the same ones) is run instead of all of them, and the score comes
-with its 95% Wilson interval: cosmic-ray makes several mutants per operator and number
+With --sample N, a random sample of N mutants per module (drawn once per session, so an
+interrupted run resumes with the same ones) is run instead of all of them, and the score
+comes with its 95% Wilson interval: cosmic-ray makes several mutants per operator and number
 (hundreds per module), at several seconds of pytest start-up each.
 
 Mutants inside type annotations are skipped and not counted when the module has
