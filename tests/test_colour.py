@@ -61,8 +61,9 @@ def test_white_balanced_camera_space_maps_white_to_white():
 
 
 def test_srgb_curve_matches_colour_science():
-    x = np.linspace(0, 1, 257)
+    x = np.concatenate([np.linspace(0, 0.05, 101), np.linspace(0, 1, 257)])   # both segments of each curve
     np.testing.assert_allclose(srgb_encode(x), colour.models.eotf_inverse_sRGB(x), atol=1e-12)
+    np.testing.assert_allclose(srgb_decode(x), colour.models.eotf_sRGB(x), atol=1e-12)
     np.testing.assert_allclose(srgb_decode(srgb_encode(x)), x, atol=1e-12)
 
 
