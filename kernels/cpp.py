@@ -86,12 +86,16 @@ def prepare_padded(frame: raw.RawFrame, thumb_size: int, padded_height: int,
 
 
 class _CppBlender:
-    """runtime.tiling.Blender's interface over the C++ Blender (rows in parallel)."""
+    """runtime.tiling.Blender's interface over the C++ Blender: blends straight into the window
+    it is made for, rows in parallel."""
 
-    def __init__(self, lib, plan, channels: int):
-        self.lib, self.channels = lib, channels
+    def __init__(self, lib, plan, channels: int, window: tuple[int, int, int, int]):
+        self.lib, self.window = lib, window
+        self.out = np.zeros((channels, window[2], window[3]), np.float32)
+        origins = np.ascontiguousarray(plan.origins, dtype=np.int32)
         handle = lib.e4k_blender_new(plan.height, plan.width, plan.padded_height, plan.padded_width,
-                                     plan.tile_height, plan.tile_width, plan.overlap, channels)
+                                     plan.tile_height, plan.tile_width, plan.overlap, channels, len(origins),
+                                     _ptr(origins), *window, _ptr(self.out))
         if not handle:
             raise Edge4KError(lib.e4k_last_error().decode())
         self.handle = ctypes.c_void_p(handle)   # a pointer, not a C int, when passed back
@@ -105,22 +109,25 @@ class _CppBlender:
         _call(self.lib, "e4k_blender_add", self.handle,
               _ptr(np.ascontiguousarray(tile.detach().cpu().numpy(), dtype=np.float32)), y, x)
 
-    def window(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
-        out = np.empty((self.channels, height, width), np.float32)
-        _call(self.lib, "e4k_blender_result", self.handle, top, left, height, width, _ptr(out))
-        return torch.from_numpy(out)
+    def result(self) -> torch.Tensor:
+        return torch.from_numpy(self.out)
 
 
 class _PythonBlender(tiling.Blender):
-    def window(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
-        return self.result()[:, top:top + height, left:left + width]
+    def __init__(self, plan, channels: int, window: tuple[int, int, int, int]):
+        super().__init__(plan, channels)
+        self.window = window
+
+    def result(self) -> torch.Tensor:
+        top, left, height, width = self.window
+        return super().result()[:, top:top + height, left:left + width]
 
 
-def blender(plan: tiling.TilePlan, channels: int = 3):
-    """A runtime.tiling.Blender for the plan, with window(top, left, height, width): the
-    normalised blend, cropped to that window of the padded frame."""
+def blender(plan: tiling.TilePlan, window: tuple[int, int, int, int], channels: int = 3):
+    """runtime.tiling.Blender for the plan whose result() is the blend cropped to window
+    (top, left, height, width) of the padded frame."""
     lib = library()
-    return _PythonBlender(plan, channels) if lib is None else _CppBlender(lib, plan, channels)
+    return _PythonBlender(plan, channels, window) if lib is None else _CppBlender(lib, plan, channels, window)
 
 
 def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, look: str) -> torch.Tensor:

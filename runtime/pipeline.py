@@ -100,7 +100,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
         meta = torch.from_numpy(prep.meta)[None]
     with timer("global"):
         g = backend.run("global", thumb, meta)
-    blender = cpp.blender(plan)
+    blender = cpp.blender(plan, (*prep.crop, frame.height, frame.width))
     batches = [plan.origins[i:i + opts.batch] for i in range(0, plan.num_tiles, opts.batch)]
     for origins in tqdm(batches, desc="tiles", unit="batch", leave=False, disable=not progress):
         with timer("raw_preprocess"):
@@ -117,8 +117,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
             for k, (y0, x0) in enumerate(origins):
                 blender.add(rgb[k], y0, x0)
     with timer("postprocess"):
-        (top, left), h, w = prep.crop, frame.height, frame.width
-        image = blender.window(top, left, h, w)
+        image = blender.result()
         if look is not None:
             image = cpp.finish_upright(image, frame, prep.exposure, look)
     info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}

@@ -145,14 +145,17 @@ int e4k_blend(int height, int width, int f, int tile, int overlap, int native, i
   });
 }
 
-// A Blender for the host pipeline (kernels/cpp.py) over a plan's padded frame; e4k_blender_new
-// returns nullptr on error. The tile origins are the caller's: blending needs only the sizes.
+// A Blender for the host pipeline (kernels/cpp.py): the plan's sizes and its origins ((y, x)
+// pairs), blending into out, a zeroed (channels, window height, window width) buffer the caller
+// owns and keeps alive. Returns nullptr on error.
 void* e4k_blender_new(int height, int width, int padded_height, int padded_width, int tile_height, int tile_width,
-                      int overlap, int channels) {
+                      int overlap, int channels, int tiles, const int* origins, int top, int left, int window_height,
+                      int window_width, float* out) {
   Blender* blender = nullptr;
   guarded([&] {
     if (height <= 0 || width <= 0 || height > padded_height || width > padded_width || tile_height <= 0 ||
-        tile_width <= 0 || tile_height > padded_height || tile_width > padded_width || overlap < 0 || channels <= 0)
+        tile_width <= 0 || tile_height > padded_height || tile_width > padded_width || overlap < 0 ||
+        channels <= 0 || tiles <= 0 || window_height <= 0 || !out)
       throw Error("invalid blending plan");
     TilePlan p;
     p.height = height;
@@ -162,22 +165,15 @@ void* e4k_blender_new(int height, int width, int padded_height, int padded_width
     p.tile_height = tile_height;
     p.tile_width = tile_width;
     p.overlap = overlap;
-    blender = new Blender(p, channels);
+    for (int k = 0; k < tiles; ++k) p.origins.emplace_back(origins[2 * k], origins[2 * k + 1]);
+    blender = new Blender(p, channels, Window{top, left, window_height, window_width}, out);
   });
   return blender;
 }
 
-// tile: (channels, tile_height, tile_width) at (y, x) of the padded frame.
+// tile: (channels, tile_height, tile_width) at the plan's origin (y, x).
 int e4k_blender_add(void* blender, const float* tile, int y, int x) {
   return guarded([&] { static_cast<Blender*>(blender)->add(tile, y, x); });
-}
-
-// out: the normalised (channels, height, width) window at (top, left).
-int e4k_blender_result(const void* blender, int top, int left, int height, int width, float* out) {
-  return guarded([&] {
-    const auto r = static_cast<const Blender*>(blender)->result(top, left, height, width);
-    std::memcpy(out, r.data(), r.size() * sizeof(float));
-  });
 }
 
 void e4k_blender_free(void* blender) { delete static_cast<Blender*>(blender); }

@@ -60,9 +60,17 @@ static inline float srgb_encode(float x) {
 
 static inline float clamp01(float x) { return std::min(std::max(x, 0.0f), 1.0f); }
 
+// On x86-64 the finishing loop is also compiled for AVX2 and picked at load time (8 lanes
+// instead of SSE2's 4; the same IEEE operations, so the same bits: no FMA is enabled).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EDGE4K_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define EDGE4K_AVX2_CLONE
+#endif
+
 // finish() for one look, branch-free so that the pixel loop vectorises.
 template <bool kNatural>
-static void finish_rows(float* rgb, size_t n, size_t begin, size_t end, const float* m, float exposure) {
+static inline void finish_range(float* rgb, size_t n, size_t begin, size_t end, const float* m, float exposure) {
   float* r = rgb;
   float* g = rgb + n;
   float* b = rgb + 2 * n;
@@ -86,6 +94,15 @@ static void finish_rows(float* rgb, size_t n, size_t begin, size_t end, const fl
   }
 }
 
+EDGE4K_AVX2_CLONE static void finish_natural(float* rgb, size_t n, size_t begin, size_t end, const float* m,
+                                             float exposure) {
+  finish_range<true>(rgb, n, begin, end, m, exposure);
+}
+
+EDGE4K_AVX2_CLONE static void finish_neutral(float* rgb, size_t n, size_t begin, size_t end, const float* m) {
+  finish_range<false>(rgb, n, begin, end, m, 1.0f);
+}
+
 void finish(float* rgb, int height, int width, const double* srgb_from_cam, double exposure, Look look) {
   const size_t n = static_cast<size_t>(height) * width;
   float m[9];
@@ -93,9 +110,9 @@ void finish(float* rgb, int height, int width, const double* srgb_from_cam, doub
   const float e = static_cast<float>(exposure);
   parallel_for(static_cast<long>(n), [&](long begin, long end) {
     if (look == Look::Natural)
-      finish_rows<true>(rgb, n, begin, end, m, e);
+      finish_natural(rgb, n, begin, end, m, e);
     else
-      finish_rows<false>(rgb, n, begin, end, m, e);
+      finish_neutral(rgb, n, begin, end, m);
   });
 }
 

@@ -95,45 +95,64 @@ std::vector<float> blend_weight(const TilePlan& p, int y, int x) {
   return w;
 }
 
-Blender::Blender(const TilePlan& plan, int channels)
-    : plan_(plan), channels_(channels),
-      acc_(static_cast<size_t>(channels) * plan.padded_height * plan.padded_width, 0.0f),
-      weight_(static_cast<size_t>(plan.padded_height) * plan.padded_width, 0.0f) {}
-
-void Blender::add(const float* tile, int y, int x) {
-  const int th = plan_.tile_height, tw = plan_.tile_width, pw = plan_.padded_width;
-  if (y < 0 || x < 0 || y + th > plan_.padded_height || x + tw > pw)
-    throw Error("tile at (" + std::to_string(y) + ", " + std::to_string(x) + ") lies outside the padded frame");
-  const auto w = blend_weight(plan_, y, x);
-  parallel_for(th, [&](long begin, long end) {
-    for (long i = begin; i < end; ++i) {
-      const float* wr = w.data() + static_cast<size_t>(i) * tw;
-      for (int c = 0; c < channels_; ++c) {
-        float* acc = acc_.data() + (static_cast<size_t>(c) * plan_.padded_height + y + i) * pw + x;
-        const float* src = tile + (static_cast<size_t>(c) * th + i) * tw;
-        for (int j = 0; j < tw; ++j) acc[j] += src[j] * wr[j];
-      }
-      float* dst = weight_.data() + static_cast<size_t>(y + i) * pw + x;
-      for (int j = 0; j < tw; ++j) dst[j] += wr[j];
-    }
-  }, 16);
+// For each distinct origin on one axis, its ramp divided by the sum of every ramp covering
+// each position: (origin, normalised ramp) pairs.
+static std::vector<std::pair<int, std::vector<float>>> normalised_ramps(const std::vector<int>& origins, int tile,
+                                                                          int length, int overlap) {
+  std::vector<std::pair<int, std::vector<float>>> ramps;
+  std::vector<float> sum(length, 0.0f);
+  for (int o : origins) {
+    ramps.emplace_back(o, ramp(tile, overlap, o > 0, o + tile < length));
+    for (int k = 0; k < tile; ++k) sum[o + k] += ramps.back().second[k];
+  }
+  for (auto& [o, r] : ramps)
+    for (int k = 0; k < tile; ++k) r[k] /= sum[o + k];
+  return ramps;
 }
 
-std::vector<float> Blender::result(int top, int left, int h, int w) const {
-  const int ph = plan_.padded_height, pw = plan_.padded_width;
-  if (top < 0 || left < 0 || h < 0 || w < 0 || top + h > ph || left + w > pw)
+static const std::vector<float>& ramp_at(const std::vector<std::pair<int, std::vector<float>>>& ramps, int origin,
+                                         int y, int x) {
+  for (const auto& [o, r] : ramps)
+    if (o == origin) return r;
+  throw Error("no tile of the plan starts at (" + std::to_string(y) + ", " + std::to_string(x) + ")");
+}
+
+Blender::Blender(const TilePlan& plan, int channels, Window window, float* out)
+    : plan_(plan), channels_(channels),
+      window_(window.height > 0 ? window : Window{0, 0, plan.height, plan.width}) {
+  const Window& w = window_;
+  if (w.top < 0 || w.left < 0 || w.width <= 0 || w.top + w.height > plan.padded_height ||
+      w.left + w.width > plan.padded_width)
     throw Error("the window lies outside the padded frame");
-  std::vector<float> out(static_cast<size_t>(channels_) * h * w);
-  parallel_for(static_cast<long>(channels_) * h, [&](long begin, long end) {
+  size_ = static_cast<size_t>(channels) * w.height * w.width;
+  if (!out) own_.assign(size_, 0.0f);
+  out_ = out ? out : own_.data();
+  std::vector<int> ys, xs;
+  for (const auto& [y, x] : plan.origins) {
+    if (std::find(ys.begin(), ys.end(), y) == ys.end()) ys.push_back(y);
+    if (std::find(xs.begin(), xs.end(), x) == xs.end()) xs.push_back(x);
+  }
+  rows_ = normalised_ramps(ys, plan.tile_height, plan.padded_height, plan.overlap);
+  cols_ = normalised_ramps(xs, plan.tile_width, plan.padded_width, plan.overlap);
+}
+
+void Blender::add(const float* tile, int y, int x) {
+  const auto& wy = ramp_at(rows_, y, y, x);
+  const auto& wx = ramp_at(cols_, x, y, x);
+  const Window& w = window_;
+  const int th = plan_.tile_height, tw = plan_.tile_width;
+  const int i0 = std::max(0, w.top - y), i1 = std::min(th, w.top + w.height - y);     // tile rows in the window
+  const int j0 = std::max(0, w.left - x), j1 = std::min(tw, w.left + w.width - x);    // tile columns
+  if (i0 >= i1 || j0 >= j1) return;
+  parallel_for(static_cast<long>(channels_) * (i1 - i0), [&](long begin, long end) {
     for (long row = begin; row < end; ++row) {
-      const int c = static_cast<int>(row / h), y = static_cast<int>(row % h) + top;
-      const float* acc = acc_.data() + (static_cast<size_t>(c) * ph + y) * pw + left;
-      const float* weight = weight_.data() + static_cast<size_t>(y) * pw + left;
-      float* dst = out.data() + static_cast<size_t>(row) * w;
-      for (int x = 0; x < w; ++x) dst[x] = acc[x] / weight[x];
+      const int c = static_cast<int>(row / (i1 - i0)), i = i0 + static_cast<int>(row % (i1 - i0));
+      const float* src = tile + (static_cast<size_t>(c) * th + i) * tw;
+      float* dst = out_ + (static_cast<size_t>(c) * w.height + (y + i - w.top)) * w.width + (x - w.left);
+      const float row_weight = wy[i];
+      for (int j = j0; j < j1; ++j) dst[j] += src[j] * (row_weight * wx[j]);
     }
   }, 16);
-  return out;
 }
 
 }  // namespace edge4k

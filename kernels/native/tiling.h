@@ -29,21 +29,36 @@ TilePlan plan_tiles(int height, int width, int compression, int tile, int overla
 // (tile_height, tile_width) weight of the tile at (y, x), row-major.
 std::vector<float> blend_weight(const TilePlan& plan, int y, int x);
 
-// Accumulates weighted (channels, tile_h, tile_w) tiles into the padded frame; rows in
-// parallel (common.h: parallel_for).
+// A window (top, left, height, width) of the padded frame.
+struct Window {
+  int top = 0, left = 0, height = 0, width = 0;
+};
+
+// Blends (channels, tile_h, tile_w) tiles straight into a window of the frame, rows in parallel
+// (common.h: parallel_for). The plan's tiles form a grid and each tile's weight is a row ramp
+// times a column ramp (blend_weight), so the weights' sum at a pixel is the product of the row
+// ramps' sum and the column ramps' sum: dividing each ramp by its sum up front makes every
+// pixel's weights add up to one, with no weight plane and no division pass over the frame.
+// (runtime/tiling.py's Blender divides by the accumulated weights; the two agree to float
+// rounding, tests/test_native_kernels.py.)
 class Blender {
  public:
-  explicit Blender(const TilePlan& plan, int channels = 3);
+  // window: default the frame (0, 0, plan.height, plan.width). out: caller-owned, zeroed
+  // (channels, window.height, window.width) floats to blend into; null: the Blender's own.
+  Blender(const TilePlan& plan, int channels = 3, Window window = {}, float* out = nullptr);
+  // A tile at one of the plan's origins; throws Error for any other place.
   void add(const float* tile, int y, int x);
-  // The normalised (channels, height, width) window at (top, left) of the padded frame.
-  std::vector<float> result(int top, int left, int height, int width) const;
-  // Normalised and cropped to the frame: (channels, plan.height, plan.width).
-  std::vector<float> result() const { return result(0, 0, plan_.height, plan_.width); }
+  const float* data() const { return out_; }
+  std::vector<float> result() const { return {out_, out_ + size_}; }
 
  private:
   TilePlan plan_;
   int channels_;
-  std::vector<float> acc_, weight_;
+  Window window_;
+  size_t size_;
+  std::vector<float> own_;
+  float* out_;
+  std::vector<std::pair<int, std::vector<float>>> rows_, cols_;   // origin -> its normalised ramp
 };
 
 }  // namespace edge4k
