@@ -2,6 +2,7 @@
 Python runtime (the same program the phone's native runner loads)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from edge4k.errors import Edge4KError
@@ -12,6 +13,7 @@ from .backends import BuildBackend, run_threads
 
 class ExecuTorchBackend(BuildBackend):
     name = "executorch"
+    loaded_any = False   # has this process loaded an XNNPACK method yet (see size_threadpool)
 
     def __init__(self, artifacts: Path, manifest: dict):
         from edge4k.compiler.xnnpack import require_executorch
@@ -19,6 +21,7 @@ class ExecuTorchBackend(BuildBackend):
                          installed=require_executorch())
         from executorch.runtime import Runtime
 
+        size_threadpool(run_threads())
         self.methods, programs = {}, {}
         for stage, entry, path in self.stage_paths(artifacts):
             # loading a method prints cpuinfo notes on the C stderr; keep them for errors only
@@ -30,11 +33,7 @@ class ExecuTorchBackend(BuildBackend):
                 except RuntimeError as e:
                     last = notes().strip().splitlines()[-1:] or [""]
                     raise Edge4KError(f"ExecuTorch cannot load {stage} from {path}: {e} {last[0]}") from None
-        # the thread policy (backends.run_threads): XNNPACK's pool gets the run's threads, torch one
-        from executorch.extension.pybindings import portable_lib
-        with captured_native_stderr():   # resetting the pool prints cpuinfo notes
-            if portable_lib._threadpool_get_thread_count() != run_threads():
-                portable_lib._unsafe_reset_threadpool(run_threads())   # safe here: no method is running
+        ExecuTorchBackend.loaded_any = True
 
     def run(self, stage, *inputs):
         self.check_inputs(stage, inputs)
@@ -53,3 +52,20 @@ class ExecuTorchBackend(BuildBackend):
 
     def estimate_tile_bytes(self, tile_height, tile_width, batch):
         return self.planned_arena_bytes()
+
+
+def size_threadpool(threads: int) -> None:
+    """The thread policy (backends.run_threads) for ExecuTorch: XNNPACK's pool gets the run's
+    threads. The pool can only be resized before the process loads its first method: every
+    loaded XNNPACK runtime keeps the pool it was made with, and running one after a resize
+    deadlocks. After that, a different count is left as it is, with one warning line."""
+    from executorch.extension.pybindings import portable_lib
+    current = int(portable_lib._threadpool_get_thread_count())
+    if current == threads:
+        return
+    if ExecuTorchBackend.loaded_any:
+        print(f"edge4k: warning: ExecuTorch's thread pool already runs {current} threads in this process; "
+              f"{threads} would need a new process", file=sys.stderr)
+        return
+    with captured_native_stderr():   # resizing prints cpuinfo notes
+        portable_lib._unsafe_reset_threadpool(threads)

@@ -2,6 +2,8 @@
 runtime backend, and the refusals. Builds are tiny (e4k-t-f16, 128-pixel tiles)."""
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -87,19 +89,29 @@ def test_compiled_pipeline_matches_eager(builds, sample_dng):
         assert psnr(eager, compiled) >= floor, precision
 
 
+def test_the_thread_pool_is_not_resized_under_loaded_methods(builds, capsys):
+    """Resizing XNNPACK's pool after a method is loaded deadlocks the next run (seen in CI)."""
+    from executorch.extension.pybindings import portable_lib
+    from edge4k.runtime.et_backend import size_threadpool
+    _, paths = builds
+    backend = open_build(paths["fp32"])
+    before = portable_lib._threadpool_get_thread_count()
+    size_threadpool(before + 1)
+    assert portable_lib._threadpool_get_thread_count() == before
+    assert "would need a new process" in capsys.readouterr().err
+    assert backend.run("global", *[torch.zeros(s) for s in backend.expected["global"]]).isfinite().all()
+
+
 def test_cli_run_with_a_build_writes_a_valid_profile(builds, sample_dng, tmp_path):
     _, paths = builds
-    from edge4k.runtime.backends import run_threads, set_threads
-    prof, threads = tmp_path / "p.json", run_threads()
-    try:
-        assert main(["run", sample_dng, "-o", str(tmp_path / "o.png"), "--backend", "executorch",
-                     "--artifacts", str(paths["int8"]), "--profile", str(prof), "--threads", "1"]) == 0
-        from executorch.extension.pybindings import portable_lib
-        assert portable_lib._threadpool_get_thread_count() == 1     # --threads reached XNNPACK's pool
-    finally:
-        set_threads(threads)
+    prof = tmp_path / "p.json"
+    # a process of its own: XNNPACK's pool can only be resized before the first method is loaded
+    done = subprocess.run([sys.executable, "-m", "edge4k", "run", str(sample_dng), "-o", str(tmp_path / "o.png"),
+                           "--backend", "executorch", "--artifacts", str(paths["int8"]), "--profile", str(prof),
+                           "--threads", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     profile = json.loads(prof.read_text())
-    assert profile["device"]["threads"] == 1
+    assert profile["device"]["threads"] == 1                  # --threads reached XNNPACK's pool
     assert profile["device"]["backend"] == "executorch" and profile["device"]["delegate"] == "xnnpack"
     assert profile["model"]["precision"] == "int8" and profile["memory"]["planned_arena_bytes"] > 0
     assert profile["tiling"]["tile"] == 128 and profile["tiling"]["batch"] == 2
