@@ -530,8 +530,8 @@ def cmd_eval(args) -> int:
     from edge4k.kernels.postprocess import LOOKS
     from edge4k.models import get_preset
     from edge4k.models.evaluate import METHODS, evaluate, load_set, sweep, write_report, write_sweep
-    _check_positive("threads", args.threads)
     from edge4k.runtime.backends import set_threads
+    _check_positive("threads", args.threads)
     set_threads(args.threads)
     if args.summary:
         from edge4k.models.evaluate import summary_tables

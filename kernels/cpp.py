@@ -4,6 +4,7 @@ through their C ABI (libedge4k_kernels.so, built by `make setup` or `edge4k buil
 
 Each function here has a Python twin that stays the reference (tests/test_native_kernels.py
 compares them): prepare_padded() is kernels.raw.prepare() + runtime.tiling.pad_packed(),
+blender() is runtime.tiling.Blender (to float rounding: it normalises the ramps up front),
 finish_upright() is kernels.postprocess.finish() + orient(), quantise() is
 kernels.postprocess.quantise(). When the library is not built, or EDGE4K_CPP_KERNELS=0, the
 Python code runs instead, after one warning line (none when switched off on purpose).
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-
 from edge4k.runtime import backends, tiling
 
 from . import postprocess, raw
@@ -90,7 +90,7 @@ class _CppBlender:
     it is made for, rows in parallel."""
 
     def __init__(self, lib, plan, channels: int, window: tuple[int, int, int, int]):
-        self.lib, self.window = lib, window
+        self.lib = lib
         self.out = np.zeros((channels, window[2], window[3]), np.float32)
         origins = np.ascontiguousarray(plan.origins, dtype=np.int32)
         handle = lib.e4k_blender_new(plan.height, plan.width, plan.padded_height, plan.padded_width,

@@ -48,7 +48,6 @@ class Blender {
   Blender(const TilePlan& plan, int channels = 3, Window window = {}, float* out = nullptr);
   // A tile at one of the plan's origins; throws Error for any other place.
   void add(const float* tile, int y, int x);
-  const float* data() const { return out_; }
   std::vector<float> result() const { return {out_, out_ + size_}; }
 
  private:
