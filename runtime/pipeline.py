@@ -9,9 +9,11 @@ turns it upright (the RAW's EXIF Orientation, as LibRaw does).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +27,7 @@ from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.models import E4KConfig
 
 from . import memory
-from .backends import Backend
+from .backends import Backend, run_threads
 from .profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
 from .tiling import TilePlan, packed_tile, plan_tiles
 
@@ -84,11 +86,17 @@ def fitted_tiling(height: int, width: int, tile: int, overlap: int, f: int) -> t
 
 
 def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
-            progress: bool = False, look: str | None = DEFAULT_LOOK) -> tuple[torch.Tensor, dict]:
+            progress: bool = False, look: str | None = DEFAULT_LOOK,
+            overlap_blending: bool | None = None) -> tuple[torch.Tensor, dict]:
     """One RAW (a file path, its bytes, or a RawFrame) through all six stages. Returns display
     RGB (3, H, W) in [0, 1] in the look, upright, before quantisation, plus what was learned
     about the input and the tiling. look=None returns the network's unfinished output instead:
-    companded camera RGB, in the sensor's orientation."""
+    companded camera RGB, in the sensor's orientation.
+
+    overlap_blending: blend each tile batch on a worker thread while the network runs the next
+    one (one batch in flight, so memory stays bounded; the image is the same to the bit, since
+    batches are still blended in order). None: overlap when the pipeline would gain from it
+    (overlaps_blending). The profile's postprocess time is then only what the network waits for."""
     if look is not None:
         check_look(look)
     timer = timer or StageTimer()
@@ -102,26 +110,50 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
         g = backend.run("global", thumb, meta)
     blender = cpp.blender(plan, (*prep.crop, frame.height, frame.width))
     batches = [plan.origins[i:i + opts.batch] for i in range(0, plan.num_tiles, opts.batch)]
-    for origins in tqdm(batches, desc="tiles", unit="batch", leave=False, disable=not progress):
-        with timer("raw_preprocess"):
-            tiles = [packed_tile(padded, plan, y, x) for y, x in origins]
-            tiles += tiles[-1:] * (opts.batch - len(tiles))   # fixed batch shape: repeat the last tile
-            x = torch.stack(tiles)
-        with timer("encoder"):
-            z = backend.run("encoder", x)
-        with timer("backbone"):
-            z = backend.run("backbone", z, g)
-        with timer("decoder"):
-            rgb = backend.run("decoder", z, x)
+
+    def blend(rgb, origins):
+        for k, (y0, x0) in enumerate(origins):
+            blender.add(rgb[k], y0, x0)
+
+    overlap = overlaps_blending(len(batches)) if overlap_blending is None else overlap_blending
+    with ThreadPoolExecutor(max_workers=1) if overlap else contextlib.nullcontext() as worker:
+        blending = None   # the previous batch's blend, when it runs beside the network
+        for origins in tqdm(batches, desc="tiles", unit="batch", leave=False, disable=not progress):
+            with timer("raw_preprocess"):
+                tiles = [packed_tile(padded, plan, y, x) for y, x in origins]
+                tiles += tiles[-1:] * (opts.batch - len(tiles))   # fixed batch shape: repeat the last tile
+                x = torch.stack(tiles)
+            with timer("encoder"):
+                z = backend.run("encoder", x)
+            with timer("backbone"):
+                z = backend.run("backbone", z, g)
+            with timer("decoder"):
+                rgb = backend.run("decoder", z, x)
+            with timer("postprocess"):
+                if blending is not None:
+                    blending.result()
+                blending = worker.submit(blend, rgb, origins) if overlap else blend(rgb, origins)
         with timer("postprocess"):
-            for k, (y0, x0) in enumerate(origins):
-                blender.add(rgb[k], y0, x0)
+            if blending is not None:
+                blending.result()
     with timer("postprocess"):
         image = blender.result()
         if look is not None:
-            image = cpp.finish_upright(image, frame, prep.exposure, look)
+            image = cpp.finish_upright(image, frame, prep.exposure, look, in_place=True)   # the blend is ours
     info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}
     return image, info
+
+
+def overlaps_blending(batches: int) -> bool:
+    """Whether process() blends beside the network by default: with more than one batch, the C++
+    blender (it releases the GIL; the Python one would only take turns with the network) and a
+    core the run's threads leave free. Where the network's threads take every core, blending
+    beside it only slows it down (measured on 2 cores: 1.81-1.89 s a 4K frame in turn, 1.96-2.12 s
+    overlapped; README, Speed). EDGE4K_OVERLAP_BLENDING=0 or 1 overrides it."""
+    env = os.environ.get("EDGE4K_OVERLAP_BLENDING")
+    if env in ("0", "1"):
+        return env == "1"
+    return batches > 1 and cpp.library() is not None and (os.cpu_count() or 1) > run_threads()
 
 
 def describe_input(source) -> tuple[str, str]:

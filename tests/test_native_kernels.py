@@ -253,6 +253,23 @@ def test_host_finishing_in_cpp_matches_python(cpp_kernels, look, orientation):
         np.testing.assert_array_equal(cpp_kernels(True).quantise(got, bits), cpp_kernels(False).quantise(got, bits))
 
 
+def test_finishing_in_place_is_the_same_image_and_a_copy_leaves_the_input_alone(cpp_kernels):
+    cpp, frame = cpp_kernels(True), noisy_frame("RGGB")
+    image = torch.rand(3, 40, 64, generator=torch.Generator().manual_seed(3))
+    kept = image.clone()
+    copied = cpp.finish_upright(image, frame, 1.7, "natural")
+    assert torch.equal(image, kept)
+    given_up = image.clone()
+    finished = cpp.finish_upright(given_up, frame, 1.7, "natural", in_place=True)
+    assert finished.data_ptr() == given_up.data_ptr() and torch.equal(finished, copied)
+
+
+def test_frontend_refuses_a_padding_smaller_than_the_frame(cpp_kernels):
+    frame = noisy_frame("RGGB")   # 256 x 192, 262 x 198 with the phase padding
+    with pytest.raises(Edge4KError, match="smaller than the phase-padded frame 262x198"):
+        cpp_kernels(True).prepare_padded(frame, 32, 192, 272)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_host_blending_in_cpp_matches_python(cpp_kernels, native):
     plan = plan_tiles(230, 358, compression=16, tile=128, overlap=32, native=native)

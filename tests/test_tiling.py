@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -158,3 +160,43 @@ def test_batch_size_does_not_change_the_image(make_dng):
     a, _ = process(path, backend, model.cfg, TileOptions(tile=128, overlap=32, batch=1))
     b, _ = process(path, backend, model.cfg, TileOptions(tile=128, overlap=32, batch=4))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_blending_beside_the_network_gives_the_image_blended_in_turn(make_dng, monkeypatch, batch):
+    from edge4k.kernels import cpp
+    model, path = tiny_model(), make_dng(200, 300)
+    backend, opts = EagerBackend(model), TileOptions(tile=128, overlap=32, batch=batch)
+    blended_on, made = [], cpp.blender
+
+    def recording_blender(*args, **kwargs):   # notes the thread each tile is blended on
+        blender = made(*args, **kwargs)
+        add = blender.add
+        blender.add = lambda tile, y, x: (blended_on.append(threading.current_thread()), add(tile, y, x))
+        return blender
+
+    monkeypatch.setattr(cpp, "blender", recording_blender)
+    in_turn, info = process(path, backend, model.cfg, opts, overlap_blending=False)
+    assert set(blended_on) == {threading.main_thread()}
+    blended_on.clear()
+    beside, _ = process(path, backend, model.cfg, opts, overlap_blending=True)
+    assert len(blended_on) == info["plan"].num_tiles > batch and threading.main_thread() not in blended_on
+    assert torch.equal(in_turn, beside)
+
+
+def test_blending_goes_beside_the_network_only_where_a_core_is_free(monkeypatch):
+    from edge4k.kernels import cpp
+    from edge4k.runtime import pipeline
+    if cpp.library() is None:
+        pytest.skip("the C++ kernels are not built")
+    monkeypatch.delenv("EDGE4K_OVERLAP_BLENDING", raising=False)
+    monkeypatch.setattr(pipeline, "run_threads", lambda: 2)
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    assert not pipeline.overlaps_blending(45)
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 8)
+    assert pipeline.overlaps_blending(45) and not pipeline.overlaps_blending(1)
+    monkeypatch.setenv("EDGE4K_OVERLAP_BLENDING", "0")
+    assert not pipeline.overlaps_blending(45)
+    monkeypatch.setenv("EDGE4K_OVERLAP_BLENDING", "1")
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    assert pipeline.overlaps_blending(45)

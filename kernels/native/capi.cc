@@ -63,10 +63,9 @@ int e4k_frontend(const uint16_t* bayer, int height, int width, const char* cfa, 
   return guarded([&] {
     const auto f = make_frame(bayer, height, width, cfa, black4, white, gains3, matrix9);
     check_frame(f);
-    const auto out = frontend(f, padded_height, padded_width, thumb_size);
+    const auto out = frontend(f, padded_height, padded_width, thumb_size, packed);
     std::memcpy(thumb, out.thumb.data(), out.thumb.size() * sizeof(float));
     std::memcpy(meta, out.meta.data(), out.meta.size() * sizeof(float));
-    std::memcpy(packed, out.packed.data(), out.packed.size() * sizeof(float));
     const double values[3] = {out.exposure, static_cast<double>(out.top), static_cast<double>(out.left)};
     std::memcpy(scalars, values, sizeof values);
   });

@@ -40,52 +40,72 @@ std::pair<int, int> phase_origin(const std::string& cfa) {
 // numpy's "reflect" index for i in [-n + 1, 2n - 1): mirror about the edge samples.
 static int mirror(int i, int n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); }
 
-std::vector<float> pack(const BayerFrame& f) {
+// pack() into the top-left (H+6)/2 x (W+6)/2 of each plane of out, a (4, rows, cols) buffer.
+// Each channel's mapping of a 16-bit sample is a fixed function, so it is tabulated once (the
+// same arithmetic, so the same bits) and each site is one table read.
+static void pack_into(const BayerFrame& f, float* out, int rows, int cols) {
   check_frame(f);
   const auto [top, left] = phase_origin(f.cfa);
   const int h = (f.height + PHASE_PAD) / 2, w = (f.width + PHASE_PAD) / 2;
   const double smallest = std::min({f.wb_gains[0], f.wb_gains[1], f.wb_gains[2]});
   const double gains[4] = {f.wb_gains[0] / smallest, f.wb_gains[1] / smallest, f.wb_gains[1] / smallest,
                            f.wb_gains[2] / smallest};
-  std::vector<float> out(static_cast<size_t>(4) * h * w);
-  parallel_for(4L * h, [&](long begin, long end) {
-  for (long row = begin; row < end; ++row) {
-    // After padding the red site is at (0, 0): channel c sits at (c / 2, c % 2) of each cell.
-    const int c = static_cast<int>(row / h), y = static_cast<int>(row % h);
-    const double black = f.black_level[c];
-    const double scale = static_cast<float>(gains[c] / (f.white_level - black));
-    float* plane = out.data() + static_cast<size_t>(c) * h * w;
-    {
-      const uint16_t* row = f.bayer.data() + static_cast<size_t>(mirror(2 * y + c / 2 - top, f.height)) * f.width;
-      for (int x = 0; x < w; ++x) {
-        const double v = (static_cast<double>(row[mirror(2 * x + c % 2 - left, f.width)]) - black) * scale;
-        plane[static_cast<size_t>(y) * w + x] = std::sqrt(static_cast<float>(std::clamp(v, 0.0, 1.0)));
-      }
+  constexpr long kLevels = 65536;
+  std::vector<float> table(4 * kLevels);
+  parallel_for(4 * kLevels, [&](long begin, long end) {
+    for (long k = begin; k < end; ++k) {
+      const int c = static_cast<int>(k / kLevels);
+      const double black = f.black_level[c];
+      const double scale = static_cast<float>(gains[c] / (f.white_level - black));
+      const double v = (static_cast<double>(k % kLevels) - black) * scale;
+      table[k] = std::sqrt(static_cast<float>(std::clamp(v, 0.0, 1.0)));
     }
-  }
+  });
+  parallel_for(4L * h, [&](long begin, long end) {
+    for (long r = begin; r < end; ++r) {
+      // After padding the red site is at (0, 0): channel c sits at (c / 2, c % 2) of each cell.
+      const int c = static_cast<int>(r / h), y = static_cast<int>(r % h), dx = c % 2 - left;
+      const float* lut = table.data() + c * kLevels;
+      const uint16_t* row = f.bayer.data() + static_cast<size_t>(mirror(2 * y + c / 2 - top, f.height)) * f.width;
+      float* plane = out + (static_cast<size_t>(c) * rows + y) * cols;
+      // Sites inside the frame need no mirroring: x from first to last - 1.
+      const int first = std::min(w, (1 - dx) / 2), last = std::max(first, std::min(w, (f.width - dx + 1) / 2));
+      for (int x = 0; x < first; ++x) plane[x] = lut[row[mirror(2 * x + dx, f.width)]];
+      for (int x = first; x < last; ++x) plane[x] = lut[row[2 * x + dx]];
+      for (int x = last; x < w; ++x) plane[x] = lut[row[mirror(2 * x + dx, f.width)]];
+    }
   }, 16);
+}
+
+std::vector<float> pack(const BayerFrame& f) {
+  const int h = (f.height + PHASE_PAD) / 2, w = (f.width + PHASE_PAD) / 2;
+  std::vector<float> out(static_cast<size_t>(4) * h * w);
+  pack_into(f, out.data(), h, w);
   return out;
 }
 
-std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size) {
+std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size, int rows, int cols) {
+  rows = rows ? rows : height;
+  cols = cols ? cols : width;
   std::vector<float> out(static_cast<size_t>(channels) * size * size);
   auto start = [](int i, int in, int n) { return static_cast<int>((static_cast<int64_t>(i) * in) / n); };
   auto end = [](int i, int in, int n) {
     return static_cast<int>((static_cast<int64_t>(i + 1) * in + n - 1) / n);
   };
-  for (int c = 0; c < channels; ++c) {
-    const float* plane = packed + static_cast<size_t>(c) * height * width;
-    for (int oy = 0; oy < size; ++oy) {
+  parallel_for(static_cast<long>(channels) * size, [&](long begin, long stop) {
+    for (long r = begin; r < stop; ++r) {
+      const int c = static_cast<int>(r / size), oy = static_cast<int>(r % size);
+      const float* plane = packed + static_cast<size_t>(c) * rows * cols;
       const int y0 = start(oy, height, size), y1 = end(oy, height, size);
       for (int ox = 0; ox < size; ++ox) {
         const int x0 = start(ox, width, size), x1 = end(ox, width, size);
         float sum = 0;
         for (int y = y0; y < y1; ++y)
-          for (int x = x0; x < x1; ++x) sum += plane[static_cast<size_t>(y) * width + x];
+          for (int x = x0; x < x1; ++x) sum += plane[static_cast<size_t>(y) * cols + x];
         out[(static_cast<size_t>(c) * size + oy) * size + ox] = sum / (y1 - y0) / (x1 - x0);
       }
     }
-  }
+  }, 1);
   return out;
 }
 
@@ -97,33 +117,46 @@ static double quantile(std::vector<double> values, double q) {
   return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
 }
 
-std::pair<double, double> noise_estimate(const float* packed, int height, int width) {
+std::pair<double, double> noise_estimate(const float* packed, int height, int width, int rows, int cols) {
   // kernels/raw.py: NOISE_BINS, NOISE_BLOCK, NOISE_QUANTILE, _NOISE_QUANTILE_BIAS.
   constexpr int kBins = 8, kBlock = 8;
   constexpr double kQuantile = 0.2, kBias = 0.8478;
-  const float* gr = packed + static_cast<size_t>(height) * width;
-  const float* gb = gr + static_cast<size_t>(height) * width;
-  std::vector<double> levels, variances;
-  double d[kBlock * kBlock];
-  for (int by = 0; by + kBlock <= height; by += kBlock)
-    for (int bx = 0; bx + kBlock <= width; bx += kBlock) {
-      double level = 0, mean = 0;
-      for (int y = 0, k = 0; y < kBlock; ++y)
-        for (int x = 0; x < kBlock; ++x, ++k) {
-          const size_t i = static_cast<size_t>(by + y) * width + bx + x;
-          const double a = static_cast<double>(gr[i]) * gr[i], b = static_cast<double>(gb[i]) * gb[i];  // linear
-          d[k] = (a - b) / std::sqrt(2.0);
-          level += (a + b) / 2;
-          mean += d[k];
-        }
-      level /= kBlock * kBlock;
-      mean /= kBlock * kBlock;
-      if (!(level > 1e-3 && level < 0.85)) continue;   // away from the clip at 0 and at the white level
-      double var = 0;
-      for (double v : d) var += (v - mean) * (v - mean);
-      levels.push_back(level);
-      variances.push_back(var / (kBlock * kBlock - 1));
+  rows = rows ? rows : height;
+  cols = cols ? cols : width;
+  const float* gr = packed + static_cast<size_t>(rows) * cols;
+  const float* gb = gr + static_cast<size_t>(rows) * cols;
+  // Each block row's (level, variance) pairs, in block order; block rows in parallel.
+  const int block_rows = height / kBlock;
+  std::vector<std::vector<double>> row_levels(block_rows), row_variances(block_rows);
+  parallel_for(block_rows, [&](long begin, long end) {
+    double d[kBlock * kBlock];
+    for (long r = begin; r < end; ++r) {
+      const int by = static_cast<int>(r) * kBlock;
+      for (int bx = 0; bx + kBlock <= width; bx += kBlock) {
+        double level = 0, mean = 0;
+        for (int y = 0, k = 0; y < kBlock; ++y)
+          for (int x = 0; x < kBlock; ++x, ++k) {
+            const size_t i = static_cast<size_t>(by + y) * cols + bx + x;
+            const double a = static_cast<double>(gr[i]) * gr[i], b = static_cast<double>(gb[i]) * gb[i];  // linear
+            d[k] = (a - b) / std::sqrt(2.0);
+            level += (a + b) / 2;
+            mean += d[k];
+          }
+        level /= kBlock * kBlock;
+        mean /= kBlock * kBlock;
+        if (!(level > 1e-3 && level < 0.85)) continue;   // away from the clip at 0 and at the white level
+        double var = 0;
+        for (double v : d) var += (v - mean) * (v - mean);
+        row_levels[r].push_back(level);
+        row_variances[r].push_back(var / (kBlock * kBlock - 1));
+      }
     }
+  }, 8);
+  std::vector<double> levels, variances;
+  for (int r = 0; r < block_rows; ++r) {
+    levels.insert(levels.end(), row_levels[r].begin(), row_levels[r].end());
+    variances.insert(variances.end(), row_variances[r].begin(), row_variances[r].end());
+  }
   const size_t n = levels.size();
   if (n < 4 * kBins) return {0.0, 0.0};
   std::vector<size_t> order(n);
@@ -184,16 +217,24 @@ std::vector<float> meta_vector(const BayerFrame& f, double shot, double read, do
   return meta;
 }
 
-FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size) {
+FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size,
+                        float* packed_into) {
   FrontendOutput out;
-  const auto packed = pack(frame);
   const int h = (frame.height + PHASE_PAD) / 2, w = (frame.width + PHASE_PAD) / 2;
-  out.thumb = thumbnail(packed.data(), 4, h, w, thumb_size);
+  const int rows = padded_height / 2, cols = padded_width / 2;
+  if (rows < h || cols < w)
+    throw Error("padded size " + std::to_string(padded_width) + "x" + std::to_string(padded_height) +
+                " is smaller than the phase-padded frame " + std::to_string(2 * w) + "x" + std::to_string(2 * h));
+  // Packed straight into the padded planes, which the reflection then completes.
+  if (!packed_into) out.packed.resize(static_cast<size_t>(4) * rows * cols);
+  float* packed = packed_into ? packed_into : out.packed.data();
+  pack_into(frame, packed, rows, cols);
+  out.thumb = thumbnail(packed, 4, h, w, thumb_size, rows, cols);
   out.exposure = exposure_gain(out.thumb.data(), thumb_size, frame.srgb_from_cam);
-  const auto [shot, read] = noise_estimate(packed.data(), h, w);
+  const auto [shot, read] = noise_estimate(packed, h, w, rows, cols);
   out.meta = meta_vector(frame, shot, read, out.exposure);
   std::tie(out.top, out.left) = phase_origin(frame.cfa);
-  out.packed = pad_reflect(packed.data(), 4, h, w, padded_height / 2, padded_width / 2);
+  reflect_in_place(packed, 4, h, w, rows, cols);
   return out;
 }
 

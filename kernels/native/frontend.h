@@ -42,11 +42,14 @@ std::pair<int, int> phase_origin(const std::string& cfa);
 // the scale rounded to float32 first), so the result is bit-identical.
 std::vector<float> pack(const BayerFrame& frame);
 
-// Area-averaged (channels, size, size) thumbnail (torch's adaptive_avg_pool2d).
-std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size);
+// Area-averaged (channels, size, size) thumbnail (torch's adaptive_avg_pool2d) of the
+// top-left height x width of packed planes of rows x cols (0: height x width).
+std::vector<float> thumbnail(const float* packed, int channels, int height, int width, int size, int rows = 0,
+                             int cols = 0);
 
-// (shot, read) noise variance measured on a packed frame (kernels/raw.py: noise_estimate).
-std::pair<double, double> noise_estimate(const float* packed, int height, int width);
+// (shot, read) noise variance measured on a packed frame (kernels/raw.py: noise_estimate),
+// the top-left height x width of planes of rows x cols (0: height x width).
+std::pair<double, double> noise_estimate(const float* packed, int height, int width, int rows = 0, int cols = 0);
 
 // The natural look's automatic exposure gain from the thumbnail (kernels/raw.py: exposure_gain).
 double exposure_gain(const float* thumb, int size, const double* srgb_from_cam);
@@ -59,13 +62,16 @@ std::vector<float> meta_vector(const BayerFrame& frame, double shot, double read
 struct FrontendOutput {
   std::vector<float> thumb;    // (4, thumb_size, thumb_size): the global stage's image input
   std::vector<float> meta;     // (META_SIZE,): the global stage's conditioning vector
-  std::vector<float> packed;   // (4, padded_height / 2, padded_width / 2), reflection-padded
+  std::vector<float> packed;   // (4, padded_height / 2, padded_width / 2), reflection-padded (empty if
+                               // the caller gave frontend() packed_into)
   double exposure = 1;         // the natural look's gain
   int top = 0, left = 0;       // where the frame sits in the padded output
 };
 
 // raw_preprocess for a frame whose tile plan pads it (after the phase padding) to
-// padded_height x padded_width.
-FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size);
+// padded_height x padded_width. packed_into: a (4, padded_height / 2, padded_width / 2) buffer to
+// write the packed frame to instead of FrontendOutput::packed.
+FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size,
+                        float* packed_into = nullptr);
 
 }  // namespace edge4k

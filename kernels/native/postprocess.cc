@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 
 namespace edge4k {
@@ -60,12 +61,13 @@ static inline float srgb_encode(float x) {
 
 static inline float clamp01(float x) { return std::min(std::max(x, 0.0f), 1.0f); }
 
-// On x86-64 the finishing loop is also compiled for AVX2 and picked at load time (8 lanes
-// instead of SSE2's 4; the same IEEE operations, so the same bits: no FMA is enabled).
+// On x86-64 the pixel loops are also compiled for AVX-512 and AVX2 and the widest the CPU has is
+// picked at load time (16 or 8 lanes instead of SSE2's 4; the same IEEE operations, so the same
+// bits: no FMA is enabled).
 #if defined(__x86_64__) && defined(__GNUC__)
-#define EDGE4K_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#define EDGE4K_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#define EDGE4K_AVX2_CLONE
+#define EDGE4K_SIMD_CLONES
 #endif
 
 // finish() for one look, branch-free so that the pixel loop vectorises.
@@ -94,12 +96,12 @@ static inline void finish_range(float* rgb, size_t n, size_t begin, size_t end, 
   }
 }
 
-EDGE4K_AVX2_CLONE static void finish_natural(float* rgb, size_t n, size_t begin, size_t end, const float* m,
+EDGE4K_SIMD_CLONES static void finish_natural(float* rgb, size_t n, size_t begin, size_t end, const float* m,
                                              float exposure) {
   finish_range<true>(rgb, n, begin, end, m, exposure);
 }
 
-EDGE4K_AVX2_CLONE static void finish_neutral(float* rgb, size_t n, size_t begin, size_t end, const float* m) {
+EDGE4K_SIMD_CLONES static void finish_neutral(float* rgb, size_t n, size_t begin, size_t end, const float* m) {
   finish_range<false>(rgb, n, begin, end, m, 1.0f);
 }
 
@@ -139,19 +141,36 @@ std::vector<float> orient(const float* rgb, int height, int width, int orientati
   return out;
 }
 
+// quantise() for one bit depth: planar float -> interleaved integers.
+template <typename T>
+static inline void quantise_range(const float* rgb, size_t n, size_t begin, size_t end, T* out) {
+  const float peak = static_cast<float>(std::numeric_limits<T>::max());
+  const float* r = rgb;
+  const float* g = rgb + n;
+  const float* b = rgb + 2 * n;
+  for (size_t k = begin; k < end; ++k) {
+    out[k * 3] = static_cast<T>(round_half_even(clamp01(r[k]) * peak));
+    out[k * 3 + 1] = static_cast<T>(round_half_even(clamp01(g[k]) * peak));
+    out[k * 3 + 2] = static_cast<T>(round_half_even(clamp01(b[k]) * peak));
+  }
+}
+
+EDGE4K_SIMD_CLONES static void quantise8(const float* rgb, size_t n, size_t begin, size_t end, uint8_t* out) {
+  quantise_range(rgb, n, begin, end, out);
+}
+
+EDGE4K_SIMD_CLONES static void quantise16(const float* rgb, size_t n, size_t begin, size_t end, uint16_t* out) {
+  quantise_range(rgb, n, begin, end, out);
+}
+
 void quantise(const float* rgb, int height, int width, int bits, void* out) {
   if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
-  const float peak = static_cast<float>((1 << bits) - 1);
   const size_t n = static_cast<size_t>(height) * width;
   parallel_for(static_cast<long>(n), [&](long begin, long end) {
-    for (size_t k = begin; k < static_cast<size_t>(end); ++k)
-      for (int c = 0; c < 3; ++c) {
-        const float v = round_half_even(std::clamp(rgb[c * n + k], 0.0f, 1.0f) * peak);
-        if (bits == 8)
-          static_cast<uint8_t*>(out)[k * 3 + c] = static_cast<uint8_t>(v);
-        else
-          static_cast<uint16_t*>(out)[k * 3 + c] = static_cast<uint16_t>(v);
-      }
+    if (bits == 8)
+      quantise8(rgb, n, begin, end, static_cast<uint8_t*>(out));
+    else
+      quantise16(rgb, n, begin, end, static_cast<uint16_t*>(out));
   });
 }
 

@@ -15,16 +15,29 @@ static int reflect_index(int i, int n) {
   return i < n ? i : period - i;
 }
 
+void reflect_in_place(float* data, int channels, int height, int width, int padded_height, int padded_width) {
+  for (int c = 0; c < channels; ++c) {
+    float* plane = data + static_cast<size_t>(c) * padded_height * padded_width;
+    for (int y = 0; y < height; ++y) {
+      float* row = plane + static_cast<size_t>(y) * padded_width;
+      for (int x = width; x < padded_width; ++x) row[x] = row[reflect_index(x, width)];
+    }
+    for (int y = height; y < padded_height; ++y) {
+      const float* src = plane + static_cast<size_t>(reflect_index(y, height)) * padded_width;
+      std::copy(src, src + padded_width, plane + static_cast<size_t>(y) * padded_width);
+    }
+  }
+}
+
 std::vector<float> pad_reflect(const float* in, int channels, int height, int width, int padded_height,
                                int padded_width) {
   std::vector<float> out(static_cast<size_t>(channels) * padded_height * padded_width);
   for (int c = 0; c < channels; ++c)
-    for (int y = 0; y < padded_height; ++y) {
-      const float* src = in + (static_cast<size_t>(c) * height + reflect_index(y, height)) * width;
-      float* dst = out.data() + (static_cast<size_t>(c) * padded_height + y) * padded_width;
-      std::copy(src, src + width, dst);
-      for (int x = width; x < padded_width; ++x) dst[x] = src[reflect_index(x, width)];
+    for (int y = 0; y < height; ++y) {
+      const float* src = in + (static_cast<size_t>(c) * height + y) * width;
+      std::copy(src, src + width, out.data() + (static_cast<size_t>(c) * padded_height + y) * padded_width);
     }
+  reflect_in_place(out.data(), channels, height, width, padded_height, padded_width);
   return out;
 }
 

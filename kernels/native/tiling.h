@@ -14,6 +14,10 @@ namespace edge4k {
 std::vector<float> pad_reflect(const float* in, int channels, int height, int width,
                                int padded_height, int padded_width);
 
+// The same padding in place: data is (channels, padded_height, padded_width) whose top-left
+// height x width of each plane is filled; the rest is filled from it.
+void reflect_in_place(float* data, int channels, int height, int width, int padded_height, int padded_width);
+
 struct TilePlan {
   int height = 0, width = 0;                  // output pixels, before padding
   int padded_height = 0, padded_width = 0;    // multiples of the compression
