@@ -45,7 +45,7 @@ class BuildSpec:
     width: int
     height: int
     tile: int | None = 512
-    overlap: int = 64
+    overlap: int = 32   # runtime.pipeline.TileOptions: why 32
     native: bool = False
     batch: int = 1
     precision: str = "fp32"

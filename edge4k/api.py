@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, "RawFrame"]
 
-DEFAULT_TILE, DEFAULT_OVERLAP = 512, 64
+DEFAULT_TILE, DEFAULT_OVERLAP = 512, 32   # runtime.pipeline.TileOptions' defaults (kept import-free)
 
 
 def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
@@ -38,7 +38,7 @@ def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
 def tile_options(*, tile: int | None = None, overlap: int | None = None, native: bool = False,
                  batch: int | None = None) -> "TileOptions":
     """Eager tiling from the user's choices. Without a tile size it is the default (512, overlap
-    64), which fits itself to a smaller frame (one tile, or a smaller one) instead of refusing."""
+    32), which fits itself to a smaller frame (one tile, or a smaller one) instead of refusing."""
     from edge4k.runtime.pipeline import TileOptions
     for name, value, minimum in (("batch", batch, 1), ("tile", tile, 1), ("overlap", overlap, 0)):
         check_at_least(name, value, minimum)
@@ -104,7 +104,7 @@ class Renderer:
         the preset's shipped checkpoint, else seed-initialised with `seed`); backend: "eager"
         (PyTorch) or a compiled build's backend, with artifacts: the build folder (its preset,
         tiling and batch are fixed; soc: the SoC an android-qnn build must be for); tile,
-        overlap, native, batch: eager tiling (default 512/64, fitted to smaller frames)."""
+        overlap, native, batch: eager tiling (default 512/32, fitted to smaller frames)."""
         from edge4k.models import DEFAULT_PRESET
         from edge4k.runtime.backends import BACKENDS, EagerBackend, backend_class, set_threads
 

@@ -320,7 +320,7 @@ def _tiling_args(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--tile", type=int, help="tile size in output pixels (default 512; a smaller frame gets one "
                                                "tile, or the largest tile that fits)")
     mode.add_argument("--native", action="store_true", help="one tile covering the whole frame")
-    p.add_argument("--overlap", type=int, help="tile overlap in output pixels (default 64)")
+    p.add_argument("--overlap", type=int, help="tile overlap in output pixels (default 32)")
     p.add_argument("--batch", type=int, help="tiles per network call (fixed shape, default 1)")
 
 

@@ -683,7 +683,7 @@ def write_sweep(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
 # ---- real camera RAWs: a gallery, LibRaw beside Edge4K ----------------------------------------
 
 def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progress: bool = True) -> dict[str, Path]:
-    """For each real RAW file: LibRaw (AHD) and Edge4K (tiled 512/64), both finished by the same code
+    """For each real RAW file: LibRaw (AHD) and Edge4K (tiled 512/32), both finished by the same code
     in both looks, as centre crops at 2x plus an Edge4K overview; one PNG sheet and a Markdown table.
     Real files have no ground truth: this is for eyes, not numbers (sensor orientation, no EXIF turn)."""
     from PIL import Image, ImageDraw

@@ -2,7 +2,7 @@
 and native, next to LibRaw's own rendering and this CPU's matrix-multiply rate.
 
     python -m edge4k.runtime.bench -o reports/bench [--preset P] [--resolution 3840x2160]
-        [--tile 512 --overlap 64] [--precisions fp32,int8,w4a8] [--native [--native-precisions fp32,int8]]
+        [--tile 512 --overlap 32] [--precisions fp32,int8,w4a8] [--native [--native-precisions fp32,int8]]
         [--runs 3]
 
 Each configuration runs in its own process (`edge4k run ... --profile`), so its peak
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="e4k-s-f16")
     p.add_argument("--resolution", default="3840x2160")
     p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--precisions", default="fp32,int8,w4a8")
     p.add_argument("--native", action="store_true", help="also compile and run one-tile native builds")
     p.add_argument("--native-precisions", default="fp32,int8")

@@ -78,5 +78,5 @@ def check_fits(need: int | None, what: str) -> int | None:
     have = available_bytes()
     if need is not None and need > have:
         raise Edge4KError(f"{what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB is "
-                          "available; use tiled mode (--tile 512 --overlap 64)")
+                          "available; use tiled mode (--tile 512 --overlap 32)")
     return need

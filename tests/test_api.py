@@ -303,3 +303,13 @@ def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
             make()
         assert "\n" not in str(e.value), needle
     assert not (tmp_path / "out").exists() and not (tmp_path / "o.jpg").exists()
+
+
+def test_every_default_tiling_is_the_pipelines():
+    from edge4k import api
+    from edge4k.compiler.build import BuildSpec
+    from edge4k.runtime.pipeline import TileOptions
+    default = (TileOptions().tile, TileOptions().overlap)
+    assert (api.DEFAULT_TILE, api.DEFAULT_OVERLAP) == default == (512, 32)
+    spec = BuildSpec(target="host-xnnpack", preset="e4k-s-f16", width=3840, height=2160)
+    assert (spec.tile, spec.overlap) == default
