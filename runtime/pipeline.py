@@ -152,7 +152,7 @@ def overlaps_blending(batches: int) -> bool:
     blender (it releases the GIL; the Python one would only take turns with the network) and a
     core the run's threads leave free. Where the network's threads take every core, blending
     beside it only slows it down (measured on 2 cores: 1.81-1.89 s a 4K frame in turn, 1.96-2.12 s
-    overlapped; README, Speed). EDGE4K_OVERLAP_BLENDING=0 or 1 overrides it."""
+    overlapped; README, "Blending beside the network"). EDGE4K_OVERLAP_BLENDING=0 or 1 overrides it."""
     env = os.environ.get("EDGE4K_OVERLAP_BLENDING")
     if env in ("0", "1"):
         return env == "1"

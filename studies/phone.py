@@ -33,6 +33,7 @@ from edge4k.devices.cost_model import (ANCHORS, BANDWIDTH_UTILISATION, BYTES_PER
                                        SOCS, roofline_seconds, workload)
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
+from edge4k.runtime.pipeline import TileOptions
 
 from .common import bench_raw, profile_run
 from .report import StudyContext
@@ -44,7 +45,8 @@ DEFAULT_BUDGET_MINUTES = 1   # expected wall clock; nothing is trained
 PRESET = "e4k-s-f16"
 TARGET_S = 5.0
 CPU_STAGES = ("raw_preprocess", "postprocess")
-FULL = dict(width=3840, height=2160, tile=512, overlap=64)
+# The SDK's default tiling (what `edge4k run` and the 4K benchmark use), so the benchmark's rows apply.
+FULL = dict(width=3840, height=2160, tile=TileOptions().tile, overlap=TileOptions().overlap)
 QUICK = dict(width=256, height=256, tile=128, overlap=32)
 
 
