@@ -1,5 +1,6 @@
 """4K benchmark: eager PyTorch against the compiled ExecuTorch/XNNPACK builds, tiled
-and native, next to LibRaw's own rendering and this CPU's matrix-multiply rate.
+and native, next to LibRaw's own rendering, this CPU's matrix-multiply rate and what
+XNNPACK's int8 kernels gain over fp32 here at the network's layer shapes.
 
     python -m edge4k.runtime.bench -o reports/bench [--preset P] [--resolution 3840x2160]
         [--tile 512 --overlap 32] [--precisions fp32,int8,w4a8] [--native [--native-precisions fp32,int8]]
@@ -80,6 +81,61 @@ def matmul_gflops(n: int = 2048, runs: int = 5) -> float:
         torch.mm(a, b)
         times.append(time.perf_counter() - t0)
     return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+# (channels, side) of this network's layers in a 512-pixel tile: the decoder's half-resolution
+# layers, the encoder's first level, the backbone's latent grid.
+INT8_PROBE_SHAPES = ((24, 256), (32, 128), (128, 32))
+
+
+def separable_chain(channels: int, blocks: int = 3) -> torch.nn.Sequential:
+    """Depthwise 3x3, then 1x1 + ReLU, repeated: the shape of the network's separable blocks with
+    an activation that XNNPACK runs in int8, so the quantised chain is integer from end to end."""
+    from torch import nn
+    layers = []
+    for _ in range(blocks):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                   nn.Conv2d(channels, channels, 1), nn.ReLU()]
+    return nn.Sequential(*layers).eval()
+
+
+def chain_program(channels: int, side: int, precision: str):
+    """separable_chain exported at one shape, fp32 or int8 (the compiler's int8 recipe, q/dq form)."""
+    from edge4k.compiler.xnnpack.quantize import int8_recipe, quantize_stage
+
+    torch.manual_seed(0)
+    example = (torch.rand(1, channels, side, side),)
+    module = separable_chain(channels)
+    if precision == "int8":
+        module = quantize_stage(module, example, [example], int8_recipe("minmax"))
+    return torch.export.export(module, example), example
+
+
+def int8_kernel_speedup(shapes=INT8_PROBE_SHAPES, rounds: int = 6, calls: int = 4) -> dict[str, float]:
+    """fp32 time over int8 time of the same all-integer separable chain per layer shape, on this
+    CPU through XNNPACK (best of rounds x calls, the two precisions interleaved): what XNNPACK's
+    int8 kernels gain by themselves on this CPU at the network's layer shapes, with no fp32
+    island in the graph. It tells a graph problem (int8 builds well below it) from a CPU whose
+    integer kernels are not much faster than its float ones (builds near it)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+    methods = {}
+    for channels, side in shapes:
+        for precision in ("fp32", "int8"):
+            exported, example = chain_program(channels, side, precision)
+            edge = to_edge_transform_and_lower({"forward": exported}, partitioner=[XnnpackPartitioner()])
+            program = Runtime.get().load_program(edge.to_executorch().buffer)
+            methods[(channels, side, precision)] = (program, program.load_method("forward"), list(example))
+    best = {key: float("inf") for key in methods}
+    for _ in range(rounds):
+        for key, (_, method, example) in methods.items():
+            method.execute(example)
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                method.execute(example)
+                best[key] = min(best[key], time.perf_counter() - t0)
+    return {f"{c}x{s}x{s}": round(best[(c, s, "fp32")] / best[(c, s, "int8")], 2) for c, s in shapes}
 
 
 def frame_gmacs(preset: str, width: int, height: int) -> float:
@@ -173,6 +229,7 @@ def main(argv=None) -> int:
     gmacs = frame_gmacs(args.preset, width, height)
     libraw_times = [r["libraw_s"] for r in results]
     mm = matmul_gflops()
+    int8_gain = int8_kernel_speedup()
     mp = width * height / 1e6
     rows, summary = [], []
     eager_image = {r["name"].split()[2]: r["image"] for r in results if r["name"].startswith("eager")}
@@ -193,13 +250,16 @@ def main(argv=None) -> int:
     report = {"preset": args.preset, "resolution": [width, height], "tile": args.tile, "overlap": args.overlap,
               "runs": args.runs, "frame_gmac": round(gmacs, 2),
               "libraw_postprocess_s": round(statistics.median(libraw_times), 3),
-              "cpu_fp32_matmul_gflops": round(mm, 1), "threads": torch.get_num_threads(),
+              "cpu_fp32_matmul_gflops": round(mm, 1), "xnnpack_int8_kernel_speedup": int8_gain,
+              "threads": torch.get_num_threads(),
               "speedup_vs_eager": {e["name"]: round(eager[e["name"].split()[2]] / e["total_s"], 2) for e in summary},
               "results": summary, "versions": results[0]["versions"], "device": results[0]["device"]["soc"]}
     md = [f"{args.preset}, {width}x{height}, tiles {args.tile}/{args.overlap}, {args.runs} runs after 1 warm-up, "
           f"{report['device']}, {report['threads']} threads. Frame: {gmacs:.1f} GMAC. LibRaw (rawpy AHD "
           f"postprocess), timed just before each configuration: {min(libraw_times):.2f}-{max(libraw_times):.2f} s; "
-          f"each row's ratio is to its own. CPU fp32 matmul: {mm:.0f} GFLOP/s.", "",
+          f"each row's ratio is to its own. CPU fp32 matmul: {mm:.0f} GFLOP/s. XNNPACK int8 over fp32 on "
+          f"all-integer separable conv chains (channels x height x width): "
+          + ", ".join(f"{k} {v:.2f}x" for k, v in int8_gain.items()) + ".", "",
           "| configuration | total s | MP/s | network GFLOP/s | peak RSS MiB | LibRaw s | vs LibRaw | PSNR vs eager dB | "
           + " | ".join(f"{s} ms" for s in STAGES) + " |",
           "|---" * (8 + len(STAGES)) + "|", *rows]

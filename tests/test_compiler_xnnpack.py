@@ -262,3 +262,32 @@ def test_int8_mixed_keeps_the_global_branch_and_the_decoder_output_in_fp32(tmp_p
     assert stages["decoder"]["kept_fp32"] == ["head", "demosaic"] and stages["decoder"]["quantization"]
     assert stages["encoder"]["precision"] == stages["backbone"]["precision"] == "int8"
     assert stages["encoder"]["observer"] == "histogram" and stages["global"]["observer"] is None   # the default
+
+
+def test_the_benchmarks_int8_probe_is_integer_end_to_end_and_fully_delegated():
+    """The benchmark's int8-over-fp32 kernel figure is only what it says if the quantised chain has
+    no fp32 island: every conv reads dequantised int8, its output is quantised again (or first goes
+    through the ReLU that XNNPACK fuses into it), and XNNPACK takes the whole graph as one partition."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from edge4k.compiler.xnnpack import ops_outside_delegate
+    from edge4k.runtime.bench import chain_program
+
+    outputs = {}
+    for precision in ("fp32", "int8"):
+        exported, example = chain_program(8, 16, precision)
+        compute = [n for n in exported.graph.nodes if n.op == "call_function"
+                   and "quantize" not in str(n.target) and "getitem" not in str(n.target)]
+        assert sorted({str(n.target) for n in compute}) == ["aten.conv2d.default", "aten.relu.default"]
+        if precision == "int8":
+            for node in compute:
+                is_relu = "relu" in str(node.target)
+                # a ReLU reads its conv alone (XNNPACK fuses the two); a conv reads int8
+                assert ("conv" in str(node.args[0].target) and len(node.args[0].users) == 1) if is_relu \
+                    else "dequantize" in str(node.args[0].target), node
+                ends = [u for u in node.users if not (not is_relu and "relu" in str(u.target))]
+                assert all("quantize_per_tensor" in str(u.target) for u in ends), node
+        edge = to_edge_transform_and_lower({"forward": exported}, partitioner=[XnnpackPartitioner()])
+        assert ops_outside_delegate(edge, "forward") == {}
+        outputs[precision] = exported.module()(*example)
+    assert psnr(outputs["fp32"], outputs["int8"]) > 30

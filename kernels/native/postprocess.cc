@@ -178,21 +178,16 @@ std::pair<int, int> output_size(const BayerFrame& frame) {
   return frame.orientation >= 5 ? std::make_pair(frame.height, frame.width) : std::make_pair(frame.width, frame.height);
 }
 
-void postprocess(const float* rgb, int rgb_height, int rgb_width, int top, int left, const BayerFrame& frame,
-                 double exposure, Look look, int bits, void* out) {
+void postprocess(float* image, const BayerFrame& frame, double exposure, Look look, int bits, void* out) {
   const int h = frame.height, w = frame.width;
-  if (top < 0 || left < 0 || top + h > rgb_height || left + w > rgb_width)
-    throw Error("the network output does not hold the frame at its phase padding");
-  std::vector<float> image(static_cast<size_t>(3) * h * w);
-  for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < h; ++y) {
-      const float* src = rgb + (static_cast<size_t>(c) * rgb_height + top + y) * rgb_width + left;
-      std::copy(src, src + w, image.data() + (static_cast<size_t>(c) * h + y) * w);
-    }
-  finish(image.data(), h, w, frame.srgb_from_cam, exposure, look);
-  const auto upright = frame.orientation == 1 ? std::move(image) : orient(image.data(), h, w, frame.orientation);
+  finish(image, h, w, frame.srgb_from_cam, exposure, look);
   const auto [ow, oh] = output_size(frame);
-  quantise(upright.data(), oh, ow, bits, out);
+  if (frame.orientation == 1) {
+    quantise(image, oh, ow, bits, out);
+  } else {
+    const auto upright = orient(image, h, w, frame.orientation);
+    quantise(upright.data(), oh, ow, bits, out);
+  }
 }
 
 }  // namespace edge4k

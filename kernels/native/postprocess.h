@@ -30,9 +30,9 @@ void quantise(const float* rgb, int height, int width, int bits, void* out);
 // Width and height of the finished image of a frame (swapped for orientations 5..8).
 std::pair<int, int> output_size(const BayerFrame& frame);
 
-// The whole postprocess of one frame after blending: rgb is (3, rgb_height, rgb_width)
-// with the frame at (top, left); crop, finish, turn upright, quantise into out.
-void postprocess(const float* rgb, int rgb_height, int rgb_width, int top, int left, const BayerFrame& frame,
-                 double exposure, Look look, int bits, void* out);
+// The whole postprocess of one frame after blending: image is the frame's (3, height, width)
+// window of the network output (tiling.h: Blender with that window), finished in place; turn
+// upright, quantise into out.
+void postprocess(float* image, const BayerFrame& frame, double exposure, Look look, int bits, void* out);
 
 }  // namespace edge4k

@@ -118,10 +118,34 @@ int main(int argc, char** argv) {
   const char* json = edge4k_profile_json(r);
   expect(json && strstr(json, "\"latency_ms\"") && strstr(json, "\"stages\"") && strstr(json, "\"runs\": 2"),
          "profile JSON of 2 renders");
+  /* a second runner: an ExecuTorch build shares the process's one thread pool, so the same size is
+     fine and another size is refused while the first is open (resizing it would deadlock the
+     first); ONNX Runtime sessions have their own threads, so there any count opens */
+  const int executorch = json && strstr(json, "\"backend\": \"executorch\"") != NULL;
+  edge4k_runner* second = NULL;
+  edge4k_open_options other_threads = {2, argv[4]};
+  if (executorch) {
+    expect_error(edge4k_open(build, &other_threads, &second), EDGE4K_ENGINE_ERROR, "cannot be resized under it",
+                 NULL, 0, "open: a second runner with another thread count");
+    expect(second == NULL, "open: a refused runner is NULL");
+  } else {
+    expect(edge4k_open(build, &other_threads, &second) == EDGE4K_OK && second != NULL,
+           "open: a second runner with its own thread count");
+    edge4k_close(second);
+  }
+  edge4k_open_options default_threads = {0, argv[4]};
+  expect(edge4k_open(build, &default_threads, &second) == EDGE4K_OK && second != NULL,
+         "open: a second runner with the default threads");
+  edge4k_close(second);
   expect(edge4k_reset_profile(r) == EDGE4K_OK && edge4k_profile_json(r) == NULL, "reset forgets the renders");
 
   edge4k_close(r);
   edge4k_close(NULL);   /* harmless */
+  /* with every runner closed the pool may be resized, and a runner on it renders */
+  r = NULL;
+  expect(edge4k_open(build, &other_threads, &r) == EDGE4K_OK && r != NULL, "open: another thread count once closed");
+  expect(r && edge4k_render(r, &frame, 8, rgb, bytes8) == EDGE4K_OK, "render on the resized pool");
+  edge4k_close(r);
   free(bayer);
   free(rgb);
   printf("capi_test: %d passed, %d failed\n", passed, failed);

@@ -41,7 +41,9 @@ typedef enum edge4k_status {
 typedef struct edge4k_runner edge4k_runner;
 
 typedef struct edge4k_open_options {
-  int threads;               /* <= 0: the engine's default */
+  int threads;               /* <= 0: the engine's default. ExecuTorch builds share one thread pool per
+                                process: while another runner is open, a different count is refused
+                                (EDGE4K_ENGINE_ERROR); 0 takes the pool as it is */
   const char* expect_preset; /* NULL: any; else a build for another preset is refused */
   const char* look;          /* finishing: "natural" (NULL: the default) or "neutral" (colorimetric sRGB) */
 } edge4k_open_options;

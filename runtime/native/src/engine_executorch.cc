@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include <executorch/extension/module/module.h>
@@ -50,13 +51,45 @@ std::vector<std::string> registered_backends() {
   return names;
 }
 
+// ExecuTorch's thread pool is one per process, and every XNNPACK program keeps the pool it was
+// loaded with: resizing it under a loaded program makes that program deadlock on its next run.
+// So the pool is sized only while no engine is open, and an engine that asks for another size
+// while one is open is refused (runtime/et_backend.py: size_threadpool, the Python side's rule).
+class PoolLease {
+ public:
+  explicit PoolLease(int threads) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto* pool = executorch::extension::threadpool::get_threadpool();
+    if (threads > 0) {
+      const int current = pool ? static_cast<int>(pool->get_thread_count()) : 0;
+      if (current != threads && open_ > 0)
+        throw Error("ExecuTorch's thread pool runs " + std::to_string(current) + " threads for another open "
+                    "runner in this process and cannot be resized under it; open this one with threads " +
+                    std::to_string(current) + " (or 0), or close the others first");
+      if (current != threads && (!pool || !pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads))))
+        throw Error("cannot resize ExecuTorch's thread pool to " + std::to_string(threads) + " threads");
+    }
+    ++open_;
+  }
+  ~PoolLease() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --open_;
+  }
+  PoolLease(const PoolLease&) = delete;
+  PoolLease& operator=(const PoolLease&) = delete;
+
+ private:
+  static inline std::mutex mutex_;
+  static inline int open_ = 0;   // engines alive in this process
+};
+
 // Manifest delegate name -> the name its ExecuTorch backend registers under.
 const std::map<std::string, std::string> kDelegateBackends = {
     {"xnnpack", "XnnpackBackend"}, {"qnn", "QnnBackend"}, {"coreml", "CoreMLBackend"}};
 
 class ExecuTorchEngine : public Engine {
  public:
-  ExecuTorchEngine(const std::string& artifacts, const Json& manifest, int threads) {
+  ExecuTorchEngine(const std::string& artifacts, const Json& manifest, int threads) : pool_(threads) {
     const Json& versions = field(manifest, "versions", "manifest.json");
     const std::string built = versions.contains("executorch") ? text(versions["executorch"], "versions.executorch") : "";
     if (base_version(built) != base_version(EDGE4K_EXECUTORCH_VERSION) &&
@@ -74,11 +107,6 @@ class ExecuTorchEngine : public Engine {
         throw Error(artifacts + " needs ExecuTorch's " + it->second + " (delegate " + delegate +
                     "), which is not linked into this runner (it has: " + (list.empty() ? "none" : list) + ")");
       }
-    }
-    if (threads > 0) {
-      auto* pool = executorch::extension::threadpool::get_threadpool();
-      if (!pool || !pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads)))
-        throw Error("cannot resize ExecuTorch's thread pool to " + std::to_string(threads) + " threads");
     }
     for (const auto& [stage, entry] : field(manifest, "stages", "manifest.json").items()) {
       const std::string file = artifacts + "/" + text(field(entry, "file", stage), stage + " file");
@@ -152,6 +180,7 @@ class ExecuTorchEngine : public Engine {
     std::vector<std::vector<int>> shapes;
     Json outside;   // the manifest's ops_outside_delegate
   };
+  PoolLease pool_;   // first: held until the modules below are gone
   std::map<std::string, std::unique_ptr<Module>> modules_;
   std::map<std::string, Stage> stages_;
   long long arena_bytes_ = 0;

@@ -77,7 +77,8 @@ void Pipeline::reset_profile() {
   runs_ = 0;
 }
 
-std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& plan) {
+std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame_height,
+                                     int frame_width) {
   const Build& b = build_;
   Tensor g;
   {
@@ -86,7 +87,12 @@ std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& p
   }
   const int th = plan.tile_height, tw = plan.tile_width, pw = plan.padded_width / 2, ph = plan.padded_height / 2;
   const size_t packed_tile = static_cast<size_t>(4) * (th / 2) * (tw / 2), rgb_tile = static_cast<size_t>(3) * th * tw;
-  Blender blender(plan);
+  std::vector<float> image;
+  {
+    Scope s(&timer_, "postprocess");   // blending's share: the zeroed frame it accumulates into
+    image.assign(static_cast<size_t>(3) * frame_height * frame_width, 0.0f);
+  }
+  Blender blender(plan, 3, Window{in.top, in.left, frame_height, frame_width}, image.data());
   std::vector<float> x(packed_tile * b.batch);
   for (size_t first = 0; first < plan.origins.size(); first += b.batch) {
     const size_t count = std::min<size_t>(b.batch, plan.origins.size() - first);
@@ -122,8 +128,7 @@ std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& p
         blender.add(rgb.data.data() + k * rgb_tile, plan.origins[first + k].first, plan.origins[first + k].second);
     }
   }
-  Scope s(&timer_, "postprocess");
-  return blender.result();
+  return image;
 }
 
 void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels) {
@@ -147,12 +152,11 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
     Scope s(&timer_, "raw_preprocess");
     in = frontend(frame, plan.padded_height, plan.padded_width, b.thumb_size);
   }
-  const std::vector<float> image = network(in, plan);
+  std::vector<float> image = network(in, plan, frame.height, frame.width);
   {
     Scope s(&timer_, "postprocess");
     pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));
-    postprocess(image.data(), plan.height, plan.width, in.top, in.left, frame, in.exposure, look_, bits,
-                pixels->data());
+    postprocess(image.data(), frame, in.exposure, look_, bits, pixels->data());
   }
   timer_.end_run();
   ++runs_;

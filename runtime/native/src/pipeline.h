@@ -50,7 +50,9 @@ class Pipeline {
   Engine& engine() { return *engine_; }
 
  private:
-  std::vector<float> network(const FrontendOutput& in, const TilePlan& plan);
+  // The network over every tile, blended straight into the frame's window of the padded output:
+  // (3, frame_height, frame_width), the only full-frame float buffer the render holds.
+  std::vector<float> network(const FrontendOutput& in, const TilePlan& plan, int frame_height, int frame_width);
 
   Build build_;
   std::unique_ptr<Engine> engine_;
