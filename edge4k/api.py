@@ -93,8 +93,10 @@ class Renderer:
 
     Thread-safe: calls from several threads are serialised (one frame at a time per Renderer,
     since the compiled runtimes are not re-entrant); for frames in parallel, use one Renderer
-    per thread. `threads` sets the process's CPU threads (runtime/backends.py: set_threads): torch's
-    for the eager backend, a compiled build's runtime's otherwise, and the C++ CPU stages'."""
+    per thread. It keeps its largest per-frame arrays from one render to the next of the same
+    size (runtime/pipeline.py: FrameBuffers). `threads` sets the process's CPU threads
+    (runtime/backends.py: set_threads): torch's for the eager backend, a compiled build's runtime's
+    otherwise, and the C++ CPU stages'."""
 
     def __init__(self, *, preset: str | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  backend: str = "eager", artifacts: str | os.PathLike | None = None, soc: str | None = None,
@@ -125,6 +127,7 @@ class Renderer:
             self._backend, self._opts = open_compiled(backend, artifacts, soc=soc, preset=preset, tile=tile,
                                                       overlap=overlap, native=native, batch=batch)
         self._lock = threading.Lock()
+        self._buffers = None   # runtime.pipeline.FrameBuffers, from the first render on
 
     @property
     def backend(self) -> "Backend":
@@ -145,7 +148,7 @@ class Renderer:
         from edge4k.kernels.cpp import quantise
         from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, write_image
         from edge4k.kernels.raw import RawFrame, read_raw
-        from edge4k.runtime.pipeline import check_native_fits, process
+        from edge4k.runtime.pipeline import FrameBuffers, check_native_fits, process
 
         check_look(look)
         if output is not None:
@@ -156,7 +159,10 @@ class Renderer:
             backend = self.backend
             frame = source if isinstance(source, RawFrame) else read_raw(source)
             check_native_fits(frame, backend, self._opts)
-            image, _ = process(frame, backend, backend.cfg, self._opts, look=look)
+            # the float image stays inside: the caller gets the quantised pixels, so the packed
+            # frame and the blend can be the same arrays from one frame to the next
+            self._buffers = self._buffers or FrameBuffers()
+            image, _ = process(frame, backend, backend.cfg, self._opts, look=look, buffers=self._buffers)
             pixels = quantise(image, bits or 8)
             if output is not None:
                 write_image(output, pixels, exif=frame.exif)
@@ -178,7 +184,7 @@ class Renderer:
     def close(self) -> None:
         """Release the weights or the build; later calls raise Edge4KError."""
         with self._lock:
-            self._backend = None
+            self._backend = self._buffers = None
 
     def __enter__(self) -> "Renderer":
         return self

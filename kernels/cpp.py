@@ -62,18 +62,28 @@ def _call(lib, name: str, *args) -> None:
         raise Edge4KError(lib.e4k_last_error().decode())
 
 
+def _array(given: np.ndarray | None, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """given if it is a C-contiguous array of this shape and type (a caller's buffer), else a new one."""
+    if given is None:
+        return np.empty(shape, dtype)
+    if given.shape != tuple(shape) or given.dtype != dtype or not given.flags.c_contiguous or not given.flags.writeable:
+        raise Edge4KError(f"a buffer of {given.shape} {given.dtype} cannot hold {tuple(shape)} {np.dtype(dtype)}")
+    return given
+
+
 def prepare_padded(frame: raw.RawFrame, thumb_size: int, padded_height: int,
-                   padded_width: int) -> tuple[raw.Prepared, torch.Tensor]:
+                   padded_width: int, *, packed_into: np.ndarray | None = None) -> tuple[raw.Prepared, torch.Tensor]:
     """raw.prepare(frame) and its packed frame reflect-padded to (padded_height, padded_width)
     (the tile plan's size, in pixels). Prepared.packed is left None on the C++ path: the
-    padded tensor holds it."""
+    padded tensor holds it. packed_into: a float32 (4, padded_height / 2, padded_width / 2)
+    array to write it to (every element is written), instead of a new one; the C++ path only."""
     lib = library()
     if lib is None:
         prep = raw.prepare(frame, thumb_size)
         return prep, tiling.pad_packed(prep.packed, padded_height, padded_width)
     thumb = np.empty((4, thumb_size, thumb_size), np.float32)
     meta = np.empty(len(raw.META), np.float32)
-    packed = np.empty((4, padded_height // 2, padded_width // 2), np.float32)
+    packed = _array(packed_into, (4, padded_height // 2, padded_width // 2), np.float32)
     scalars = np.empty(3, np.float64)
     bayer = np.ascontiguousarray(frame.bayer, dtype=np.uint16)
     _call(lib, "e4k_frontend", _ptr(bayer), frame.height, frame.width, frame.cfa.encode(),
@@ -89,9 +99,14 @@ class _CppBlender:
     """runtime.tiling.Blender's interface over the C++ Blender: blends straight into the window
     it is made for, rows in parallel."""
 
-    def __init__(self, lib, plan, channels: int, window: tuple[int, int, int, int]):
+    def __init__(self, lib, plan, channels: int, window: tuple[int, int, int, int], out: np.ndarray | None):
         self.lib = lib
-        self.out = np.zeros((channels, window[2], window[3]), np.float32)
+        shape = (channels, window[2], window[3])
+        if out is None:
+            self.out = np.zeros(shape, np.float32)
+        else:
+            self.out = _array(out, shape, np.float32)
+            self.out.fill(0.0)
         origins = np.ascontiguousarray(plan.origins, dtype=np.int32)
         handle = lib.e4k_blender_new(plan.height, plan.width, plan.padded_height, plan.padded_width,
                                      plan.tile_height, plan.tile_width, plan.overlap, channels, len(origins),
@@ -123,11 +138,13 @@ class _PythonBlender(tiling.Blender):
         return super().result()[:, top:top + height, left:left + width]
 
 
-def blender(plan: tiling.TilePlan, window: tuple[int, int, int, int], channels: int = 3):
+def blender(plan: tiling.TilePlan, window: tuple[int, int, int, int], channels: int = 3, *,
+            out: np.ndarray | None = None):
     """runtime.tiling.Blender for the plan whose result() is the blend cropped to window
-    (top, left, height, width) of the padded frame."""
+    (top, left, height, width) of the padded frame. out: a float32 (channels, height, width)
+    array to blend into (zeroed first) instead of a new one; the C++ path only."""
     lib = library()
-    return _PythonBlender(plan, channels, window) if lib is None else _CppBlender(lib, plan, channels, window)
+    return _PythonBlender(plan, channels, window) if lib is None else _CppBlender(lib, plan, channels, window, out)
 
 
 def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, look: str, *,
@@ -152,12 +169,13 @@ def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, lo
     return torch.from_numpy(out)
 
 
-def quantise(image: torch.Tensor, bits: int) -> np.ndarray:
-    """postprocess.quantise(): (3, H, W) in [0, 1] -> (H, W, 3) uint8 or uint16, bit-exact."""
+def quantise(image: torch.Tensor, bits: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """postprocess.quantise(): (3, H, W) in [0, 1] -> (H, W, 3) uint8 or uint16, bit-exact.
+    out: an array of that shape and type to write to instead of a new one; the C++ path only."""
     lib = library()
     if lib is None:
         return postprocess.quantise(image, bits)
     rgb = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
-    out = np.empty((rgb.shape[1], rgb.shape[2], 3), np.uint8 if bits == 8 else np.uint16)
+    out = _array(out, (rgb.shape[1], rgb.shape[2], 3), np.uint8 if bits == 8 else np.uint16)
     _call(lib, "e4k_quantise", _ptr(rgb), rgb.shape[1], rgb.shape[2], bits, _ptr(out))
     return out

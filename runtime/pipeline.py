@@ -16,6 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -88,9 +89,27 @@ def fitted_tiling(height: int, width: int, tile: int, overlap: int, f: int) -> t
     return side, min(overlap, side // 2 // f * f), False
 
 
+class FrameBuffers:
+    """The large per-frame arrays (packed frame, blend, output pixels), kept from one frame to the
+    next of the same size, as a camera app keeps its frame buffers. Fresh memory is not free: the
+    first write to each page faults, which made blending a 4K frame into a new 100 MB array several
+    times slower than into one already written (README, "Frame buffers"). Only for a caller that
+    is done with a frame's image before it processes the next (run_and_profile, api.Renderer): the
+    next frame overwrites it."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        array = self.arrays.get(name)
+        if array is None or array.shape != tuple(shape) or array.dtype != dtype:
+            array = self.arrays[name] = np.empty(shape, dtype)
+        return array
+
+
 def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
             progress: bool = False, look: str | None = DEFAULT_LOOK,
-            overlap_blending: bool | None = None) -> tuple[torch.Tensor, dict]:
+            overlap_blending: bool | None = None, buffers: FrameBuffers | None = None) -> tuple[torch.Tensor, dict]:
     """One RAW (a file path, its bytes, or a RawFrame) through all six stages. Returns display
     RGB (3, H, W) in [0, 1] in the look, upright, before quantisation, plus what was learned
     about the input and the tiling. look=None returns the network's unfinished output instead:
@@ -99,19 +118,27 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
     overlap_blending: blend each tile batch on a worker thread while the network runs the next
     one (one batch in flight, so memory stays bounded; the image is the same to the bit, since
     batches are still blended in order). None: overlap when the pipeline would gain from it
-    (overlaps_blending). The profile's postprocess time is then only what the network waits for."""
+    (overlaps_blending). The profile's postprocess time is then only what the network waits for.
+
+    buffers: reuse these arrays for the packed frame and the blend (the returned image is then the
+    buffers' blend, which the next call with them overwrites)."""
     if look is not None:
         check_look(look)
     timer = timer or StageTimer()
+    buffers = buffers if cpp.library() is not None else None   # the Python kernels make their own arrays
     with timer("raw_preprocess"):
         frame = source if isinstance(source, RawFrame) else read_raw(source)
         plan = opts.plan(cfg, frame.height, frame.width)
-        prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, plan.padded_height, plan.padded_width)
+        packed_shape = (4, plan.padded_height // 2, plan.padded_width // 2)
+        prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, plan.padded_height, plan.padded_width,
+                                          packed_into=buffers.get("packed", packed_shape, np.float32) if buffers else None)
         thumb = torch.from_numpy(prep.thumb)[None]
         meta = torch.from_numpy(prep.meta)[None]
     with timer("global"):
         g = backend.run("global", thumb, meta)
-    blender = cpp.blender(plan, (*prep.crop, frame.height, frame.width))
+    blend_shape = (3, frame.height, frame.width)
+    blender = cpp.blender(plan, (*prep.crop, frame.height, frame.width),
+                          out=buffers.get("blend", blend_shape, np.float32) if buffers else None)
     batches = [plan.origins[i:i + opts.batch] for i in range(0, plan.num_tiles, opts.batch)]
 
     def blend(rgb, origins):
@@ -189,15 +216,20 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
     cfg = backend.cfg
     bits = bit_depth_for(output_path, bits)
     estimate = check_native_fits(input_path, backend, opts)
+    # One set of frame buffers for every run: each run's image is written out before the next
+    # starts, so the warm-up also pays for the buffers' fresh memory (FrameBuffers).
+    buffers, pixel_dtype = FrameBuffers(), np.uint8 if bits == 8 else np.uint16
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
-        process(input_path, backend, cfg, opts, look=look)
+        image, _ = process(input_path, backend, cfg, opts, look=look, buffers=buffers)
+        cpp.quantise(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
     timer, power = StageTimer(), PowerMeter()
     power.start()
     for _ in tqdm(range(runs), desc="timed runs", unit="run", disable=not progress or runs < 2):
         timer.start_run()
-        image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look)
+        image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look,
+                              buffers=buffers)
         with timer("postprocess"):
-            pixels = cpp.quantise(image, bits)
+            pixels = cpp.quantise(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
         timer.end_run()
     power_report = power.stop(runs)
     frame, plan = info["frame"], info["plan"]

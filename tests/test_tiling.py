@@ -200,3 +200,28 @@ def test_blending_goes_beside_the_network_only_where_a_core_is_free(monkeypatch)
     monkeypatch.setenv("EDGE4K_OVERLAP_BLENDING", "1")
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
     assert pipeline.overlaps_blending(45)
+
+
+def test_frame_buffers_are_reused_between_frames_and_give_the_same_image(make_dng):
+    from edge4k.kernels import cpp
+    from edge4k.runtime.pipeline import FrameBuffers
+    if cpp.library() is None:
+        pytest.skip("the C++ kernels are not built")
+    model, small, large = tiny_model(), make_dng(200, 300), make_dng(256, 320)
+    backend, opts = EagerBackend(model), TileOptions(tile=128, overlap=32)
+    fresh, _ = process(small, backend, model.cfg, opts)
+    buffers = FrameBuffers()
+    first, _ = process(small, backend, model.cfg, opts, buffers=buffers)
+    held = {name: array.ctypes.data for name, array in buffers.arrays.items()}
+    assert set(held) == {"packed", "blend"} and first.data_ptr() == held["blend"]
+    dirty = torch.rand_like(first)
+    first.copy_(dirty)                  # what the last frame left: blending must start from zero
+    second, _ = process(small, backend, model.cfg, opts, buffers=buffers)
+    assert {name: array.ctypes.data for name, array in buffers.arrays.items()} == held
+    assert torch.equal(second, fresh)
+    other, _ = process(large, backend, model.cfg, opts, buffers=buffers)   # another size: new arrays
+    assert other.shape == (3, 256, 320) and buffers.arrays["blend"].ctypes.data != held["blend"]
+    assert torch.equal(other, process(large, backend, model.cfg, opts)[0])
+    with pytest.raises(Edge4KError, match=r"a buffer of \(2, 2, 3\) uint8 cannot hold \(256, 320, 3\) uint8"):
+        cpp.quantise(other, 8, out=np.empty((2, 2, 3), np.uint8))
+    assert np.array_equal(cpp.quantise(other, 8, out=np.empty((256, 320, 3), np.uint8)), cpp.quantise(other, 8))

@@ -77,8 +77,8 @@ void Pipeline::reset_profile() {
   runs_ = 0;
 }
 
-std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame_height,
-                                     int frame_width) {
+void Pipeline::network(const FrontendOutput& in, const float* packed, const TilePlan& plan, int frame_height,
+                       int frame_width) {
   const Build& b = build_;
   Tensor g;
   {
@@ -87,12 +87,11 @@ std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& p
   }
   const int th = plan.tile_height, tw = plan.tile_width, pw = plan.padded_width / 2, ph = plan.padded_height / 2;
   const size_t packed_tile = static_cast<size_t>(4) * (th / 2) * (tw / 2), rgb_tile = static_cast<size_t>(3) * th * tw;
-  std::vector<float> image;
   {
     Scope s(&timer_, "postprocess");   // blending's share: the zeroed frame it accumulates into
-    image.assign(static_cast<size_t>(3) * frame_height * frame_width, 0.0f);
+    image_.assign(static_cast<size_t>(3) * frame_height * frame_width, 0.0f);
   }
-  Blender blender(plan, 3, Window{in.top, in.left, frame_height, frame_width}, image.data());
+  Blender blender(plan, 3, Window{in.top, in.left, frame_height, frame_width}, image_.data());
   std::vector<float> x(packed_tile * b.batch);
   for (size_t first = 0; first < plan.origins.size(); first += b.batch) {
     const size_t count = std::min<size_t>(b.batch, plan.origins.size() - first);
@@ -103,7 +102,7 @@ std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& p
         float* dst = x.data() + k * packed_tile;
         for (int c = 0; c < 4; ++c)
           for (int i = 0; i < th / 2; ++i) {
-            const float* src = in.packed.data() + (static_cast<size_t>(c) * ph + y0 / 2 + i) * pw + x0 / 2;
+            const float* src = packed + (static_cast<size_t>(c) * ph + y0 / 2 + i) * pw + x0 / 2;
             std::copy(src, src + tw / 2, dst + (static_cast<size_t>(c) * (th / 2) + i) * (tw / 2));
           }
       }
@@ -128,7 +127,6 @@ std::vector<float> Pipeline::network(const FrontendOutput& in, const TilePlan& p
         blender.add(rgb.data.data() + k * rgb_tile, plan.origins[first + k].first, plan.origins[first + k].second);
     }
   }
-  return image;
 }
 
 void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels) {
@@ -150,13 +148,14 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   FrontendOutput in;
   {
     Scope s(&timer_, "raw_preprocess");
-    in = frontend(frame, plan.padded_height, plan.padded_width, b.thumb_size);
+    packed_.resize(static_cast<size_t>(4) * (plan.padded_height / 2) * (plan.padded_width / 2));
+    in = frontend(frame, plan.padded_height, plan.padded_width, b.thumb_size, packed_.data());
   }
-  std::vector<float> image = network(in, plan, frame.height, frame.width);
+  network(in, packed_.data(), plan, frame.height, frame.width);
   {
     Scope s(&timer_, "postprocess");
     pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));
-    postprocess(image.data(), frame, in.exposure, look_, bits, pixels->data());
+    postprocess(image_.data(), frame, in.exposure, look_, bits, pixels->data());
   }
   timer_.end_run();
   ++runs_;

@@ -50,9 +50,10 @@ class Pipeline {
   Engine& engine() { return *engine_; }
 
  private:
-  // The network over every tile, blended straight into the frame's window of the padded output:
-  // (3, frame_height, frame_width), the only full-frame float buffer the render holds.
-  std::vector<float> network(const FrontendOutput& in, const TilePlan& plan, int frame_height, int frame_width);
+  // The network over every tile on the packed frame, blended straight into the frame's window of
+  // the padded output: image_, (3, frame_height, frame_width).
+  void network(const FrontendOutput& in, const float* packed, const TilePlan& plan, int frame_height,
+               int frame_width);
 
   Build build_;
   std::unique_ptr<Engine> engine_;
@@ -63,6 +64,9 @@ class Pipeline {
   int last_width_ = 0, last_height_ = 0;
   std::pair<int, int> last_output_{0, 0};   // width, height of the last image
   double last_exposure_ = 1;
+  // The frame buffers, kept from one render to the next as a camera app keeps its own: the first
+  // write to fresh memory faults page by page (runtime/pipeline.py: FrameBuffers).
+  std::vector<float> packed_, image_;
 };
 
 }  // namespace edge4k
