@@ -136,9 +136,8 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
         meta = torch.from_numpy(prep.meta)[None]
     with timer("global"):
         g = backend.run("global", thumb, meta)
-    blend_shape = (3, frame.height, frame.width)
-    blender = cpp.blender(plan, (*prep.crop, frame.height, frame.width),
-                          out=buffers.get("blend", blend_shape, np.float32) if buffers else None)
+    window = (*prep.crop, frame.height, frame.width)
+    blender = cpp.blender(plan, window, out=buffers.get("blend", (3, *window[2:]), np.float32) if buffers else None)
     batches = [plan.origins[i:i + opts.batch] for i in range(0, plan.num_tiles, opts.batch)]
 
     def blend(rgb, origins):
@@ -219,9 +218,12 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
     # One set of frame buffers for every run: each run's image is written out before the next
     # starts, so the warm-up also pays for the buffers' fresh memory (FrameBuffers).
     buffers, pixel_dtype = FrameBuffers(), np.uint8 if bits == 8 else np.uint16
+
+    def quantised(image):
+        return cpp.quantise(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
+
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
-        image, _ = process(input_path, backend, cfg, opts, look=look, buffers=buffers)
-        cpp.quantise(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
+        quantised(process(input_path, backend, cfg, opts, look=look, buffers=buffers)[0])
     timer, power = StageTimer(), PowerMeter()
     power.start()
     for _ in tqdm(range(runs), desc="timed runs", unit="run", disable=not progress or runs < 2):
@@ -229,7 +231,7 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look,
                               buffers=buffers)
         with timer("postprocess"):
-            pixels = cpp.quantise(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
+            pixels = quantised(image)
         timer.end_run()
     power_report = power.stop(runs)
     frame, plan = info["frame"], info["plan"]

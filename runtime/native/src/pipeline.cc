@@ -77,8 +77,7 @@ void Pipeline::reset_profile() {
   runs_ = 0;
 }
 
-void Pipeline::network(const FrontendOutput& in, const float* packed, const TilePlan& plan, int frame_height,
-                       int frame_width) {
+void Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame_height, int frame_width) {
   const Build& b = build_;
   Tensor g;
   {
@@ -102,7 +101,7 @@ void Pipeline::network(const FrontendOutput& in, const float* packed, const Tile
         float* dst = x.data() + k * packed_tile;
         for (int c = 0; c < 4; ++c)
           for (int i = 0; i < th / 2; ++i) {
-            const float* src = packed + (static_cast<size_t>(c) * ph + y0 / 2 + i) * pw + x0 / 2;
+            const float* src = packed_.data() + (static_cast<size_t>(c) * ph + y0 / 2 + i) * pw + x0 / 2;
             std::copy(src, src + tw / 2, dst + (static_cast<size_t>(c) * (th / 2) + i) * (tw / 2));
           }
       }
@@ -151,7 +150,7 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
     packed_.resize(static_cast<size_t>(4) * (plan.padded_height / 2) * (plan.padded_width / 2));
     in = frontend(frame, plan.padded_height, plan.padded_width, b.thumb_size, packed_.data());
   }
-  network(in, packed_.data(), plan, frame.height, frame.width);
+  network(in, plan, frame.height, frame.width);
   {
     Scope s(&timer_, "postprocess");
     pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));

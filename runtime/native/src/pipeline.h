@@ -50,10 +50,9 @@ class Pipeline {
   Engine& engine() { return *engine_; }
 
  private:
-  // The network over every tile on the packed frame, blended straight into the frame's window of
-  // the padded output: image_, (3, frame_height, frame_width).
-  void network(const FrontendOutput& in, const float* packed, const TilePlan& plan, int frame_height,
-               int frame_width);
+  // The network over every tile of packed_, blended straight into the frame's window of the
+  // padded output: image_, (3, frame_height, frame_width).
+  void network(const FrontendOutput& in, const TilePlan& plan, int frame_height, int frame_width);
 
   Build build_;
   std::unique_ptr<Engine> engine_;
