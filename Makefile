@@ -4,7 +4,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+# The locked environment (every transitive package pinned with its hashes; `make lock` writes
+# both files from pyproject.toml): Linux x86-64, or macOS arm64 for a Core ML user.
+LOCK   ?= requirements/lock-$(if $(filter Darwin,$(shell uname -s)),macos-arm64,linux-x86_64).txt
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | cksum | cut -d' ' -f1)
+# Python never puts the working directory (the repository root) first on sys.path, in make's
+# commands and every process they start: the root folders kernels/, models/, runtime/, ... are
+# also names of published packages, and must only be importable as edge4k.*.
+export PYTHONSAFEPATH := 1
 # The CLI and what it needs; tests point these at their own interpreter.
 EDGE4K ?= $(BIN)/edge4k
 OUT    ?= out
@@ -25,17 +32,37 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) $(call opt,QNN_LIBS,qnn-libs) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup demo eval train distill research test mutation clean android-xnnpack android-qnn ios-coreml
+.PHONY: setup lock demo eval train distill research test mutation clean android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Hash-checked install of the lock (pip refuses any file whose hash is not in it, and any
+# dependency the lock lacks), then this repository itself, editable, without touching the lock.
+$(STAMP): pyproject.toml $(LOCK)
+	sh requirements/prereqs.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@# The CPU stages' C++ kernels (kernels/cpp.py); without a C++ compiler and CMake the host
-	@# pipeline runs their Python twins and says so.
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	@# The CPU stages' C++ kernels (kernels/cpp.py); without them the host pipeline runs their
+	@# Python twins and says so.
 	$(BIN)/edge4k build-runner --kernels-only || echo "warning: C++ kernels not built; the Python ones will run"
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Regenerates both locks from pyproject.toml with uv (pinned here; it runs from its own venv in
+# build/). TORCH_WHEELS is where the CPU build of torch lies (PyPI's torch for Linux is the CUDA
+# build); requirements/constraints.txt holds what the resolver must be told by hand.
+UV_VERSION   ?= 0.13.9
+TORCH_WHEELS ?= /opt/wheels
+UV            = build/uv/bin/uv
+LOCK_FLAGS    = -c requirements/constraints.txt --generate-hashes --python-version 3.11 \
+	--index-strategy unsafe-best-match --custom-compile-command "make lock" --quiet
+lock:
+	test -x $(UV) || { $(PYTHON) -m venv build/uv && build/uv/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) --python-platform x86_64-manylinux_2_35 \
+		--find-links $(TORCH_WHEELS) -o requirements/lock-linux-x86_64.txt
+	MACOSX_DEPLOYMENT_TARGET=14.0 $(UV) pip compile pyproject.toml $(foreach e,test executorch litert coreml train research native,--extra $(e)) \
+		$(LOCK_FLAGS) --python-platform aarch64-apple-darwin -o requirements/lock-macos-arm64.txt
 
 demo: $(STAMP)
 	$(BIN)/edge4k run -o out/demo.png --profile out/demo.profile.json --tile 256 --overlap 32 --runs 3 --warmup 1
@@ -79,8 +106,8 @@ distill: $(STAMP)
 research: $(STAMP)
 	$(BIN)/edge4k study all
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(DEPS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Mutation testing (cosmic-ray; not part of `make test`): the score per module of how
 # many deliberately broken versions its tests catch. MUTATE lists MODULE=TEST[,TEST]

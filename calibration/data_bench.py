@@ -75,7 +75,7 @@ def train_rate(*, crop: int, steps: int, batch: int, preset: str | None) -> dict
     runs = []
     for n in (max(2, steps // 4), steps):
         with tempfile.TemporaryDirectory() as out:
-            cmd = [sys.executable, "-m", "edge4k", "train", "--budget-minutes", "60", "--steps", str(n),
+            cmd = [sys.executable, "-P", "-m", "edge4k", "train", "--budget-minutes", "60", "--steps", str(n),
                    "--crop", str(crop), "--batch", str(batch), "--log-every", "2", "--out", out]
             if preset:
                 cmd += ["--preset", preset]

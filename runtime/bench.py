@@ -52,7 +52,7 @@ def make_input(path: Path, width: int, height: int) -> Path:
 
 def edge4k(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
-    proc = subprocess.run([sys.executable, "-m", "edge4k", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-P", "-m", "edge4k", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"edge4k {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -92,7 +92,7 @@ def measure_point(preset: str, height: int, width: int, runs: int, warmup: int) 
 
 def run_point(preset: str, height: int, width: int, runs: int, warmup: int) -> dict:
     args = json.dumps({"preset": preset, "height": height, "width": width, "runs": runs, "warmup": warmup})
-    proc = subprocess.run([sys.executable, "-m", __name__, args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-P", "-m", __name__, args], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         return {"error": f"the measuring process failed: {last}"}

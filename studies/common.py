@@ -113,7 +113,7 @@ def profile_run(raw, out_dir, *flags: str, runs: int, warmup: int = 1) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prof = out_dir / "profile.json"
-    cmd = [sys.executable, "-m", "edge4k", "run", str(raw), "-o", str(out_dir / "output.png"), "--profile", str(prof),
+    cmd = [sys.executable, "-P", "-m", "edge4k", "run", str(raw), "-o", str(out_dir / "output.png"), "--profile", str(prof),
            "--runs", str(runs), "--warmup", str(warmup), *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -308,7 +308,7 @@ def edge4k_profile(settings: Settings, hw: tuple[int, int], workdir: Path) -> di
     h, w = hw
     raw = make_input(workdir / f"input_{w}x{h}.dng", w, h)
     profile = workdir / f"profile_{w}x{h}.json"
-    cmd = [sys.executable, "-m", "edge4k", "run", str(raw), "-o", str(workdir / f"out_{w}x{h}.png"),
+    cmd = [sys.executable, "-P", "-m", "edge4k", "run", str(raw), "-o", str(workdir / f"out_{w}x{h}.png"),
            "--preset", E4K_PRESET, "--tile", str(settings.tile), "--overlap", str(settings.overlap),
            "--runs", str(settings.runs), "--warmup", str(settings.e4k_warmup), "--profile", str(profile)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,8 +1,18 @@
 import dataclasses
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+# Before anything imports a package that a root folder could shadow (torch pulls in many).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT in [os.path.abspath(p or os.curdir) for p in sys.path]:
+    raise pytest.UsageError("the repository root is on sys.path, where kernels/, models/, runtime/ ... shadow "
+                            "installed packages: run `make test`, or `python -P -m pytest`")
+
+import torch  # noqa: E402
 
 from edge4k.calibration.dng import write_dng
 from edge4k.calibration.unprocess import unprocess
