@@ -265,9 +265,28 @@ def metrics(target: np.ndarray, out: np.ndarray) -> dict[str, float]:
 KEEP_CROP = 160   # side of the centre crop kept of each output for the crop sheets
 
 
-def _centre(img: np.ndarray, size: int = KEEP_CROP) -> np.ndarray:
-    y, x = max(img.shape[0] - size, 0) // 2, max(img.shape[1] - size, 0) // 2
+def _centre(img: np.ndarray, size: int = KEEP_CROP, at: tuple[int, int] | None = None) -> np.ndarray:
+    """The size x size window at (top, left), by default the centre one."""
+    y, x = at or (max(img.shape[0] - size, 0) // 2, max(img.shape[1] - size, 0) // 2)
     return img[y:y + size, x:x + size].astype(np.float32)
+
+
+def detailed_window(img: np.ndarray, size: int) -> tuple[int, int]:
+    """(top, left) of the size x size window of an sRGB image (H, W, 3) with the most detail: the
+    largest mean luminance gradient, over windows a quarter of a window apart. Text, foliage,
+    noise in the shadows and the edges of highlights score high; sky and walls score low."""
+    y = img.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722])
+    grad = np.zeros_like(y)
+    grad[:-1, :-1] = np.abs(np.diff(y, axis=0))[:, :-1] + np.abs(np.diff(y, axis=1))[:-1]
+    integral = np.pad(grad.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    h, w = max(y.shape[0] - size, 0), max(y.shape[1] - size, 0)
+    step = max(1, size // 4)
+    tops, lefts = np.arange(0, h + 1, step), np.arange(0, w + 1, step)
+    t, l = np.meshgrid(tops, lefts, indexing="ij")
+    b, r = np.minimum(t + size, y.shape[0]), np.minimum(l + size, y.shape[1])
+    score = integral[b, r] - integral[t, r] - integral[b, l] + integral[t, l]
+    i, j = np.unravel_index(np.argmax(score), score.shape)
+    return int(tops[i]), int(lefts[j])
 
 
 def _score_capture(capture: RawCapture, runners: dict, looks, tmp: Path, name: str, keep: dict | None):
@@ -684,7 +703,8 @@ def write_sweep(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
 
 def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progress: bool = True) -> dict[str, Path]:
     """For each real RAW file: LibRaw (AHD) and Edge4K (tiled 512/32), both finished by the same code
-    in both looks, as centre crops at 2x plus an Edge4K overview; one PNG sheet and a Markdown table.
+    in both looks, as crops at 2x of the file's most detailed window (detailed_window() on LibRaw's
+    neutral render) plus an Edge4K overview; one PNG sheet and a Markdown table.
     Real files have no ground truth: this is for eyes, not numbers (sensor orientation, no EXIF turn)."""
     from PIL import Image, ImageDraw
     from tqdm import tqdm
@@ -697,10 +717,11 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
         out, _ = process(path, backend, backend.cfg, TileOptions(fit=True), look=None)
         renders = {"Edge4K": (out.clamp(0, 1) ** 2).permute(1, 2, 0).double().numpy(),
                    "LibRaw AHD": run_libraw("libraw-ahd")(path, frame)}
+        at = detailed_window(finished(renders["LibRaw AHD"], frame, exposure, "neutral"), crop)
         row = []
         for look in LOOKS:
             for label, lin in renders.items():
-                row.append((f"{label}, {look}", _centre(finished(lin, frame, exposure, look), crop)))
+                row.append((f"{label}, {look}", _centre(finished(lin, frame, exposure, look), crop, at)))
         full = finished(renders["Edge4K"], frame, exposure, "natural")
         tiles.append((path.name, row, full))
         rows.append({"file": path.name, "size": f"{frame.width}x{frame.height}", "cfa": frame.cfa,
@@ -724,12 +745,13 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
     paths_out = {"png": out_dir / "gallery.png", "md": out_dir / "gallery.md"}
     with atomic_output(paths_out["png"]) as tmp:
         sheet.save(tmp, format="PNG")
-    md = ["### Real camera RAWs", "", "Centre crops at 2x; LibRaw AHD and Edge4K, both through Edge4K's finishing "
+    md = ["### Real camera RAWs", "", "Crops at 2x of each file's most detailed window (largest mean luminance "
+          "gradient); LibRaw AHD and Edge4K, both through Edge4K's finishing "
           "(the file's matrix and white balance; the natural look's exposure from the frontend).", "",
           "| file | size | CFA | WB gains (R, G, B) | natural exposure gain | note |", "|---|---|---|---|---|---|"]
     md += [f"| {r['file']} | {r['size']} | {r['cfa']} | {r['wb_gains']} | {r['exposure_gain']} | "
-           + ("no as-shot white balance in the file (unit gains): every converter renders it green" if
-              r["wb_gains"] == [1.0, 1.0, 1.0] else "") + " |" for r in rows]
+           + ("unit white-balance gains (the file's, or none in the file): a raw sensor's green shows unless "
+              "its data are already balanced" if r["wb_gains"] == [1.0, 1.0, 1.0] else "") + " |" for r in rows]
     with atomic_output(paths_out["md"]) as tmp:
         tmp.write_text("\n".join(md) + "\n")
     return paths_out

@@ -192,6 +192,15 @@ def test_gallery_puts_libraw_beside_edge4k_in_both_looks(tmp_path, sample_dng):
     assert "sample.dng" in paths["md"].read_text()
 
 
+def test_gallery_window_is_where_the_detail_is_not_the_flat_centre():
+    img = np.full((300, 400, 3), 0.5)
+    img[:, 200:] = np.linspace(0.2, 0.8, 200)[None, :, None]          # a smooth ramp: little detail
+    img[210:270, 20:80] = np.random.default_rng(0).uniform(0, 1, (60, 60, 1))   # texture, bottom left
+    top, left = ev.detailed_window(img, 64)
+    assert top <= 210 and top + 64 >= 270 and left <= 20 and left + 64 >= 80, (top, left)
+    assert ev.detailed_window(img[:50, :60], 64) == (0, 0)            # a frame smaller than the window
+
+
 def test_summary_tables_are_the_committed_evaluation(capsys):
     """The README's quality tables come from `edge4k eval --summary docs/eval`: each set's column is
     that set's committed mean, and the pooled column is the mean over both sets' captures."""
