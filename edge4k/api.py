@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Union
 from edge4k.errors import Edge4KError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
+
+    from edge4k.batch import BatchResult
 
     from edge4k.kernels.raw import RawFrame
     from edge4k.runtime.backends import Backend
@@ -106,7 +110,8 @@ class Renderer:
         the preset's shipped checkpoint, else seed-initialised with `seed`); backend: "eager"
         (PyTorch) or a compiled build's backend, with artifacts: the build folder (its preset,
         tiling and batch are fixed; soc: the SoC an android-qnn build must be for); tile,
-        overlap, native, batch: eager tiling (default 512/32, fitted to smaller frames)."""
+        overlap, native, batch: eager tiling (default 512/32, fitted to smaller frames); threads:
+        the process's CPU threads (default: torch's)."""
         from edge4k.models import DEFAULT_PRESET
         from edge4k.runtime.backends import BACKENDS, EagerBackend, backend_class, set_threads
 
@@ -141,45 +146,90 @@ class Renderer:
         return self._opts
 
     def render(self, source: Source, *, look: str = "natural", bits: int | None = None,
-               output: str | os.PathLike | None = None) -> "np.ndarray":
-        """Render one frame: (H, W, 3) sRGB, upright, uint8 (bits=8, the default) or uint16
-        (bits=16). look: "natural" or "neutral". With `output` (.png or .tif), also write it
-        there, tagged (sRGB ICC profile, EXIF); bits then defaults to the format's (.tif: 16)."""
-        from edge4k.kernels.cpp import quantise
-        from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, write_image
+               output: str | os.PathLike | None = None, output_space: str = "srgb", quality: int | None = None,
+               half_size: bool = False, mkdir: bool = False) -> "np.ndarray":
+        """Render one frame: (H, W, 3), upright.
+
+        source: a RAW file's path, its bytes, or a RawFrame. look: "natural" (automatic exposure
+        and tone curve) or "neutral" (colorimetric, LibRaw's convention). bits: 8 (uint8, the
+        default), 16 (uint16) or 32 (float32, unquantised). output: also write the image there
+        (.png 8/16-bit, .tif 16/8/32-bit, .jpg 8-bit), tagged with the space's ICC profile and the
+        RAW's EXIF; bits then defaults to the format's. output_space: "srgb", "display-p3",
+        "adobe-rgb", "prophoto" or "rec2020-linear" (rawpy's output_color; the last two need 16
+        bits or float). quality: JPEG quality 1-100 (default 95). half_size: each 2x2 Bayer
+        cell one pixel, no network (rawpy's half_size: a fast preview). mkdir: create the
+        output's missing folders (else refused before rendering)."""
+        from edge4k.files import check_output
+        from edge4k.kernels.colourspace import check_bits, icc_profile
+        from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, check_quality, to_pixels, write_image
         from edge4k.kernels.raw import RawFrame, read_raw
-        from edge4k.runtime.pipeline import FrameBuffers, check_native_fits, process
+        from edge4k.runtime.pipeline import FrameBuffers, check_native_fits, process, process_half_size
 
         check_look(look)
         if output is not None:
             bits = bit_depth_for(output, bits)
+            check_quality(output, quality)
+            check_output(output, mkdir=mkdir)
         elif bits not in (None, *BIT_DEPTHS):
-            raise Edge4KError(f"bits must be 8 or 16, got {bits}")
+            raise Edge4KError(f"bits must be 8, 16 or 32 (float), got {bits}")
+        check_bits(output_space, bits or 8)
         with self._lock:
             backend = self.backend
             frame = source if isinstance(source, RawFrame) else read_raw(source)
-            check_native_fits(frame, backend, self._opts)
-            # the float image stays inside: the caller gets the quantised pixels, so the packed
-            # frame and the blend can be the same arrays from one frame to the next
-            self._buffers = self._buffers or FrameBuffers()
-            image, _ = process(frame, backend, backend.cfg, self._opts, look=look, buffers=self._buffers)
-            pixels = quantise(image, bits or 8)
-            if output is not None:
-                write_image(output, pixels, exif=frame.exif)
+            if half_size:
+                image, _ = process_half_size(frame, backend.cfg, look=look, output_space=output_space)
+            else:
+                check_native_fits(frame, backend, self._opts)
+                # the float image stays inside: the caller gets the quantised pixels, so the packed
+                # frame and the blend can be the same arrays from one frame to the next
+                self._buffers = self._buffers or FrameBuffers()
+                image, _ = process(frame, backend, backend.cfg, self._opts, look=look, buffers=self._buffers,
+                                   output_space=output_space)
+            pixels = to_pixels(image, bits or 8)
+        if output is not None:
+            write_image(output, pixels, exif=frame.exif, icc=icc_profile(output_space), quality=quality)
         return pixels
+
+    def render_many(self, inputs, output_dir: str | os.PathLike, *, format: str = "png", look: str = "natural",
+                    bits: int | None = None, output_space: str = "srgb", quality: int | None = None,
+                    half_size: bool = False, skip_existing: bool = False, mkdir: bool = False,
+                    workers: int | None = None, **render_options) -> "Iterator[BatchResult]":
+        """Render many files with this Renderer (weights loaded once): an iterator over one
+        edge4k.batch.BatchResult per file, in order; a file that fails is a result with its
+        error (one line) and the others go on.
+
+        inputs: RAW files, folders (the RAW files directly in them) and globs. output_dir: where
+        each file's image goes, as <name>.<format>. format: "png", "tif" or "jpg". look, bits,
+        output_space, quality, half_size: as for render(). skip_existing: leave files whose
+        output exists. mkdir: create output_dir if missing (else refused). workers: threads
+        decoding ahead and writing behind the network (default: 1 when a core is free).
+        render_options: render()'s other keyword arguments (the colour controls), for every file."""
+        from edge4k.batch import render_many
+        return render_many(self, inputs, output_dir, format=format, look=look, bits=bits,
+                           output_space=output_space, quality=quality, half_size=half_size,
+                           skip_existing=skip_existing, mkdir=mkdir, workers=workers, **render_options)
 
     def profile(self, source: Source, output: str | os.PathLike, *, look: str = "natural", bits: int | None = None,
                 runs: int = 1, warmup: int = 0, profile_path: str | os.PathLike | None = None,
-                progress: bool = False) -> dict:
+                progress: bool = False, output_space: str = "srgb", quality: int | None = None,
+                mkdir: bool = False) -> dict:
         """Render `source` warmup + runs times, timing every stage; write the last image to
-        `output` (bits as in render()) and, with profile_path, the profile JSON. Returns the
-        edge4k.profile/1 dict (validated; the same as the JSON file)."""
+        `output` and, with profile_path, the profile JSON. Returns the edge4k.profile/1 dict
+        (validated; the same as the JSON file).
+
+        source, look, bits, output_space, quality, mkdir: as for render(); runs: timed runs;
+        warmup: untimed runs before them; progress: show tqdm bars on stderr."""
+        from edge4k.files import check_output
+        from edge4k.kernels.postprocess import bit_depth_for
         from edge4k.runtime.pipeline import run_and_profile
         check_at_least("runs", runs)
         check_at_least("warmup", warmup, 0)
+        bit_depth_for(output, bits)
+        check_output(output, mkdir=mkdir)
         with self._lock:
             return run_and_profile(source, output, backend=self.backend, opts=self._opts, look=look, runs=runs,
-                                   warmup=warmup, profile_path=profile_path, progress=progress, bits=bits)
+                                   warmup=warmup, profile_path=profile_path, progress=progress, bits=bits,
+                                   output_space=output_space, quality=quality)
 
     def close(self) -> None:
         """Release the weights or the build; later calls raise Edge4KError."""
@@ -198,9 +248,45 @@ def render(source: Source, *, look: str = "natural", bits: int | None = None,
            checkpoint: str | os.PathLike | None = None, seed: int = 0, backend: str = "eager",
            artifacts: str | os.PathLike | None = None, soc: str | None = None, tile: int | None = None,
            overlap: int | None = None, native: bool = False, batch: int | None = None,
-           threads: int | None = None) -> "np.ndarray":
+           threads: int | None = None, output_space: str = "srgb", quality: int | None = None,
+           half_size: bool = False, mkdir: bool = False) -> "np.ndarray":
     """One frame in one call: Renderer(...).render(source, ...). For many frames, keep a
-    Renderer so that the weights load once."""
+    Renderer so that the weights load once, or use render_many().
+
+    source, look, bits, output, output_space, quality, half_size, mkdir: as for
+    Renderer.render(); preset, checkpoint, seed, backend, artifacts, soc, tile, overlap, native,
+    batch, threads: as for Renderer()."""
     with Renderer(preset=preset, checkpoint=checkpoint, seed=seed, backend=backend, artifacts=artifacts, soc=soc,
                   tile=tile, overlap=overlap, native=native, batch=batch, threads=threads) as renderer:
-        return renderer.render(source, look=look, bits=bits, output=output)
+        return renderer.render(source, look=look, bits=bits, output=output, output_space=output_space,
+                               quality=quality, half_size=half_size, mkdir=mkdir)
+
+
+def render_many(inputs, output_dir: str | os.PathLike, *, format: str = "png", look: str = "natural",
+                bits: int | None = None, output_space: str = "srgb", quality: int | None = None,
+                half_size: bool = False, skip_existing: bool = False, mkdir: bool = False,
+                workers: int | None = None, preset: str | None = None, checkpoint: str | os.PathLike | None = None,
+                backend: str = "eager", artifacts: str | os.PathLike | None = None,
+                threads: int | None = None) -> "Iterator[BatchResult]":
+    """Many files with one Renderer (one model load): an iterator over edge4k.batch.BatchResult,
+    one per file, in order (a file that fails is a result with its error; the rest go on).
+
+    inputs, output_dir, format, look, bits, output_space, quality, half_size, skip_existing,
+    mkdir, workers: as for Renderer.render_many(); preset, checkpoint, backend, artifacts,
+    threads: as for Renderer()."""
+    with Renderer(preset=preset, checkpoint=checkpoint, backend=backend, artifacts=artifacts,
+                  threads=threads) as renderer:
+        yield from renderer.render_many(inputs, output_dir, format=format, look=look, bits=bits,
+                                        output_space=output_space, quality=quality, half_size=half_size,
+                                        skip_existing=skip_existing, mkdir=mkdir, workers=workers)
+
+
+def extract_thumb(source: str | os.PathLike | bytes, output: str | os.PathLike | None = None, *,
+                  mkdir: bool = False) -> bytes:
+    """The camera's embedded preview (rawpy's extract_thumb): its bytes as stored (JPEG, or
+    an encoded bitmap), written to `output` when given.
+
+    source: a RAW file's path or its bytes. output: .jpg keeps a JPEG preview's bytes as they
+    are; .png or .tif decode and re-encode it. mkdir: create the output's missing folders."""
+    from edge4k.kernels.thumb import extract_thumb as extract
+    return extract(source, output, mkdir=mkdir)

@@ -25,15 +25,20 @@ def sample_path() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from edge4k.models import DEFAULT_PRESET
     from edge4k.runtime.backends import BACKENDS
+    from edge4k import __version__
     p = argparse.ArgumentParser(prog="edge4k", description="One-step RAW-to-RGB on device: run, profile, compile.")
+    p.add_argument("--version", action="version", version=f"edge4k {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="RAW file -> RGB image (+ per-stage profile JSON)")
-    r.add_argument("input", nargs="?", help="RAW file (DNG or any Bayer format LibRaw reads); default: the embedded sample")
-    r.add_argument("-o", "--output", required=True, help="output image: .png (8-bit) or .tif (16-bit), tagged sRGB "
-                                                        "with the RAW's EXIF facts")
-    r.add_argument("--bits", type=int, choices=[8, 16],
-                   help="output bit depth, for either format (default: 8 for .png, 16 for .tif)")
+    r = sub.add_parser("run", help="RAW file(s) -> RGB image(s) (+ per-stage profile JSON)")
+    r.add_argument("input", nargs="*", help="RAW files (DNG or any Bayer format LibRaw reads), folders (the RAW "
+                                            "files in them) or globs; default: the embedded sample")
+    r.add_argument("-o", "--output", required=True, help="output image (.png 8/16-bit, .tif 16/8-bit or float, .jpg), "
+                                                        "tagged with the output space's ICC profile and the RAW's "
+                                                        "EXIF facts; with several inputs, a folder")
+    r.add_argument("--bits", type=int, choices=[8, 16, 32],
+                   help="output bit depth (default: 8 for .png and .jpg, 16 for .tif; 32: float TIFF)")
+    _output_args(r)
     r.add_argument("--backend", default="eager", choices=sorted(BACKENDS),
                    help="eager (PyTorch, default) or a compiled build's backend (needs --artifacts)")
     r.add_argument("--artifacts", metavar="DIR", help="compiled build folder (from `edge4k compile`)")
@@ -109,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iso", type=float, default=200.0, help="noise level as ISO (default 200)")
     s.add_argument("--no-noise", action="store_true", help="write a noise-free RAW")
     s.add_argument("--seed", type=int, default=0)
+
+    th = sub.add_parser("thumb", help="the camera's embedded preview (rawpy's extract_thumb), no rendering")
+    th.add_argument("input", help="RAW file")
+    th.add_argument("-o", "--output", required=True, help="preview file: .jpg (a JPEG preview's bytes as stored), "
+                                                        ".png or .tif")
+    th.add_argument("--mkdir", action="store_true", help="create the output's missing folders")
 
     i = sub.add_parser("info", help="what the RAW frontend sees in a file")
     i.add_argument("input", nargs="?", help="RAW file; default: the embedded sample")
@@ -301,6 +312,24 @@ def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
                    help="keep BatchNorm statistics fixed, so training sees what the deployed model computes")
 
 
+def _output_args(p: argparse.ArgumentParser) -> None:
+    """What `edge4k run` writes: space, format, quality, preview, and the batch controls."""
+    from edge4k.batch import FORMATS
+    from edge4k.kernels.colourspace import OUTPUT_SPACES
+    p.add_argument("--output-space", default="srgb", choices=list(OUTPUT_SPACES),
+                   help="output colour space, its ICC profile embedded (rawpy's output_color; default srgb); "
+                        "prophoto and rec2020-linear need 16 bits or float")
+    p.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 95)")
+    p.add_argument("--half-size", action="store_true",
+                   help="fast preview: each 2x2 Bayer cell one pixel, no network (rawpy's half_size)")
+    p.add_argument("--mkdir", action="store_true", help="create the output's missing folders (else refused)")
+    p.add_argument("--format", choices=list(FORMATS),
+                   help="several inputs: the output files' format (default jpg; tif for prophoto and rec2020-linear)")
+    p.add_argument("--skip-existing", action="store_true", help="several inputs: leave files whose output exists")
+    p.add_argument("--workers", type=int, help="several inputs: threads decoding ahead and writing behind the "
+                                               "network (default: 1 when a core is free, else 0)")
+
+
 def _look_arg(p: argparse.ArgumentParser) -> None:
     from edge4k.kernels.postprocess import DEFAULT_LOOK, LOOKS
     p.add_argument("--look", default=DEFAULT_LOOK, choices=LOOKS,
@@ -343,17 +372,88 @@ def cmd_run(args) -> int:
     from edge4k.api import Renderer
     from edge4k.runtime.pipeline import format_table
 
+    from edge4k.batch import is_batch
+    from edge4k.files import check_output
+    from edge4k.kernels.colourspace import check_bits
+    from edge4k.kernels.postprocess import bit_depth_for, check_quality
+
     for name, minimum in (("runs", 1), ("warmup", 0)):
         _check_positive(name, getattr(args, name), minimum)
+    inputs = args.input or [sample_path()]
+    batch = is_batch(inputs, args.output)
+    if batch:
+        refused = [flag for flag, given in (("--profile", args.profile), ("--runs", args.runs != 1),
+                                            ("--warmup", args.warmup)) if given]
+        if refused:
+            raise Edge4KError(f"{refused[0]} times one file; with several inputs, give one at a time")
+    else:
+        for flag, given in (("--format", args.format), ("--skip-existing", args.skip_existing),
+                            ("--workers", args.workers is not None)):
+            if given:
+                raise Edge4KError(f"{flag} is for several inputs (-o a folder); one file's format is -o's extension")
+        if args.half_size and (args.profile or args.runs != 1 or args.warmup):
+            raise Edge4KError("--half-size runs no network: --profile, --runs and --warmup time the network")
+        # everything about the output is checked before the model loads
+        check_bits(args.output_space, bit_depth_for(args.output, args.bits))
+        check_quality(args.output, args.quality)
+        check_output(args.output, mkdir=args.mkdir)
     with Renderer(preset=args.preset, checkpoint=args.checkpoint, seed=args.seed, backend=args.backend,
                   artifacts=args.artifacts, soc=args.soc, tile=args.tile, overlap=args.overlap, native=args.native,
                   batch=args.batch, threads=args.threads) as renderer:
-        profile = renderer.profile(args.input or sample_path(), args.output, look=args.look, bits=args.bits,
+        if batch:
+            return _run_batch(renderer, inputs, args)
+        if args.half_size:
+            renderer.render(inputs[0], output=args.output, look=args.look, bits=args.bits,
+                            output_space=args.output_space, quality=args.quality, half_size=True)
+            print(f"wrote {args.output}")
+            return 0
+        profile = renderer.profile(inputs[0], args.output, look=args.look, bits=args.bits,
                                    runs=args.runs, warmup=args.warmup, profile_path=args.profile,
-                                   progress=sys.stderr.isatty())
+                                   progress=sys.stderr.isatty(), output_space=args.output_space,
+                                   quality=args.quality)
     print(format_table(profile))
     print(f"wrote {args.output}" + (f" and {args.profile}" if args.profile else ""))
     return 0
+
+
+def _run_batch(renderer, inputs: list[str], args) -> int:
+    """`edge4k run IN... -o DIR`: a progress bar (one line per file when stderr is not a
+    terminal), one line per failed file, a summary; exit status 1 when any failed."""
+    import time
+    from tqdm import tqdm
+    from edge4k.kernels.colourspace import get_space
+
+    fmt = args.format or ("tif" if get_space(args.output_space).min_bits > 8 else "jpg")
+    results = renderer.render_many(inputs, args.output, format=fmt, look=args.look, bits=args.bits,
+                                   output_space=args.output_space, quality=args.quality, half_size=args.half_size,
+                                   skip_existing=args.skip_existing, mkdir=args.mkdir, workers=args.workers)
+    from edge4k.batch import expand_inputs
+    total, tty = len(expand_inputs(inputs)), sys.stderr.isatty()
+    counts, started = {"rendered": 0, "skipped": 0, "failed": 0}, time.perf_counter()
+    with tqdm(total=total, unit="file", disable=not tty, file=sys.stderr) as bar:
+        for n, result in enumerate(results, 1):
+            kind = "failed" if result.error else "skipped" if result.skipped else "rendered"
+            counts[kind] += 1
+            if result.error:
+                (bar.write if tty else print)(f"edge4k: failed: {result.error}", file=sys.stderr)
+            elif not tty:
+                print(f"[{n}/{total}] {kind} {result.source} -> {result.output}"
+                      + (f" ({result.seconds:.2f} s)" if kind == "rendered" else ""), file=sys.stderr, flush=True)
+            bar.update()
+    seconds = time.perf_counter() - started
+    per = f", {seconds / counts['rendered']:.2f} s per rendered file" if counts["rendered"] else ""
+    print(f"{counts['rendered']} rendered, {counts['skipped']} skipped, {counts['failed']} failed of {total} "
+          f"in {seconds:.1f} s{per}; output in {args.output}")
+    return EXIT_ERROR if counts["failed"] else 0
+
+
+def cmd_thumb(args) -> int:
+    from edge4k.api import extract_thumb
+    data = extract_thumb(args.input, args.output, mkdir=args.mkdir)
+    print(f"wrote {args.output} (embedded preview, {len(data)} bytes as stored)")
+    return 0
+
+
 
 
 def _build_spec(args, target: str, precision: str, keep_fp32=()):
@@ -807,7 +907,7 @@ def _eval_compare(args, cfg) -> int:
 
 
 COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "check": cmd_check,
-            "sample": cmd_sample, "info": cmd_info, "presets": cmd_presets,
+            "sample": cmd_sample, "info": cmd_info, "thumb": cmd_thumb, "presets": cmd_presets,
             "profile": cmd_profile, "build-runner": cmd_build_runner, "train": cmd_train, "train-teacher": cmd_train_teacher,
             "distill": cmd_distill, "eval": cmd_eval,
             "study": cmd_study, "data": cmd_data}

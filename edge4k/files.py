@@ -14,16 +14,41 @@ def atomic_output(path: str | os.PathLike):
     the block succeeds. The temp name keeps the suffix so writers can pick a format."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(e, OSError) and e.strerror and (e.filename is None or str(e.filename) == str(tmp)
+                                                      or os.path.dirname(str(e.filename)) == str(path.parent)):
+            # the user named `path`, never the temporary file beside it
+            raise OSError(e.errno, e.strerror, os.fspath(path)) from None
         raise
+
+
+def check_output(path: str | os.PathLike, *, mkdir: bool = False) -> Path:
+    """Before any work: the output is a file name in a writable folder. A missing folder is
+    created with mkdir (`--mkdir`), else refused in one line."""
+    from edge4k.errors import Edge4KError
+    path = Path(path)
+    if path.is_dir():
+        raise Edge4KError(f"output {path} is a folder; give a file name such as {path / 'image.png'}")
+    parent = path.parent
+    if not parent.exists():
+        if not mkdir:
+            raise Edge4KError(f"output folder {parent} does not exist; create it or pass --mkdir (mkdir=True)")
+        parent.mkdir(parents=True, exist_ok=True)
+    if not parent.is_dir():
+        raise Edge4KError(f"cannot write {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise Edge4KError(f"cannot write {path}: folder {parent} is not writable")
+    return path
 
 
 def _umask() -> int:

@@ -24,8 +24,11 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
 
-OUTPUT_FORMATS = {".png": 8, ".tif": 16, ".tiff": 16}   # extension -> default bit depth
-BIT_DEPTHS = (8, 16)
+# extension -> the bit depths it holds, its default first; 32: float32 (linear output)
+OUTPUT_FORMATS = {".png": (8, 16), ".tif": (16, 8, 32), ".tiff": (16, 8, 32), ".jpg": (8,), ".jpeg": (8,)}
+BIT_DEPTHS = (8, 16, 32)
+PIXEL_TYPES = {8: np.uint8, 16: np.uint16, 32: np.float32}
+DEFAULT_QUALITY = 95
 LOOKS = ("neutral", "natural")
 DEFAULT_LOOK = "natural"
 
@@ -79,14 +82,39 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 def bit_depth_for(path: str | os.PathLike, bits: int | None = None) -> int:
-    """The bit depth an output file gets: `bits` if given (8 or 16, either format), else the
-    format's default (.png 8, .tif 16)."""
+    """The bit depth an output file gets: `bits` if given and the format holds it (.png 8 or 16,
+    .tif 8, 16 or 32 (float), .jpg 8), else the format's default (.png 8, .tif 16, .jpg 8)."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in OUTPUT_FORMATS:
-        raise Edge4KError(f"unsupported output format '{ext}' for {path}; use .png (8-bit) or .tif (16-bit)")
+        raise Edge4KError(f"unsupported output format '{ext}' for {path}; use .png (8/16-bit), .tif (16-bit, 8 or "
+                          "32 = float) or .jpg (8-bit)")
     if bits is not None and bits not in BIT_DEPTHS:
-        raise Edge4KError(f"bits must be 8 or 16, got {bits}")
-    return bits or OUTPUT_FORMATS[ext]
+        raise Edge4KError(f"bits must be 8, 16 or 32 (float), got {bits}")
+    if bits is not None and bits not in OUTPUT_FORMATS[ext]:
+        raise Edge4KError(f"{ext} holds {' or '.join(map(str, sorted(OUTPUT_FORMATS[ext])))}-bit images, not {bits}-bit"
+                          f" ({path}); use .tif for 16 or 32 (float), .png for 16")
+    return bits or OUTPUT_FORMATS[ext][0]
+
+
+def check_quality(path: str | os.PathLike, quality: int | None) -> None:
+    """JPEG quality 1-100; refused for a format without one."""
+    if quality is None:
+        return
+    if os.path.splitext(os.fspath(path))[1].lower() not in (".jpg", ".jpeg"):
+        raise Edge4KError(f"--quality is for JPEG output (.jpg), not {path}")
+    if not 1 <= quality <= 100:
+        raise Edge4KError(f"--quality must be 1-100, got {quality}")
+
+
+def to_pixels(rgb: torch.Tensor, bits: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """(3, H, W) finished image -> (H, W, 3) pixels: uint8/uint16 (kernels/cpp.py's quantise), or
+    float32 for bits=32 (unquantised)."""
+    from edge4k.kernels import cpp
+    if bits != 32:
+        return cpp.quantise(rgb, bits, out=out)
+    out = np.empty((*rgb.shape[1:], 3), np.float32) if out is None else out
+    out[...] = rgb.detach().cpu().permute(1, 2, 0).numpy()
+    return out
 
 
 def quantise(rgb: torch.Tensor, bits: int) -> np.ndarray:
@@ -111,53 +139,70 @@ def srgb_icc_profile() -> bytes:
 def _exif_values(exif: dict) -> dict[int, tuple[int, object]]:
     """RawFrame.exif facts -> {EXIF tag: (TIFF type, value)}, Orientation 1 (the pixels are upright)."""
     from fractions import Fraction
-    tags = {274: (3, 1)}                                         # Orientation: top-left
-    for key, tag in (("make", 271), ("model", 272)):
+    from PIL.ExifTags import Base
+    from PIL.TiffTags import ASCII, RATIONAL, SHORT
+    tags = {Base.Orientation: (SHORT, 1)}                        # top-left
+    for key, tag in (("make", Base.Make), ("model", Base.Model)):
         if exif.get(key):
-            tags[tag] = (2, str(exif[key]))
+            tags[tag] = (ASCII, str(exif[key]))
     if exif.get("datetime"):
-        tags[306] = tags[36867] = (2, str(exif["datetime"]))     # DateTime, DateTimeOriginal
+        tags[Base.DateTime] = tags[Base.DateTimeOriginal] = (ASCII, str(exif["datetime"]))
     if exif.get("exposure_time"):
         f = Fraction(float(exif["exposure_time"])).limit_denominator(1_000_000)
-        tags[33434] = (5, (f.numerator, f.denominator))          # ExposureTime (RATIONAL)
+        tags[Base.ExposureTime] = (RATIONAL, (f.numerator, f.denominator))
     if exif.get("iso"):
-        tags[34855] = (3, min(int(round(float(exif["iso"]))), 65535))   # ISOSpeedRatings
-    return tags
+        tags[Base.ISOSpeedRatings] = (SHORT, min(int(round(float(exif["iso"]))), 65535))
+    return {int(tag): value for tag, value in tags.items()}
 
 
-# Tags of the EXIF IFD; the rest go in IFD0.
-EXIF_IFD_TAGS = (33434, 34855, 36867)
+def _exif_ifd_tags() -> tuple[int, ...]:
+    """Tags of the EXIF IFD; the rest go in IFD0."""
+    from PIL.ExifTags import Base
+    return tuple(int(t) for t in (Base.ExposureTime, Base.ISOSpeedRatings, Base.DateTimeOriginal))
 
 
 def _png_exif(exif: dict) -> bytes:
     """The facts as a TIFF-structured EXIF block (IFD0 + EXIF IFD), serialised by Pillow."""
     from PIL import Image
+    from PIL.ExifTags import IFD
+    from PIL.TiffImagePlugin import IFDRational
+    from PIL.TiffTags import RATIONAL
     block = Image.Exif()
     sub = {}
-    for tag, (_, value) in _exif_values(exif).items():
-        if tag == 33434:
-            from PIL.TiffImagePlugin import IFDRational
-            value = IFDRational(*value)
-        (sub if tag in EXIF_IFD_TAGS else block)[tag] = value
+    for tag, (kind, value) in _exif_values(exif).items():
+        value = IFDRational(*value) if kind == RATIONAL else value
+        (sub if tag in _exif_ifd_tags() else block)[tag] = value
     if sub:
-        block[0x8769] = sub                                      # ExifIFD pointer
+        block[IFD.Exif] = sub                                    # the EXIF IFD's pointer
     data = block.tobytes()
     return data[6:] if data.startswith(b"Exif\0\0") else data
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None = None) -> None:
-    """Write (H, W, 3) uint8 or uint16 as PNG or TIFF (by extension), atomically, tagged with
-    the sRGB ICC profile and EXIF: `exif` (RawFrame.exif facts) and Orientation 1. A PNG
-    carries them in iCCP and eXIf; a TIFF in its IFD0 (the EXIF facts as TIFF/EP tags there,
-    as DNG does)."""
-    bit_depth_for(path, 8 * image.dtype.itemsize)
-    icc, exif = srgb_icc_profile(), exif or {}
+def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None = None, icc: bytes | None = None,
+                quality: int | None = None) -> None:
+    """Write (H, W, 3) uint8, uint16 or float32 as PNG, TIFF or JPEG (by extension; bit_depth_for
+    says which format holds which), atomically, tagged with an ICC profile (`icc`, default sRGB)
+    and EXIF: `exif` (RawFrame.exif facts) and Orientation 1. A PNG carries them in iCCP and
+    eXIf; a JPEG in APP2 and APP1 (quality: 1-100, default 95); a TIFF in its IFD0 (the EXIF
+    facts as TIFF/EP tags there, as DNG does), deflated (16- and 8-bit with horizontal
+    differencing)."""
+    bits = 32 if image.dtype == np.float32 else 8 * image.dtype.itemsize
+    bit_depth_for(path, bits)
+    check_quality(path, quality)
+    icc, exif = icc or srgb_icc_profile(), exif or {}
+    ext = os.path.splitext(os.fspath(path))[1].lower()
     with atomic_output(path) as tmp:
-        if os.fspath(path).lower().endswith(".png"):
+        if ext == ".png":
             from .png import encode_png
             tmp.write_bytes(encode_png(image, icc=icc, exif=_png_exif(exif)))
+        elif ext in (".jpg", ".jpeg"):
+            from PIL import Image
+            Image.fromarray(image, "RGB").save(tmp, "JPEG", quality=quality or DEFAULT_QUALITY, icc_profile=icc,
+                                               exif=b"Exif\0\0" + _png_exif(exif), optimize=True)
         else:
             import tifffile
-            tags = [(tag, kind, 0 if kind == 2 else 1, value, True)
+            from PIL.TiffTags import ASCII
+            tags = [(tag, kind, 0 if kind == ASCII else 1, value, True)
                     for tag, (kind, value) in sorted(_exif_values(exif).items())]
-            tifffile.imwrite(tmp, image, photometric="rgb", iccprofile=icc, extratags=tags, metadata=None)
+            tifffile.imwrite(tmp, image, photometric="rgb", iccprofile=icc, extratags=tags, metadata=None,
+                             compression="zlib", predictor=bits != 32)

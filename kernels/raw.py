@@ -155,8 +155,16 @@ def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawF
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), f"<{len(source)} bytes>"
+    elif isinstance(source, np.ndarray):
+        raise RawInputError("a numpy array is not a RAW file: wrap a Bayer mosaic in edge4k.RawFrame(bayer=array, "
+                            "cfa=..., black_level=..., white_level=..., wb_gains=..., srgb_from_cam=...)")
+    elif not isinstance(source, (str, os.PathLike)):
+        raise RawInputError(f"a source is a RAW file's path, its bytes or an edge4k.RawFrame, not {type(source).__name__}")
     else:
         data, name = None, os.fspath(source)
+        if os.path.isdir(name):
+            raise RawInputError(f"{name} is a folder, not a RAW file (`edge4k run {name} -o OUTDIR` renders the RAW "
+                                "files in it; in Python, Renderer.render_many)")
         if not os.path.isfile(name):
             raise RawInputError(f"input not found: {name}")
     # LibRaw prints notes such as "Unexpected end of file" itself: fold them into the error.
@@ -166,8 +174,31 @@ def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawF
                 return _frame_from_libraw(raw, name, _exif_facts(raw, name if data is None else io.BytesIO(data)))
         except rawpy.LibRawError as e:
             said = messages().replace(name + ": ", "").strip().replace("\n", "; ")
-            raise RawInputError(f"cannot read RAW {'file ' if data is None else 'data '}{name}: {type(e).__name__}"
+            raise RawInputError(f"cannot read RAW {'file ' if data is None else 'data '}{name}: {libraw_words(e)}"
                                 + (f" ({said})" if said else "")) from None
+
+
+# LibRaw's exception classes (rawpy's names), as a user reads them.
+LIBRAW_WORDS = {
+    "LibRawFileUnsupportedError": "unsupported or corrupt RAW file",
+    "LibRawIOError": "read error (a truncated or unreadable file)",
+    "LibRawDataError": "corrupt RAW data",
+    "LibRawTooBigError": "image too large for LibRaw",
+    "LibRawUnsufficientMemoryError": "out of memory while decoding",
+    "LibRawMemPoolOverflowError": "out of memory while decoding",
+    "LibRawRequestForNonexistentImageError": "the file holds no such image",
+    "LibRawBadCropError": "bad crop in the file's metadata",
+    "LibRawNoThumbnailError": "the file has no embedded preview",
+    "LibRawUnsupportedThumbnailError": "the embedded preview is in a format LibRaw cannot extract",
+    "LibRawCancelledByCallbackError": "decoding was cancelled",
+    "LibRawInputClosedError": "the input was closed while decoding",
+    "LibRawNotImplementedError": "a feature of this file that LibRaw does not implement",
+}
+
+
+def libraw_words(error: BaseException) -> str:
+    """A LibRaw exception as words (LibRawFileUnsupportedError -> "unsupported or corrupt RAW file")."""
+    return LIBRAW_WORDS.get(type(error).__name__, f"LibRaw error ({error or type(error).__name__})")
 
 
 def _frame_from_libraw(raw, path: str, exif: dict) -> RawFrame:

@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from edge4k.errors import BuildMismatch, Edge4KError
 from edge4k.files import sha256_file
-from edge4k.kernels import cpp
-from edge4k.kernels.postprocess import DEFAULT_LOOK, bit_depth_for, check_look, write_image
+from edge4k.kernels import colourspace, cpp
+from edge4k.kernels.postprocess import (DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality,
+                                        to_pixels, write_image)
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.models import E4KConfig
 
@@ -109,7 +110,8 @@ class FrameBuffers:
 
 def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
             progress: bool = False, look: str | None = DEFAULT_LOOK,
-            overlap_blending: bool | None = None, buffers: FrameBuffers | None = None) -> tuple[torch.Tensor, dict]:
+            overlap_blending: bool | None = None, buffers: FrameBuffers | None = None,
+            output_space: str = "srgb") -> tuple[torch.Tensor, dict]:
     """One RAW (a file path, its bytes, or a RawFrame) through all six stages. Returns display
     RGB (3, H, W) in [0, 1] in the look, upright, before quantisation, plus what was learned
     about the input and the tiling. look=None returns the network's unfinished output instead:
@@ -121,7 +123,9 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
     (overlaps_blending). The profile's postprocess time is then only what the network waits for.
 
     buffers: reuse these arrays for the packed frame and the blend (the returned image is then the
-    buffers' blend, which the next call with them overwrites)."""
+    buffers' blend, which the next call with them overwrites).
+
+    output_space: kernels/colourspace.py's OUTPUT_SPACES (the image is then in its primaries and curve)."""
     if look is not None:
         check_look(look)
     timer = timer or StageTimer()
@@ -168,7 +172,9 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
     with timer("postprocess"):
         image = blender.result()
         if look is not None:
-            image = cpp.finish_upright(image, frame, prep.exposure, look, in_place=True)   # the blend is ours
+            image = cpp.finish_upright(image, colourspace.in_space(frame, output_space), prep.exposure, look,
+                                       in_place=True)   # the blend is ours
+            image = colourspace.encode(output_space, image)
     info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}
     return image, info
 
@@ -208,34 +214,37 @@ def check_native_fits(source, backend: Backend, opts: TileOptions) -> int | None
 
 def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions, look: str = DEFAULT_LOOK,
                     runs: int = 1, warmup: int = 0, profile_path=None, progress: bool = True,
-                    bits: int | None = None) -> dict:
+                    bits: int | None = None, output_space: str = "srgb", quality: int | None = None) -> dict:
     """Run the pipeline warmup + runs times, write the image from the last run (bits: as
-    bit_depth_for) and, if asked, a validated profile JSON. Returns the profile dict.
+    bit_depth_for; output_space: kernels/colourspace.py, its ICC profile embedded; quality: JPEG's)
+    and, if asked, a validated profile JSON. Returns the profile dict.
     input_path may also be RAW bytes or a RawFrame."""
     cfg = backend.cfg
     bits = bit_depth_for(output_path, bits)
+    colourspace.check_bits(output_space, bits)
+    check_quality(output_path, quality)
     estimate = check_native_fits(input_path, backend, opts)
     # One set of frame buffers for every run: each run's image is written out before the next
     # starts, so the warm-up also pays for the buffers' fresh memory (FrameBuffers).
-    buffers, pixel_dtype = FrameBuffers(), np.uint8 if bits == 8 else np.uint16
+    buffers, pixel_dtype = FrameBuffers(), PIXEL_TYPES[bits]
 
     def quantised(image):
-        return cpp.quantise(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
+        return to_pixels(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
 
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
-        quantised(process(input_path, backend, cfg, opts, look=look, buffers=buffers)[0])
+        quantised(process(input_path, backend, cfg, opts, look=look, buffers=buffers, output_space=output_space)[0])
     timer, power = StageTimer(), PowerMeter()
     power.start()
     for _ in tqdm(range(runs), desc="timed runs", unit="run", disable=not progress or runs < 2):
         timer.start_run()
         image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look,
-                              buffers=buffers)
+                              buffers=buffers, output_space=output_space)
         with timer("postprocess"):
             pixels = quantised(image)
         timer.end_run()
     power_report = power.stop(runs)
     frame, plan = info["frame"], info["plan"]
-    write_image(output_path, pixels, exif=frame.exif)
+    write_image(output_path, pixels, exif=frame.exif, icc=colourspace.icc_profile(output_space), quality=quality)
     path, sha256 = describe_input(input_path)
     profile = {
         "schema": SCHEMA_ID,
@@ -259,7 +268,8 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
                   **({"params": backend.param_count()} if backend.param_count() is not None else {})},
         "output": {"path": os.fspath(output_path), "sha256": sha256_file(output_path),
                    "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits,
-                   "look": info["look"], "exposure_gain": round(info["exposure"], 6)},
+                   "look": info["look"], "exposure_gain": round(info["exposure"], 6), "output_space": output_space,
+                   **({"quality": quality} if quality is not None else {})},
         "versions": versions(),
     }
     if profile_path:
@@ -278,7 +288,32 @@ def format_table(profile: dict) -> str:
     if profile["timing"].get("emulated"):
         rows.append(f"emulated: {profile['timing']['note']}")
     mem = profile["memory"]["peak_rss_bytes"] / 2**20
-    rows.append(f"peak RSS {mem:.0f} MiB; power: "
-                + (f"{profile['power']['mean_watts']} W" if profile["power"]["available"]
-                   else profile["power"]["reason"]))
+    power = profile["power"]
+    if power["available"]:
+        said = f"{power['mean_watts']} W"
+    else:   # why power is unavailable does not change within a process: said once
+        said = power["reason"] if power["reason"] not in _POWER_REASONS_SAID else "not available (said above)"
+        _POWER_REASONS_SAID.add(power["reason"])
+    rows.append(f"peak RSS {mem:.0f} MiB; power: {said}")
     return "\n".join(rows)
+
+
+_POWER_REASONS_SAID: set[str] = set()
+
+
+def process_half_size(source, cfg: E4KConfig, *, look: str = DEFAULT_LOOK,
+                      output_space: str = "srgb") -> tuple[torch.Tensor, dict]:
+    """rawpy's half_size: a fast preview with no network. Each 2x2 Bayer cell is one pixel (its
+    red, the mean of its greens in linear light, its blue), then the same frontend (levels, white
+    balance, the natural look's exposure) and the same finishing as process(). Returns what
+    process() returns, at half the width and height."""
+    check_look(look)
+    frame = source if isinstance(source, RawFrame) else read_raw(source)
+    prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, frame.height + PHASE_PAD, frame.width + PHASE_PAD)
+    # the padded frame starts one packed cell before the frame (phase_padding: 2 + dy rows, 2 + dx columns)
+    cells = torch.as_tensor(padded)[:, 1:1 + frame.height // 2, 1:1 + frame.width // 2].double() ** 2
+    green = ((cells[1] + cells[2]) / 2).sqrt()
+    image = torch.stack([cells[0].sqrt(), green, cells[3].sqrt()]).float().contiguous()
+    image = cpp.finish_upright(image, colourspace.in_space(frame, output_space), prep.exposure, look, in_place=True)
+    return colourspace.encode(output_space, image), {"frame": frame, "plan": None, "exposure": prep.exposure,
+                                                     "look": look}

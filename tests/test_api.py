@@ -282,12 +282,13 @@ def test_inconsistent_frames_are_refused_in_one_line(case):
 
 def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
     from edge4k.compiler.build import MANIFEST, MANIFEST_SCHEMA
+    (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "o.png"
     cases = [
         (lambda: renderer.render(b"not a raw file" * 50, output=out), edge4k.RawInputError, "cannot read RAW data"),
         (lambda: renderer.render(tmp_path / "nope.dng", output=out), edge4k.RawInputError, "not found"),
-        (lambda: renderer.render(shot, output=tmp_path / "o.jpg"), edge4k.Edge4KError, "unsupported output format"),
-        (lambda: renderer.render(shot, bits=12), edge4k.Edge4KError, "bits must be 8 or 16"),
+        (lambda: renderer.render(shot, output=tmp_path / "o.webp"), edge4k.Edge4KError, "unsupported output format"),
+        (lambda: renderer.render(shot, bits=12), edge4k.Edge4KError, "bits must be 8, 16 or 32"),
         (lambda: renderer.render(shot, look="vivid", output=out), edge4k.Edge4KError, "unknown look"),
         (lambda: edge4k.Renderer(preset="e4k-huge"), edge4k.Edge4KError, "unknown preset"),
         (lambda: edge4k.Renderer(backend="tensorrt"), edge4k.Edge4KError, "unknown backend"),
@@ -302,7 +303,7 @@ def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
         with pytest.raises(kind, match=needle) as e:
             make()
         assert "\n" not in str(e.value), needle
-    assert not (tmp_path / "out").exists() and not (tmp_path / "o.jpg").exists()
+    assert not list((tmp_path / "out").iterdir()) and not (tmp_path / "o.webp").exists()
 
 
 def test_every_default_tiling_is_the_pipelines():

@@ -88,7 +88,7 @@ def _bad_inputs(tmp_path, sample_dng):
         ("preset", [*run[:1], sample_dng, "--preset", "e4k-huge", "-o"], "unknown preset", {}),
         ("native-too-big", [*run[:1], sample_dng, "--native", "-o"], "GiB is available",
          {"EDGE4K_MEMORY_LIMIT_MB": "1"}),
-        ("bad-format", [*run[:1], sample_dng, "-o"], "unsupported output format", {"suffix": ".jpg"}),
+        ("bad-format", [*run[:1], sample_dng, "-o"], "unsupported output format", {"suffix": ".webp"}),
     ]
 
 
@@ -150,6 +150,7 @@ def test_disk_full_mid_write_is_one_line_and_leaves_no_partial_file(tmp_path, sa
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1, err
     assert err[0].startswith("edge4k: error: ") and "No space left on device" in err[0]
+    assert err[0].endswith(str(out if failing == "image" else prof)), err   # the user's path, not the temporary file
     left = sorted(p.name for p in tmp_path.iterdir())
     # the temporary files existed (the writer got to write into them) and are gone
     assert not [n for n in left if n.startswith((".o.png.", ".p.json."))], left

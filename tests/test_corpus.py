@@ -204,3 +204,52 @@ def test_corpus_file_renders_upright_finite_and_without_a_cast(row, renderer):
     for look, m in measured.items():
         assert m["cast"] <= CAST_BOUND and m["chroma"] <= CHROMA_BOUND, \
             f"{row['file']} {look}: cast {m['cast']:.2f} (bound {CAST_BOUND}), chroma {m['chroma']:.2f} (bound {CHROMA_BOUND})"
+
+
+# ---- a real ground truth: the ColorChecker Classic in canon_powershot_g2.crw --------------------
+# Patch centres of the four corner patches (dark skin, bluish green, white, black), sensor (row,
+# column); the other 20 are interpolated on the 6x4 grid.
+CHARTS = {"canon_powershot_g2.crw": ((310, 320), (310, 1980), (1300, 330), (1294, 1984))}
+PATCH = 64    # sensor pixels rendered around each patch centre; the middle half is averaged
+
+
+def patch_centres(corners) -> np.ndarray:
+    tl, tr, bl, br = (np.asarray(c, dtype=np.float64) for c in corners)
+    return np.array([(1 - v) * ((1 - u) * tl + u * tr) + v * ((1 - u) * bl + u * br)
+                     for v in np.arange(4) / 3 for u in np.arange(6) / 5])
+
+
+@pytest.mark.parametrize("name", sorted(CHARTS))
+def test_colorchecker_is_as_close_to_its_published_colours_as_libraws(name, renderer):
+    """Each patch's mean colour, Edge4K (neutral look, a crop around the patch) and LibRaw
+    (half size), balanced on the four middle greys and exposed to their published luminance, in
+    CIELAB (D50, Bradford) against X-Rite's published values: Edge4K's mean Delta E*ab over the
+    18 coloured patches is within one JND of LibRaw's."""
+    colour = pytest.importorskip("colour")
+    chart = colour.CCS_COLOURCHECKERS["ColorChecker24 - After November 2014"]
+    truth_xyz = colour.xyY_to_XYZ(np.array(list(chart.data.values())))
+    d65 = colour.xy_to_XYZ(colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D65"])
+
+    def error(rgb):
+        greys = slice(19, 23)
+        rgb = rgb * (rgb[greys].mean() / rgb[greys].mean(0))
+        rgb = rgb * (truth_xyz[greys, 1].mean() / (rgb[greys] @ LUMA).mean())
+        xyz = colour.chromatic_adaptation(rgb @ XYZ_FROM_SRGB.T, d65, colour.xy_to_XYZ(chart.illuminant),
+                                          method="Von Kries", transform="Bradford")
+        lab, truth = (colour.XYZ_to_Lab(x, chart.illuminant) for x in (xyz, truth_xyz))
+        return float(np.linalg.norm(lab - truth, axis=-1)[:18].mean())
+
+    path = CORPUS / name
+    frame, centres = read_raw(path), patch_centres(CHARTS[name])
+    ours = []
+    for y, x in centres:
+        top, left = int(y - PATCH // 2) // 2 * 2, int(x - PATCH // 2) // 2 * 2
+        crop = dataclasses.replace(frame, bayer=frame.bayer[top:top + PATCH, left:left + PATCH])
+        ours.append(linear(renderer.render(crop, look="neutral", bits=16), "neutral")
+                    [PATCH // 4:-PATCH // 4, PATCH // 4:-PATCH // 4].reshape(-1, 3).mean(0))
+    half = libraw_half(path, user_flip=0)
+    theirs = [half[int(y) // 2 - 8:int(y) // 2 + 8, int(x) // 2 - 8:int(x) // 2 + 8].reshape(-1, 3).mean(0)
+              for y, x in centres]
+    ours_de, theirs_de = error(np.array(ours)), error(np.array(theirs))
+    print(f"\n{name}: ColorChecker mean Delta E*ab, Edge4K {ours_de:.2f}, LibRaw {theirs_de:.2f}")
+    assert ours_de <= theirs_de + JND, (ours_de, theirs_de)
