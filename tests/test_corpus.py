@@ -169,15 +169,17 @@ def renderer():
         yield r
 
 
-def test_the_bounds_pass_a_faithful_render_and_catch_a_white_balance_15_percent_off(renderer, sample_dng):
+def test_the_checks_pass_a_faithful_render_and_catch_a_white_balance_15_percent_off_or_a_half_turn(renderer, sample_dng):
     """The synthetic sample DNG (its matrix and white balance exact): well inside both bounds;
-    with red's white-balance gain 15% high, outside the cast bound."""
+    with red's white-balance gain 15% high, outside them; turned half round, not upright."""
     frame = read_raw(sample_dng)
     good = measure(renderer, Path(sample_dng), frame, looks=("neutral",))["neutral"]
     off = dataclasses.replace(frame, wb_gains=frame.wb_gains * [1.15, 1.0, 1.0])
     bad = measure(renderer, Path(sample_dng), off, looks=("neutral",))["neutral"]
     assert good["cast"] < CAST_BOUND / 2 and good["chroma"] < CHROMA_BOUND / 2, good
     assert bad["cast"] > CAST_BOUND and bad["chroma"] > CHROMA_BOUND, bad
+    with pytest.raises(AssertionError, match="turned wrong"):
+        measure(renderer, Path(sample_dng), dataclasses.replace(frame, orientation=3), looks=("neutral",))
 
 
 # Files that fail today, with what fails: strict, so a fix shows up as an unexpected pass and the
