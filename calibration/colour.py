@@ -181,3 +181,103 @@ def inverse_smoothstep(x):
     """Inverse of :func:`smoothstep` on [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
     return 0.5 - np.sin(np.arcsin(1.0 - 2.0 * x) / 3.0)
+
+
+# ---- white points and camera colour for the RAW frontend ----------------------------------------
+D50_XY = (0.3457, 0.3585)
+# Tint scale of Adobe's camera raw and the DNG SDK: tint = -3000 * Duv (CIE 1960 uv), so a
+# positive tint moves the white towards magenta (below the Planckian locus).
+TINT_SCALE = -3000.0
+
+
+def _uv(xy) -> np.ndarray:
+    x, y = xy
+    d = -2.0 * x + 12.0 * y + 3.0
+    return np.array([4.0 * x / d, 6.0 * y / d])
+
+
+def _xy_from_uv(uv) -> tuple[float, float]:
+    u, v = uv
+    d = 2.0 * u - 8.0 * v + 4.0
+    return float(3.0 * u / d), float(2.0 * v / d)
+
+
+def kelvin_xy(cct: float, tint: float = 0.0) -> tuple[float, float]:
+    """The white of a colour temperature, as the synthetic captures light their scenes: the CIE
+    daylight locus from 4000 K, the Planckian locus below; `tint` moves it along the normal to the
+    locus in CIE 1960 uv by Duv = tint / TINT_SCALE (Adobe's scale: +10 is slightly magenta)."""
+    if not 1667 <= cct <= 25000:
+        raise ValueError(f"a colour temperature must be within 1667-25000 K, got {cct:g}")
+    locus = daylight_xy if cct >= 4000 else planckian_xy
+    xy = locus(cct)
+    if tint == 0:
+        return xy
+    step = min(cct * 1e-3, 25000 - cct) or -cct * 1e-3
+    tangent = _uv(locus(cct + step)) - _uv(xy)
+    normal = np.array([tangent[1], -tangent[0]]) * np.sign(step)   # points above the locus (green)
+    normal /= np.linalg.norm(normal)
+    return _xy_from_uv(_uv(xy) + normal * (tint / TINT_SCALE))
+
+
+def cct_from_xy(xy) -> float:
+    """Correlated colour temperature of a white (McCamy 1992; within a few kelvin of Robertson's
+    method over 2000-12500 K), for weighting a camera's two calibration matrices."""
+    x, y = xy
+    n = (x - 0.3320) / (0.1858 - y)
+    return float(449.0 * n**3 + 3525.0 * n**2 + 6823.3 * n + 5520.33)
+
+
+# DNG LightSource / CalibrationIlluminant codes -> colour temperature, as the DNG SDK assigns them.
+DNG_ILLUMINANT_K = {1: 5500, 2: 4150, 3: 2850, 4: 5500, 9: 5500, 10: 6500, 11: 7500, 12: 6400, 13: 5050,
+                    14: 4150, 15: 3525, 16: 2925, 17: 2850, 18: 5500, 19: 6500, 20: 5500, 21: 6500, 22: 7500,
+                    23: 5000, 24: 3200}
+
+
+class CameraColour:
+    """A camera's colour calibration: one or two XYZ -> camera ColorMatrix, each with the colour
+    temperature it was made under, and optionally the matching ForwardMatrix (white-balanced
+    camera -> XYZ D50). Two matrices are interpolated in inverse colour temperature, as the DNG
+    specification says (chapter 6, "Mapping Camera Color Space to CIE XYZ Space")."""
+
+    def __init__(self, matrices, forward=None):
+        self.matrices = sorted((float(k), np.asarray(m, dtype=np.float64)) for k, m in matrices)
+        self.forward = sorted((float(k), np.asarray(m, dtype=np.float64)) for k, m in (forward or [])) or None
+        if not self.matrices or any(m.shape != (3, 3) or not np.all(np.isfinite(m)) for _, m in self.matrices):
+            raise ValueError("a camera's colour needs one or two finite 3x3 XYZ->camera matrices")
+
+    def _interpolate(self, table, cct: float) -> np.ndarray:
+        if len(table) == 1 or table[0][0] == table[-1][0]:
+            return table[0][1]
+        (k1, m1), (k2, m2) = table[0], table[-1]
+        w = float(np.clip((1.0 / cct - 1.0 / k2) / (1.0 / k1 - 1.0 / k2), 0.0, 1.0))
+        return w * m1 + (1.0 - w) * m2
+
+    def xyz_to_cam(self, xy) -> np.ndarray:
+        """The XYZ -> camera matrix for a white of chromaticity xy."""
+        return self._interpolate(self.matrices, cct_from_xy(xy))
+
+    def neutral(self, xy) -> np.ndarray:
+        """Camera RGB of a white surface lit by the white xy, green = 1 (an AsShotNeutral)."""
+        return camera_neutral(self.xyz_to_cam(xy), xy)
+
+    def white_xy(self, neutral) -> tuple[float, float]:
+        """The white whose camera neutral this is: the DNG specification's fixed-point iteration
+        (guess a white, interpolate the matrix for it, map the neutral back to XYZ, repeat)."""
+        n = np.asarray(neutral, dtype=np.float64)
+        xy = D50_XY
+        for _ in range(30):
+            xyz = np.linalg.solve(self.xyz_to_cam(xy), n)
+            new = (float(xyz[0] / xyz.sum()), float(xyz[1] / xyz.sum()))
+            if abs(new[0] - xy[0]) + abs(new[1] - xy[1]) < 1e-7:
+                return new
+            xy = new
+        return xy
+
+    def srgb_from_cam(self, xy) -> np.ndarray:
+        """White-balanced camera RGB -> linear sRGB for the white xy: through the ForwardMatrix
+        (to XYZ D50, then Bradford to D65) where the file has one, else LibRaw's rgb_cam from the
+        interpolated ColorMatrix (rows normalised, white balance in camera space)."""
+        if self.forward:
+            m = SRGB_FROM_XYZ @ adaptation(D50_XY, D65_XY) @ self._interpolate(self.forward, cct_from_xy(xy))
+            return m / m.sum(axis=1, keepdims=True)
+        return srgb_from_cam(self.xyz_to_cam(xy))

@@ -74,6 +74,10 @@ def write_dng(
     exposure_time: float | None = None,
     iso: int | None = None,
     datetime: str | None = None,
+    make: str = "Edge4K",
+    model: str | None = None,
+    extra_tags: tuple = (),
+    drop_tags: tuple[int, ...] = (),
 ) -> Path:
     """Write ``capture`` as an uncompressed single-IFD DNG 1.4 file; return its path.
 
@@ -82,7 +86,10 @@ def write_dng(
     overrides ``capture.cfa``; ``monochrome=True`` writes a one-sample LinearRaw
     file instead of a CFA one.  ``orientation`` is the EXIF Orientation (1..8) of
     the mosaic; ``exposure_time`` (s), ``iso`` and ``datetime`` ("YYYY:MM:DD
-    HH:MM:SS") go in IFD0 as TIFF/EP tags.  The file is written to a temporary name in the
+    HH:MM:SS") go in IFD0 as TIFF/EP tags.  ``make`` and ``model`` (default "Synthetic <camera>")
+    name the camera; ``extra_tags`` (tifffile extratags tuples) replace or add tags and
+    ``drop_tags`` (tag numbers) leave tags out, e.g. 50728 (AsShotNeutral) to write a file
+    like one without an as-shot white.  The file is written to a temporary name in the
     target folder and renamed into place, so no partial file is ever left.
     """
     if not isinstance(capture, RawCapture):
@@ -104,8 +111,8 @@ def write_dng(
         (50707, _BYTE, 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
         # Make/Model deliberately name no real camera: LibRaw would otherwise
         # substitute its own built-in colour data for that model.
-        (271, _ASCII, 0, "Edge4K", True),  # Make
-        (272, _ASCII, 0, f"Synthetic {capture.camera}", True),  # Model
+        (271, _ASCII, 0, make, True),  # Make
+        (272, _ASCII, 0, model or f"Synthetic {capture.camera}", True),  # Model
         (50708, _ASCII, 0, f"Edge4K synthetic {capture.camera}", True),  # UniqueCameraModel
         (50714, _LONG, 1, int(capture.black_level), True),  # BlackLevel
         (50717, _LONG, 1, int(capture.white_level), True),  # WhiteLevel
@@ -143,6 +150,9 @@ def write_dng(
             (50721, _SRATIONAL, 9, _rationals(matrix, 10000, True), True),
             (50728, _RATIONAL, 3, _rationals(neutral, 1000000, False), True),
         ]
+
+    replaced = {t[0] for t in extra_tags} | set(drop_tags)
+    tags = [t for t in tags if t[0] not in replaced] + list(extra_tags)
 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")

@@ -147,7 +147,9 @@ class Renderer:
 
     def render(self, source: Source, *, look: str = "natural", bits: int | None = None,
                output: str | os.PathLike | None = None, output_space: str = "srgb", quality: int | None = None,
-               half_size: bool = False, mkdir: bool = False) -> "np.ndarray":
+               half_size: bool = False, mkdir: bool = False, wb="camera", wb_kelvin: float | None = None,
+               wb_tint: float = 0.0, cfa: str | None = None, exposure: float = 0.0,
+               highlights: str = "clip") -> "np.ndarray":
         """Render one frame: (H, W, 3), upright.
 
         source: a RAW file's path, its bytes, or a RawFrame. look: "natural" (automatic exposure
@@ -158,11 +160,20 @@ class Renderer:
         "adobe-rgb", "prophoto" or "rec2020-linear" (rawpy's output_color; the last two need 16
         bits or float). quality: JPEG quality 1-100 (default 95). half_size: each 2x2 Bayer
         cell one pixel, no network (rawpy's half_size: a fast preview). mkdir: create the
-        output's missing folders (else refused before rendering)."""
+        output's missing folders (else refused before rendering).
+
+        Colour (kernels/rawcolour.py): wb: "camera" (as shot; rawpy's use_camera_wb; a file
+        without a valid one falls back to "auto" with a warning), "auto" (grey-edge on the
+        camera's whites), "daylight" (the camera's D65 white) or R, G, B multipliers (user_wb);
+        wb_kelvin, wb_tint: a colour temperature (and Adobe-scale tint) instead. cfa: read the
+        mosaic with this 2x2 pattern (a file whose declared CFA looks wrong gets a warning naming
+        one). exposure: EV on top of either look (exp_shift, in stops). highlights: "clip" or
+        "reconstruct" (rebuild clipped channels from unclipped ones; highlight_mode)."""
         from edge4k.files import check_output
         from edge4k.kernels.colourspace import check_bits, icc_profile
         from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, check_quality, to_pixels, write_image
         from edge4k.kernels.raw import RawFrame, read_raw
+        from edge4k.kernels.rawcolour import ColourOptions
         from edge4k.runtime.pipeline import FrameBuffers, check_native_fits, process, process_half_size
 
         check_look(look)
@@ -173,18 +184,20 @@ class Renderer:
         elif bits not in (None, *BIT_DEPTHS):
             raise Edge4KError(f"bits must be 8, 16 or 32 (float), got {bits}")
         check_bits(output_space, bits or 8)
+        colour = ColourOptions(wb=wb, wb_kelvin=wb_kelvin, wb_tint=wb_tint, cfa=cfa, exposure=exposure,
+                               highlights=highlights)
         with self._lock:
             backend = self.backend
             frame = source if isinstance(source, RawFrame) else read_raw(source)
             if half_size:
-                image, _ = process_half_size(frame, backend.cfg, look=look, output_space=output_space)
+                image, _ = process_half_size(frame, backend.cfg, look=look, output_space=output_space, colour=colour)
             else:
                 check_native_fits(frame, backend, self._opts)
                 # the float image stays inside: the caller gets the quantised pixels, so the packed
                 # frame and the blend can be the same arrays from one frame to the next
                 self._buffers = self._buffers or FrameBuffers()
                 image, _ = process(frame, backend, backend.cfg, self._opts, look=look, buffers=self._buffers,
-                                   output_space=output_space)
+                                   output_space=output_space, colour=colour)
             pixels = to_pixels(image, bits or 8)
         if output is not None:
             write_image(output, pixels, exif=frame.exif, icc=icc_profile(output_space), quality=quality)
@@ -212,16 +225,21 @@ class Renderer:
     def profile(self, source: Source, output: str | os.PathLike, *, look: str = "natural", bits: int | None = None,
                 runs: int = 1, warmup: int = 0, profile_path: str | os.PathLike | None = None,
                 progress: bool = False, output_space: str = "srgb", quality: int | None = None,
-                mkdir: bool = False) -> dict:
+                mkdir: bool = False, wb="camera", wb_kelvin: float | None = None, wb_tint: float = 0.0,
+                cfa: str | None = None, exposure: float = 0.0, highlights: str = "clip") -> dict:
         """Render `source` warmup + runs times, timing every stage; write the last image to
         `output` and, with profile_path, the profile JSON. Returns the edge4k.profile/1 dict
         (validated; the same as the JSON file).
 
-        source, look, bits, output_space, quality, mkdir: as for render(); runs: timed runs;
+        source, look, bits, output_space, quality, mkdir, wb, wb_kelvin, wb_tint, cfa, exposure,
+        highlights: as for render(); runs: timed runs;
         warmup: untimed runs before them; progress: show tqdm bars on stderr."""
         from edge4k.files import check_output
         from edge4k.kernels.postprocess import bit_depth_for
+        from edge4k.kernels.rawcolour import ColourOptions
         from edge4k.runtime.pipeline import run_and_profile
+        colour = ColourOptions(wb=wb, wb_kelvin=wb_kelvin, wb_tint=wb_tint, cfa=cfa, exposure=exposure,
+                               highlights=highlights)
         check_at_least("runs", runs)
         check_at_least("warmup", warmup, 0)
         bit_depth_for(output, bits)
@@ -229,7 +247,7 @@ class Renderer:
         with self._lock:
             return run_and_profile(source, output, backend=self.backend, opts=self._opts, look=look, runs=runs,
                                    warmup=warmup, profile_path=profile_path, progress=progress, bits=bits,
-                                   output_space=output_space, quality=quality)
+                                   output_space=output_space, quality=quality, colour=colour)
 
     def close(self) -> None:
         """Release the weights or the build; later calls raise Edge4KError."""
@@ -249,17 +267,20 @@ def render(source: Source, *, look: str = "natural", bits: int | None = None,
            artifacts: str | os.PathLike | None = None, soc: str | None = None, tile: int | None = None,
            overlap: int | None = None, native: bool = False, batch: int | None = None,
            threads: int | None = None, output_space: str = "srgb", quality: int | None = None,
-           half_size: bool = False, mkdir: bool = False) -> "np.ndarray":
+           half_size: bool = False, mkdir: bool = False, wb="camera", wb_kelvin: float | None = None,
+           wb_tint: float = 0.0, cfa: str | None = None, exposure: float = 0.0,
+           highlights: str = "clip") -> "np.ndarray":
     """One frame in one call: Renderer(...).render(source, ...). For many frames, keep a
     Renderer so that the weights load once, or use render_many().
 
-    source, look, bits, output, output_space, quality, half_size, mkdir: as for
-    Renderer.render(); preset, checkpoint, seed, backend, artifacts, soc, tile, overlap, native,
+    source, look, bits, output, output_space, quality, half_size, mkdir, wb, wb_kelvin, wb_tint,
+    cfa, exposure, highlights: as for Renderer.render(); preset, checkpoint, seed, backend, artifacts, soc, tile, overlap, native,
     batch, threads: as for Renderer()."""
     with Renderer(preset=preset, checkpoint=checkpoint, seed=seed, backend=backend, artifacts=artifacts, soc=soc,
                   tile=tile, overlap=overlap, native=native, batch=batch, threads=threads) as renderer:
         return renderer.render(source, look=look, bits=bits, output=output, output_space=output_space,
-                               quality=quality, half_size=half_size, mkdir=mkdir)
+                               quality=quality, half_size=half_size, mkdir=mkdir, wb=wb, wb_kelvin=wb_kelvin,
+                               wb_tint=wb_tint, cfa=cfa, exposure=exposure, highlights=highlights)
 
 
 def render_many(inputs, output_dir: str | os.PathLike, *, format: str = "png", look: str = "natural",

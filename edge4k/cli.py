@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_args(r)
     _tiling_args(r)
     _look_arg(r)
+    _colour_args(r)
     r.add_argument("--profile", metavar="JSON", help="write the edge4k.profile/1 JSON here")
     r.add_argument("--runs", type=int, default=1, help="timed runs (default 1)")
     r.add_argument("--warmup", type=int, default=0, help="untimed warm-up runs (default 0)")
@@ -330,6 +331,40 @@ def _output_args(p: argparse.ArgumentParser) -> None:
                                                "network (default: 1 when a core is free, else 0)")
 
 
+def _wb_choice(text: str):
+    from edge4k.kernels.rawcolour import WB_MODES
+    if text in WB_MODES:
+        return text
+    try:
+        gains = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        gains = ()
+    if len(gains) != 3:
+        raise argparse.ArgumentTypeError(f"expected {', '.join(WB_MODES)} or three multipliers R,G,B, got {text!r}")
+    return gains
+
+
+def _colour_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wb", type=_wb_choice, default="camera", metavar="camera|auto|daylight|R,G,B",
+                   help="white balance: camera (as shot, default; auto when the file has none), auto (grey-edge on "
+                        "the camera's whites), daylight (the camera's D65 white) or R,G,B multipliers")
+    p.add_argument("--wb-kelvin", type=float, metavar="K", help="white balance for a colour temperature (CIE daylight "
+                                                               "locus from 4000 K, Planckian below)")
+    p.add_argument("--wb-tint", type=float, default=0.0, metavar="T", help="with --wb-kelvin: tint, Adobe's scale "
+                                                                          "(+ magenta, - green; default 0)")
+    p.add_argument("--cfa", choices=["RGGB", "BGGR", "GRBG", "GBRG"], help="read the mosaic with this CFA pattern "
+                                                                          "instead of the file's")
+    p.add_argument("--exposure", type=float, default=0.0, metavar="EV", help="exposure compensation in stops, on "
+                                                                           "top of either look (default 0)")
+    p.add_argument("--highlights", choices=["clip", "reconstruct"], default="clip",
+                   help="clip (default) or reconstruct clipped channels from the unclipped ones")
+
+
+def _colour_kwargs(args) -> dict:
+    return {"wb": args.wb, "wb_kelvin": args.wb_kelvin, "wb_tint": args.wb_tint, "cfa": args.cfa,
+            "exposure": args.exposure, "highlights": args.highlights}
+
+
 def _look_arg(p: argparse.ArgumentParser) -> None:
     from edge4k.kernels.postprocess import DEFAULT_LOOK, LOOKS
     p.add_argument("--look", default=DEFAULT_LOOK, choices=LOOKS,
@@ -404,13 +439,14 @@ def cmd_run(args) -> int:
             return _run_batch(renderer, inputs, args)
         if args.half_size:
             renderer.render(inputs[0], output=args.output, look=args.look, bits=args.bits,
-                            output_space=args.output_space, quality=args.quality, half_size=True)
+                            output_space=args.output_space, quality=args.quality, half_size=True,
+                            **_colour_kwargs(args))
             print(f"wrote {args.output}")
             return 0
         profile = renderer.profile(inputs[0], args.output, look=args.look, bits=args.bits,
                                    runs=args.runs, warmup=args.warmup, profile_path=args.profile,
                                    progress=sys.stderr.isatty(), output_space=args.output_space,
-                                   quality=args.quality)
+                                   quality=args.quality, **_colour_kwargs(args))
     print(format_table(profile))
     print(f"wrote {args.output}" + (f" and {args.profile}" if args.profile else ""))
     return 0
@@ -426,7 +462,8 @@ def _run_batch(renderer, inputs: list[str], args) -> int:
     fmt = args.format or ("tif" if get_space(args.output_space).min_bits > 8 else "jpg")
     results = renderer.render_many(inputs, args.output, format=fmt, look=args.look, bits=args.bits,
                                    output_space=args.output_space, quality=args.quality, half_size=args.half_size,
-                                   skip_existing=args.skip_existing, mkdir=args.mkdir, workers=args.workers)
+                                   skip_existing=args.skip_existing, mkdir=args.mkdir, workers=args.workers,
+                                   **_colour_kwargs(args))
     from edge4k.batch import expand_inputs
     total, tty = len(expand_inputs(inputs)), sys.stderr.isatty()
     counts, started = {"rendered": 0, "skipped": 0, "failed": 0}, time.perf_counter()
@@ -711,8 +748,10 @@ def cmd_sample(args) -> int:
 
 def cmd_info(args) -> int:
     from edge4k.kernels.raw import PHASE_PAD, read_raw
+    from edge4k.kernels.rawcolour import cfa_suggestion
     path = args.input or sample_path()
-    info = {"path": path, **read_raw(path).info()}
+    frame = read_raw(path)
+    info = {"path": path, **frame.info(), "cfa_suggestion": cfa_suggestion(frame)}
     info["packed_shape"] = [4, (info["height"] + PHASE_PAD) // 2, (info["width"] + PHASE_PAD) // 2]
     if args.json:
         print(json.dumps(info, indent=2))
@@ -913,10 +952,26 @@ COMMANDS = {"run": cmd_run, "compile": cmd_compile, "analyze": cmd_analyze, "che
             "study": cmd_study, "data": cmd_data}
 
 
+_PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def _format_warning(message, category, *rest, **kw) -> str:
+    from edge4k.kernels.rawcolour import ColourWarning
+    if issubclass(category, ColourWarning):
+        return f"edge4k: warning: {message}\n"
+    return _PYTHON_FORMATWARNING(message, category, *rest, **kw)
+
+
+def _one_line_warnings() -> None:
+    """Edge4K's own warnings (a colour fallback, a suspicious CFA) print as one line."""
+    warnings.formatwarning = _format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # torch.export's internals warn about their own deprecations; not the user's business.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    _one_line_warnings()
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     try:
         return COMMANDS[args.command](args)

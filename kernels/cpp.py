@@ -148,14 +148,17 @@ def blender(plan: tiling.TilePlan, window: tuple[int, int, int, int], channels: 
 
 
 def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, look: str, *,
-                   in_place: bool = False) -> torch.Tensor:
-    """postprocess.finish() in the look, then orient() for the frame's EXIF Orientation.
-    in_place: the caller gives the image up, so the C++ kernel may finish it where it is (a
-    4K frame's copy is about 30 ms)."""
+                   in_place: bool = False, ev: float = 0.0, highlights: str = "clip") -> torch.Tensor:
+    """postprocess.finish() in the look (ev, highlights: as there), then orient() for the frame's
+    EXIF Orientation. in_place: the caller gives the image up, so the C++ kernel may finish it
+    where it is (a 4K frame's copy is about 30 ms). The C++ kernel clips highlights and scales
+    only the natural look: highlight reconstruction, and EV on the neutral look, finish in torch."""
     lib = library()
-    if lib is None:
-        return postprocess.orient(postprocess.finish(image, frame.srgb_from_cam, exposure, look), frame.orientation)
+    if lib is None or highlights != "clip" or (look == "neutral" and ev != 0):
+        return postprocess.orient(postprocess.finish(image, frame.srgb_from_cam, exposure, look, ev=ev,
+                                                     highlights=highlights), frame.orientation)
     postprocess.check_look(look)
+    exposure *= 2.0 ** ev
     rgb = image.detach().cpu().numpy()
     if not (in_place and rgb.dtype == np.float32 and rgb.flags.c_contiguous and rgb.flags.writeable):
         rgb = np.array(rgb, dtype=np.float32, order="C")

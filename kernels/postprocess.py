@@ -44,24 +44,93 @@ def srgb_encode(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
 
 
-def finish(rgb: torch.Tensor, srgb_from_cam, exposure, look: str) -> torch.Tensor:
+def finish(rgb: torch.Tensor, srgb_from_cam, exposure, look: str, *, ev: float = 0.0,
+           highlights: str = "clip") -> torch.Tensor:
     """Companded camera RGB (B, 3, H, W) or (3, H, W) -> display sRGB in [0, 1].
 
-    srgb_from_cam: (3, 3) or (B, 3, 3); exposure: a number or (B,) (used by the natural look)."""
+    srgb_from_cam: (3, 3) or (B, 3, 3); exposure: a number or (B,) (used by the natural look);
+    ev: exposure compensation in stops on top of either look; highlights: "clip" (each channel
+    clipped at white, LibRaw's highlight_mode 0) or "reconstruct" (reconstruct_highlights(), then
+    compress_highlights() instead of the per-channel clip)."""
     check_look(look)
+    if highlights not in HIGHLIGHT_MODES:
+        raise Edge4KError(f"unknown highlight mode '{highlights}'; valid: {', '.join(HIGHLIGHT_MODES)}")
     single = rgb.dim() == 3
     x = rgb[None] if single else rgb
     m = torch.as_tensor(srgb_from_cam, dtype=x.dtype, device=x.device)
     m = m.expand(x.shape[0], 3, 3) if m.dim() == 2 else m
     lin = x.clamp(0, 1) ** 2
-    lin = torch.einsum("bij,bjhw->bihw", m, lin).clamp(0, 1)
-    if look == "natural":
-        e = torch.as_tensor(exposure, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-        y = srgb_encode((lin * e).clamp(0, 1))
-        y = y * y * (3 - 2 * y)                 # smoothstep
+    if highlights == "reconstruct":
+        lin = reconstruct_highlights(lin)
+    lin = torch.einsum("bij,bjhw->bihw", m, lin)
+    gain = torch.as_tensor(exposure if look == "natural" else 1.0, dtype=x.dtype, device=x.device)
+    gain = gain.reshape(-1, 1, 1, 1) * 2.0 ** ev
+    if highlights == "clip":
+        lin = (lin.clamp(0, 1) * gain).clamp(0, 1)
     else:
-        y = srgb_encode(lin)
+        lin = compress_highlights((lin * gain).clamp_min(0))
+    y = srgb_encode(lin)
+    if look == "natural":
+        y = y * y * (3 - 2 * y)                 # smoothstep
     return y[0] if single else y
+
+
+HIGHLIGHT_MODES = ("clip", "reconstruct")
+# A channel at or above this (linear, white-balanced, white = 1) is taken as clipped.
+CLIP_LEVEL = 0.97
+
+
+def _spread(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of `values` (B, C, H, W) around each pixel, from the finest of a few scales
+    (1/8, 1/32, 1/128 of the frame's pixels per side) where the pixel has weighted neighbours:
+    normalised convolution, so that known values fill the holes between them."""
+    import torch.nn.functional as F
+    out = torch.zeros_like(values)
+    filled = torch.zeros_like(weight, dtype=torch.bool)
+    h, w = values.shape[-2:]
+    for s in (8, 32, 128):
+        k = (min(s, h), min(s, w))
+        num = F.avg_pool2d(values * weight, k, ceil_mode=True)
+        den = F.avg_pool2d(weight, k, ceil_mode=True)
+        num = F.interpolate(num, size=(h, w), mode="bilinear", align_corners=False)
+        den = F.interpolate(den, size=(h, w), mode="bilinear", align_corners=False)
+        fresh = (den > 1e-4) & ~filled
+        out = torch.where(fresh, num / den.clamp_min(1e-4), out)
+        filled |= fresh
+    # beyond every scale: the frame's weighted mean
+    whole = (values * weight).sum(dim=(2, 3), keepdim=True) / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-9)
+    return torch.where(filled, out, whole)
+
+
+def reconstruct_highlights(lin: torch.Tensor) -> torch.Tensor:
+    """Rebuild clipped channels from the unclipped ones (linear, white-balanced camera RGB,
+    (B, 3, H, W)), as LibRaw's highlight rebuild modes do: the colour of the pixels around a
+    highlight (their channel ratios, spread into it by normalised convolution, brighter
+    neighbours weighted more) and the pixel's own unclipped channels give the clipped channels'
+    values, which may exceed white. Pixels with every channel clipped keep them."""
+    clipped = lin >= CLIP_LEVEL
+    partly = clipped.any(dim=1, keepdim=True) & ~clipped.all(dim=1, keepdim=True)
+    if not bool(partly.any()):
+        return lin
+    mean = lin.mean(dim=1, keepdim=True)
+    known = (~clipped.any(dim=1, keepdim=True) & (mean > 1e-3)).to(lin.dtype)
+    log_ratio = torch.log(lin.clamp_min(1e-6) / mean.clamp_min(1e-6))
+    ratio = torch.exp(_spread(log_ratio, known * mean))          # brighter neighbours count more
+    free = (~clipped).to(lin.dtype)
+    scale = (lin / ratio * free).sum(dim=1, keepdim=True) / free.sum(dim=1, keepdim=True).clamp_min(1)
+    rebuilt = torch.where(clipped, torch.maximum(lin, scale * ratio), lin)
+    return torch.where(partly, rebuilt, lin)
+
+
+def compress_highlights(lin: torch.Tensor) -> torch.Tensor:
+    """Bring linear RGB above white (reconstructed highlights) into [0, 1] without the per-channel
+    clip's hue shift: a pixel whose largest channel m exceeds 1 is scaled by 1/m (hue kept) and
+    then moved towards white by 1 - 1/m (the brighter, the whiter, as film and LibRaw's blend do)."""
+    peak = lin.amax(dim=1, keepdim=True)
+    over = peak > 1
+    scaled = lin / peak.clamp_min(1)
+    whitened = scaled + (1 - scaled) * (1 - 1 / peak.clamp_min(1))
+    return torch.where(over, whitened, lin).clamp(0, 1)
 
 
 # EXIF Orientation -> (flip rows, flip columns, transpose), applied in that order. These are

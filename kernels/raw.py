@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge4k.calibration.colour import LUMA, srgb_from_cam
+from edge4k.calibration.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
 from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
 
@@ -52,8 +52,12 @@ class RawFrame:
     channel [R, Gr, Gb, B]; white_level: above every black level; wb_gains: R, G, B multipliers
     (only their ratios matter); srgb_from_cam: 3x3, white-balanced camera RGB -> linear sRGB;
     orientation: EXIF Orientation 1..8 (how to turn the sensor image upright); exif: any of
-    EXIF_KEYS. Anything inconsistent raises RawInputError in one line. RawFrame.from_buffer()
-    takes a flat buffer plus its width and height instead of a 2-D array."""
+    EXIF_KEYS; matrix_source: where srgb_from_cam came from (read_raw: "dng", "libraw",
+    "camera-table" or "libraw-fit"; default "given", the caller's); wb_source: where wb_gains came
+    from ("as-shot", "as-shot-missing" when the file has no valid one, or the white balance
+    chosen later); camera_colour: the camera's calibration (calibration.colour.CameraColour), which
+    "daylight" and kelvin white balance need. Anything inconsistent raises RawInputError in one
+    line. RawFrame.from_buffer() takes a flat buffer plus its width and height instead of a 2-D array."""
 
     bayer: np.ndarray          # (H, W) uint16, visible area
     cfa: str                   # pattern at the visible origin, e.g. "RGGB"
@@ -63,6 +67,9 @@ class RawFrame:
     srgb_from_cam: np.ndarray  # (3, 3) white-balanced camera RGB -> linear sRGB
     orientation: int = 1       # EXIF Orientation of the sensor image; finishing turns it upright
     exif: dict = field(default_factory=dict)   # capture facts for the output (EXIF_KEYS)
+    matrix_source: str = "given"
+    wb_source: str = "given"
+    camera_colour: CameraColour | None = None
 
     def __post_init__(self):
         bayer = np.asarray(self.bayer)
@@ -136,7 +143,8 @@ class RawFrame:
                    black_level=np.full(4, float(capture.black_level)),
                    white_level=float(capture.white_level),
                    wb_gains=np.asarray(capture.wb_gains, dtype=np.float64),
-                   srgb_from_cam=srgb_from_cam(capture.xyz_to_cam))
+                   srgb_from_cam=srgb_from_cam(capture.xyz_to_cam), matrix_source="synthetic", wb_source="as-shot",
+                   camera_colour=CameraColour([(6500, capture.xyz_to_cam)]))
 
     def info(self) -> dict:
         return {
@@ -145,6 +153,7 @@ class RawFrame:
             "wb_gains": [round(float(x), 6) for x in self.wb_gains],
             "srgb_from_cam": np.round(self.srgb_from_cam, 6).tolist(),
             "orientation": self.orientation, "exif": dict(self.exif),
+            "matrix_source": self.matrix_source, "wb_source": self.wb_source,
         }
 
 
@@ -171,7 +180,8 @@ def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawF
     with captured_native_stderr() as messages:
         try:
             with rawpy.imread(name if data is None else io.BytesIO(data)) as raw:
-                return _frame_from_libraw(raw, name, _exif_facts(raw, name if data is None else io.BytesIO(data)))
+                stream = name if data is None else io.BytesIO(data)
+                return _frame_from_libraw(raw, name, _exif_facts(raw, stream), dng_tags(stream))
         except rawpy.LibRawError as e:
             said = messages().replace(name + ": ", "").strip().replace("\n", "; ")
             raise RawInputError(f"cannot read RAW {'file ' if data is None else 'data '}{name}: {libraw_words(e)}"
@@ -201,7 +211,7 @@ def libraw_words(error: BaseException) -> str:
     return LIBRAW_WORDS.get(type(error).__name__, f"LibRaw error ({error or type(error).__name__})")
 
 
-def _frame_from_libraw(raw, path: str, exif: dict) -> RawFrame:
+def _frame_from_libraw(raw, path: str, exif: dict, tags: dict | None = None) -> RawFrame:
     desc = raw.color_desc.decode(errors="replace")
     pattern = raw.raw_pattern
     if raw.raw_type != raw.raw_type.Flat or pattern is None or raw.num_colors < 3:
@@ -225,9 +235,16 @@ def _frame_from_libraw(raw, path: str, exif: dict) -> RawFrame:
     black_level = np.array([blacks[colours[i, j]] for i, j in cell_offsets(cfa)])
     if np.any(float(raw.white_level) <= black_level):
         raise RawInputError(f"{path}: white level {raw.white_level} is not above black level {black_level.max()}")
+    gains = as_shot = _wb_gains(raw)
+    matrix, matrix_source, colour = frame_colour(raw, tags or {}, path, gains)
+    if gains is None and colour is not None:     # until a white balance is chosen: the camera's daylight
+        daylight = 1.0 / colour.neutral(D65_XY)
+        gains = daylight if np.all(daylight > 0) else None
     return RawFrame(bayer=bayer, cfa=cfa, black_level=black_level, white_level=float(raw.white_level),
-                    wb_gains=_wb_gains(raw), srgb_from_cam=_srgb_from_cam(raw),
-                    orientation=EXIF_FROM_LIBRAW_FLIP.get(raw.sizes.flip, 1), exif=exif)
+                    wb_gains=np.ones(3) if gains is None else gains, srgb_from_cam=matrix,
+                    orientation=EXIF_FROM_LIBRAW_FLIP.get(raw.sizes.flip, 1), exif=exif,
+                    matrix_source=matrix_source, wb_source="as-shot" if as_shot is not None else "as-shot-missing",
+                    camera_colour=colour)
 
 
 # TIFF tags (IFD0, or the EXIF IFD, or IFD0 as TIFF/EP and DNG allow) holding each EXIF_KEYS fact.
@@ -276,22 +293,132 @@ def _tiff_facts(source) -> dict:
     return facts
 
 
-def _wb_gains(raw) -> np.ndarray:
-    for wb in (raw.camera_whitebalance, raw.daylight_whitebalance):
-        wb = np.asarray(wb[:3], dtype=np.float64)
-        if np.all(wb > 0):
-            return wb / wb[1]
-    return np.ones(3)
+def _wb_gains(raw) -> np.ndarray | None:
+    """The as-shot multipliers, green = 1; None when the file has none that make sense (a
+    missing AsShotNeutral reads as [0, 1, 0, 0])."""
+    wb = np.asarray(raw.camera_whitebalance[:3], dtype=np.float64)
+    if np.all(np.isfinite(wb)) and np.all(wb > 0):
+        return wb / wb[1]
+    return None
 
 
-def _srgb_from_cam(raw) -> np.ndarray:
-    """LibRaw's rgb_cam (built from the DNG ColorMatrix or its own camera table) when
-    set; else derived from its XYZ->camera matrix; else the identity (sRGB primaries)."""
+# Colour matrix sources, in the order frame_colour() tries them (RawFrame.matrix_source).
+MATRIX_SOURCES = ("dng", "libraw", "camera-table", "libraw-fit", "synthetic", "given")
+
+
+def _rationals(tag) -> np.ndarray | None:
+    if tag is None:
+        return None
+    v = np.asarray(tag.value, dtype=np.float64).ravel()
+    if tag.dtype in (5, 10):          # (numerator, denominator) pairs
+        num, den = v[0::2], v[1::2]
+        if np.any(den == 0):
+            return None
+        v = num / den
+    return v
+
+
+def dng_tags(source) -> dict:
+    """The DNG colour tags of IFD0 (ColorMatrix1/2, ForwardMatrix1/2, CalibrationIlluminant1/2,
+    AsShotNeutral, AsShotWhiteXY) as numbers, plus Make and Model; {} for a non-TIFF file."""
+    import tifffile
+    names = {50721: "cm1", 50722: "cm2", 50964: "fm1", 50965: "fm2", 50728: "neutral", 50729: "white_xy"}
+    try:
+        with tifffile.TiffFile(source) as tif:
+            tags = tif.pages.first.tags
+            found = {key: _rationals(tags.get(code)) for code, key in names.items()}
+            for code, key in ((50778, "ill1"), (50779, "ill2")):
+                found[key] = int(tags[code].value) if code in tags else None
+            for code, key in ((271, "make"), (272, "model")):
+                value = tags[code].value if code in tags else ""
+                found[key] = (value.decode(errors="replace") if isinstance(value, bytes) else str(value)).strip("\x00 ")
+    except Exception:   # not TIFF-based: LibRaw's sources only
+        return {}
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    return {k: v for k, v in found.items() if v is not None and (not isinstance(v, np.ndarray) or v.size)}
+
+
+def dng_colour(tags: dict) -> CameraColour | None:
+    """The file's own calibration: ColorMatrix1 (and 2), with ForwardMatrix where both are present
+    for every matrix; None if the file has no 3x3 ColorMatrix."""
+    matrices, forward = [], []
+    for i in (1, 2):
+        cm, fm = tags.get(f"cm{i}"), tags.get(f"fm{i}")
+        if cm is None or cm.size != 9 or not np.abs(cm).sum():
+            continue
+        kelvin = DNG_ILLUMINANT_K.get(tags.get(f"ill{i}") or 21, 6500)
+        matrices.append((kelvin, cm.reshape(3, 3)))
+        if fm is not None and fm.size == 9:
+            forward.append((kelvin, fm.reshape(3, 3)))
+    if not matrices:
+        return None
+    return CameraColour(matrices, forward if len(forward) == len(matrices) else None)
+
+
+def table_colour(make: str, model: str) -> CameraColour | None:
+    """Edge4K's camera table entry for this make and model (case-insensitive), if any."""
+    key = f"{make} {model}".strip().lower()
+    for name, cam in camera_table().items():
+        if key in (name.lower(), f"{cam['make']} {cam['model']}".lower()) or model.strip().lower() == name.lower():
+            return CameraColour([(6500, cam["xyz_to_cam"])])
+    return None
+
+
+# Fitting LibRaw's rendering: pixels below this fraction of the 16-bit range in both renderings
+# (and above the dark floor) are used; a fit needs this many of them.
+FIT_CEILING, FIT_FLOOR, FIT_MIN_PIXELS = 0.9, 0.01, 1000
+
+
+def fit_libraw_matrix(raw, wb_gains) -> np.ndarray:
+    """The white-balanced camera -> linear sRGB matrix LibRaw applies to this frame: its output
+    in camera space (output_color=raw) against its linear sRGB output, both with the same
+    white balance, no auto-brightening and gamma (1, 1), fitted by least squares."""
+    import rawpy
+    g = np.asarray(wb_gains, dtype=np.float64)
+    common = dict(gamma=(1, 1), no_auto_bright=True, output_bps=16, half_size=True, user_flip=0,
+                  user_wb=[float(g[0]), float(g[1]), float(g[2]), float(g[1])])
+    cam = raw.postprocess(output_color=rawpy.ColorSpace.raw, **common).reshape(-1, 3) / 65535.0
+    rgb = raw.postprocess(output_color=rawpy.ColorSpace.sRGB, **common).reshape(-1, 3) / 65535.0
+    ok = (cam.max(1) < FIT_CEILING) & (rgb.max(1) < FIT_CEILING) & (cam.min(1) > FIT_FLOOR) & (rgb.min(1) > 0)
+    if ok.sum() < FIT_MIN_PIXELS:
+        raise RawInputError(f"too few unclipped pixels ({int(ok.sum())}) to fit LibRaw's colour matrix")
+    m, *_ = np.linalg.lstsq(cam[ok], rgb[ok], rcond=None)
+    return m.T
+
+
+def frame_colour(raw, tags: dict, name: str,
+                 wb_gains: np.ndarray | None) -> tuple[np.ndarray, str, CameraColour | None]:
+    """(srgb_from_cam for the as-shot white, matrix_source, the camera's calibration or None),
+    from the sources in order; RawInputError when there is none."""
+    white = None
+    colour = dng_colour(tags)
+    if colour is not None:
+        if "white_xy" in tags and tags["white_xy"].size == 2:
+            white = tuple(tags["white_xy"])
+        elif wb_gains is not None:
+            white = colour.white_xy(1.0 / wb_gains)
+        return colour.srgb_from_cam(white or D65_XY), "dng", colour
     rgb_cam = np.asarray(raw.color_matrix, dtype=np.float64)[:, :3]
-    if np.abs(rgb_cam).sum() > 0:
-        return rgb_cam
     xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
-    return srgb_from_cam(xyz_to_cam) if np.abs(xyz_to_cam).sum() > 0 else np.eye(3)
+    colour = CameraColour([(6500, xyz_to_cam)]) if np.abs(xyz_to_cam).sum() else None
+    if np.abs(rgb_cam).sum():
+        return rgb_cam, "libraw", colour
+    if colour is not None:
+        return srgb_from_cam(xyz_to_cam), "libraw", colour
+    colour = table_colour(tags.get("make", ""), tags.get("model", ""))
+    if colour is not None:
+        return colour.srgb_from_cam(D65_XY), "camera-table", colour
+    try:
+        fitted = fit_libraw_matrix(raw, wb_gains if wb_gains is not None else np.ones(3))
+    except Exception as e:   # LibRaw cannot render it, or too little to fit
+        raise RawInputError(f"{name}: no colour matrix for this camera (none in the file, LibRaw's table or "
+                            f"Edge4K's) and none could be fitted to LibRaw's rendering ({e})") from None
+    if np.abs(fitted - np.eye(3)).max() < 1e-3:
+        raise RawInputError(f"{name}: no colour matrix for this camera (none in the file, LibRaw's table or "
+                            "Edge4K's, and LibRaw renders it without one); give RawFrame(srgb_from_cam=...)")
+    return fitted, "libraw-fit", None
 
 
 # Every frame is reflect-padded so that it is packed in RGGB phase with at least one whole

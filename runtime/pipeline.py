@@ -26,6 +26,7 @@ from edge4k.kernels import colourspace, cpp
 from edge4k.kernels.postprocess import (DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality,
                                         to_pixels, write_image)
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
+from edge4k.kernels.rawcolour import ColourOptions, metered_gain
 from edge4k.models import E4KConfig
 
 from . import memory
@@ -111,7 +112,7 @@ class FrameBuffers:
 def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: StageTimer | None = None,
             progress: bool = False, look: str | None = DEFAULT_LOOK,
             overlap_blending: bool | None = None, buffers: FrameBuffers | None = None,
-            output_space: str = "srgb") -> tuple[torch.Tensor, dict]:
+            output_space: str = "srgb", colour: ColourOptions | None = None) -> tuple[torch.Tensor, dict]:
     """One RAW (a file path, its bytes, or a RawFrame) through all six stages. Returns display
     RGB (3, H, W) in [0, 1] in the look, upright, before quantisation, plus what was learned
     about the input and the tiling. look=None returns the network's unfinished output instead:
@@ -125,13 +126,18 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
     buffers: reuse these arrays for the packed frame and the blend (the returned image is then the
     buffers' blend, which the next call with them overwrites).
 
-    output_space: kernels/colourspace.py's OUTPUT_SPACES (the image is then in its primaries and curve)."""
+    output_space: kernels/colourspace.py's OUTPUT_SPACES (the image is then in its primaries and curve).
+
+    colour: white balance, CFA override, exposure (EV) and highlight mode (kernels/rawcolour.py;
+    default: as shot, with its fallbacks and warnings). The natural look's exposure is
+    rawcolour.metered_gain(); the network is still told the frontend's gain (what it learned on)."""
+    colour = colour or ColourOptions()
     if look is not None:
         check_look(look)
     timer = timer or StageTimer()
     buffers = buffers if cpp.library() is not None else None   # the Python kernels make their own arrays
     with timer("raw_preprocess"):
-        frame = source if isinstance(source, RawFrame) else read_raw(source)
+        frame = colour.apply(source if isinstance(source, RawFrame) else read_raw(source))
         plan = opts.plan(cfg, frame.height, frame.width)
         packed_shape = (4, plan.padded_height // 2, plan.padded_width // 2)
         prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, plan.padded_height, plan.padded_width,
@@ -171,11 +177,13 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
                 blending.result()
     with timer("postprocess"):
         image = blender.result()
+        exposure = metered_gain(prep.thumb, frame.srgb_from_cam) if look == "natural" else 1.0
         if look is not None:
-            image = cpp.finish_upright(image, colourspace.in_space(frame, output_space), prep.exposure, look,
-                                       in_place=True)   # the blend is ours
+            image = cpp.finish_upright(image, colourspace.in_space(frame, output_space), exposure, look,   # the blend
+                                       in_place=True, ev=colour.exposure, highlights=colour.highlights)  # is ours
             image = colourspace.encode(output_space, image)
-    info = {"frame": frame, "plan": plan, "exposure": prep.exposure, "look": look}
+    info = {"frame": frame, "plan": plan, "exposure": exposure * 2.0 ** colour.exposure, "look": look,
+            "colour": colour}
     return image, info
 
 
@@ -214,11 +222,12 @@ def check_native_fits(source, backend: Backend, opts: TileOptions) -> int | None
 
 def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions, look: str = DEFAULT_LOOK,
                     runs: int = 1, warmup: int = 0, profile_path=None, progress: bool = True,
-                    bits: int | None = None, output_space: str = "srgb", quality: int | None = None) -> dict:
+                    bits: int | None = None, output_space: str = "srgb", quality: int | None = None,
+                    colour: ColourOptions | None = None) -> dict:
     """Run the pipeline warmup + runs times, write the image from the last run (bits: as
     bit_depth_for; output_space: kernels/colourspace.py, its ICC profile embedded; quality: JPEG's)
     and, if asked, a validated profile JSON. Returns the profile dict.
-    input_path may also be RAW bytes or a RawFrame."""
+    input_path may also be RAW bytes or a RawFrame; colour: as process()'s."""
     cfg = backend.cfg
     bits = bit_depth_for(output_path, bits)
     colourspace.check_bits(output_space, bits)
@@ -232,13 +241,14 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         return to_pixels(image, bits, out=buffers.get("pixels", (*image.shape[1:], 3), pixel_dtype))
 
     for _ in tqdm(range(warmup), desc="warm-up", unit="run", disable=not progress or warmup == 0):
-        quantised(process(input_path, backend, cfg, opts, look=look, buffers=buffers, output_space=output_space)[0])
+        quantised(process(input_path, backend, cfg, opts, look=look, buffers=buffers, output_space=output_space,
+                          colour=colour)[0])
     timer, power = StageTimer(), PowerMeter()
     power.start()
     for _ in tqdm(range(runs), desc="timed runs", unit="run", disable=not progress or runs < 2):
         timer.start_run()
         image, info = process(input_path, backend, cfg, opts, timer, progress=progress and runs == 1, look=look,
-                              buffers=buffers, output_space=output_space)
+                              buffers=buffers, output_space=output_space, colour=colour)
         with timer("postprocess"):
             pixels = quantised(image)
         timer.end_run()
@@ -249,7 +259,8 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
     profile = {
         "schema": SCHEMA_ID,
         "created": now_iso(),
-        "input": {"path": path, "sha256": sha256, "cfa": frame.cfa,
+        "input": {"path": path, "sha256": sha256, "cfa": frame.cfa, "matrix_source": frame.matrix_source,
+                  "wb_source": frame.wb_source, "wb_gains": [round(float(g), 6) for g in frame.wb_gains],
                   "width": frame.width, "height": frame.height},
         "resolution": {"width": frame.width, "height": frame.height},
         "tiling": {"enabled": not plan.native, "tile": None if plan.native else plan.tile_height,
@@ -269,7 +280,8 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         "output": {"path": os.fspath(output_path), "sha256": sha256_file(output_path),
                    "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits,
                    "look": info["look"], "exposure_gain": round(info["exposure"], 6), "output_space": output_space,
-                   **({"quality": quality} if quality is not None else {})},
+                   **({"quality": quality} if quality is not None else {}),
+                   "colour": info["colour"].record()},
         "versions": versions(),
     }
     if profile_path:
@@ -302,18 +314,22 @@ _POWER_REASONS_SAID: set[str] = set()
 
 
 def process_half_size(source, cfg: E4KConfig, *, look: str = DEFAULT_LOOK,
-                      output_space: str = "srgb") -> tuple[torch.Tensor, dict]:
+                      output_space: str = "srgb", colour: ColourOptions | None = None) -> tuple[torch.Tensor, dict]:
     """rawpy's half_size: a fast preview with no network. Each 2x2 Bayer cell is one pixel (its
     red, the mean of its greens in linear light, its blue), then the same frontend (levels, white
     balance, the natural look's exposure) and the same finishing as process(). Returns what
-    process() returns, at half the width and height."""
+    process() returns, at half the width and height. colour: as process()'s."""
     check_look(look)
-    frame = source if isinstance(source, RawFrame) else read_raw(source)
+    colour = colour or ColourOptions()
+    frame = colour.apply(source if isinstance(source, RawFrame) else read_raw(source))
     prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, frame.height + PHASE_PAD, frame.width + PHASE_PAD)
     # the padded frame starts one packed cell before the frame (phase_padding: 2 + dy rows, 2 + dx columns)
     cells = torch.as_tensor(padded)[:, 1:1 + frame.height // 2, 1:1 + frame.width // 2].double() ** 2
     green = ((cells[1] + cells[2]) / 2).sqrt()
     image = torch.stack([cells[0].sqrt(), green, cells[3].sqrt()]).float().contiguous()
-    image = cpp.finish_upright(image, colourspace.in_space(frame, output_space), prep.exposure, look, in_place=True)
-    return colourspace.encode(output_space, image), {"frame": frame, "plan": None, "exposure": prep.exposure,
-                                                     "look": look}
+    exposure = metered_gain(prep.thumb, frame.srgb_from_cam) if look == "natural" else 1.0
+    image = cpp.finish_upright(image, colourspace.in_space(frame, output_space), exposure, look, in_place=True,
+                               ev=colour.exposure, highlights=colour.highlights)
+    return colourspace.encode(output_space, image), {"frame": frame, "plan": None,
+                                                     "exposure": exposure * 2.0 ** colour.exposure, "look": look,
+                                                     "colour": colour}

@@ -14,8 +14,8 @@ import pytest
 import tifffile
 
 from edge4k.calibration.colour import srgb_from_cam
-from edge4k.errors import Edge4KError
-from edge4k.kernels.raw import _srgb_from_cam, _wb_gains, read_raw
+from edge4k.errors import Edge4KError, RawInputError
+from edge4k.kernels.raw import _wb_gains, frame_colour, read_raw
 
 CFA_CODES = {"RGGB": (0, 1, 1, 2), "BGGR": (2, 1, 1, 0), "GRBG": (1, 0, 2, 1), "GBRG": (1, 2, 0, 1)}
 MATRIX = np.array([[0.9, -0.3, -0.1], [-0.4, 1.2, 0.2], [-0.1, 0.2, 0.6]])   # XYZ -> camera
@@ -96,14 +96,16 @@ def test_without_as_shot_neutral_the_white_balance_is_daylight(tmp_path):
     with rawpy.imread(str(path)) as raw:
         assert min(raw.camera_whitebalance[:3]) == 0                  # the file has no as-shot white balance
         daylight = np.array(raw.daylight_whitebalance[:3])
-    np.testing.assert_allclose(frame.wb_gains, daylight / daylight[1], rtol=1e-6)
+    # until a white balance is chosen (rendering falls back to auto), the camera's D65 white: LibRaw's daylight
+    np.testing.assert_allclose(frame.wb_gains, daylight / daylight[1], rtol=2e-3)
     assert not np.allclose(frame.wb_gains, 1.0)                       # derived from the colour matrix, not a default
+    assert frame.wb_source == "as-shot-missing"
 
 
-def test_without_a_colour_matrix_the_frame_is_taken_as_srgb(tmp_path):
-    frame = read_raw(camera_dng(tmp_path / "nomatrix.dng", gradient(32, 48), neutral=None, matrix=None))
-    np.testing.assert_array_equal(frame.srgb_from_cam, np.eye(3))
-    np.testing.assert_array_equal(frame.wb_gains, np.ones(3))
+def test_without_any_colour_matrix_the_frame_is_refused_never_taken_as_srgb(tmp_path):
+    # no matrix in the file, none in LibRaw's or Edge4K's table, and LibRaw renders it with the identity
+    with pytest.raises(RawInputError, match="no colour matrix for this camera"):
+        read_raw(camera_dng(tmp_path / "nomatrix.dng", gradient(32, 48), neutral=None, matrix=None))
 
 
 def libraw(**fields):
@@ -114,21 +116,37 @@ def libraw(**fields):
 
 @pytest.mark.parametrize("camera, daylight, expected", [
     ([2048.0, 1024.0, 1536.0, 0.0], [1.0, 2.0, 4.0, 0.0], [2.0, 1.0, 1.5]),     # as shot
-    ([0.0, 1.0, 0.0, 0.0], [3.0, 1.5, 2.4, 0.0], [2.0, 1.0, 1.6]),              # no as-shot: daylight
-    ([1.0, -1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),             # neither: no gains
+    ([0.0, 1.0, 0.0, 0.0], [3.0, 1.5, 2.4, 0.0], None),                        # PiDNG's missing as-shot
+    ([1.0, -1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], None),
 ])
-def test_white_balance_fallbacks(camera, daylight, expected):
+def test_as_shot_white_balance_is_taken_only_when_valid(camera, daylight, expected):
     gains = _wb_gains(libraw(camera_whitebalance=camera, daylight_whitebalance=daylight))
-    np.testing.assert_allclose(gains, expected)
+    if expected is None:
+        assert gains is None      # the render falls back to auto, with a warning (test_rawcolour.py)
+    else:
+        np.testing.assert_allclose(gains, expected)
 
 
-def test_colour_matrix_fallbacks():
+def test_colour_matrix_sources_in_order():
     rgb_cam = np.array([[1.6, -0.5, -0.1, 0.0], [-0.2, 1.5, -0.3, 0.0], [0.0, -0.4, 1.4, 0.0]])
-    np.testing.assert_array_equal(_srgb_from_cam(libraw(color_matrix=rgb_cam, rgb_xyz_matrix=np.ones((4, 3)))),
-                                  rgb_cam[:, :3])
+    matrix, source, _ = frame_colour(libraw(color_matrix=rgb_cam, rgb_xyz_matrix=np.ones((4, 3))), {}, "x", None)
+    np.testing.assert_array_equal(matrix, rgb_cam[:, :3])
+    assert source == "libraw"
     xyz = np.vstack([MATRIX, np.zeros((1, 3))])
-    np.testing.assert_allclose(_srgb_from_cam(libraw(rgb_xyz_matrix=xyz)), srgb_from_cam(MATRIX))
-    np.testing.assert_array_equal(_srgb_from_cam(libraw()), np.eye(3))
+    matrix, source, colour = frame_colour(libraw(rgb_xyz_matrix=xyz), {}, "x", None)
+    np.testing.assert_allclose(matrix, srgb_from_cam(MATRIX))
+    assert source == "libraw" and colour is not None
+    # the file's own matrix comes before LibRaw's
+    _, source, _ = frame_colour(libraw(rgb_xyz_matrix=xyz), {"cm1": MATRIX.ravel() * 2, "ill1": 21}, "x", None)
+    assert source == "dng"
+    # neither: Edge4K's camera table by make and model
+    from edge4k.calibration.colour import camera_matrix
+    matrix, source, _ = frame_colour(libraw(), {"make": "Nikon", "model": "D850"}, "x", None)
+    np.testing.assert_allclose(matrix, srgb_from_cam(camera_matrix("Nikon D850")))
+    assert source == "camera-table"
+    # none at all, and nothing LibRaw can render to fit: refused in one line, never the identity
+    with pytest.raises(RawInputError, match="no colour matrix"):
+        frame_colour(libraw(), {"make": "Acme", "model": "Unknown"}, "x.raw", None)
 
 
 # ---- real camera files --------------------------------------------------------------

@@ -1,0 +1,273 @@
+"""Colour decisions for a RAW frame, made before rendering and said out loud.
+
+- Matrix (matrix_source), in this order: the file's own DNG ColorMatrix1/2 (interpolated for the
+  as-shot white) and ForwardMatrix ("dng"); LibRaw's table ("libraw"); Edge4K's camera table by
+  make and model ("camera-table", calibration/cameras.json); a 3x3 fitted to LibRaw's own
+  rendering of the frame, camera space against linear sRGB ("libraw-fit"). Where none exists the
+  frame is refused in one line: never a silent identity.
+- White balance (wb_source): "camera" (as shot; a missing or invalid one falls back to "auto"
+  with one warning), "auto" (grey-edge, projected onto the camera's daylight/Planckian whites),
+  "daylight" (the camera's D65 neutral), a colour temperature with tint, or explicit multipliers.
+- CFA sanity: the declared pattern's two green sites must agree better than the other diagonal.
+- Finishing exposure: the natural look's highlight-aware metering (metered_gain), plus EV.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge4k.calibration.colour import D65_XY, LUMA, CameraColour, kelvin_xy
+from edge4k.errors import RawInputError
+from edge4k.kernels.postprocess import HIGHLIGHT_MODES
+from edge4k.kernels.raw import CFA_PATTERNS, cell_offsets
+
+WB_MODES = ("camera", "auto", "daylight")
+
+
+class ColourWarning(UserWarning):
+    """A colour decision Edge4K made for the user (a fallback, a suspicious CFA): one line."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, ColourWarning, stacklevel=3)
+
+
+# ---- CFA sanity --------------------------------------------------------------------------------
+
+def _green_disagreement(bayer: np.ndarray, black: float, white: float, sites) -> float:
+    """Median relative difference of the two sites (row, col) of a 2x2 cell, over cells well
+    above black and below white (a few thousand cells at most)."""
+    (a0, a1), (b0, b1) = sites
+    h, w = bayer.shape[0] // 2 * 2, bayer.shape[1] // 2 * 2
+    step = max(1, int(np.sqrt((h // 2) * (w // 2) / 20000)))
+    a = bayer[a0:h:2, a1:w:2][::step, ::step].astype(np.float64) - black
+    b = bayer[b0:h:2, b1:w:2][::step, ::step].astype(np.float64) - black
+    span = white - black
+    ok = (a > 0.02 * span) & (b > 0.02 * span) & (a < 0.95 * span) & (b < 0.95 * span)
+    if ok.sum() < 64:
+        return float("nan")
+    return float(np.median(np.abs(a[ok] - b[ok]) / (a[ok] + b[ok])))
+
+
+# The declared green diagonal is suspicious when its two sites disagree this many times more than
+# the other diagonal's, and by more than this relative difference.
+CFA_RATIO, CFA_FLOOR = 4.0, 0.03
+
+
+def cfa_suggestion(frame) -> list[str] | None:
+    """None when the declared CFA's green diagonal looks like green; else the two patterns one
+    pixel off it (a column, then a row), both with green on the other diagonal. Which of the two
+    is right is a question of red against blue, which the mosaic's statistics do not settle (a
+    swap of red and blue mirrors a white along the daylight/Planckian locus), so both are named."""
+    g = [i for i, c in enumerate(frame.cfa) if c == "G"]
+    o = [i for i in range(4) if i not in g]
+    black, white = float(np.mean(frame.black_level)), frame.white_level
+    declared = _green_disagreement(frame.bayer, black, white, [divmod(i, 2) for i in g])
+    other = _green_disagreement(frame.bayer, black, white, [divmod(i, 2) for i in o])
+    if not (declared > CFA_FLOOR and declared > CFA_RATIO * other):
+        return None
+    a, b, c, d = frame.cfa
+    return [b + a + d + c, c + d + a + b]
+
+
+def with_cfa(frame, cfa: str):
+    """The frame read with another 2x2 pattern (--cfa): each packed channel keeps the black level
+    of the site it now comes from."""
+    cfa = str(cfa).upper()
+    if cfa not in CFA_PATTERNS:
+        raise RawInputError(f"unknown CFA {cfa!r}; Edge4K needs a 2x2 Bayer pattern: {', '.join(CFA_PATTERNS)}")
+    site_black = dict(zip(cell_offsets(frame.cfa), frame.black_level))
+    black = [site_black[site] for site in cell_offsets(cfa)]
+    return dataclasses.replace(frame, cfa=cfa, black_level=np.array(black))
+
+
+# ---- white balance -----------------------------------------------------------------------------
+
+def _camera_image(frame, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, ok): the frame at half size as (N, 3) camera RGB, black-subtracted and normalised
+    to the white level (greens averaged), and the mask of cells with no channel near the clip."""
+    h, w = frame.height, frame.width
+    planes = [(frame.bayer[i:h:2, j:w:2][::step, ::step].astype(np.float64) - b) / (frame.white_level - b)
+              for (i, j), b in zip(cell_offsets(frame.cfa), frame.black_level)]
+    rgb = np.stack([planes[0], (planes[1] + planes[2]) / 2, planes[3]], axis=-1)
+    ok = (rgb.max(axis=-1) < 0.95) & (rgb.min(axis=-1) > 0.002)
+    return rgb, ok
+
+
+def _grey_world(frame) -> np.ndarray:
+    rgb, ok = _camera_image(frame, step=2)
+    n = rgb[ok].mean(axis=0) if ok.sum() > 16 else rgb.reshape(-1, 3).mean(axis=0)
+    return np.maximum(n, 1e-9) / max(n[1], 1e-9)
+
+
+def _binomial(a: np.ndarray) -> np.ndarray:
+    """3x3 binomial blur (1 2 1 / 4 each way), edges replicated: takes the noise off the gradients."""
+    p = np.pad(a, 1, mode="edge")
+    rows = (p[:-2] + 2 * p[1:-1] + p[2:]) / 4
+    return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 4
+
+
+EDGE_SIZE = 256
+
+
+def grey_edge_neutral(frame, p: float = 6.0) -> np.ndarray:
+    """The grey-edge estimate of the scene white in camera space (van de Weijer et al. 2007,
+    first order, Minkowski norm p): the mean colour of image edges, which a large area of one
+    colour biases far less than it biases the mean colour of the image (grey world). The image is
+    first area-averaged to at most EDGE_SIZE cells on its long side, so that sensor noise (alike in
+    every channel) does not pass for edges."""
+    rgb, ok = _camera_image(frame)
+    f = max(1, int(np.ceil(max(rgb.shape[:2]) / EDGE_SIZE)))
+    h, w = rgb.shape[0] // f * f, rgb.shape[1] // f * f
+    rgb = rgb[:h, :w].reshape(h // f, f, w // f, f, 3).mean(axis=(1, 3))
+    ok = ok[:h, :w].reshape(h // f, f, w // f, f).all(axis=(1, 3))
+    edges = []
+    for c in range(3):
+        smooth = _binomial(rgb[..., c])
+        gy, gx = np.gradient(smooth)
+        edges.append(np.hypot(gx, gy))
+    e = np.stack(edges, axis=-1)
+    keep = ok & (e.max(axis=-1) > 0)
+    if keep.sum() < 16:
+        return _grey_world(frame)
+    n = (e[keep] ** p).mean(axis=0) ** (1.0 / p)
+    return n / n[1]
+
+
+# Colour temperatures auto white balance searches, uniform in mired, with tints within +-TINT_LIMIT.
+AUTO_KELVIN = 1e6 / np.linspace(1e6 / 2000, 1e6 / 12000, 121)
+AUTO_TINTS = np.linspace(-30, 30, 13)
+
+
+def _whites(colour: CameraColour) -> tuple[np.ndarray, np.ndarray]:
+    neutrals, labels = [], []
+    for k in AUTO_KELVIN:
+        for t in AUTO_TINTS:
+            neutrals.append(colour.neutral(kelvin_xy(k, t)))
+            labels.append((k, t))
+    return np.array(neutrals), np.array(labels)
+
+
+def auto_neutral(frame) -> np.ndarray:
+    """auto white balance: the grey-edge estimate, moved to the nearest white the camera can see
+    (a colour temperature 2000-12000 K with a tint within +-30, through the camera's matrix) when
+    its calibration is known, so that a scene of one dominant colour cannot pull it off every
+    plausible light."""
+    n = grey_edge_neutral(frame)
+    if frame.camera_colour is None:
+        return n
+    neutrals, _ = _whites(frame.camera_colour)
+    neutrals = neutrals[np.all(neutrals > 0, axis=1)]      # a matrix far from its calibration can go negative
+    if not len(neutrals):
+        return n
+    best = np.argmin(np.abs(np.log(neutrals) - np.log(n)).sum(axis=1))
+    return neutrals[best] / neutrals[best][1]
+
+
+def _valid_gains(gains) -> bool:
+    g = np.asarray(gains, dtype=np.float64)
+    return g.shape == (3,) and bool(np.all(np.isfinite(g)) and np.all(g > 0))
+
+
+def white_balance(frame, wb="camera", *, kelvin: float | None = None, tint: float = 0.0):
+    """The frame with the chosen white balance: wb "camera", "auto", "daylight" or three R, G, B
+    multipliers; kelvin (with tint) takes precedence over wb. Records wb_source; where the
+    camera's calibration depends on the white (two DNG matrices, ForwardMatrix), the colour
+    matrix follows the new white."""
+    colour = frame.camera_colour
+    if kelvin is not None or wb == "daylight":
+        if colour is None:
+            raise RawInputError(f"{'--wb-kelvin' if kelvin is not None else '--wb daylight'} needs the camera's "
+                                f"XYZ->camera matrix, and this frame's colour is {frame.matrix_source}; "
+                                "use --wb camera, auto or explicit multipliers")
+        xy = kelvin_xy(float(kelvin), float(tint)) if kelvin is not None else D65_XY
+        gains, source = 1.0 / colour.neutral(xy), (f"kelvin {kelvin:g} tint {tint:g}" if kelvin is not None
+                                                    else "daylight")
+    elif isinstance(wb, str) and wb == "camera":
+        if frame.wb_source not in ("as-shot-missing",):
+            return frame
+        warn(f"{frame.exif.get('model') or 'this file'} has no valid as-shot white balance; using auto "
+             "(pass --wb to choose another)")
+        gains, source = 1.0 / auto_neutral(frame), "auto (no as-shot white)"
+    elif isinstance(wb, str) and wb == "auto":
+        gains, source = 1.0 / auto_neutral(frame), "auto"
+    elif isinstance(wb, str):
+        raise RawInputError(f"unknown white balance {wb!r}; use {', '.join(WB_MODES)}, R,G,B multipliers or a kelvin")
+    else:
+        gains = np.asarray(wb, dtype=np.float64)
+        if not _valid_gains(gains):
+            raise RawInputError("white-balance multipliers must be three positive numbers R,G,B, "
+                                f"got {list(np.ravel(wb))}")
+        source = "multipliers"
+    gains = gains / gains[1]
+    matrix = frame.srgb_from_cam
+    if colour is not None and frame.matrix_source == "dng" and (len(colour.matrices) > 1 or colour.forward):
+        matrix = colour.srgb_from_cam(colour.white_xy(1.0 / gains))
+    return dataclasses.replace(frame, wb_gains=gains, srgb_from_cam=matrix, wb_source=source)
+
+
+# ---- options -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ColourOptions:
+    """What the user chose: white balance (wb: "camera", "auto", "daylight" or R, G, B
+    multipliers; wb_kelvin and wb_tint instead), a CFA override, exposure in EV on top of either
+    look, and the highlight mode ("clip" or "reconstruct")."""
+    wb: str | tuple = "camera"
+    wb_kelvin: float | None = None
+    wb_tint: float = 0.0
+    cfa: str | None = None
+    exposure: float = 0.0
+    highlights: str = "clip"
+
+    def __post_init__(self):
+        if self.highlights not in HIGHLIGHT_MODES:
+            raise RawInputError(f"unknown highlight mode {self.highlights!r}; use {', '.join(HIGHLIGHT_MODES)}")
+        if not np.isfinite(self.exposure) or abs(self.exposure) > 10:
+            raise RawInputError(f"exposure must be within -10..+10 EV, got {self.exposure:g}")
+        if self.wb_kelvin is not None and not 1667 <= self.wb_kelvin <= 25000:
+            raise RawInputError(f"--wb-kelvin must be within 1667-25000 K, got {self.wb_kelvin:g}")
+        if self.wb_tint and self.wb_kelvin is None:
+            raise RawInputError("--wb-tint needs --wb-kelvin")
+        if not isinstance(self.wb, str):
+            object.__setattr__(self, "wb", tuple(float(x) for x in np.ravel(self.wb)))
+
+    def apply(self, frame):
+        """The frame as the user asked for it: CFA override (else a one-line warning when the
+        declared CFA looks wrong), then the white balance."""
+        if self.cfa:
+            frame = with_cfa(frame, self.cfa)
+        else:
+            suggestion = cfa_suggestion(frame)
+            if suggestion:
+                warn(f"the declared CFA {frame.cfa} does not look right (its two green sites disagree far more "
+                     f"than the other diagonal's); try --cfa {suggestion[0]}, or --cfa {suggestion[1]} if red and "
+                     "blue then look swapped")
+        return white_balance(frame, self.wb, kelvin=self.wb_kelvin, tint=self.wb_tint)
+
+    def record(self) -> dict:
+        return {"wb": self.wb if isinstance(self.wb, str) else list(self.wb), "wb_kelvin": self.wb_kelvin,
+                "wb_tint": self.wb_tint, "cfa": self.cfa, "exposure_ev": self.exposure,
+                "highlights": self.highlights}
+
+
+# ---- metering ----------------------------------------------------------------------------------
+# The natural look's metering (highlight-aware): the scene's bright end (the 99th percentile of
+# the thumbnail's luminance) goes to HIGHLIGHT_TARGET of white, unless that would lift the mean
+# luminance above MEAN_CEILING (a dark scene with no highlights: night stays night); never darker
+# than the capture, at most 16x. Photographs put their highlights near white whatever the scene,
+# so a bright scene (snow, sky) stays bright instead of being metered to mid-grey.
+HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MEAN_CEILING = 99.0, 0.85, 0.45
+
+
+def metered_gain(thumb: np.ndarray, srgb_from_cam: np.ndarray) -> float:
+    """The natural look's exposure gain from the (4, t, t) companded thumbnail (rule above)."""
+    lin = thumb.astype(np.float64) ** 2
+    cam = np.stack([lin[0], (lin[1] + lin[2]) / 2, lin[3]], axis=-1)
+    y = np.clip(cam @ np.asarray(srgb_from_cam).T, 0.0, 1.0) @ LUMA
+    gain = min(HIGHLIGHT_TARGET / max(float(np.percentile(y, HIGHLIGHT_PERCENTILE)), 1e-6),
+               MEAN_CEILING / max(float(y.mean()), 1e-6))
+    return float(np.clip(gain, 1.0, 16.0))
