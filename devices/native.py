@@ -87,7 +87,31 @@ def build_host(build_dir: str | os.PathLike, *, shell: Shell | None = None, jobs
     if not kernels_only:
         flags += [f"-Dexecutorch_DIR={executorch_cmake_dir()}", f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}"]
     _configure_and_build(shell, build_dir, flags, jobs)
+    if not kernels_only and not shell.dry_run:
+        link_host_onnxruntime(build_dir)
     return build_dir
+
+
+def link_host_onnxruntime(build_dir: str | os.PathLike) -> dict[str, Path]:
+    """The runner opens ONNX Runtime from its own lib/ folder among others (engine_ort.cc): link
+    there the onnxruntime wheel's capi/libonnxruntime.so.<version> (as libonnxruntime.so) and the
+    onnxruntime-qnn wheel's QNN execution provider, so that a host runner runs android-qnn builds
+    with no environment variable. A wheel that is not installed is left out."""
+    import importlib.util
+    lib, linked = Path(build_dir) / "lib", {}
+    for name, module, pattern in (("libonnxruntime.so", "onnxruntime", "capi/libonnxruntime.so*"),
+                                  ("libonnxruntime_providers_qnn.so", "onnxruntime_qnn", "libonnxruntime_providers_qnn.so")):
+        spec = importlib.util.find_spec(module)
+        hits = sorted(Path(list(spec.submodule_search_locations)[0]).glob(pattern)) if spec else []
+        if not hits:
+            continue
+        lib.mkdir(parents=True, exist_ok=True)
+        link = lib / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(hits[0].resolve())
+        linked[name] = link
+    return linked
 
 
 def build_android(build_dir: str | os.PathLike, *, ndk: str | None, executorch_prefix: str | None,

@@ -70,10 +70,21 @@ def test_runner_opens_onnxruntime_through_its_api_table(qnn):
     # against this library: an error status round trip, the build string, the QNN device.
     assert about["api_table_check"] is True and about["onnxruntime_build"].startswith("ORT Build Info")
     assert about["qnn_devices"] == ["QNNExecutionProvider (Qualcomm)"]
+    # Without any environment variable: build_host linked the wheels' libraries into the runner's lib/.
+    bare = json.loads(run_runner(qnn, "--about", env={k: v for k, v in qnn.env.items()
+                                                      if not k.startswith("EDGE4K_")}).stdout)
+    assert bare["onnxruntime"] == onnxruntime.__version__ and bare["qnn_devices"] == about["qnn_devices"]
+    assert bare["onnxruntime_library"] == str(qnn.runner.parent / "lib" / "libonnxruntime.so")
+    assert os.path.realpath(bare["onnxruntime_library"]) == os.path.realpath(qnn.found["onnxruntime"])
 
 
 def test_runner_without_onnxruntime_names_what_is_missing_and_where_it_looked(qnn, tmp_path):
+    from types import SimpleNamespace
     env = {k: v for k, v in qnn.env.items() if not k.startswith("EDGE4K_")} | {"LD_LIBRARY_PATH": str(tmp_path)}
+    bare = tmp_path / "bare"   # a copy of the runner with no lib/ beside it
+    bare.mkdir()
+    shutil.copy2(qnn.runner, bare / qnn.runner.name)
+    qnn = SimpleNamespace(**{**vars(qnn), "runner": bare / qnn.runner.name})
     done = run_runner(qnn, "--artifacts", qnn.build, "--input", qnn.sidecar, "-o", tmp_path / "o.png", env=env)
     assert done.returncode == 1 and len(error_lines(done.stderr)) == 1
     assert f"ONNX Runtime (libonnxruntime.so) not found in {tmp_path}, " in done.stderr
