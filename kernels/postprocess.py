@@ -266,8 +266,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None
             tmp.write_bytes(encode_png(image, icc=icc, exif=_png_exif(exif)))
         elif ext in (".jpg", ".jpeg"):
             from PIL import Image
-            Image.fromarray(image, "RGB").save(tmp, "JPEG", quality=quality or DEFAULT_QUALITY, icc_profile=icc,
-                                               exif=b"Exif\0\0" + _png_exif(exif), optimize=True)
+            quality = quality or DEFAULT_QUALITY   # full-resolution chroma (4:4:4) from 90 up, as photo tools do
+            Image.fromarray(image, "RGB").save(tmp, "JPEG", quality=quality, icc_profile=icc, optimize=True,
+                                               subsampling=0 if quality >= 90 else 2,
+                                               exif=b"Exif\0\0" + _png_exif(exif))
         else:
             import tifffile
             from PIL.TiffTags import ASCII

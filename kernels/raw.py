@@ -158,8 +158,8 @@ class RawFrame:
 
 
 def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawFrame:
-    """Decode a Bayer RAW file, given by path or as its bytes; refuse anything that is not a
-    2x2 Bayer mosaic."""
+    """Decode a Bayer RAW file; refuse anything that is not a 2x2 Bayer mosaic. source: the
+    file's path, or its bytes (a folder, a numpy array or anything else is refused in one line)."""
     import rawpy  # imported here so `edge4k --help` stays fast
 
     if isinstance(source, (bytes, bytearray, memoryview)):

@@ -106,6 +106,7 @@ def _public_functions():
     yield edge4k.read_raw
     yield api.render_many
     yield api.extract_thumb
+    yield edge4k.RawFrame.from_buffer
     for name, member in inspect.getmembers(edge4k.Renderer, inspect.isfunction):
         if not name.startswith("_") or name == "__init__":
             yield member
@@ -114,9 +115,8 @@ def _public_functions():
 @pytest.mark.parametrize("function", list(_public_functions()), ids=lambda f: f.__qualname__)
 def test_every_public_parameter_is_documented(function):
     doc = inspect.getdoc(function) or ""
-    params = [p for p in inspect.signature(function).parameters if p not in ("self", "source")
-              or (p == "source" and function.__name__ != "read_raw")]
-    missing = [p for p in params if p != "self" and not re.search(rf"\b{p}\b", doc)]
+    params = [p for p in inspect.signature(function).parameters if p not in ("self", "cls")]
+    missing = [p for p in params if not re.search(rf"\b{p}\b", doc)]
     assert not missing, f"{function.__qualname__} does not document {missing}"
 
 

@@ -111,6 +111,7 @@ def test_formats_carry_icc_and_exif_and_refuse_what_they_cannot_hold(tmp_path, r
         assert exif[Base.Orientation] == 1 and exif[Base.Make] == "Edge4K"
         assert exif.get_ifd(IFD.Exif)[Base.ISOSpeedRatings] == 800
         assert np.abs(np.asarray(im).astype(int) - pixels).mean() < 3          # JPEG is lossy, not wrong
+        assert im.layer[0][1:3] == im.layer[1][1:3] == (1, 1)                   # 4:4:4 at quality 95
     out = tmp_path / "f.tif"
     renderer.render(dng, output=out, bits=32, output_space="rec2020-linear")
     with tifffile.TiffFile(out) as tif:
