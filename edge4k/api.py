@@ -295,6 +295,9 @@ def render_many(inputs, output_dir: str | os.PathLike, *, format: str = "png", l
     inputs, output_dir, format, look, bits, output_space, quality, half_size, skip_existing,
     mkdir, workers: as for Renderer.render_many(); preset, checkpoint, backend, artifacts,
     threads: as for Renderer()."""
+    from edge4k.batch import plan_batch
+    plan_batch(inputs, output_dir, format=format, look=look, bits=bits, output_space=output_space,
+               quality=quality, mkdir=mkdir)   # before the model loads
     with Renderer(preset=preset, checkpoint=checkpoint, backend=backend, artifacts=artifacts,
                   threads=threads) as renderer:
         yield from renderer.render_many(inputs, output_dir, format=format, look=look, bits=bits,

@@ -111,16 +111,14 @@ def default_workers() -> int:
     return 1 if (os.cpu_count() or 1) > run_threads() else 0
 
 
-def render_many(renderer: "Renderer", inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike, *,
-                format: str = "png", look: str = "natural", bits: int | None = None, output_space: str = "srgb",
-                quality: int | None = None, half_size: bool = False, skip_existing: bool = False,
-                mkdir: bool = False, workers: int | None = None, **render_options) -> Iterator[BatchResult]:
-    """Render every input into output_dir/<name>.<format>, yielding a BatchResult per input in
-    order. Everything that can be checked before rendering (inputs, output folder, format, bits,
-    space, quality) raises Edge4KError first; a file that then fails is a result with its error.
-    render_options: further keyword arguments of Renderer.render() (the colour controls)."""
+def plan_batch(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike, *, format: str = "png",
+               look: str = "natural", bits: int | None = None, output_space: str = "srgb",
+               quality: int | None = None, mkdir: bool = False) -> tuple[list[Path], list[Path], int]:
+    """(sources, outputs, bits): everything a batch can check before a model loads (format, look,
+    bits for the format and space, quality, inputs, output names, the output folder), each
+    failure one Edge4KError; with mkdir the output folder is made."""
     from edge4k.kernels.colourspace import check_bits
-    from edge4k.kernels.postprocess import bit_depth_for, check_look, check_quality, write_image
+    from edge4k.kernels.postprocess import bit_depth_for, check_look, check_quality
 
     if format not in FORMATS:
         raise Edge4KError(f"unknown output format '{format}'; valid: {', '.join(FORMATS)}")
@@ -132,6 +130,21 @@ def render_many(renderer: "Renderer", inputs: Iterable[str | os.PathLike], outpu
     sources = expand_inputs(inputs)
     outputs = plan_outputs(sources, output_dir, extension)
     check_output_dir(output_dir, mkdir=mkdir)
+    return sources, outputs, bits
+
+
+def render_many(renderer: "Renderer", inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike, *,
+                format: str = "png", look: str = "natural", bits: int | None = None, output_space: str = "srgb",
+                quality: int | None = None, half_size: bool = False, skip_existing: bool = False,
+                mkdir: bool = False, workers: int | None = None, **render_options) -> Iterator[BatchResult]:
+    """Render every input into output_dir/<name>.<format>, yielding a BatchResult per input in
+    order. Everything that can be checked before rendering (inputs, output folder, format, bits,
+    space, quality) raises Edge4KError first; a file that then fails is a result with its error.
+    render_options: further keyword arguments of Renderer.render() (the colour controls)."""
+    from edge4k.kernels.postprocess import write_image
+
+    sources, outputs, bits = plan_batch(inputs, output_dir, format=format, look=look, bits=bits,
+                                        output_space=output_space, quality=quality, mkdir=mkdir)
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise Edge4KError(f"workers must be >= 0, got {workers}")

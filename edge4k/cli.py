@@ -421,6 +421,9 @@ def cmd_run(args) -> int:
                                             ("--warmup", args.warmup)) if given]
         if refused:
             raise Edge4KError(f"{refused[0]} times one file; with several inputs, give one at a time")
+        from edge4k.batch import plan_batch   # everything a batch can check, before the model loads
+        plan_batch(inputs, args.output, format=_batch_format(args), look=args.look, bits=args.bits,
+                   output_space=args.output_space, quality=args.quality, mkdir=args.mkdir)
     else:
         for flag, given in (("--format", args.format), ("--skip-existing", args.skip_existing),
                             ("--workers", args.workers is not None)):
@@ -452,15 +455,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _batch_format(args) -> str:
+    from edge4k.kernels.colourspace import get_space
+    return args.format or ("tif" if get_space(args.output_space).min_bits > 8 else "jpg")
+
+
 def _run_batch(renderer, inputs: list[str], args) -> int:
     """`edge4k run IN... -o DIR`: a progress bar (one line per file when stderr is not a
     terminal), one line per failed file, a summary; exit status 1 when any failed."""
     import time
     from tqdm import tqdm
-    from edge4k.kernels.colourspace import get_space
 
-    fmt = args.format or ("tif" if get_space(args.output_space).min_bits > 8 else "jpg")
-    results = renderer.render_many(inputs, args.output, format=fmt, look=args.look, bits=args.bits,
+    results = renderer.render_many(inputs, args.output, format=_batch_format(args), look=args.look, bits=args.bits,
                                    output_space=args.output_space, quality=args.quality, half_size=args.half_size,
                                    skip_existing=args.skip_existing, mkdir=args.mkdir, workers=args.workers,
                                    **_colour_kwargs(args))

@@ -73,10 +73,19 @@ def test_render_many_yields_a_result_per_file_in_order_with_or_without_workers(t
         assert a.ok == b.ok and (not a.ok or a.output.read_bytes() == b.output.read_bytes())
 
 
-def test_what_a_batch_can_know_up_front_is_refused_before_rendering(tmp_path, shoot):
+def test_what_a_batch_can_know_up_front_is_refused_before_rendering(tmp_path, shoot, monkeypatch):
+    import edge4k.api
     from edge4k.batch import expand_inputs, plan_outputs
-    with pytest.raises(edge4k.Edge4KError, match="does not exist; create it or pass --mkdir"):
-        next(edge4k.render_many([shoot], tmp_path / "missing", preset=TINY))
+    loads = []
+    monkeypatch.setattr(edge4k.api, "load_for_preset", lambda *a, **k: loads.append(a))
+    for kwargs, needle in (({}, "does not exist; create it or pass --mkdir"),
+                           ({"format": "jpg", "output_space": "prophoto"}, "needs a 16-bit or float"),
+                           ({"format": "png", "quality": 80}, "--quality is for JPEG")):
+        with pytest.raises(edge4k.Edge4KError, match=needle):
+            next(edge4k.render_many([shoot], tmp_path / "missing", preset=TINY, **kwargs))
+    assert main(["run", str(shoot), "-o", str(tmp_path / "missing"), "--preset", TINY]) == 1
+    assert main(["run", str(shoot), "-o", str(tmp_path / "o"), "--mkdir", "--format", "png", "--quality", "5"]) == 1
+    assert loads == []                                     # refused before the model loaded
     other = tmp_path / "other"
     other.mkdir()
     make_test_dng(other / "a.dng", 48, 64)
