@@ -20,9 +20,10 @@ from typing import Callable
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.files import _umask
+from edge4k.files import _umask, sha256_file
 from edge4k.kernels.raw import PHASE_PAD
 from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
+from edge4k.runtime.limits import check_manifest
 from edge4k.runtime.profile import now_iso, versions
 from edge4k.runtime.tiling import TilePlan, plan_tiles
 
@@ -151,12 +152,13 @@ def load_manifest(artifacts: str | os.PathLike) -> dict:
     if not path.is_file():
         raise Edge4KError(f"no {MANIFEST} in {artifacts}: not an Edge4K build folder")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise Edge4KError(f"{path} is not valid JSON: {e}") from None
-    if manifest.get("schema") != MANIFEST_SCHEMA:
-        raise Edge4KError(f"{path}: schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA}")
-    return manifest
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:   # not JSON, not UTF-8, or nested past Python's stack
+        raise Edge4KError(f"{path} is not valid JSON: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        schema = manifest.get("schema") if isinstance(manifest, dict) else None
+        raise Edge4KError(f"{path}: schema {schema!r}, expected {MANIFEST_SCHEMA}")
+    return check_manifest(manifest, str(path))
 
 
 PHOTOS_SOURCE = "photos"   # --calib-source photos: synthetic captures of the bundled training photos
@@ -189,9 +191,30 @@ def prepare_inputs(model: E4KNet, spec: BuildSpec, progress=lambda msg: None):
     return plan, inputs, calib, held_out
 
 
+def is_build_folder(path: Path) -> bool:
+    """Whether path holds an Edge4K build: a manifest.json of MANIFEST_SCHEMA (valid or not otherwise)."""
+    try:
+        return json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("schema") == MANIFEST_SCHEMA
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return False
+
+
+def check_output_folder(out_dir: Path, force: bool) -> None:
+    """Refuse to replace anything but an empty folder or an older build, unless force."""
+    if force or not (out_dir.exists() or out_dir.is_symlink()):
+        return
+    if not out_dir.is_dir() or out_dir.is_symlink():
+        raise Edge4KError(f"{out_dir} exists and is not a folder; refusing to replace it (--force replaces it)")
+    if any(out_dir.iterdir()) and not is_build_folder(out_dir):
+        raise Edge4KError(f"{out_dir} is a non-empty folder without an Edge4K {MANIFEST}; refusing to replace it "
+                          "(choose another -o, or --force)")
+
+
 def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *, weights: str,
-                  progress: Callable[[str], None] = lambda msg: None) -> dict:
-    """Compile every network stage for spec.target into out_dir (replaced atomically)."""
+                  progress: Callable[[str], None] = lambda msg: None, force: bool = False) -> dict:
+    """Compile every network stage for spec.target into out_dir, which is replaced atomically if it
+    is an older build or empty; anything else there is refused unless force."""
+    check_output_folder(Path(out_dir), force)
     target = get_target(spec.target)
     if spec.precision not in target.precisions:
         raise Edge4KError(f"target {target.name} supports precisions {', '.join(target.precisions)}, "
@@ -209,6 +232,9 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
     try:
         os.chmod(staging, 0o777 & ~_umask())   # mkdtemp makes 0700; a build folder gets the usual mode
         stages = target.lower(model, spec, inputs, calib, staging, progress)
+        for entry in stages.values():   # the runtimes refuse a program damaged after the build
+            if (staging / entry["file"]).is_file():
+                entry["file_sha256"] = sha256_file(staging / entry["file"])
         manifest = {
             "schema": MANIFEST_SCHEMA, "created": now_iso(), "target": target.name, "backend": target.backend,
             "delegate": target.delegate, "preset": cfg.name, "config": cfg.to_dict(),
@@ -241,12 +267,20 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
             worst = ", ".join(f"{s} {v:.1f} dB" for s, v in failing.items())
             raise Edge4KError(f"build fails its accuracy check ({worst} < {PSNR_FLOOR[spec.precision]} dB "
                               f"for {spec.precision}); {target.accuracy_hint}")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        check_output_folder(out_dir, force)   # again: the folder may have changed while we compiled
+        old = None
+        if out_dir.exists() or out_dir.is_symlink():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
         os.replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
     return manifest
 
 

@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="android-qnn: uint16 activations for a stage (backbone) or a layer "
                         "(backbone.blocks.0.attn) (repeatable)")
     c.add_argument("--fp32-plan", metavar="JSON", help="keep the layers listed by `edge4k analyze` in fp32")
-    c.add_argument("-o", "--output", required=True, help="build folder to write (replaced if it exists)")
+    c.add_argument("-o", "--output", required=True,
+                   help="build folder to write (an older build there is replaced; any other non-empty folder "
+                        "is refused unless --force)")
+    c.add_argument("--force", action="store_true", help="replace -o even if it is a non-empty folder that is not "
+                                                        "an Edge4K build")
 
     a = sub.add_parser("analyze", help="per-layer int8 sensitivity (XNNPACK): which layers to keep in fp32")
     a.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
@@ -531,7 +535,7 @@ def cmd_compile(args) -> int:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise Edge4KError(f"cannot read keep_fp32 from {args.fp32_plan}: {e}") from None
     model, weights, spec = _build_spec(args, args.target, args.quant or get_target(args.target).default_precision, keep)
-    manifest = compile_build(model, spec, args.output, weights=weights, progress=_progress("compile"))
+    manifest = compile_build(model, spec, args.output, weights=weights, progress=_progress("compile"), force=args.force)
     print(format_manifest(manifest))
     print(f"wrote {args.output}")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.files import sha256_file
 from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
 
 BACKENDS = {
@@ -100,11 +101,18 @@ class BuildBackend(Backend):
 
     def stage_paths(self, artifacts: Path):
         """(stage, manifest entry, path) for each network stage; a missing file is an error."""
+        self._digests = {}
         for stage in NETWORK_STAGES:
             entry = self.manifest["stages"][stage]
             path = Path(artifacts) / entry["file"]
             if not path.exists():
                 raise Edge4KError(f"{artifacts}: stage file {entry['file']} for {stage} is missing")
+            digest = entry.get("file_sha256")
+            if digest and path.is_file() and path not in self._digests:
+                self._digests[path] = sha256_file(path)
+            if digest and path.is_file() and self._digests[path] != digest:
+                raise Edge4KError(f"{path}: sha256 {self._digests[path]} is not the {digest} its build's "
+                                  f"manifest.json records for {stage}; the file was damaged or replaced")
             yield stage, entry, path
 
     def check_inputs(self, stage: str, inputs) -> None:

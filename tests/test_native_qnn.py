@@ -151,6 +151,11 @@ def unplaceable_stage(build, stage="encoder"):
     bad = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     bad.ir_version = 10
     onnx.save(bad, path)
+    # A build made this way, not one damaged afterwards: its manifest records the new file's digest.
+    from edge4k.files import sha256_file
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["stages"][stage]["file_sha256"] = sha256_file(path)
+    (build / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_a_stage_the_htp_cannot_place_is_one_line(qnn, tmp_path):

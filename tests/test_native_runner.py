@@ -149,7 +149,110 @@ def test_runner_errors_are_one_line(phone_run, frame, tmp_path, change, needle):
 
 def test_runner_usage_errors_exit_2(phone_run):
     done = runner(phone_run, "--runs", "0", check=False)
-    assert done.returncode == 2 and "--runs must be an integer >= 1" in done.stderr
+    assert done.returncode == 2 and "--runs: runner.runs is 0, outside 1..100000" in done.stderr
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--runs", "99999999999", "runner.runs is 99999999999, outside 1..100000"),   # was truncated to an int
+    ("--threads", "4294967297", "runner.threads is 4294967297, outside 1..1024"),
+    ("--threads", "2.5", "--threads must be an integer, got '2.5'"),
+    ("--idle-seconds", "nan", "--idle-seconds must be a number, got 'nan'"),
+    ("--warmup", "-1", "runner.warmup is -1, outside 0..100000"),
+])
+def test_runner_options_out_of_range_are_one_line(phone_run, frame, tmp_path, flag, value, words):
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "o.png",
+                  flag, value, check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 2 and len(errors) == 1 and words in errors[0], done.stderr
+
+
+def limit(group, key):
+    from edge4k.runtime.limits import limits
+    rule = limits()[group][key]
+    return f"{rule['min']}..{rule['max']}"
+
+
+def _tile(m):
+    m["tiling"]["tile"] = 64
+
+
+# Issue 27's crashes (SIGSEGV, garbage with exit 0, SIGFPE, SIGBUS), each now one line naming the
+# field, the two values and the file; the ranges come from runtime/limits.json, as on the host.
+MANIFEST_CRASHES = [
+    (_tile, "model.pte: encoder input 0 is [2,4,64,64] in the program, but [2,4,32,32] from tiling.tile / 2"),
+    (lambda m: m["config"].update(thumb_size=16),
+     "model.pte: global input 0 is [1,4,32,32] in the program, but [1,4,16,16] from config.thumb_size"),
+    (lambda m: m["config"].update(compression=0), "manifest.json: config.compression is 0, expected one of [8,16,32]"),
+    (lambda m: m["config"].update(thumb_size=0), f"manifest.json: config.thumb_size is 0, outside {limit('config', 'thumb_size')}"),
+    (lambda m: m["tiling"].update(batch=1), "encoder input 0 is [2,4,64,64] in the program, but [1,4,64,64] from tiling.batch"),
+    (lambda m: m["config"].update(latent_channels=4), "encoder output is [2,8,8,8] in the program, but [2,4,8,8] from "
+                                                      "config.latent_channels"),
+    (lambda m: m["tiling"].update(padded=[1e300, 16]), "manifest.json: tiling.padded is 1e+300, outside"),
+    (lambda m: m["stages"]["encoder"]["inputs"][0].update(shape=[2, 4, 32, 32]),
+     "encoder input 0 is [2,4,64,64] in the program, but [2,4,32,32] in manifest.json (stages.encoder.inputs)"),
+    (lambda m: m["stages"]["global"].update(file="../build/model.pte"), "is not a file name inside the build"),
+]
+
+
+@pytest.mark.parametrize("change, words", MANIFEST_CRASHES, ids=[w.split(": ")[-1][:40] for _, w in MANIFEST_CRASHES])
+def test_runner_refuses_a_build_whose_fields_disagree(phone_run, frame, tmp_path, change, words):
+    build = tmp_path / "build"
+    shutil.copytree(phone_run.out / "build", build)
+    manifest = json.loads((build / "manifest.json").read_text())
+    change(manifest)
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    done = runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "o.png", check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1 and words in errors[0], done.stderr
+    assert str(build) in errors[0] and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s.update(data=""), "data is empty"),
+    (lambda s: s.update(width=2**31), "frame.width is 2147483648, outside"),   # was width -2147483648
+    (lambda s: s.update(width=1e300), "frame.width is 1e+300, outside"),
+    (lambda s: s.update(wb_gains=[1, 1]), "wb_gains 3"),
+    (lambda s: s.update(srgb_from_cam=[1, 2, 3]), "srgb_from_cam 3 rows of 3"),
+    (lambda s: s.update(orientation=9), "frame.orientation is 9, outside 1..8"),
+])
+def test_runner_refuses_a_malformed_sidecar(phone_run, frame, tmp_path, change, words):
+    sidecar = json.loads(frame.read_text())
+    sidecar["data"] = str(frame.with_suffix(".u16"))
+    change(sidecar)
+    (tmp_path / "f.json").write_text(json.dumps(sidecar))
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", tmp_path / "f.json",
+                  "-o", tmp_path / "o.png", check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1 and words in errors[0], done.stderr
+
+
+@pytest.mark.parametrize("digest", ["recorded", "refreshed"])
+def test_runner_refuses_a_damaged_program(phone_run, frame, sample_dng, tmp_path, capsys, digest):
+    """A .pte damaged after the build: the manifest's digest refuses it; with a matching digest
+    (a build made of a damaged file), ExecuTorch's full verification does, where the minimal one
+    crashed in Program::method_meta."""
+    import hashlib
+    build = tmp_path / "build"
+    shutil.copytree(phone_run.out / "build", build)
+    program = build / "model.pte"
+    data = bytearray(program.read_bytes())
+    data[:] = data[: len(data) // 2]
+    program.write_bytes(data)
+    if digest == "refreshed":
+        manifest = json.loads((build / "manifest.json").read_text())
+        for entry in manifest["stages"].values():
+            entry["file_sha256"] = hashlib.sha256(data).hexdigest()
+        (build / "manifest.json").write_text(json.dumps(manifest))
+    done = runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "o.png", check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    words = "is not the" if digest == "recorded" else "not a valid .pte program"
+    assert done.returncode == 1 and len(errors) == 1 and words in errors[0], done.stderr
+    # The host refuses it too, in one line.
+    capsys.readouterr()
+    assert main(["run", sample_dng, "-o", str(tmp_path / "py.png"), "--backend", "executorch",
+                 "--artifacts", str(build)]) == 1
+    host_errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edge4k: error:")]
+    assert len(host_errors) == 1 and not (tmp_path / "py.png").exists()
 
 
 def read_png(path):
@@ -221,3 +324,40 @@ def test_bits_and_format_mismatch_is_one_line(phone_run, frame, tmp_path):
     assert done.returncode == 1 and done.stderr.strip() == \
         "edge4k_runner: error: .ppm output is 16-bit; use .png for 8 bits"
     assert not (tmp_path / "o.ppm").exists()
+
+
+def test_runner_output_replaces_a_symlink_without_following_it(phone_run, frame, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "o.png"
+    out.symlink_to(victim)
+    runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", out)
+    assert victim.read_text() == "keep me" and not out.is_symlink() and out.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "victim.txt"]   # no temporaries left
+
+
+def test_runner_publishes_image_and_profile_together(phone_run, frame, tmp_path):
+    """A profile that cannot be written leaves the old image as it was, and no temporaries."""
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old image")
+    (tmp_path / "p.json").mkdir()   # a folder where the profile should go: its rename fails
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", out,
+                  "--profile", tmp_path / "p.json", "--idle-seconds", 0, check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1 and "p.json" in errors[0], done.stderr
+    assert out.read_bytes() == b"old image"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "p.json"]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_runner_signals_leave_no_temporaries(phone_run, frame, tmp_path, sig):
+    import signal
+    import time
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old image")
+    proc = subprocess.Popen([str(phone_run.runner), "--artifacts", str(phone_run.out / "build"), "--input",
+                             str(frame), "-o", str(out), "--runs", "50"], stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=60) == -getattr(signal, sig)
+    assert out.read_bytes() == b"old image" and [p.name for p in tmp_path.iterdir()] == ["o.png"]

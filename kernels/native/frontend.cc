@@ -111,6 +111,7 @@ std::vector<float> thumbnail(const float* packed, int channels, int height, int 
 
 // numpy's default (linear) quantile of values, which it sorts.
 static double quantile(std::vector<double> values, double q) {
+  if (values.empty()) throw Error("quantile of no values");
   std::sort(values.begin(), values.end());
   const double pos = q * static_cast<double>(values.size() - 1);
   const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, values.size() - 1);
@@ -220,6 +221,7 @@ std::vector<float> meta_vector(const BayerFrame& f, double shot, double read, do
 FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_width, int thumb_size,
                         float* packed_into) {
   FrontendOutput out;
+  if (thumb_size < 1) throw Error("thumbnail size " + std::to_string(thumb_size) + " must be at least 1");
   const int h = (frame.height + PHASE_PAD) / 2, w = (frame.width + PHASE_PAD) / 2;
   const int rows = padded_height / 2, cols = padded_width / 2;
   if (rows < h || cols < w)

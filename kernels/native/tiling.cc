@@ -51,6 +51,8 @@ static std::vector<int> axis_origins(int length, int tile, int stride) {
 }
 
 TilePlan plan_tiles(int height, int width, int f, int tile, int overlap, bool native) {
+  if (f <= 0) throw Error("latent compression " + std::to_string(f) + " must be positive");
+  if (height <= 0 || width <= 0) throw Error("cannot tile an empty " + std::to_string(width) + "x" + std::to_string(height) + " frame");
   TilePlan p;
   p.height = height;
   p.width = width;

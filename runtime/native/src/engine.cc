@@ -1,6 +1,19 @@
 #include "engine.h"
 
+#include "image_io.h"
+
 namespace edge4k {
+
+void check_digest(const std::string& file, const Json& entry, const std::string& stage,
+                  std::map<std::string, std::string>* hashed) {
+  if (!entry.is_object() || !entry.contains("file_sha256")) return;
+  const std::string& want = text(entry["file_sha256"], stage + " file_sha256");
+  auto it = hashed->find(file);
+  if (it == hashed->end()) it = hashed->emplace(file, sha256_file(file)).first;
+  if (it->second != want)
+    throw Error(file + ": sha256 " + it->second + " is not the " + want + " its build's manifest.json records for " +
+                stage + "; the file was damaged or replaced");
+}
 
 std::vector<std::string> engine_names() {
   std::vector<std::string> names;

@@ -3,6 +3,7 @@
 // that engine says so instead of guessing.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,10 +17,19 @@ struct Tensor {
   std::vector<float> data;
 };
 
+// A stage's input and output shapes as its program declares them (ExecuTorch's MethodMeta,
+// ONNX Runtime's session), whatever the manifest says; file: where the program came from.
+struct Signature {
+  std::vector<std::vector<int>> inputs;
+  std::vector<int> output;
+  std::string file;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
-  // inputs: contiguous float32 buffers with the shapes the manifest declares for the stage.
+  virtual Signature signature(const std::string& stage) const = 0;
+  // inputs: contiguous float32 buffers with the shapes of signature(stage).inputs.
   virtual Tensor run(const std::string& stage, const std::vector<const float*>& inputs) = 0;
   virtual long long planned_arena_bytes() const = 0;   // activation memory the build planned; -1 if unknown
   virtual int threads() const = 0;
@@ -30,6 +40,12 @@ class Engine {
   // Non-empty when the accelerator is an emulation (QNN's HTP on x86): the profile's note.
   virtual std::string emulation_note() const { return ""; }
 };
+
+// Refuses a stage file whose SHA-256 is not the file_sha256 its manifest entry records (when
+// it records one): a damaged program can crash a delegate that trusts its own payload.
+// hashed: the digests of files already read for this build (several stages share one program).
+void check_digest(const std::string& file, const Json& entry, const std::string& stage,
+                  std::map<std::string, std::string>* hashed);
 
 // Engines this runner can open, e.g. {"executorch", "onnxruntime"}.
 std::vector<std::string> engine_names();

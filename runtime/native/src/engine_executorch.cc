@@ -87,6 +87,18 @@ class PoolLease {
 const std::map<std::string, std::string> kDelegateBackends = {
     {"xnnpack", "XnnpackBackend"}, {"qnn", "QnnBackend"}, {"coreml", "CoreMLBackend"}};
 
+// A float32 tensor input (or output) of a method, as its program declares it.
+std::vector<int> tensor_shape(const et::MethodMeta& meta, size_t index, bool input, const std::string& file) {
+  const std::string what = file + ": method '" + meta.name() + "' " + (input ? "input " : "output ") +
+                           std::to_string(index);
+  auto tag = input ? meta.input_tag(index) : meta.output_tag(index);
+  auto info = input ? meta.input_tensor_meta(index) : meta.output_tensor_meta(index);
+  if (!tag.ok() || *tag != et::Tag::Tensor || !info.ok()) throw Error(what + " is not a tensor");
+  if (info->scalar_type() != executorch::aten::ScalarType::Float) throw Error(what + " is not float32");
+  const auto sizes = info->sizes();
+  return std::vector<int>(sizes.begin(), sizes.end());
+}
+
 class ExecuTorchEngine : public Engine {
  public:
   ExecuTorchEngine(const std::string& artifacts, const Json& manifest, int threads) : pool_(threads) {
@@ -108,27 +120,35 @@ class ExecuTorchEngine : public Engine {
                     "), which is not linked into this runner (it has: " + (list.empty() ? "none" : list) + ")");
       }
     }
+    std::map<std::string, std::string> hashed;
     for (const auto& [stage, entry] : field(manifest, "stages", "manifest.json").items()) {
       const std::string file = artifacts + "/" + text(field(entry, "file", stage), stage + " file");
-      if (!modules_.count(file)) modules_[file] = std::make_unique<Module>(file, Module::LoadMode::Mmap);
+      check_digest(file, entry, stage, &hashed);
+      if (!modules_.count(file)) {
+        modules_[file] = std::make_unique<Module>(file, Module::LoadMode::Mmap);
+        // A build folder is untrusted input: the flatbuffer is verified whole before anything
+        // reads it (the Python runtime does the same); minimal verification crashed on damaged files.
+        const et::Error err = modules_[file]->load(et::Program::Verification::InternalConsistency);
+        if (err != et::Error::Ok)
+          throw Error("ExecuTorch cannot load " + file + " (" + et::to_string(err) + "): not a valid .pte program");
+      }
       Module& module = *modules_[file];
       Stage s{&module, text(field(entry, "method", stage), stage + " method"), {}, Json()};
+      s.signature.file = file;
       if (entry.contains("ops_outside_delegate")) s.outside = entry["ops_outside_delegate"];
       const et::Error err = module.load_method(s.method);
       if (err != et::Error::Ok)
         throw Error("ExecuTorch cannot load method '" + s.method + "' (" + stage + ") from " + file + ": " +
                     et::to_string(err));
-      for (const auto& input : field(entry, "inputs", stage)) {
-        std::vector<int> shape;
-        for (const auto& d : field(input, "shape", stage + " input")) shape.push_back(integer(d, stage + " input shape"));
-        s.shapes.push_back(shape);
-      }
       auto meta = module.method_meta(s.method);
-      if (meta.ok())
-        for (size_t i = 0; i < meta->num_memory_planned_buffers(); ++i) {
-          auto size = meta->memory_planned_buffer_size(i);
-          if (size.ok()) arena_bytes_ += *size;
-        }
+      if (!meta.ok()) throw Error(file + ": no metadata for method '" + s.method + "' (" + stage + ")");
+      for (size_t i = 0; i < meta->num_inputs(); ++i) s.signature.inputs.push_back(tensor_shape(*meta, i, true, file));
+      if (meta->num_outputs() < 1) throw Error(file + ": method '" + s.method + "' (" + stage + ") has no output");
+      s.signature.output = tensor_shape(*meta, 0, false, file);
+      for (size_t i = 0; i < meta->num_memory_planned_buffers(); ++i) {
+        auto size = meta->memory_planned_buffer_size(i);
+        if (size.ok()) arena_bytes_ += *size;
+      }
       stages_[stage] = std::move(s);
     }
   }
@@ -137,12 +157,13 @@ class ExecuTorchEngine : public Engine {
     auto it = stages_.find(stage);
     if (it == stages_.end()) throw Error("the build has no stage '" + stage + "'");
     const Stage& s = it->second;
-    if (inputs.size() != s.shapes.size())
-      throw Error(stage + " takes " + std::to_string(s.shapes.size()) + " inputs, got " + std::to_string(inputs.size()));
+    const auto& shapes = s.signature.inputs;
+    if (inputs.size() != shapes.size())
+      throw Error(stage + " takes " + std::to_string(shapes.size()) + " inputs, got " + std::to_string(inputs.size()));
     std::vector<executorch::extension::TensorPtr> tensors;
     std::vector<et::EValue> values;
     for (size_t i = 0; i < inputs.size(); ++i) {
-      std::vector<executorch::aten::SizesType> sizes(s.shapes[i].begin(), s.shapes[i].end());
+      std::vector<executorch::aten::SizesType> sizes(shapes[i].begin(), shapes[i].end());
       tensors.push_back(executorch::extension::from_blob(const_cast<float*>(inputs[i]), sizes));
       values.emplace_back(*tensors.back());
     }
@@ -159,6 +180,11 @@ class ExecuTorchEngine : public Engine {
     return t;
   }
 
+  Signature signature(const std::string& stage) const override {
+    const auto it = stages_.find(stage);
+    if (it == stages_.end()) throw Error("the build has no stage '" + stage + "'");
+    return it->second.signature;
+  }
   long long planned_arena_bytes() const override { return arena_bytes_; }
   int threads() const override {
     auto* pool = executorch::extension::threadpool::get_threadpool();
@@ -177,7 +203,7 @@ class ExecuTorchEngine : public Engine {
   struct Stage {
     Module* module;
     std::string method;
-    std::vector<std::vector<int>> shapes;
+    Signature signature;   // from the program's MethodMeta
     Json outside;   // the manifest's ops_outside_delegate
   };
   PoolLease pool_;   // first: held until the modules below are gone

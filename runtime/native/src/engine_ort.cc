@@ -198,6 +198,8 @@ struct Stage {
   ort::Session* session = nullptr;
   std::vector<std::string> input_names, output_names;
   std::vector<std::vector<int64_t>> input_shapes;
+  std::vector<int64_t> output_shape;
+  std::string file;
   Json placement;
 };
 
@@ -218,13 +220,16 @@ class OrtEngine : public Engine {
                       "); their latencies say nothing about the phone's speed";
 #endif
     threads_ = threads > 0 ? threads : 1;
+    std::map<std::string, std::string> hashed;
     for (const auto& [stage, entry] : field(manifest, "stages", "manifest.json").items()) {
       const std::string file = artifacts + "/" + text(field(entry, "file", stage), stage + " file");
       if (!is_file(file)) throw Error("cannot read " + file);
+      check_digest(file, entry, stage, &hashed);
       Json place = entry.contains("placement") ? entry["placement"] : Json::object();
       const bool all_on_htp = place.contains("cpu") && place["cpu"].is_number() && place["cpu"].get<int>() == 0;
       const int nodes = place.contains("nodes") && place["nodes"].is_number() ? place["nodes"].get<int>() : 0;
       stages_[stage] = open_stage(stage, file, soc_model, htp_arch, all_on_htp, nodes);
+      stages_[stage].file = file;
       Json& p = stages_[stage].placement;
       p = {{"engine", "onnxruntime"}, {"accelerator", "qnn-htp"}, {"provider", kQnnEp}, {"soc", soc_},
            {"emulated", !emulation_note_.empty()}, {"cpu_fallback_allowed", !all_on_htp}};
@@ -283,6 +288,13 @@ class OrtEngine : public Engine {
     }
   }
 
+  Signature signature(const std::string& stage) const override {
+    const auto it = stages_.find(stage);
+    if (it == stages_.end()) throw Error("the build has no stage '" + stage + "'");
+    Signature sig{{}, std::vector<int>(it->second.output_shape.begin(), it->second.output_shape.end()), it->second.file};
+    for (const auto& shape : it->second.input_shapes) sig.inputs.emplace_back(shape.begin(), shape.end());
+    return sig;
+  }
   long long planned_arena_bytes() const override { return -1; }   // QNN plans HTP memory inside the context
   int threads() const override { return threads_; }
   std::string name() const override { return "onnxruntime"; }
@@ -355,29 +367,38 @@ class OrtEngine : public Engine {
       char* name = nullptr;
       ort_.check(ort_.fn<ort::SessionNameFn>(ort::SessionGetInputName)(s.session, i, alloc, &name), stage + " input name");
       s.input_names.push_back(take(name));
-      ort::TypeInfo* info = nullptr;
-      ort_.check(ort_.fn<ort::SessionTypeInfoFn>(ort::SessionGetInputTypeInfo)(s.session, i, &info), stage + " input type");
-      try {
-        const ort::TensorTypeAndShapeInfo* tensor = nullptr;
-        ort_.check(ort_.fn<ort::CastTypeInfoToTensorInfoFn>(ort::CastTypeInfoToTensorInfo)(info, &tensor), stage + " input");
-        int type = 0;
-        ort_.check(ort_.fn<ort::GetTensorElementTypeFn>(ort::GetTensorElementType)(tensor, &type), stage + " input type");
-        if (type != ort::kElementFloat)
-          throw Error(stage + " input " + s.input_names.back() + " is not float32; recompile the build");
-        s.input_shapes.push_back(dims(tensor, stage));
-      } catch (...) {
-        ort_.fn<ort::ReleaseFn>(ort::ReleaseTypeInfo)(info);
-        throw;
-      }
-      ort_.fn<ort::ReleaseFn>(ort::ReleaseTypeInfo)(info);
-      for (auto d : s.input_shapes.back())
-        if (d <= 0) throw Error(stage + " input " + s.input_names.back() + " has a dynamic shape; recompile the build");
+      s.input_shapes.push_back(float_shape(s, i, true, stage + " input " + s.input_names.back()));
     }
     for (size_t i = 0; i < n_out; ++i) {
       char* name = nullptr;
       ort_.check(ort_.fn<ort::SessionNameFn>(ort::SessionGetOutputName)(s.session, i, alloc, &name), stage + " output name");
       s.output_names.push_back(take(name));
     }
+    s.output_shape = float_shape(s, 0, false, stage + " output " + s.output_names.at(0));
+  }
+
+  // The static float32 shape the session declares for an input or output.
+  std::vector<int64_t> float_shape(Stage& s, size_t index, bool input, const std::string& what) {
+    ort::TypeInfo* info = nullptr;
+    ort_.check(ort_.fn<ort::SessionTypeInfoFn>(input ? ort::SessionGetInputTypeInfo : ort::SessionGetOutputTypeInfo)(
+                   s.session, index, &info), what + " type");
+    std::vector<int64_t> shape;
+    try {
+      const ort::TensorTypeAndShapeInfo* tensor = nullptr;
+      ort_.check(ort_.fn<ort::CastTypeInfoToTensorInfoFn>(ort::CastTypeInfoToTensorInfo)(info, &tensor), what);
+      if (!tensor) throw Error(what + " is not a tensor; recompile the build");
+      int type = 0;
+      ort_.check(ort_.fn<ort::GetTensorElementTypeFn>(ort::GetTensorElementType)(tensor, &type), what + " type");
+      if (type != ort::kElementFloat) throw Error(what + " is not float32; recompile the build");
+      shape = dims(tensor, what);
+    } catch (...) {
+      ort_.fn<ort::ReleaseFn>(ort::ReleaseTypeInfo)(info);
+      throw;
+    }
+    ort_.fn<ort::ReleaseFn>(ort::ReleaseTypeInfo)(info);
+    for (auto d : shape)
+      if (d <= 0 || d > (1 << 20)) throw Error(what + " has a dynamic or impossible shape; recompile the build");
+    return shape;
   }
 
   std::vector<int64_t> dims(const ort::TensorTypeAndShapeInfo* info, const std::string& stage) const {

@@ -1,6 +1,11 @@
 #include "image_io.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 
 #include <algorithm>
 #include <cctype>
@@ -259,20 +264,92 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f || !f.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !f.flush()) {
-      std::remove(tmp.c_str());
-      throw Error("cannot write " + path);
+namespace {
+
+// The temporary files being written, for the signal handler: fixed buffers, since a handler
+// may only call async-signal-safe functions (unlink) and must not allocate.
+constexpr int kMaxTemps = 8;
+char g_temps[kMaxTemps][4096];
+volatile sig_atomic_t g_temp_count = 0;
+
+void remove_temps_and_reraise(int sig) {
+  for (int i = 0; i < g_temp_count; ++i) unlink(g_temps[i]);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+std::string dirname_or_dot(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string basename_str(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+mode_t current_umask() {
+  const mode_t mask = umask(0);
+  umask(mask);
+  return mask;
+}
+
+}  // namespace
+
+void remove_temporaries_on_signals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, remove_temps_and_reraise);
+}
+
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
+  if (files.size() > static_cast<size_t>(kMaxTemps)) throw Error("too many output files");
+  std::vector<std::string> temps;
+  auto discard = [&] {
+    for (const auto& t : temps) unlink(t.c_str());
+    g_temp_count = 0;
+  };
+  const mode_t mode = 0666 & ~current_umask();
+  for (const auto& [path, bytes] : files) {
+    // mkstemp: a fresh name opened O_CREAT|O_EXCL beside the target, so a file or symlink
+    // planted at a predictable name is never opened, let alone followed.
+    std::string name = dirname_or_dot(path) + "/." + basename_str(path) + ".XXXXXX";
+    if (name.size() >= sizeof g_temps[0]) {
+      discard();
+      throw Error("output path too long: " + path);
+    }
+    std::vector<char> buf(name.begin(), name.end());
+    buf.push_back('\0');
+    const int fd = mkstemp(buf.data());
+    if (fd < 0) {
+      discard();
+      throw Error("cannot write " + path + ": " + std::strerror(errno));
+    }
+    temps.emplace_back(buf.data());
+    std::memcpy(g_temps[g_temp_count], buf.data(), buf.size());
+    g_temp_count = g_temp_count + 1;
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+      if (n <= 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    const bool ok = done == bytes.size() && fchmod(fd, mode) == 0;
+    if (close(fd) != 0 || !ok) {
+      discard();
+      throw Error("cannot write " + path + ": " + std::strerror(errno ? errno : EIO));
     }
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("cannot rename " + tmp + " onto " + path);
-  }
+  // Every file is written: only now does any of them replace what was there.
+  for (size_t i = 0; i < files.size(); ++i)
+    if (std::rename(temps[i].c_str(), files[i].first.c_str()) != 0) {
+      const std::string why = std::strerror(errno);
+      discard();
+      throw Error("cannot rename " + temps[i] + " onto " + files[i].first + ": " + why);
+    }
+  g_temp_count = 0;
 }
+
+void write_file_atomic(const std::string& path, const std::string& bytes) { write_files_atomic({{path, bytes}}); }
 
 
 static std::string lower_extension(const std::string& path) {

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace edge4k {
 
@@ -12,8 +14,14 @@ std::string sha256_hex(const std::string& bytes);
 std::string sha256_file(const std::string& path);
 
 std::string read_file(const std::string& path);
-// Writes to "<path>.tmp-<pid>" and renames it onto path; never leaves a partial file.
+// Writes each (path, bytes) to a fresh temporary beside it (mkstemp: O_EXCL, never through a
+// symlink), then, once all are written, renames them into place: one run's outputs are
+// published together, and a failed write leaves every old file as it was.
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files);
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// SIGINT, SIGTERM and SIGHUP remove the temporaries being written, then end the process as
+// the signal would.
+void remove_temporaries_on_signals();
 
 enum class ImageFormat { Png, Tiff, Ppm };
 struct OutputSpec {

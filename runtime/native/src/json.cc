@@ -61,6 +61,7 @@ double number(const Json& v, const std::string& what) {
 int integer(const Json& v, const std::string& what) {
   const double d = number(v, what);
   if (d != std::floor(d)) throw Error(what + " must be an integer, got " + v.dump());
+  if (!(d >= -2147483648.0 && d <= 2147483647.0)) throw Error(what + " is out of range, got " + v.dump());
   return static_cast<int>(d);
 }
 

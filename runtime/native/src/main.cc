@@ -3,6 +3,8 @@
 // the six stages with per-stage timing, and writes the RGB image and an
 // edge4k.profile/1 JSON, like `edge4k run` does on the host.
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
@@ -10,6 +12,7 @@
 
 #include "edge4k.h"
 #include "engine.h"
+#include "field_limits.h"
 #include "image_io.h"
 #include "json.h"
 #include "measure.h"
@@ -48,22 +51,34 @@ Options parse_args(int argc, char** argv) {
       if (i + 1 >= argc) throw Usage(a + " needs a value");
       return argv[++i];
     };
-    auto integer = [&](int minimum) {
+    // A number within runtime/limits.json's "runner" range for key (--bits: 8 or more).
+    auto number = [&](const char* key, bool whole) {
       const std::string v = value();
       char* end = nullptr;
-      const long n = std::strtol(v.c_str(), &end, 10);
-      if (*end || v.empty() || n < minimum) throw Usage(a + " must be an integer >= " + std::to_string(minimum));
-      return static_cast<int>(n);
+      errno = 0;
+      const double n = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || errno || !std::isfinite(n) || (whole && n != std::floor(n)))
+        throw Usage(a + " must be " + (whole ? "an integer" : "a number") + ", got '" + v + "'");
+      try {
+        return key ? check_limit("runner", key, n, a) : n;
+      } catch (const Error& e) {
+        throw Usage(e.what());
+      }
     };
+    auto integer = [&](const char* key) { return static_cast<int>(number(key, true)); };
     if (a == "--artifacts") o.artifacts = value();
     else if (a == "--input") o.input = value();
     else if (a == "-o" || a == "--output") o.output = value();
     else if (a == "--profile") o.profile = value();
-    else if (a == "--runs") o.runs = integer(1);
-    else if (a == "--warmup") o.warmup = integer(0);
-    else if (a == "--threads") o.threads = integer(1);
-    else if (a == "--bits") o.bits = integer(8);
-    else if (a == "--idle-seconds") o.idle_seconds = std::atof(value().c_str());
+    else if (a == "--runs") o.runs = integer("runs");
+    else if (a == "--warmup") o.warmup = integer("warmup");
+    else if (a == "--threads") o.threads = integer("threads");
+    else if (a == "--bits") {
+      const double bits = number(nullptr, true);
+      if (bits != 8 && bits != 16) throw Usage("--bits must be 8 or 16");
+      o.bits = static_cast<int>(bits);
+    }
+    else if (a == "--idle-seconds") o.idle_seconds = number("idle_seconds", false);
     else if (a == "--sysfs-root") o.sysfs = value();
     else if (a == "--look") {
       o.look = value();
@@ -108,23 +123,28 @@ void read_input(const std::string& path, Input* in) {
   const Json& s = in->sidecar;
   if (!s.contains("schema") || s["schema"] != "edge4k.bayer/1") throw Error(path + " is not an edge4k.bayer/1 sidecar");
   const std::string data = text(field(s, "data", path), "sidecar data");
+  if (data.empty()) throw Error(path + ": data is empty; it names the Bayer buffer beside the sidecar");
   in->data_path = data.front() == '/' ? data : dirname_of(path) + "/" + data;
   edge4k_frame& f = in->frame;
-  f.width = integer(field(s, "width", path), "width");
-  f.height = integer(field(s, "height", path), "height");
+  auto limited = [&](const Json& v, const char* key) { return limited_number(v, "frame", key, path); };
+  f.width = limited_integer(field(s, "width", path), "frame", "width", path);
+  f.height = limited_integer(field(s, "height", path), "frame", "height", path);
   in->cfa = text(field(s, "cfa", path), "cfa");
   f.cfa = in->cfa.c_str();
   const Json& black = field(s, "black_level", path);
   const Json& gains = field(s, "wb_gains", path);
   const Json& matrix = field(s, "srgb_from_cam", path);
-  if (black.size() != 4 || gains.size() != 3 || matrix.size() != 3)
-    throw Error(path + ": black_level needs 4 values, wb_gains 3, srgb_from_cam 3 rows");
-  for (int c = 0; c < 4; ++c) f.black_level[c] = number(black[c], "black_level");
-  f.white_level = number(field(s, "white_level", path), "white_level");
-  for (int c = 0; c < 3; ++c) f.wb_gains[c] = number(gains[c], "wb_gains");
+  auto list = [](const Json& v, size_t n) { return v.is_array() && v.size() == n; };
+  bool rows = list(matrix, 3);
+  for (size_t r = 0; rows && r < 3; ++r) rows = list(matrix[r], 3);
+  if (!list(black, 4) || !list(gains, 3) || !rows)
+    throw Error(path + ": black_level needs 4 values, wb_gains 3, srgb_from_cam 3 rows of 3");
+  for (int c = 0; c < 4; ++c) f.black_level[c] = limited(black[c], "black_level");
+  f.white_level = limited(field(s, "white_level", path), "white_level");
+  for (int c = 0; c < 3; ++c) f.wb_gains[c] = limited(gains[c], "wb_gains");
   for (int r = 0; r < 3; ++r)
-    for (int c = 0; c < 3; ++c) f.srgb_from_cam[r * 3 + c] = number(matrix[r].at(c), "srgb_from_cam");
-  f.orientation = s.contains("orientation") ? integer(s["orientation"], "orientation") : 1;
+    for (int c = 0; c < 3; ++c) f.srgb_from_cam[r * 3 + c] = limited(matrix[r][c], "srgb_from_cam");
+  f.orientation = s.contains("orientation") ? limited_integer(s["orientation"], "frame", "orientation", path) : 1;
   const std::string bytes = read_file(in->data_path);
   const size_t n = static_cast<size_t>(std::max(f.width, 0)) * static_cast<size_t>(std::max(f.height, 0));
   if (bytes.size() != n * 2)
@@ -215,9 +235,8 @@ int run(const Options& o) {
                        {"height", out_height}, {"bit_depth", spec.bits}, {"look", lib["output"]["look"]},
                        {"exposure_gain", lib["output"]["exposure_gain"]}};
   profile["versions"] = lib["versions"];
-  // Both files or neither: the image is renamed into place only once the profile is.
-  write_file_atomic(o.profile, profile.dump(2) + "\n");
-  write_file_atomic(o.output, image);
+  // Both files or neither: both are written before either is renamed into place.
+  write_files_atomic({{o.profile, profile.dump(2) + "\n"}, {o.output, image}});
   std::cerr << "wrote " << o.output << "\nwrote " << o.profile << "\n";
   return 0;
 }
@@ -226,6 +245,7 @@ int run(const Options& o) {
 }  // namespace edge4k
 
 int main(int argc, char** argv) {
+  edge4k::remove_temporaries_on_signals();
   try {
     return edge4k::run(edge4k::parse_args(argc, argv));
   } catch (const edge4k::Usage& e) {

@@ -54,6 +54,7 @@ enum Slot : int {
   SessionGetInputCount = 30,
   SessionGetOutputCount = 31,
   SessionGetInputTypeInfo = 33,
+  SessionGetOutputTypeInfo = 34,
   SessionGetInputName = 36,
   SessionGetOutputName = 37,
   CreateTensorWithDataAsOrtValue = 49,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "field_limits.h"
 #include "image_io.h"
 
 #ifndef EDGE4K_VERSION
@@ -17,13 +18,11 @@ std::string basename_of(std::string path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+std::string shape_text(const std::vector<int>& shape) { return Json(shape).dump(); }
+
 void expect_shape(const Tensor& t, const std::vector<int>& shape, const std::string& stage) {
-  if (t.shape != shape) {
-    std::string got, want;
-    for (int d : t.shape) got += std::to_string(d) + " ";
-    for (int d : shape) want += std::to_string(d) + " ";
-    throw Error(stage + " returned shape [ " + got + "], expected [ " + want + "]");
-  }
+  if (t.shape != shape || t.data.size() != [&] { size_t n = 1; for (int d : shape) n *= d; return n; }())
+    throw Error(stage + " returned shape " + shape_text(t.shape) + ", expected " + shape_text(shape));
 }
 
 }  // namespace
@@ -31,34 +30,58 @@ void expect_shape(const Tensor& t, const std::vector<int>& shape, const std::str
 Build open_build(const std::string& dir) {
   Build b;
   b.dir = dir;
+  const std::string path = dir + "/manifest.json";
   std::string text_;
   try {
-    text_ = read_file(dir + "/manifest.json");
+    text_ = read_file(path);
   } catch (const Error& e) {
     throw BuildError(e.what());
   }
   try {
-    b.manifest = parse_json(text_, dir + "/manifest.json");
+    b.manifest = parse_json(text_, path);
     const Json& m = b.manifest;
-    if (!m.contains("schema") || m["schema"] != "edge4k.manifest/1")
-      throw Error(dir + "/manifest.json is not an edge4k.manifest/1 build manifest");
-    const Json& cfg = field(m, "config", "manifest.json");
-    const Json& t = field(m, "tiling", "manifest.json");
-    b.compression = integer(field(cfg, "compression", "manifest config"), "config.compression");
-    b.thumb_size = integer(field(cfg, "thumb_size", "manifest config"), "config.thumb_size");
-    b.native = boolean(field(t, "native", "manifest tiling"), "tiling.native");
-    b.batch = integer(field(t, "batch", "manifest tiling"), "tiling.batch");
-    b.tile = b.native ? 0 : integer(field(t, "tile", "manifest tiling"), "tiling.tile");
-    b.overlap = integer(field(t, "overlap", "manifest tiling"), "tiling.overlap");
-    const Json& padded = field(t, "padded", "manifest tiling");
-    b.padded[0] = integer(padded.at(0), "tiling.padded");
-    b.padded[1] = integer(padded.at(1), "tiling.padded");
+    if (!m.is_object() || !m.contains("schema") || m["schema"] != "edge4k.manifest/1")
+      throw Error(path + " is not an edge4k.manifest/1 build manifest");
+    const Json& cfg = field(m, "config", path);
+    const Json& t = field(m, "tiling", path);
+    auto config = [&](const char* key) { return limited_integer(field(cfg, key, path + " config"), "config", key, path); };
+    auto tiling = [&](const char* key) { return limited_integer(field(t, key, path + " tiling"), "tiling", key, path); };
+    b.compression = config("compression");
+    b.thumb_size = config("thumb_size");
+    b.latent_channels = config("latent_channels");
+    b.global_dim = config("global_dim");
+    b.native = boolean(field(t, "native", path + " tiling"), "tiling.native");
+    b.batch = tiling("batch");
+    b.tile = b.native ? 0 : tiling("tile");
+    b.overlap = tiling("overlap");
+    const Json& padded = field(t, "padded", path + " tiling");
+    if (!padded.is_array() || padded.size() != 2) throw Error(path + ": tiling.padded must be [height, width]");
+    for (int i : {0, 1}) b.padded[i] = limited_integer(padded[i], "tiling", "padded", path);
+    for (const auto& [stage, entry] : field(m, "stages", path).items()) {
+      const std::string& file = text(field(entry, "file", path + " stages." + stage), "stages." + stage + ".file");
+      if (file.empty() || file.front() == '/' || ("/" + file + "/").find("/../") != std::string::npos)
+        throw Error(path + ": stages." + stage + ".file '" + file + "' is not a file name inside the build");
+    }
+    const int th = b.native ? b.padded[0] : b.tile, tw = b.native ? b.padded[1] : b.tile;
+    if (th % b.compression || tw % b.compression)
+      throw Error(path + ": tile " + std::to_string(tw) + "x" + std::to_string(th) +
+                  " is not a multiple of config.compression " + std::to_string(b.compression));
   } catch (const Json::exception& e) {
-    throw BuildError(dir + "/manifest.json is malformed: " + e.what());
+    throw BuildError(path + " is malformed: " + e.what());
   } catch (const Error& e) {
     throw BuildError(e.what());
   }
   return b;
+}
+
+std::map<std::string, Signature> buffer_shapes(const Build& b) {
+  const int th = b.native ? b.padded[0] : b.tile, tw = b.native ? b.padded[1] : b.tile, f = b.compression;
+  const std::vector<int> packed{b.batch, 4, th / 2, tw / 2}, latent{b.batch, b.latent_channels, th / f, tw / f},
+      g{1, b.global_dim};
+  return {{"global", {{{1, 4, b.thumb_size, b.thumb_size}, {1, META_SIZE}}, g, ""}},
+          {"encoder", {{packed}, latent, ""}},
+          {"backbone", {{latent, g}, latent, ""}},
+          {"decoder", {{latent, packed}, {b.batch, 3, th, tw}, ""}}};
 }
 
 Pipeline::Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset, Look look)
@@ -69,7 +92,72 @@ Pipeline::Pipeline(const std::string& artifacts, int threads, const std::string&
     if (preset != expect_preset)
       throw BuildError(artifacts + " is a build of preset " + preset + ", not " + expect_preset);
   }
+  shapes_ = buffer_shapes(build_);
   engine_ = open_engine(artifacts, build_.manifest, threads);
+  check_signatures();
+}
+
+namespace {
+
+// The manifest field each dimension of buffer_shapes() comes from; index -1: the output.
+std::vector<std::string> dimension_fields(const Build& b, const std::string& stage, int index) {
+  const std::string tile = b.native ? "tiling.padded" : "tiling.tile", latent = tile + " / config.compression";
+  const std::vector<std::string> packed{"tiling.batch", "4 packed channels", tile + " / 2", tile + " / 2"},
+      z{"tiling.batch", "config.latent_channels", latent, latent}, g{"1", "config.global_dim"};
+  if (stage == "global")
+    return index == 0 ? std::vector<std::string>{"1", "4 packed channels", "config.thumb_size", "config.thumb_size"}
+                      : index == 1 ? std::vector<std::string>{"1", "the meta vector's 5 values"} : g;
+  if (stage == "encoder") return index == 0 ? packed : z;
+  if (stage == "backbone") return index == 1 ? g : z;
+  return index == 0 ? z : index == 1 ? packed : std::vector<std::string>{"tiling.batch", "3 colours", tile, tile};
+}
+
+// "" when the shapes agree, else which manifest field the first differing dimension comes from.
+std::string differing_field(const std::vector<int>& got, const std::vector<int>& want,
+                            const std::vector<std::string>& fields) {
+  if (got.size() != want.size()) return "the rank";
+  for (size_t d = 0; d < got.size(); ++d)
+    if (got[d] != want[d]) return fields[d];
+  return "";
+}
+
+}  // namespace
+
+void Pipeline::check_signatures() const {
+  const std::string manifest = build_.dir + "/manifest.json";
+  const Json& stages = field(build_.manifest, "stages", manifest);
+  for (const char* stage : {"global", "encoder", "backbone", "decoder"}) {
+    const Signature& want = shapes_.at(stage);
+    const Signature got = engine_->signature(stage);
+    const std::string where = got.file + ": " + stage;
+    if (got.inputs.size() != want.inputs.size())
+      throw BuildError(where + " takes " + std::to_string(got.inputs.size()) + " inputs in the program, but the runner "
+                       "passes " + std::to_string(want.inputs.size()));
+    const Json& declared = field(field(stages, stage, manifest), "inputs", manifest + " stages." + stage);
+    if (!declared.is_array() || declared.size() != want.inputs.size())
+      throw BuildError(manifest + ": stages." + stage + ".inputs must list " + std::to_string(want.inputs.size()) +
+                       " inputs");
+    for (size_t i = 0; i < want.inputs.size(); ++i) {
+      const std::string what = where + " input " + std::to_string(i) + " is " + shape_text(got.inputs[i]) +
+                               " in the program, but ";
+      const Json& shape = field(declared[i], "shape", manifest + " stages." + stage + ".inputs");
+      if (!shape.is_array() || shape != Json(got.inputs[i]))
+        throw BuildError(what + shape.dump() + " in manifest.json (stages." + stage + ".inputs)");
+      const std::string differs = differing_field(got.inputs[i], want.inputs[i], dimension_fields(build_, stage, i));
+      if (!differs.empty())
+        throw BuildError(what + shape_text(want.inputs[i]) + " from " + differs + " in manifest.json");
+    }
+    const std::string differs = differing_field(got.output, want.output, dimension_fields(build_, stage, -1));
+    if (!differs.empty())
+      throw BuildError(where + " output is " + shape_text(got.output) + " in the program, but " +
+                       shape_text(want.output) + " from " + differs + " in manifest.json");
+  }
+}
+
+Tensor Pipeline::run(const std::string& stage, const std::vector<const float*>& inputs) {
+  Tensor t = engine_->run(stage, inputs);
+  expect_shape(t, shapes_.at(stage).output, stage);
+  return t;
 }
 
 void Pipeline::reset_profile() {
@@ -82,7 +170,7 @@ void Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame
   Tensor g;
   {
     Scope s(&timer_, "global");
-    g = engine_->run("global", {in.thumb.data(), in.meta.data()});
+    g = run("global", {in.thumb.data(), in.meta.data()});
   }
   const int th = plan.tile_height, tw = plan.tile_width, pw = plan.padded_width / 2, ph = plan.padded_height / 2;
   const size_t packed_tile = static_cast<size_t>(4) * (th / 2) * (tw / 2), rgb_tile = static_cast<size_t>(3) * th * tw;
@@ -109,17 +197,16 @@ void Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame
     Tensor z, rgb;
     {
       Scope s(&timer_, "encoder");
-      z = engine_->run("encoder", {x.data()});
+      z = run("encoder", {x.data()});
     }
     {
       Scope s(&timer_, "backbone");
-      z = engine_->run("backbone", {z.data.data(), g.data.data()});
+      z = run("backbone", {z.data.data(), g.data.data()});
     }
     {
       Scope s(&timer_, "decoder");
-      rgb = engine_->run("decoder", {z.data.data(), x.data()});
+      rgb = run("decoder", {z.data.data(), x.data()});
     }
-    expect_shape(rgb, {b.batch, 3, th, tw}, "decoder");
     {
       Scope s(&timer_, "postprocess");
       for (size_t k = 0; k < count; ++k)

@@ -3,6 +3,7 @@
 // decoder with blending, postprocess), each stage timed.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,12 +24,16 @@ struct BuildError : Error {
 struct Build {
   std::string dir;
   Json manifest;
-  int compression = 0, thumb_size = 0, batch = 1, tile = 0, overlap = 0;
+  int compression = 0, thumb_size = 0, batch = 1, tile = 0, overlap = 0, latent_channels = 0, global_dim = 0;
   bool native = false;
   int padded[2] = {0, 0};
 };
 
+// Reads and range-checks (runtime/limits.json) the manifest's fields the runner sizes buffers from.
 Build open_build(const std::string& dir);
+
+// Each stage's input shapes and its output shape as the runner allocates and reads them.
+std::map<std::string, Signature> buffer_shapes(const Build& b);
 
 class Pipeline {
  public:
@@ -53,9 +58,14 @@ class Pipeline {
   // The network over every tile of packed_, blended straight into the frame's window of the
   // padded output: image_, (3, frame_height, frame_width).
   void network(const FrontendOutput& in, const TilePlan& plan, int frame_height, int frame_width);
+  // The engine's programs against the manifest and buffer_shapes: one line naming the mismatch.
+  void check_signatures() const;
+  // engine_->run(stage), its output checked against buffer_shapes before anything reads it.
+  Tensor run(const std::string& stage, const std::vector<const float*>& inputs);
 
   Build build_;
   std::unique_ptr<Engine> engine_;
+  std::map<std::string, Signature> shapes_;   // buffer_shapes(build_)
   StageTimer timer_;
   int runs_ = 0;
   TilePlan last_plan_;
