@@ -2,15 +2,17 @@
 
     python -m edge4k.calibration.colour_report [--kdc PATH] [--preset e4k-s-f16]
 
-- Kodak DC50 (--kdc, rawpy's test file): mean HSV saturation of Edge4K's natural look over
-  LibRaw's default rendering's, and the matrix source;
+- Kodak DC50 (--kdc, rawpy's test file): mean HSV saturation of Edge4K's neutral look over
+  LibRaw's matching rendering's (camera white balance, no auto-bright, the sRGB curve), and the
+  matrix source;
 - a Raspberry Pi DNG as PiDNG writes one (pi_dng(): 640x480, CFA declared one pixel off, no
   AsShotNeutral): the grey card's mean R, G, B rendered by Edge4K (neutral look, --cfa as the
   warning says, camera white balance falling back to auto) against LibRaw's on the same data with
   the right CFA and the same white balance;
 - --wb-kelvin and daylight on the synthetic captures' illuminants: CIEDE2000 of a grey card;
-- the natural look's metering on bright synthetic scenes (calibration/bright_scenes.py): error
-  against the true exposure, in stops, for the highlight-aware rule and the old mean rule.
+- the natural look's metering on bright synthetic scenes (calibration/bright_scenes.py) and on
+  ordinary photographs (scikit-image's samples): error against the true exposure, in stops, for
+  the highlight-aware rule and the frontend's mean rule.
 Needs the train extra (colour-science) and rawpy.
 """
 from __future__ import annotations
@@ -107,24 +109,37 @@ def kelvin_delta_e(folder: Path) -> dict[str, float]:
     return out
 
 
-def metering_errors(rule, seeds=range(3)) -> np.ndarray:
-    """log2(metered gain / true gain) over the bright scenes; the true gain brings the finished
-    image's luminance (unclipped pixels) back to the original picture's."""
+def metering_error(img: np.ndarray, seed: int, rule) -> float:
+    """log2(metered gain / true gain) for one picture captured at a mid-grey meter (EV 0): the true
+    gain brings the finished image's luminance (unclipped pixels) back to the picture's."""
     from edge4k.kernels.raw import RawFrame, normalised_gains, pack, thumbnail
-    out = []
-    for kind in KINDS:
-        for seed in seeds:
-            img = scene(kind, seed)
-            rng = np.random.default_rng(seed)
-            params = draw_params(rng, iso=None, ev=0.0, cameras="held-out", illuminant="D65", jitter=False)
-            capture = synthesize(img, params, rng)
-            frame = RawFrame.from_capture(capture)
-            cam = capture.clean * normalised_gains(frame.wb_gains)[[0, 1, 3]]
-            rendered = np.clip(cam @ frame.srgb_from_cam.T, 0, 1) @ LUMA
-            ok = capture.clean.max(-1) < 0.999
-            true = (scene_linear(img) @ LUMA)[ok].sum() / rendered[ok].sum()
-            out.append(np.log2(rule(thumbnail(pack(frame), 64), frame.srgb_from_cam) / true))
-    return np.array(out)
+    h, w = img.shape[:2]
+    img = img[: h // 2 * 2, : w // 2 * 2]
+    rng = np.random.default_rng(seed)
+    params = draw_params(rng, iso=None, ev=0.0, cameras="held-out", illuminant="D65", jitter=False)
+    capture = synthesize(img, params, rng)
+    frame = RawFrame.from_capture(capture)
+    cam = capture.clean * normalised_gains(frame.wb_gains)[[0, 1, 3]]
+    rendered = np.clip(cam @ frame.srgb_from_cam.T, 0, 1) @ LUMA
+    ok = capture.clean.max(-1) < 0.999
+    true = (scene_linear(img) @ LUMA)[ok].sum() / rendered[ok].sum()
+    return float(np.log2(rule(thumbnail(pack(frame), 64), frame.srgb_from_cam) / true))
+
+
+def metering_errors(rule, seeds=range(3)) -> np.ndarray:
+    """metering_error() over the bright scenes (calibration/bright_scenes.py)."""
+    return np.array([metering_error(scene(kind, seed), seed, rule) for kind in KINDS for seed in seeds])
+
+
+# Ordinary photographs (scikit-image's colour samples; a dark space picture among them).
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat")
+
+
+def photo_metering_errors(rule) -> np.ndarray:
+    """metering_error() over ordinary photographs, which the highlight rule must not brighten."""
+    import skimage.data
+    return np.array([metering_error(getattr(skimage.data, name)()[..., :3].astype(np.float64) / 255, i, rule)
+                     for i, name in enumerate(PHOTOS)])
 
 
 def kdc_saturation(path: Path, preset: str | None) -> tuple[float, float, str]:
@@ -136,9 +151,9 @@ def kdc_saturation(path: Path, preset: str | None) -> tuple[float, float, str]:
     def saturation(img):
         f = img.astype(np.float64) / 255
         return float(np.where(f.max(-1) > 0, np.ptp(f, axis=-1) / np.maximum(f.max(-1), 1e-9), 0).mean())
-    with rawpy.imread(str(path)) as raw:
-        libraw = saturation(raw.postprocess())
-    return saturation(edge4k.render(path, preset=preset)), libraw, read_raw(path).matrix_source
+    with rawpy.imread(str(path)) as raw:     # matched: the neutral look is this rendering of LibRaw's
+        libraw = saturation(raw.postprocess(use_camera_wb=True, no_auto_bright=True, gamma=(2.4, 12.92)))
+    return saturation(edge4k.render(path, look="neutral", preset=preset)), libraw, read_raw(path).matrix_source
 
 
 def main() -> None:
@@ -151,7 +166,8 @@ def main() -> None:
     args = p.parse_args()
     if args.kdc:
         ours, libraw, source = kdc_saturation(args.kdc, args.preset)
-        print(f"KDC mean saturation: Edge4K natural {ours:.3f}, LibRaw default {libraw:.3f}, "
+        print(f"KDC mean saturation: Edge4K neutral look {ours:.3f}, LibRaw (camera WB, no auto-bright, sRGB curve) "
+              f"{libraw:.3f}, "
               f"ratio {ours / libraw:.3f} (matrix_source {source})")
     with tempfile.TemporaryDirectory() as tmp:
         ours, lib, said = pi_grey(pi_dng(Path(tmp)), args.preset)
@@ -165,9 +181,10 @@ def main() -> None:
         for label, de in kelvin_delta_e(Path(tmp)).items():
             print(f"grey card CIEDE2000 {label:>15}: {de:.3f}")
     for name, rule in (("highlight-aware", metered_gain), ("old mean-to-mid-grey", exposure_gain)):
-        e = metering_errors(rule, range(100, 100 + args.seeds))
-        print(f"metering {name:>21}: median |error| {np.median(np.abs(e)):.2f} stops (median {np.median(e):+.2f}, "
-              f"max |error| {np.abs(e).max():.2f}) over {e.size} bright scenes")
+        for what, e in (("bright scenes", metering_errors(rule, range(100, 100 + args.seeds))),
+                        ("ordinary photographs", photo_metering_errors(rule))):
+            print(f"metering {name:>21}: median |error| {np.median(np.abs(e)):.2f} stops (median "
+                  f"{np.median(e):+.2f}, max |error| {np.abs(e).max():.2f}) over {e.size} {what}")
 
 
 if __name__ == "__main__":

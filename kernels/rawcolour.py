@@ -255,12 +255,18 @@ class ColourOptions:
 
 
 # ---- metering ----------------------------------------------------------------------------------
-# The natural look's metering (highlight-aware): the scene's bright end (the 99th percentile of
-# the thumbnail's luminance) goes to HIGHLIGHT_TARGET of white, unless that would lift the mean
-# luminance above MEAN_CEILING (a dark scene with no highlights: night stays night); never darker
-# than the capture, at most 16x. Photographs put their highlights near white whatever the scene,
-# so a bright scene (snow, sky) stays bright instead of being metered to mid-grey.
-HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MEAN_CEILING = 99.0, 0.85, 0.45
+# The natural look's metering (highlight-aware). Two rules, blended by the scene's key:
+# - mean: the mean luminance to mid-grey (0.18), held back so that no more than 2% of the
+#   thumbnail clips (the frontend's rule, right for most pictures);
+# - highlights: the scene's bright end (the 99th percentile of the thumbnail's luminance) to
+#   HIGHLIGHT_TARGET of white (photographs of snow, sky or a white aircraft keep them near white).
+# key = mean / 99th percentile (scale-free: near 1 when most of the frame sits at its bright end).
+# At key <= KEY_LOW the mean rule, at key >= KEY_HIGH the highlight rule, geometric blend between;
+# never darker than the capture, at most 16x. KEY_LOW and KEY_HIGH were set from the key of
+# ordinary photographs (scikit-image's samples: 0.21-0.55) and of the bright scenes of
+# calibration/bright_scenes.py (0.56-0.65); calibration/colour_report.py measures both.
+HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MID_GREY = 99.0, 0.85, 0.18
+KEY_LOW, KEY_HIGH = 0.45, 0.65
 
 
 def metered_gain(thumb: np.ndarray, srgb_from_cam: np.ndarray) -> float:
@@ -268,6 +274,8 @@ def metered_gain(thumb: np.ndarray, srgb_from_cam: np.ndarray) -> float:
     lin = thumb.astype(np.float64) ** 2
     cam = np.stack([lin[0], (lin[1] + lin[2]) / 2, lin[3]], axis=-1)
     y = np.clip(cam @ np.asarray(srgb_from_cam).T, 0.0, 1.0) @ LUMA
-    gain = min(HIGHLIGHT_TARGET / max(float(np.percentile(y, HIGHLIGHT_PERCENTILE)), 1e-6),
-               MEAN_CEILING / max(float(y.mean()), 1e-6))
+    mean, high = max(float(y.mean()), 1e-6), max(float(np.percentile(y, HIGHLIGHT_PERCENTILE)), 1e-6)
+    by_mean = min(MID_GREY / mean, 1.0 / max(float(np.percentile(y, 98)), 1e-6))
+    w = float(np.clip((mean / high - KEY_LOW) / (KEY_HIGH - KEY_LOW), 0.0, 1.0))
+    gain = by_mean ** (1.0 - w) * (HIGHLIGHT_TARGET / high) ** w
     return float(np.clip(gain, 1.0, 16.0))
