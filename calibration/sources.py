@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import subprocess
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
@@ -101,6 +102,18 @@ def _row(r: dict, path: Path, line: int) -> SourceFile:
                           f"not in {KINDS} / {SPLITS}")
     if (row.split == "test") != (row.kind == "eval") or (row.split == "raw") != (row.kind == "raw"):
         raise Edge4KError(f"manifest {path} line {line}: kind {row.kind} cannot have split {row.split}")
+    # These values reach git's command line and the file system (extract): nothing that git could
+    # read as an option, and no path that leaves its root.
+    if not re.fullmatch(r"[0-9a-f]{40}", row.commit):
+        raise Edge4KError(f"manifest {path} line {line}: commit {row.commit!r} is not 40 hex digits")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+", row.repository) or ".." in row.repository:
+        raise Edge4KError(f"manifest {path} line {line}: repository {row.repository!r} is not owner/name")
+    for column in ("path", "file"):
+        value = getattr(row, column)
+        parts = value.replace("\\", "/").split("/")
+        if not value or value.startswith(("/", "-")) or ".." in parts or "\0" in value:
+            raise Edge4KError(f"manifest {path} line {line}: {column} {value!r} must be a relative path inside "
+                              "its root, not starting with '-'")
     return row
 
 
@@ -288,7 +301,9 @@ def extract(rows: list[SourceFile], clones: str | os.PathLike, out: str | os.Pat
         if git is None:
             missing.append(f"{r.file}: no clone of {r.repository} under {clones}")
             continue
-        blob = subprocess.run(["git", "--git-dir", str(git), "show", f"{r.commit}:{r.path}"], capture_output=True)
+        # --end-of-options and --: the object name is neither an option nor a path, whatever it holds.
+        blob = subprocess.run(["git", "--git-dir", str(git), "show", "--end-of-options", f"{r.commit}:{r.path}", "--"],
+                              capture_output=True)
         if blob.returncode:
             missing.append(f"{r.file}: {blob.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
             continue

@@ -273,6 +273,28 @@ def test_extract_from_a_clone(photos, tmp_path, capsys):
     assert not (tmp_path / "root" / bad.file).exists()
 
 
+@pytest.mark.parametrize("column, value, words", [
+    ("commit", "--output=PLANTED", "is not 40 hex digits"),
+    ("commit", "HEAD", "commit 'HEAD' is not 40 hex digits"),
+    ("path", "../secret.png", "path '../secret.png' must be a relative path inside its root"),
+    ("path", "-p", "path '-p' must be a relative path"),
+    ("file", "../../escaped.png", "file '../../escaped.png' must be a relative path inside its root"),
+    ("file", "/tmp/abs.png", "file '/tmp/abs.png' must be a relative path"),
+    ("repository", "../x", "repository '../x' is not owner/name"),
+])
+def test_extract_refuses_values_git_or_the_file_system_would_misread(photos, tmp_path, capsys, column, value, words):
+    """Issue 27: a commit of --output=PATH reached git as an option and created PATH."""
+    manifest = tmp_path / "m.csv"
+    value = value.replace("PLANTED", str(tmp_path / "PLANTED"))
+    write_manifest([SourceFile(**{**row(photos["files"][0]).__dict__, column: value})], manifest)
+    (tmp_path / "clones").mkdir()
+    rc = main(["data", "extract", "--clones", str(tmp_path / "clones"), "-o", str(tmp_path / "root"),
+               "--manifest", str(manifest)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and words in err[0] and "line 2" in err[0]
+    assert not (tmp_path / "PLANTED").exists() and not (tmp_path / "root").exists()
+
+
 # --- the committed manifest ---------------------------------------------------------------------
 
 def test_committed_manifest_keeps_the_test_sets_out_of_training():
