@@ -10,6 +10,7 @@
   warning says, camera white balance falling back to auto) against LibRaw's on the same data with
   the right CFA and the same white balance;
 - --wb-kelvin and daylight on the synthetic captures' illuminants: CIEDE2000 of a grey card;
+- auto white balance on scenes two thirds one saturated colour: angular error, and grey world's;
 - the natural look's metering on bright synthetic scenes (calibration/bright_scenes.py) and on
   ordinary photographs (scikit-image's samples): error against the true exposure, in stops, for
   the highlight-aware rule and the frontend's mean rule.
@@ -142,6 +143,35 @@ def photo_metering_errors(rule) -> np.ndarray:
                      for i, name in enumerate(PHOTOS)])
 
 
+def dominant_scene(seed: int, hue) -> np.ndarray:
+    """A scene two thirds one saturated colour, the rest varied greys and colours (texture)."""
+    rng = np.random.default_rng(seed)
+    h, w = 96, 128
+    img = rng.uniform(0.05, 0.95, size=(h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1)
+    img[:, : 2 * w // 3] = np.asarray(hue) * rng.uniform(0.7, 1.0, size=(h, 2 * w // 3, 1))
+    return img
+
+
+DOMINANT_HUES = {"red": (0.8, 0.15, 0.1), "green": (0.2, 0.6, 0.15), "blue": (0.15, 0.3, 0.8)}
+
+
+def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Angular error (degrees, camera space) of auto white balance and of grey world against the
+    true neutral, on dominant_scene() captures lit at each colour temperature (ISO 400)."""
+    from edge4k.kernels import rawcolour
+    from edge4k.kernels.raw import RawFrame
+    auto, grey_world = [], []
+    for seed, kelvin in enumerate(kelvins):
+        rng = np.random.default_rng(seed)
+        params = draw_params(rng, camera="Nikon Z 7", iso=400.0, ev=0.0, illuminant=kelvin, jitter=False, cfa="RGGB")
+        capture = synthesize(dominant_scene(seed, hue), params, rng)
+        frame, truth = RawFrame.from_capture(capture), params.as_shot_neutral
+        angle = lambda n: np.degrees(np.arccos(n @ truth / np.linalg.norm(n) / np.linalg.norm(truth)))  # noqa: E731
+        auto.append(angle(rawcolour.auto_neutral(frame)))
+        grey_world.append(angle(rawcolour._grey_world(frame)))
+    return np.array(auto), np.array(grey_world)
+
+
 def kdc_saturation(path: Path, preset: str | None) -> tuple[float, float, str]:
     import rawpy
 
@@ -180,6 +210,10 @@ def main() -> None:
               f"LibRaw {np.round(lib, 1).tolist()}, difference {np.round(ours - lib, 1).tolist()} levels")
         for label, de in kelvin_delta_e(Path(tmp)).items():
             print(f"grey card CIEDE2000 {label:>15}: {de:.3f}")
+    for name, hue in DOMINANT_HUES.items():
+        auto, grey_world = auto_wb_errors(hue)
+        print(f"auto white balance, scenes two thirds {name}: angular error {np.round(auto, 2).tolist()} degrees "
+              f"(grey world {np.round(grey_world, 2).tolist()}) at 3000, 5500, 7500 K")
     for name, rule in (("highlight-aware", metered_gain), ("old mean-to-mid-grey", exposure_gain)):
         for what, e in (("bright scenes", metering_errors(rule, range(100, 100 + args.seeds))),
                         ("ordinary photographs", photo_metering_errors(rule))):

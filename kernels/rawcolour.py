@@ -119,7 +119,7 @@ def grey_edge_neutral(frame, p: float = 6.0) -> np.ndarray:
     colour biases far less than it biases the mean colour of the image (grey world). The image is
     first area-averaged to at most EDGE_SIZE cells on its long side, so that sensor noise (alike in
     every channel) does not pass for edges."""
-    rgb, ok = _camera_image(frame)
+    rgb, ok = _camera_image(frame, step=max(1, max(frame.height, frame.width) // 2 // (2 * EDGE_SIZE)))
     f = max(1, int(np.ceil(max(rgb.shape[:2]) / EDGE_SIZE)))
     h, w = rgb.shape[0] // f * f, rgb.shape[1] // f * f
     rgb = rgb[:h, :w].reshape(h // f, f, w // f, f, 3).mean(axis=(1, 3))
