@@ -708,13 +708,14 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
     Real files have no ground truth: this is for eyes, not numbers (sensor orientation, no EXIF turn)."""
     from PIL import Image, ImageDraw
     from tqdm import tqdm
+    from edge4k.kernels.rawcolour import ColourOptions
     from edge4k.runtime.backends import EagerBackend
     from edge4k.runtime.pipeline import TileOptions, process
     backend, rows, tiles = EagerBackend(model), [], []
     for path in tqdm([Path(p) for p in paths], desc="gallery", unit="raw", disable=not progress):
-        frame = read_raw(path)
+        frame = ColourOptions().apply(read_raw(path))    # the white balance the render uses, for the table
         exposure = prepare(frame, 64).exposure
-        out, _ = process(path, backend, backend.cfg, TileOptions(fit=True), look=None)
+        out, _ = process(frame, backend, backend.cfg, TileOptions(fit=True), look=None)
         renders = {"Edge4K": (out.clamp(0, 1) ** 2).permute(1, 2, 0).double().numpy(),
                    "LibRaw AHD": run_libraw("libraw-ahd")(path, frame)}
         at = detailed_window(finished(renders["LibRaw AHD"], frame, exposure, "neutral"), crop)
