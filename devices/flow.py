@@ -96,6 +96,7 @@ def _naming_the_build(req: ProfileRequest, artifacts: Path):
 
 def _android(req: ProfileRequest, shell: Shell, artifacts: Path, echo) -> dict | None:
     from edge4k.kernels.raw import read_raw, write_bayer
+    from edge4k.kernels.rawcolour import ColourOptions
 
     adb = Adb(shell, serial=req.serial)
     with _naming_the_build(req, artifacts):
@@ -108,7 +109,8 @@ def _android(req: ProfileRequest, shell: Shell, artifacts: Path, echo) -> dict |
     if req.dry_run:
         echo(f"# decode {req.raw_input} with rawpy -> {sidecar} + {sidecar.with_suffix('.u16')}")
     else:
-        write_bayer(read_raw(req.raw_input), sidecar, source=req.raw_input)
+        # the phone gets the host's colour decisions (as-shot white or its auto fallback, CFA warning)
+        write_bayer(ColourOptions().apply(read_raw(req.raw_input)), sidecar, source=req.raw_input)
     return profile_on_phone(adb, runner=runner, artifacts=artifacts, sidecar=sidecar, out_dir=req.out_dir,
                             opts=req.run, echo=echo, qnn_libs=qnn_library_dirs(req.qnn_libs) if qnn else None)
 
