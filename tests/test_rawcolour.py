@@ -302,3 +302,26 @@ def test_cli_runs_the_colour_choices_and_records_them(tmp_path, capsys):
     assert warnings.formatwarning("m", ColourWarning, "f.py", 1) == "edge4k: warning: m\n"
     assert main(["run", str(path), "-o", str(out), "--wb", "1,0,1"]) == 1
     assert "three positive" in capsys.readouterr().err
+
+
+def test_cfa_override_keeps_each_sites_black_level():
+    from edge4k.kernels.rawcolour import with_cfa
+    frame = RawFrame(bayer=np.full((8, 8), 500, np.uint16), cfa="RGGB", black_level=[10, 20, 30, 40], white_level=4095,
+                     wb_gains=(2, 1, 1.5), srgb_from_cam=np.eye(3))
+    # RGGB sites: R (0,0) 10, Gr (0,1) 20, Gb (1,0) 30, B (1,1) 40; read as GRBG, R is (0,1), Gr (0,0), ...
+    np.testing.assert_array_equal(with_cfa(frame, "grbg").black_level, [20, 10, 40, 30])
+    with pytest.raises(RawInputError, match="unknown CFA"):
+        with_cfa(frame, "RGBX")
+
+
+@pytest.mark.parametrize("look, ev, highlights", [("natural", 1.0, "clip"), ("neutral", -0.5, "clip"),
+                                                  ("natural", 0.0, "reconstruct")])
+def test_finishing_kernel_honours_exposure_and_highlights_as_python_does(look, ev, highlights):
+    from edge4k.kernels import cpp
+    from edge4k.kernels.postprocess import orient
+    frame = RawFrame(bayer=np.zeros((16, 24), np.uint16), cfa="RGGB", black_level=0, white_level=4095,
+                     wb_gains=(2, 1, 1.5), srgb_from_cam=srgb_from_cam(camera_matrix(CAMERA)), orientation=6)
+    rgb = torch.rand(3, 16, 24, generator=torch.Generator().manual_seed(0))
+    want = orient(finish(rgb.clone(), frame.srgb_from_cam, 1.7, look, ev=ev, highlights=highlights), 6)
+    got = cpp.finish_upright(rgb.clone(), frame, 1.7, look, ev=ev, highlights=highlights)
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
