@@ -48,10 +48,23 @@ def phone_info(adb: Adb) -> dict[str, str]:
     return info
 
 
+def _read_manifest(artifacts: Path) -> dict:
+    try:
+        manifest = json.loads((artifacts / "manifest.json").read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise Edge4KError(f"{artifacts}/manifest.json is not valid JSON: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(manifest, dict):
+        raise Edge4KError(f"{artifacts}/manifest.json is not a build manifest")
+    return manifest
+
+
 def build_files(artifacts: Path) -> list[Path]:
     """manifest.json and every stage file it names: what the runner reads."""
-    manifest = json.loads((artifacts / "manifest.json").read_text())
-    names = dict.fromkeys(["manifest.json"] + [s["file"] for s in manifest["stages"].values()])
+    manifest = _read_manifest(artifacts)
+    try:
+        names = dict.fromkeys(["manifest.json"] + [str(s["file"]) for s in manifest["stages"].values()])
+    except (KeyError, TypeError, AttributeError):
+        raise Edge4KError(f"{artifacts}/manifest.json does not list its stage files; recompile it") from None
     missing = [n for n in names if not (artifacts / n).is_file()]
     if missing:
         raise Edge4KError(f"{artifacts} is missing {', '.join(missing)}; recompile it")
@@ -137,7 +150,7 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
         echo(f"phone {serial}: {info['manufacturer']} {info['model']}, SoC {info['soc']}, Android {info['android']} "
              f"({info['abi']})")
         if qnn_libs is not None:
-            manifest = json.loads((artifacts / "manifest.json").read_text())
+            manifest = _read_manifest(artifacts)
             extra_libs = check_qnn_phone(manifest, info, qnn_libs, serial)
         abi = elf_abi(runner)
         if abi != info["abi"] and not (abi == "armeabi-v7a" and info["abi"].startswith("arm")):
@@ -193,9 +206,10 @@ def _pull_results(adb: Adb, out_dir: Path, validate) -> dict:
         adb.pull(f"{REMOTE}/out/profile.json", staging / "profile.json")
         adb.pull(f"{REMOTE}/out/output.png", staging / "output.png")
         try:
-            profile = json.loads((staging / "profile.json").read_text())
-        except json.JSONDecodeError as e:
-            raise Edge4KError(f"the profile pulled from the phone is not valid JSON: {e}") from None
+            profile = json.loads((staging / "profile.json").read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:   # not JSON, not UTF-8, or nested past Python's stack
+            raise Edge4KError(f"the profile pulled from the phone is not valid JSON: "
+                              f"{str(e).splitlines()[0][:200]}") from None
         validate(profile)
         if sha256_file(staging / "output.png") != profile["output"]["sha256"]:
             raise Edge4KError("the image pulled from the phone does not match the sha256 in its profile")

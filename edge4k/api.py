@@ -12,6 +12,7 @@ thin layer over Renderer.profile().
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import TYPE_CHECKING, Union
@@ -35,8 +36,38 @@ DEFAULT_TILE, DEFAULT_OVERLAP = 512, 32   # runtime.pipeline.TileOptions' defaul
 
 
 def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise Edge4KError(f"--{name} must be an integer, got {type(value).__name__} {value!r}"[:200])
     if value is not None and value < minimum:
         raise Edge4KError(f"--{name} must be >= {minimum}, got {value}")
+
+
+def check_source(source) -> None:
+    """A RAW file's path, its bytes or a RawFrame; anything else is refused in one line."""
+    from edge4k.kernels.raw import RawFrame
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, RawFrame)):
+        raise Edge4KError(f"source must be a RAW file's path, its bytes or a RawFrame, not {type(source).__name__}")
+
+
+def one_line(fn):
+    """The API's promise, kept at its edge: every failure is an Edge4KError. What the file system
+    (OSError), the machine (MemoryError) or an argument of the wrong type (TypeError) raises
+    becomes one line."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Edge4KError:
+            raise
+        except MemoryError:
+            raise Edge4KError("out of memory; use tiled mode, a smaller tile or batch, or a smaller frame") from None
+        except OSError as e:
+            where = f": {e.filename}" if e.filename else ""
+            raise Edge4KError(f"{e.strerror or e}{where}") from None
+        except TypeError as e:
+            raise Edge4KError(f"{fn.__qualname__}: an argument of the wrong type: {str(e).splitlines()[0][:200]}") \
+                from None
+    return wrapper
 
 
 def tile_options(*, tile: int | None = None, overlap: int | None = None, native: bool = False,
@@ -102,6 +133,7 @@ class Renderer:
     (runtime/backends.py: set_threads): torch's for the eager backend, a compiled build's runtime's
     otherwise, and the C++ CPU stages'."""
 
+    @one_line
     def __init__(self, *, preset: str | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  backend: str = "eager", artifacts: str | os.PathLike | None = None, soc: str | None = None,
                  tile: int | None = None, overlap: int | None = None, native: bool = False,
@@ -145,6 +177,7 @@ class Renderer:
     def tiling(self) -> "TileOptions":
         return self._opts
 
+    @one_line
     def render(self, source: Source, *, look: str = "natural", bits: int | None = None,
                output: str | os.PathLike | None = None, output_space: str = "srgb", quality: int | None = None,
                half_size: bool = False, mkdir: bool = False, wb="camera", wb_kelvin: float | None = None,
@@ -174,8 +207,9 @@ class Renderer:
         from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, check_quality, to_pixels, write_image
         from edge4k.kernels.raw import RawFrame, read_raw
         from edge4k.kernels.rawcolour import ColourOptions
-        from edge4k.runtime.pipeline import FrameBuffers, check_native_fits, process, process_half_size
+        from edge4k.runtime.pipeline import FrameBuffers, check_fits, process, process_half_size
 
+        check_source(source)
         check_look(look)
         if output is not None:
             bits = bit_depth_for(output, bits)
@@ -192,7 +226,7 @@ class Renderer:
             if half_size:
                 image, _ = process_half_size(frame, backend.cfg, look=look, output_space=output_space, colour=colour)
             else:
-                check_native_fits(frame, backend, self._opts)
+                check_fits(frame, backend, self._opts)
                 # the float image stays inside: the caller gets the quantised pixels, so the packed
                 # frame and the blend can be the same arrays from one frame to the next
                 self._buffers = self._buffers or FrameBuffers()
@@ -222,6 +256,7 @@ class Renderer:
                            output_space=output_space, quality=quality, half_size=half_size,
                            skip_existing=skip_existing, mkdir=mkdir, workers=workers, **render_options)
 
+    @one_line
     def profile(self, source: Source, output: str | os.PathLike, *, look: str = "natural", bits: int | None = None,
                 runs: int = 1, warmup: int = 0, profile_path: str | os.PathLike | None = None,
                 progress: bool = False, output_space: str = "srgb", quality: int | None = None,
@@ -240,6 +275,7 @@ class Renderer:
         from edge4k.runtime.pipeline import run_and_profile
         colour = ColourOptions(wb=wb, wb_kelvin=wb_kelvin, wb_tint=wb_tint, cfa=cfa, exposure=exposure,
                                highlights=highlights)
+        check_source(source)
         check_at_least("runs", runs)
         check_at_least("warmup", warmup, 0)
         bit_depth_for(output, bits)
@@ -261,6 +297,7 @@ class Renderer:
         self.close()
 
 
+@one_line
 def render(source: Source, *, look: str = "natural", bits: int | None = None,
            output: str | os.PathLike | None = None, preset: str | None = None,
            checkpoint: str | os.PathLike | None = None, seed: int = 0, backend: str = "eager",
@@ -305,6 +342,7 @@ def render_many(inputs, output_dir: str | os.PathLike, *, format: str = "png", l
                                         skip_existing=skip_existing, mkdir=mkdir, workers=workers)
 
 
+@one_line
 def extract_thumb(source: str | os.PathLike | bytes, output: str | os.PathLike | None = None, *,
                   mkdir: bool = False) -> bytes:
     """The camera's embedded preview (rawpy's extract_thumb): its bytes as stored (JPEG, or

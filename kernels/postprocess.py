@@ -16,6 +16,7 @@ facts and Orientation 1 (the pixels are already upright).
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -211,17 +212,31 @@ def _exif_values(exif: dict) -> dict[int, tuple[int, object]]:
     from PIL.ExifTags import Base
     from PIL.TiffTags import ASCII, RATIONAL, SHORT
     tags = {Base.Orientation: (SHORT, 1)}                        # top-left
-    for key, tag in (("make", Base.Make), ("model", Base.Model)):
-        if exif.get(key):
-            tags[tag] = (ASCII, str(exif[key]))
-    if exif.get("datetime"):
-        tags[Base.DateTime] = tags[Base.DateTimeOriginal] = (ASCII, str(exif["datetime"]))
-    if exif.get("exposure_time"):
-        f = Fraction(float(exif["exposure_time"])).limit_denominator(1_000_000)
-        tags[Base.ExposureTime] = (RATIONAL, (f.numerator, f.denominator))
-    if exif.get("iso"):
-        tags[Base.ISOSpeedRatings] = (SHORT, min(int(round(float(exif["iso"]))), 65535))
+    # The facts come from the RAW file (untrusted): text made 7-bit ASCII as TIFF requires, numbers
+    # that are not finite and positive left out rather than failing the write.
+    for key, tag in (("make", Base.Make), ("model", Base.Model), ("datetime", Base.DateTime)):
+        text = str(exif.get(key) or "").encode("ascii", "replace").decode().replace("\0", "")[:256]
+        if text:
+            tags[tag] = (ASCII, text)
+    if Base.DateTime in tags:
+        tags[Base.DateTimeOriginal] = tags[Base.DateTime]
+    exposure, iso = _positive(exif.get("exposure_time")), _positive(exif.get("iso"))
+    if exposure:
+        f = Fraction(min(exposure, 1e6)).limit_denominator(1_000_000)
+        if f:
+            tags[Base.ExposureTime] = (RATIONAL, (f.numerator, f.denominator))
+    if iso:
+        tags[Base.ISOSpeedRatings] = (SHORT, max(1, min(int(round(iso)), 65535)))
     return {int(tag): value for tag, value in tags.items()}
+
+
+def _positive(value) -> float | None:
+    """value as a finite positive float, else None."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _exif_ifd_tags() -> tuple[int, ...]:

@@ -73,10 +73,10 @@ def estimate_tile_bytes(model: E4KNet, tile_h: int, tile_w: int, batch: int = 1)
     return int(total)
 
 
-def check_fits(need: int | None, what: str) -> int | None:
+def check_fits(need: int | None, what: str, hint: str = "use tiled mode (--tile 512 --overlap 32)") -> int | None:
     """Refuse work whose estimated working set exceeds the available memory."""
     have = available_bytes()
     if need is not None and need > have:
         raise Edge4KError(f"{what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB is "
-                          "available; use tiled mode (--tile 512 --overlap 32)")
+                          f"available; {hint}")
     return need

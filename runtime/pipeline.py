@@ -209,15 +209,21 @@ def describe_input(source) -> tuple[str, str]:
     return os.fspath(source), sha256_file(source)
 
 
-def check_native_fits(source, backend: Backend, opts: TileOptions) -> int | None:
-    """Native mode (one tile for the whole frame): refuse before running out of memory.
-    Returns the working-set estimate (None when tiled)."""
-    if not opts.native:
-        return None
+def check_fits(source, backend: Backend, opts: TileOptions) -> int | None:
+    """Refuse a frame whose working set would not fit in memory, before running out of it: the
+    frame-sized arrays (packed frame, blend, finished image, pixels) plus one tile batch's network
+    working set (native mode: the whole frame's). Returns the tile estimate in native mode (the
+    profile's estimated_tile_bytes), None when tiled."""
     frame = source if isinstance(source, RawFrame) else read_raw(source)
     plan = opts.plan(backend.cfg, frame.height, frame.width)
-    return memory.check_fits(backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch),
-                             f"a {plan.tile_width}x{plan.tile_height} tile")
+    # float32 packed planes, blend and finished image (3 channels each), uint16 pixels at worst
+    frame_bytes = plan.padded_height * plan.padded_width * 4 + frame.height * frame.width * 3 * (4 + 4 + 2)
+    tile = backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch)
+    what = (f"a {plan.tile_width}x{plan.tile_height} tile" if opts.native else
+            f"a {frame.width}x{frame.height} frame in {plan.tile_width}x{plan.tile_height} tiles")
+    hint = "use tiled mode (--tile 512 --overlap 32)" if opts.native else "use a smaller frame or --batch"
+    memory.check_fits(frame_bytes + (tile or 0), what, hint=hint)
+    return tile if opts.native else None
 
 
 def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOptions, look: str = DEFAULT_LOOK,
@@ -232,7 +238,7 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
     bits = bit_depth_for(output_path, bits)
     colourspace.check_bits(output_space, bits)
     check_quality(output_path, quality)
-    estimate = check_native_fits(input_path, backend, opts)
+    estimate = check_fits(input_path, backend, opts)
     # One set of frame buffers for every run: each run's image is written out before the next
     # starts, so the warm-up also pays for the buffers' fresh memory (FrameBuffers).
     buffers, pixel_dtype = FrameBuffers(), PIXEL_TYPES[bits]

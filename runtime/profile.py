@@ -138,10 +138,13 @@ def _validator():
 
 def validate_profile(profile: dict) -> None:
     import jsonschema
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(profile))
+    try:
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(profile))
+    except RecursionError:
+        raise Edge4KError(f"profile does not match {SCHEMA_ID}: it is nested too deeply") from None
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise Edge4KError(f"profile does not match {SCHEMA_ID} at {where}: {error.message}")
+        where = "/".join(str(p) for p in error.absolute_path)[:100] or "(root)"
+        raise Edge4KError(f"profile does not match {SCHEMA_ID} at {where}: {error.message[:300]}")
 
 
 def write_profile(path: str | os.PathLike, profile: dict) -> None:

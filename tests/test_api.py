@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,7 +282,7 @@ def test_inconsistent_frames_are_refused_in_one_line(case):
 
 
 def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
-    from edge4k.compiler.build import MANIFEST, MANIFEST_SCHEMA
+    from edge4k.compiler.build import MANIFEST
     (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "o.png"
     cases = [
@@ -296,7 +297,8 @@ def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
     ]
     build = tmp_path / "build"
     build.mkdir()
-    (build / MANIFEST).write_text(json.dumps({"schema": MANIFEST_SCHEMA, "preset": TINY, "target": "host-xnnpack"}))
+    seed = Path(__file__).parent / "fuzz" / "corpus" / "manifest" / "tiny-tiled-fp32.json"   # a valid manifest
+    (build / MANIFEST).write_text(seed.read_text())
     cases.append((lambda: edge4k.Renderer(backend="executorch", artifacts=build, preset="e4k-s-f16"),
                   edge4k.BuildMismatch, "holds preset e4k-t-f16, not e4k-s-f16"))
     for make, kind, needle in cases:

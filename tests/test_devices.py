@@ -313,6 +313,23 @@ def test_a_pulled_image_that_does_not_match_its_sha256_is_refused(on_fake_phone,
     assert _phone_is_clean(root)
 
 
+@pytest.mark.parametrize("write_profile", [
+    r"printf '\377\376{\200' > out/profile.json",                       # not UTF-8
+    "head -c 100000 /dev/zero | tr '\\0' '[' > out/profile.json",       # nested past Python's stack
+    "echo '[1, 2]' > out/profile.json",                                 # JSON, not a profile
+])
+def test_a_pulled_profile_that_is_not_a_profile_is_one_line(on_fake_phone, runner_is_for_the_phone, write_profile):
+    from edge4k.devices.android import profile_on_phone
+    root = on_fake_phone()
+    job = _phone_job(root)
+    runner = _script_runner(root, write_profile + "\necho png > out/output.png")
+    with pytest.raises(Edge4KError) as e:
+        profile_on_phone(Adb(Shell()), runner=runner, **job)
+    assert "\n" not in str(e.value) and "profile" in str(e.value) and len(str(e.value)) < 500
+    assert not (job["out_dir"] / "profile.json").exists() and not (job["out_dir"] / "output.png").exists()
+    assert _phone_is_clean(root)
+
+
 def test_a_failing_runner_is_one_line_and_the_phone_is_cleaned(on_fake_phone, runner_is_for_the_phone):
     from edge4k.devices.android import profile_on_phone
     root = on_fake_phone()

@@ -40,3 +40,73 @@ def test_compile_output_folder_rules(tmp_path):
     (tmp_path / "link").symlink_to(old)
     with pytest.raises(Edge4KError, match="is not a folder"):
         check_output_folder(tmp_path / "link", force=False)
+
+
+# ---- the API: every failure is an Edge4KError ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def renderer():
+    import edge4k
+    with edge4k.Renderer(preset="e4k-t-f16") as r:
+        yield r
+
+
+@pytest.mark.parametrize("call", [
+    lambda e, dng: e.Renderer(preset="e4k-t-f16", threads="2"),
+    lambda e, dng: e.Renderer(preset="e4k-t-f16", tile=128.5),
+    lambda e, dng: e.Renderer(preset="e4k-t-f16", batch=True),
+    lambda e, dng: e.Renderer(preset=7),
+    lambda e, dng: e.render(12345, preset="e4k-t-f16"),
+    lambda e, dng: e.render(None, preset="e4k-t-f16"),
+    lambda e, dng: e.render(dng, preset="e4k-t-f16", bits="8"),
+    lambda e, dng: e.render(dng, preset="e4k-t-f16", look=["natural"]),
+    lambda e, dng: e.render(dng, preset="e4k-t-f16", output=3.5),
+    lambda e, dng: e.extract_thumb(3),
+], ids=["threads str", "tile float", "batch bool", "preset int", "source int", "source None", "bits str",
+        "look list", "output float", "thumb source int"])
+def test_wrong_argument_types_are_one_line_errors(sample_dng, call):
+    import edge4k
+    with pytest.raises(Edge4KError) as e:
+        call(edge4k, sample_dng)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["tiled", "native"])
+def test_a_frame_too_large_for_memory_is_refused_before_it_runs(sample_dng, monkeypatch, native):
+    import edge4k
+    monkeypatch.setenv("EDGE4K_MEMORY_LIMIT_MB", "1")   # the 512x512 sample needs ~10 MiB
+    with edge4k.Renderer(preset="e4k-t-f16", native=native) as r:
+        with pytest.raises(Edge4KError, match=r"needs about .* GiB but 0\.0 GiB is available"):
+            r.render(sample_dng)
+
+
+def test_memory_error_and_os_error_become_one_line(renderer, sample_dng, tmp_path, monkeypatch):
+    import edge4k.runtime.pipeline as pipeline
+    (tmp_path / "out.png").mkdir()   # a folder where the image should go: the rename fails
+    with pytest.raises(Edge4KError) as e:
+        renderer.render(sample_dng, output=tmp_path / "out.png")
+    assert "\n" not in str(e.value) and "out.png" in str(e.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]   # no temporary left behind
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(pipeline, "process", out_of_memory)
+    with pytest.raises(Edge4KError, match="out of memory"):
+        renderer.render(sample_dng)
+
+
+@pytest.mark.parametrize("ext", ["tif", "png", "jpg"])
+def test_exif_facts_from_a_hostile_raw_do_not_fail_the_write(tmp_path, ext):
+    """A Make with a byte >= 0x80, a negative ExposureTime or ISO, infinities: the image is written,
+    the text made ASCII, the impossible numbers left out (they crashed TIFF writing)."""
+    import numpy as np
+    import tifffile
+    from edge4k.kernels.postprocess import write_image
+    image = np.full((8, 8, 3), 7, np.uint16 if ext == "tif" else np.uint8)
+    exif = {"make": "Caf\xe9 \u2603\0", "model": "X", "exposure_time": -0.01, "iso": float("inf")}
+    write_image(tmp_path / f"o.{ext}", image, exif=exif)
+    if ext == "tif":
+        tags = tifffile.TiffFile(tmp_path / "o.tif").pages[0].tags
+        assert tags["Make"].value == "Caf? ?" and "ExposureTime" not in tags and "ISOSpeedRatings" not in tags
+    for exif in ({"exposure_time": float("nan"), "iso": -100}, {"exposure_time": "fast", "iso": "high"}):
+        write_image(tmp_path / f"o.{ext}", image, exif=exif)
