@@ -232,7 +232,14 @@ class ColourOptions:
             raise RawInputError(f"--wb-kelvin must be within 1667-25000 K, got {self.wb_kelvin:g}")
         if self.wb_tint and self.wb_kelvin is None:
             raise RawInputError("--wb-tint needs --wb-kelvin")
-        if not isinstance(self.wb, str):
+        if isinstance(self.wb, str):
+            if self.wb not in WB_MODES:
+                raise RawInputError(f"unknown white balance {self.wb!r}; use {', '.join(WB_MODES)}, R,G,B "
+                                    "multipliers or a kelvin")
+        else:
+            if not _valid_gains(self.wb):
+                raise RawInputError("white-balance multipliers must be three positive numbers R,G,B, "
+                                    f"got {list(np.ravel(self.wb))}")
             object.__setattr__(self, "wb", tuple(float(x) for x in np.ravel(self.wb)))
 
     def apply(self, frame):

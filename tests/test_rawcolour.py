@@ -272,6 +272,10 @@ def test_options_are_checked_in_one_line():
         ColourOptions(wb_tint=5)
     with pytest.raises(RawInputError, match="1667-25000"):
         ColourOptions(wb_kelvin=1000)
+    with pytest.raises(RawInputError, match="unknown white balance 'tungsten'"):
+        ColourOptions(wb="tungsten")
+    with pytest.raises(RawInputError, match="three positive"):
+        ColourOptions(wb=(1, -1, 1))
 
 
 # ---- CLI and profile ---------------------------------------------------------------------------
