@@ -1,11 +1,13 @@
-"""Procedural bright scenes (display sRGB in [0, 1]) for measuring the natural look's metering:
-snow fields, skies with clouds, a white aircraft against the sky, a bright beach. Each is what a
-photographer's finished picture of such a scene looks like: highlights near white."""
+"""Procedural scenes (display sRGB in [0, 1]) for measuring the natural look's metering: the
+bright ones (KINDS: snow fields, skies with clouds, a white aircraft against the sky, a bright
+beach) and two hard ones (HARD_KINDS: a backlit subject against a bright sky, a night street with
+a few lights). Each is what a photographer's finished picture of such a scene looks like."""
 from __future__ import annotations
 
 import numpy as np
 
 KINDS = ("snow", "sky", "aircraft", "beach")
+HARD_KINDS = ("backlit", "night")
 
 
 def _blobs(rng, h, w, n, radius):
@@ -43,6 +45,14 @@ def scene(kind: str, seed: int, size: tuple[int, int] = (192, 256)) -> np.ndarra
             img = img * (1 - body) + body * np.array([0.96, 0.96, 0.95])
             dots = _blobs(rng, h, w, 6, (1.5, 3))[..., None]
             img = img * (1 - dots) + dots * 0.15
+    elif kind == "backlit":
+        img = (1 - yy) * np.array([0.75, 0.85, 0.97]) + yy * np.array([0.95, 0.95, 0.96])
+        person = _blobs(rng, h, w, 2, (30, 55))[..., None]
+        img = img * (1 - person) + person * (np.array([0.22, 0.18, 0.16]) + _texture(rng, h, w, 0.03)[..., None])
+    elif kind == "night":
+        img = np.array([0.05, 0.06, 0.09]) + _texture(rng, h, w, 0.015)[..., None] + yy * 0.08
+        lights = _blobs(rng, h, w, rng.integers(3, 8), (2, 6))[..., None]
+        img = img * (1 - lights) + lights * np.array([1.0, 0.92, 0.7])
     else:
         sea = np.array([0.35, 0.6, 0.75]) + _texture(rng, h, w, 0.04)[..., None]
         sand = np.array([0.92, 0.86, 0.72]) + _texture(rng, h, w, 0.03)[..., None]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bright_scenes import KINDS, scene
+from .bright_scenes import HARD_KINDS, KINDS, scene
 from .colour import LUMA
 from .dng import write_dng
 from .unprocess import RawCapture, draw_params, scene_linear, synthesize
@@ -127,9 +127,9 @@ def metering_error(img: np.ndarray, seed: int, rule) -> float:
     return float(np.log2(rule(thumbnail(pack(frame), 64), frame.srgb_from_cam) / true))
 
 
-def metering_errors(rule, seeds=range(3)) -> np.ndarray:
-    """metering_error() over the bright scenes (calibration/bright_scenes.py)."""
-    return np.array([metering_error(scene(kind, seed), seed, rule) for kind in KINDS for seed in seeds])
+def metering_errors(rule, seeds=range(3), kinds=KINDS) -> np.ndarray:
+    """metering_error() over the bright scenes (calibration/bright_scenes.py), or other kinds."""
+    return np.array([metering_error(scene(kind, seed), seed, rule) for kind in kinds for seed in seeds])
 
 
 # Ordinary photographs (scikit-image's colour samples; a dark space picture among them).
@@ -215,7 +215,9 @@ def main() -> None:
         print(f"auto white balance, scenes two thirds {name}: angular error {np.round(auto, 2).tolist()} degrees "
               f"(grey world {np.round(grey_world, 2).tolist()}) at 3000, 5500, 7500 K")
     for name, rule in (("highlight-aware", metered_gain), ("old mean-to-mid-grey", exposure_gain)):
-        for what, e in (("bright scenes", metering_errors(rule, range(100, 100 + args.seeds))),
+        seeds = range(100, 100 + args.seeds)
+        for what, e in (("bright scenes", metering_errors(rule, seeds)),
+                        *((f"{kind} scenes", metering_errors(rule, seeds, (kind,))) for kind in HARD_KINDS),
                         ("ordinary photographs", photo_metering_errors(rule))):
             print(f"metering {name:>21}: median |error| {np.median(np.abs(e)):.2f} stops (median "
                   f"{np.median(e):+.2f}, max |error| {np.abs(e).max():.2f}) over {e.size} {what}")
