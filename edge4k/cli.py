@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from importlib import resources
 
@@ -977,7 +979,39 @@ def _one_line_warnings() -> None:
     warnings.formatwarning = _format_warning
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Python is, as Ctrl-C's KeyboardInterrupt is: the same
+    clean-up runs (atomic outputs remove their temporaries, old outputs stay)."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(signum)
+
+
+def _handle_signals() -> dict:
+    """SIGTERM and SIGHUP handled like SIGINT; returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = _handle_signals()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM or SIGHUP
+        print("edge4k: interrupted", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # torch.export's internals warn about their own deprecations; not the user's business.
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -993,9 +1027,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:   # the file system said no (disk full, permissions): one line, not a traceback
         where = f": {e.filename}" if e.filename else ""
         print(f"edge4k: error: {e.strerror or e}{where}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("edge4k: interrupted", file=sys.stderr)
-        return 130
     return EXIT_ERROR
 
 

@@ -32,6 +32,15 @@ def atomic_output(path: str | os.PathLike):
         raise
 
 
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike):
+    """atomic_output for files that belong together (an image and its profile): yields their
+    temporary paths; every one is written before any is renamed into place (the last first),
+    and a failure while writing leaves every old file as it was."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_output(p)) for p in paths]
+
+
 def check_output(path: str | os.PathLike, *, mkdir: bool = False) -> Path:
     """Before any work: the output is a file name in a writable folder. A missing folder is
     created with mkdir (`--mkdir`), else refused in one line."""

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from edge4k.errors import BuildMismatch, Edge4KError
-from edge4k.files import sha256_file
+from edge4k.files import atomic_outputs, sha256_file
 from edge4k.kernels import colourspace, cpp
 from edge4k.kernels.postprocess import (DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality,
                                         to_pixels, write_image)
@@ -260,38 +260,41 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
         timer.end_run()
     power_report = power.stop(runs)
     frame, plan = info["frame"], info["plan"]
-    write_image(output_path, pixels, exif=frame.exif, icc=colourspace.icc_profile(output_space), quality=quality)
-    path, sha256 = describe_input(input_path)
-    profile = {
-        "schema": SCHEMA_ID,
-        "created": now_iso(),
-        "input": {"path": path, "sha256": sha256, "cfa": frame.cfa, "matrix_source": frame.matrix_source,
-                  "wb_source": frame.wb_source, "wb_gains": [round(float(g), 6) for g in frame.wb_gains],
-                  "width": frame.width, "height": frame.height},
-        "resolution": {"width": frame.width, "height": frame.height},
-        "tiling": {"enabled": not plan.native, "tile": None if plan.native else plan.tile_height,
-                   "overlap": None if plan.native else plan.overlap, "tiles": plan.num_tiles,
-                   "batch": opts.batch, "padded": [plan.padded_height, plan.padded_width]},
-        "latent_compression": cfg.compression,
-        "timing": {"warmup": warmup, "runs": runs, "clock": "time.perf_counter",
-                   **({"emulated": True, "note": backend.emulation_note} if backend.emulation_note else {})},
-        "latency_ms": timer.summary_ms(),
-        "memory": {"peak_rss_bytes": memory.peak_rss_bytes(), "planned_arena_bytes": backend.planned_arena_bytes(),
-                   "weight_bytes": backend.weight_bytes(), "estimated_tile_bytes": estimate},
-        "power": power_report,
-        "device": host_device(backend.name, backend.delegate, backend.threads()),
-        "model": {"preset": cfg.name, "config_hash": cfg.config_hash(), "precision": backend.precision,
-                  "weights": backend.weights,
-                  **({"params": backend.param_count()} if backend.param_count() is not None else {})},
-        "output": {"path": os.fspath(output_path), "sha256": sha256_file(output_path),
-                   "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits,
-                   "look": info["look"], "exposure_gain": round(info["exposure"], 6), "output_space": output_space,
-                   **({"quality": quality} if quality is not None else {}),
-                   "colour": info["colour"].record()},
-        "versions": versions(),
-    }
-    if profile_path:
-        write_profile(profile_path, profile)
+    # Image and profile are published together: both written beside their targets, then both
+    # renamed into place (a failed write leaves the old pair as it was).
+    with atomic_outputs(output_path, *([profile_path] if profile_path else [])) as (image_tmp, *profile_tmp):
+        write_image(image_tmp, pixels, exif=frame.exif, icc=colourspace.icc_profile(output_space), quality=quality)
+        path, sha256 = describe_input(input_path)
+        profile = {
+            "schema": SCHEMA_ID,
+            "created": now_iso(),
+            "input": {"path": path, "sha256": sha256, "cfa": frame.cfa, "matrix_source": frame.matrix_source,
+                      "wb_source": frame.wb_source, "wb_gains": [round(float(g), 6) for g in frame.wb_gains],
+                      "width": frame.width, "height": frame.height},
+            "resolution": {"width": frame.width, "height": frame.height},
+            "tiling": {"enabled": not plan.native, "tile": None if plan.native else plan.tile_height,
+                       "overlap": None if plan.native else plan.overlap, "tiles": plan.num_tiles,
+                       "batch": opts.batch, "padded": [plan.padded_height, plan.padded_width]},
+            "latent_compression": cfg.compression,
+            "timing": {"warmup": warmup, "runs": runs, "clock": "time.perf_counter",
+                       **({"emulated": True, "note": backend.emulation_note} if backend.emulation_note else {})},
+            "latency_ms": timer.summary_ms(),
+            "memory": {"peak_rss_bytes": memory.peak_rss_bytes(), "planned_arena_bytes": backend.planned_arena_bytes(),
+                       "weight_bytes": backend.weight_bytes(), "estimated_tile_bytes": estimate},
+            "power": power_report,
+            "device": host_device(backend.name, backend.delegate, backend.threads()),
+            "model": {"preset": cfg.name, "config_hash": cfg.config_hash(), "precision": backend.precision,
+                      "weights": backend.weights,
+                      **({"params": backend.param_count()} if backend.param_count() is not None else {})},
+            "output": {"path": os.fspath(output_path), "sha256": sha256_file(image_tmp),
+                       "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "bit_depth": bits,
+                       "look": info["look"], "exposure_gain": round(info["exposure"], 6), "output_space": output_space,
+                       **({"quality": quality} if quality is not None else {}),
+                       "colour": info["colour"].record()},
+            "versions": versions(),
+        }
+        if profile_path:
+            write_profile(profile_tmp[0], profile)
     return profile
 
 

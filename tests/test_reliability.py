@@ -110,3 +110,47 @@ def test_exif_facts_from_a_hostile_raw_do_not_fail_the_write(tmp_path, ext):
         assert tags["Make"].value == "Caf? ?" and "ExposureTime" not in tags and "ISOSpeedRatings" not in tags
     for exif in ({"exposure_time": float("nan"), "iso": -100}, {"exposure_time": "fast", "iso": "high"}):
         write_image(tmp_path / f"o.{ext}", image, exif=exif)
+
+
+# ---- outputs published together, signals --------------------------------------------------------
+
+def test_image_and_profile_are_published_together(renderer, sample_dng, tmp_path):
+    """A profile that cannot be written leaves the old image (and no temporaries) in place."""
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old image")
+    (tmp_path / "p.json").mkdir()   # a folder where the profile should go: its rename fails
+    with pytest.raises(Edge4KError):
+        renderer.profile(sample_dng, out, profile_path=tmp_path / "p.json")
+    assert out.read_bytes() == b"old image"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "p.json"]
+    renderer.profile(sample_dng, out, profile_path=tmp_path / "q.json")
+    profile = json.loads((tmp_path / "q.json").read_text())
+    from edge4k.files import sha256_file
+    assert profile["output"]["sha256"] == sha256_file(out) and profile["output"]["path"] == str(out)
+
+
+@pytest.mark.parametrize("sig, delay", [("SIGTERM", 3.0), ("SIGHUP", 4.0), ("SIGTERM", 5.0)])
+def test_sigterm_and_sighup_are_handled_like_ctrl_c(sample_dng, tmp_path, sig, delay):
+    """Killed at some point of a run: exit 128 + the signal (or 0 if it had finished), the old
+    image and profile both intact or both replaced, and no hidden temporary files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out, prof = tmp_path / "o.png", tmp_path / "p.json"
+    out.write_bytes(b"old image")
+    prof.write_text("old profile")
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge4k", "run", sample_dng, "-o", str(out), "--profile",
+                             str(prof), "--preset", "e4k-t-f16", "--runs", "4", "--tile", "128"],
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 128 + getattr(signal, sig)), err
+    if proc.returncode:
+        assert err.strip().splitlines()[-1] == "edge4k: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "p.json"]
+    replaced = out.read_bytes() != b"old image"
+    assert replaced == (prof.read_text() != "old profile")
