@@ -109,6 +109,20 @@ research: $(STAMP)
 test: $(DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The runner, libedge4k and the native kernels built with AddressSanitizer + UndefinedBehaviorSanitizer
+# (CMake's EDGE4K_SANITIZE) into build/native-sanitize, then the native tests (tiny preset) and the
+# short fuzz run against that build, with the sanitizer runtimes preloaded into Python for the
+# libraries it loads. Any sanitizer report fails the run. The long fuzz run: README, "Reliability".
+SANITIZE_BUILD ?= build/native-sanitize
+SANITIZE_TESTS ?= tests/test_native_kernels.py tests/test_libedge4k.py tests/test_native_runner.py tests/test_fuzz_native.py
+.PHONY: sanitize
+sanitize: $(DEPS)
+	$(EDGE4K) build-runner --sanitize -o $(SANITIZE_BUILD)
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86 \
+	EDGE4K_TEST_NATIVE_BUILD=$(SANITIZE_BUILD) EDGE4K_KERNELS_LIB=$(SANITIZE_BUILD)/libedge4k_kernels.so \
+	$(BIN)/python -m pytest -p no:cacheprovider $(SANITIZE_TESTS)
+
 # Mutation testing (cosmic-ray; not part of `make test`): the score per module of how
 # many deliberately broken versions its tests catch. MUTATE lists MODULE=TEST[,TEST]
 # pairs; SURVIVORS=1 prints each surviving mutant's diff; SAMPLE=N tests a fixed random N

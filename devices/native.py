@@ -78,12 +78,14 @@ def host_onnxruntime() -> dict[str, Path]:
 
 
 def build_host(build_dir: str | os.PathLike, *, shell: Shell | None = None, jobs: int = 2,
-               kernels_only: bool = False) -> Path:
+               kernels_only: bool = False, sanitize: bool = False) -> Path:
     """Configure and build libedge4k, the runner, the C API test and the kernels library
-    against the executorch wheel. Incremental: a second call only rebuilds what changed."""
+    against the executorch wheel. Incremental: a second call only rebuilds what changed.
+    sanitize: with AddressSanitizer and UndefinedBehaviorSanitizer (CMake's EDGE4K_SANITIZE)."""
     shell = shell or Shell()
     build_dir = Path(build_dir)
-    flags = [f"-DEDGE4K_BUILD_RUNNER={'OFF' if kernels_only else 'ON'}"]
+    flags = [f"-DEDGE4K_BUILD_RUNNER={'OFF' if kernels_only else 'ON'}",
+             f"-DEDGE4K_SANITIZE={'ON' if sanitize else 'OFF'}"]
     if not kernels_only:
         flags += [f"-Dexecutorch_DIR={executorch_cmake_dir()}", f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}"]
     _configure_and_build(shell, build_dir, flags, jobs)

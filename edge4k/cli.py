@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--kernels-only", action="store_true",
                    help="only the CPU kernels library the host pipeline calls (libedge4k_kernels.so; needs a C++ "
                         "compiler and CMake, not ExecuTorch); `make setup` builds it into build/native-kernels")
+    b.add_argument("--sanitize", action="store_true",
+                   help="host: AddressSanitizer + UndefinedBehaviorSanitizer in the runner, libedge4k and the kernels "
+                        "(`make sanitize` builds build/native-sanitize and runs the native tests against it)")
     b.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
     b.add_argument("--dry-run", action="store_true", help="print the cmake commands instead of running them")
 
@@ -850,7 +853,8 @@ def cmd_build_runner(args) -> int:
         runner = build_host(args.output or default_library_path().parent, shell=shell, jobs=args.jobs,
                             kernels_only=True) / KERNELS_LIB
     else:
-        runner = build_host(args.output or "build/native-host", shell=shell, jobs=args.jobs) / RUNNER
+        runner = build_host(args.output or "build/native-host", shell=shell, jobs=args.jobs,
+                            sanitize=args.sanitize) / RUNNER
     if not args.dry_run:
         print(f"built {runner}")
     return 0

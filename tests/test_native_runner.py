@@ -361,3 +361,22 @@ def test_runner_signals_leave_no_temporaries(phone_run, frame, tmp_path, sig):
     proc.send_signal(getattr(signal, sig))
     assert proc.wait(timeout=60) == -getattr(signal, sig)
     assert out.read_bytes() == b"old image" and [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+@pytest.mark.parametrize("what", ["sidecar", "manifest"])
+def test_runner_refuses_json_nested_past_its_limit(phone_run, frame, tmp_path, what):
+    """5,000 nested lists overflowed the stack of the JSON printer in an error message (AddressSanitizer:
+    stack-overflow in the long fuzz run); they are refused while parsing."""
+    deep = '"deep": ' + "[" * 5000 + "]" * 5000 + ", "
+    build, sidecar = phone_run.out / "build", frame
+    if what == "sidecar":
+        sidecar = tmp_path / "f.json"
+        sidecar.write_text(frame.read_text().replace('"schema"', deep + '"schema"', 1))
+    else:
+        build = tmp_path / "build"
+        shutil.copytree(phone_run.out / "build", build)
+        text = (build / "manifest.json").read_text()
+        (build / "manifest.json").write_text(text.replace('"schema"', deep + '"schema"', 1))
+    done = runner(phone_run, "--artifacts", build, "--input", sidecar, "-o", tmp_path / "o.png", check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1 and "nests deeper than 64 levels" in errors[0], done.stderr

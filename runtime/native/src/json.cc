@@ -39,8 +39,15 @@ std::string without_python_floats(const std::string& in) {
 }  // namespace
 
 Json parse_json(const std::string& content, const std::string& what) {
+  // Nothing the runner reads nests deeper than a few levels; a document that does would overflow
+  // the stack of every recursive walk over it (dump, comparison), so it is refused while parsing.
+  constexpr int kMaxDepth = 64;
+  const auto limit_depth = [&](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxDepth) throw Error(what + " nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    return true;
+  };
   try {
-    return Json::parse(without_python_floats(content));
+    return Json::parse(without_python_floats(content), limit_depth);
   } catch (const Json::parse_error& e) {
     throw Error(what + " is not valid JSON (byte " + std::to_string(e.byte) + ")");
   }
