@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -320,6 +321,8 @@ def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
     p.add_argument("--init", metavar="PATH", help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--freeze-norm", action="store_true",
                    help="keep BatchNorm statistics fixed, so training sees what the deployed model computes")
+    p.add_argument("--compile", action="store_true", help="torch.compile the loss (edge4k train only): about a "
+                                                          "minute once, then about 10%% faster steps on CPU")
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -646,11 +649,12 @@ def model_of_build(manifest: dict, artifacts: str, checkpoint: str | None):
 
 
 TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",
-                   "log_every", "resume", "threads", "workers", "init", "freeze_norm")
+                   "log_every", "resume", "threads", "workers", "init", "freeze_norm", "compile")
 
 
 def _run_training(args, options_cls, run, **extra) -> int:
-    opts = options_cls(out=args.out, **{k: getattr(args, k) for k in TRAINING_FIELDS}, **extra)
+    opts = options_cls(out=args.out, **{k: getattr(args, k) for k in TRAINING_FIELDS},
+                       command=shlex.join(["edge4k", *args.argv]), **extra)
     summary = run(opts, progress=sys.stderr.isatty())
     if int(os.environ.get("RANK", "0")) == 0:
         done = {"train": "trained", "train-teacher": "trained the teacher on", "distill": "distilled"}[summary["task"]]
@@ -1017,6 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # training runs record their command line
     # torch.export's internals warn about their own deprecations; not the user's business.
     warnings.filterwarnings("ignore", category=FutureWarning)
     _one_line_warnings()

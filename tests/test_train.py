@@ -159,3 +159,63 @@ def test_data_parallel_two_processes_on_cpu(tmp_path, photos):
     model, meta = load_model(out / "model.safetensors", "e4k-t-f16")
     assert meta["global_batch"] == "4"
     assert res.stdout.count("trained e4k-t-f16") == 1      # rank 0 reports, once
+
+
+def test_runs_record_their_command_and_crops_across_init_and_resume(tmp_path, photos):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    common = ["train", "--preset", "e4k-t-f16", "--budget-minutes", "5", "--batch", "2", "--crop", "32",
+              "--threads", "1", "--data", photos, "--log-every", "1"]
+    assert main(common + ["--steps", "2", "--out", str(base)]) == 0
+    first = common + ["--steps", "1", "--init", str(base / "model.safetensors"), "--out", str(tuned)]
+    assert main(first) == 0
+    assert main(common + ["--steps", "3", "--out", str(tuned), "--resume"]) == 0
+    summary = json.loads((tuned / "summary.json").read_text())
+    assert [(r["from_step"], r["to_step"], r["crops"]) for r in summary["runs"]] == [(0, 1, 2), (1, 3, 4)]
+    assert summary["runs"][0]["command"].startswith("edge4k train --preset e4k-t-f16")
+    assert summary["runs"][0]["command"].endswith(f"--out {tuned}") and "--init" in summary["runs"][0]["command"]
+    assert summary["runs"][1]["command"].endswith("--resume") and summary["command"] == summary["runs"][1]["command"]
+    assert summary["crops_seen"] == 6 and summary["init"]["crops_seen_total"] == 4
+    assert summary["crops_seen_total"] == 10 and summary["init"]["checkpoint"].startswith("model.safetensors sha256:")
+    meta = load_model(tuned / "model.safetensors")[1]
+    assert meta["crops_seen"] == "6" and meta["crops_seen_total"] == "10" and meta["init"] == summary["init"]["checkpoint"]
+
+
+def test_fast_loss_equals_the_reference_loss():
+    from edge4k.models.train_bench import reference_losses
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(2, 3, 48, 48, generator=g) * 0.8
+    x = (y + 0.05 * torch.randn(2, 3, 48, 48, generator=g)).requires_grad_()
+    batch = {"target": y, "matrix": torch.eye(3).expand(2, 3, 3) * 1.2, "exposure": torch.tensor([1.0, 3.0])}
+    fast, ref = losses(x, batch), reference_losses(x, batch)
+    assert {k: round(v.item(), 6) for k, v in fast.items()} == {k: round(v.item(), 6) for k, v in ref.items()}
+    gf, = torch.autograd.grad(fast["loss"], x)
+    gr, = torch.autograd.grad(ref["loss"], x)
+    torch.testing.assert_close(gf, gr, rtol=1e-4, atol=1e-8)
+
+
+def test_the_training_layout_computes_the_same_network():
+    """Training runs channels-last on CPU; the network it trains is the NCHW one inference runs:
+    the shipped weights give the same output in both layouts, and a training step the same gradients."""
+    from edge4k.models import build_model, get_preset
+    from edge4k.models.checkpoint import default_checkpoint
+    from edge4k.models.train import batch_to
+    model = load_model(default_checkpoint("e4k-s-f16"), "e4k-s-f16")[0]
+    g = torch.Generator().manual_seed(0)
+    batch = {"packed": torch.rand(1, 4, 32, 32, generator=g), "thumb": torch.rand(1, 4, 64, 64, generator=g),
+             "meta": torch.rand(1, 5, generator=g)}
+    with torch.no_grad():
+        ref = model(batch["packed"], batch["thumb"], batch["meta"])
+        cl = batch_to(batch, torch.device("cpu"))
+        out = model.to(memory_format=torch.channels_last)(cl["packed"], cl["thumb"], cl["meta"])
+    assert cl["packed"].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    tiny = build_model(get_preset("e4k-t-f16")).train()
+    packed = torch.rand(2, 4, 16, 16, generator=g)
+    thumb, meta = torch.rand(2, 4, 32, 32, generator=g), torch.rand(2, 5, generator=g)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        tiny.zero_grad()
+        tiny.to(memory_format=fmt)(packed.contiguous(memory_format=fmt), thumb, meta).square().mean().backward()
+        grads.append([p.grad.clone() for p in tiny.parameters() if p.grad is not None])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
