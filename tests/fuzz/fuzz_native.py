@@ -31,7 +31,9 @@ from pathlib import Path
 
 CORPUS = Path(__file__).parent / "corpus"
 KINDS = ("manifest", "pte", "sidecar")
-SANITIZER_MARKS = ("AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "LeakSanitizer")
+# A sanitizer's report (its warnings, such as a refused huge allocation, are not one).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "AddressSanitizer:DEADLYSIGNAL", "UndefinedBehaviorSanitizer",
+                   "runtime error:", "ERROR: LeakSanitizer")
 # Values that break parsers and size computations: limits, overflow, wrong types.
 NASTY = [0, -1, 1, 2, 3, 7, 15, 17, 63, 65, 255, 4096, 65535, 65536, 2**31 - 1, 2**31, -2**31, 2**53, 10**30,
          -10**30, 1e-300, 1.5, -0.5, "", "x", "../../etc/passwd", "-o", None, True, False, [], {}, [0], [[]],
