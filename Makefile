@@ -32,7 +32,7 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) $(call opt,QNN_LIBS,qnn-libs) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup lock demo eval train distill research test mutation clean android-xnnpack android-qnn ios-coreml
+.PHONY: setup lock demo eval train distill research test mutation clean arm64 android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -47,6 +47,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	@# The CPU stages' C++ kernels (kernels/cpp.py); without them the host pipeline runs their
 	@# Python twins and says so.
 	$(BIN)/edge4k build-runner --kernels-only || echo "warning: C++ kernels not built; the Python ones will run"
+	@command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null || echo "note: the arm64 runner \
+	tests skip; to run them: dpkg --add-architecture arm64 && apt-get update && apt-get install \
+	crossbuild-essential-arm64 qemu-user zlib1g-dev:arm64 libstdc++6:arm64"
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Regenerates both locks from pyproject.toml with uv (pinned here; it runs from its own venv in
@@ -130,6 +133,13 @@ sanitize: $(DEPS)
 MUTATE ?= runtime/profile.py=tests/test_profile.py
 mutation: $(STAMP)
 	$(BIN)/python tests/mutation.py $(MUTATE) $(if $(filter-out 0,$(SURVIVORS)),--survivors) $(if $(SAMPLE),--sample $(SAMPLE))
+
+# The phone's runner, libedge4k.so and kernels cross-compiled for arm64 Linux into
+# build/native-aarch64-linux, against the aarch64 executorch wheel (fetched into
+# build/wheels-aarch64); run here with qemu-aarch64. Needs Debian's crossbuild-essential-arm64,
+# qemu-user, zlib1g-dev:arm64 and libstdc++6:arm64 (README, "Profiling on a phone"); `make setup` does not.
+arm64: $(DEPS)
+	$(EDGE4K) build-runner --target aarch64-linux
 
 android-xnnpack: $(DEPS)
 	$(EDGE4K) profile --target $@ --device android -o $(OUT)/$@ $(PROFILE_FLAGS)

@@ -1,5 +1,6 @@
 """Building the native runner and libedge4k (runtime/native, C++17 + CMake) for this
-host or for an Android phone, and checking that a runner binary suits a device's CPU.
+host, for arm64 Linux (cross-compiled, run under qemu here) or for an Android phone,
+and checking that a runner binary suits a device's CPU.
 
 The sources ship inside the package (edge4k/runtime/native, edge4k/kernels/native),
 so an installed edge4k can build its runner too."""
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import tempfile
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +26,10 @@ ANDROID_ABI = "arm64-v8a"
 ANDROID_PLATFORM = "android-28"
 # ELF e_machine values, and the Android ABI names (ro.product.cpu.abi) they run on.
 ELF_MACHINES = {62: "x86_64", 183: "arm64-v8a", 40: "armeabi-v7a", 3: "x86"}
+# arm64 Linux (glibc), cross-compiled with Debian's crossbuild-essential-arm64 against the
+# executorch wheel for manylinux_2_28_aarch64, and run here under qemu-aarch64.
+AARCH64_WHEEL_PLATFORM = "manylinux_2_28_aarch64"
+AARCH64_WHEELS = Path("build") / "wheels-aarch64"
 
 
 def source_dir() -> Path:
@@ -142,6 +150,90 @@ def build_android(build_dir: str | os.PathLike, *, ndk: str | None, executorch_p
         flags.append(f"-DEDGE4K_EXTRA_LIBRARIES={extra_libraries}")
     _configure_and_build(shell, Path(build_dir), flags, jobs, targets=[RUNNER, "edge4k"])
     return Path(build_dir) / RUNNER
+
+
+def aarch64_wheel(package: str, cache: str | os.PathLike = AARCH64_WHEELS, *, shell: Shell | None = None) -> Path:
+    """The aarch64 Linux wheel of `package`, at the version installed here, unpacked in
+    cache/<package>-<version> (fetched once with pip download)."""
+    from importlib import metadata
+    shell = shell or Shell()
+    try:
+        version = metadata.version(package).split("+")[0]   # PyPI has no local labels (+cpu)
+    except metadata.PackageNotFoundError:
+        raise Edge4KError(f"the arm64 build takes {package}'s version from this install: pip install {package}") from None
+    cache = Path(cache).absolute()   # CMake reads relative paths from its build folder
+    target = cache / f"{package}-{version}"
+    if shell.dry_run:
+        shell.run(_pip_download(package, version, cache), timeout=600, what="fetch the wheel")
+        return target
+    if (target / ".unpacked").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        shell.run(_pip_download(package, version, Path(tmp)), timeout=600,
+                  what=f"fetch the {package} {version} wheel for {AARCH64_WHEEL_PLATFORM}")
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise Edge4KError(f"pip download of {package}=={version} for {AARCH64_WHEEL_PLATFORM} gave {len(wheels)} wheels")
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(wheels[0]) as whl:
+            whl.extractall(unpacked)
+        (unpacked / ".unpacked").write_text(wheels[0].name + "\n")
+        try:
+            unpacked.rename(target)
+        except OSError:
+            if not (target / ".unpacked").is_file():   # else another build unpacked it meanwhile
+                raise
+    return target
+
+
+def _pip_download(package: str, version: str, dest: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", f"{package}=={version}",
+            "--platform", AARCH64_WHEEL_PLATFORM, "--python-version", f"{sys.version_info[0]}{sys.version_info[1]}",
+            "--only-binary=:all:", "--no-deps", "-d", str(dest)]
+
+
+def check_cross_toolchain() -> None:
+    """One line naming the Debian package for the first thing the arm64 build or its
+    emulation lacks. The programs run on Debian's arm64 multiarch libraries (which
+    zlib1g-dev:arm64 brings), not on the cross compiler's copy in /usr/aarch64-linux-gnu:
+    that loader with the multiarch libc (another build of glibc) hangs in pthread_create."""
+    multiarch = Path("/usr/lib/aarch64-linux-gnu")
+    needs = [(shutil.which("aarch64-linux-gnu-g++"), "the aarch64-linux-gnu-g++ cross compiler",
+              "crossbuild-essential-arm64"),
+             (shutil.which("qemu-aarch64"), "qemu-aarch64", "qemu-user"),
+             ((multiarch / "libz.a").is_file(), "arm64 zlib",
+              "zlib1g-dev:arm64 (after dpkg --add-architecture arm64 && apt-get update)"),
+             ((multiarch / "libstdc++.so.6").exists(), "the arm64 C++ runtime", "libstdc++6:arm64")]
+    for found, what, package in needs:
+        if not found:
+            raise Edge4KError(f"the arm64 runner needs {what}: apt-get install {package}")
+
+
+def build_aarch64_linux(build_dir: str | os.PathLike, *, shell: Shell | None = None, jobs: int = 2,
+                        wheel_cache: str | os.PathLike = AARCH64_WHEELS) -> Path:
+    """Cross-compile the runner, libedge4k.so, the C API test and the kernels library for
+    arm64 Linux (glibc) against the aarch64 executorch wheel's CMake package: the phone's
+    sources and flags (NEON paths; the x86-only target_clones are guarded out), run here
+    under qemu_command()."""
+    shell = shell or Shell()
+    if not shell.dry_run:
+        check_cross_toolchain()
+    executorch = aarch64_wheel("executorch", wheel_cache, shell=shell)
+    flags = [f"-DCMAKE_TOOLCHAIN_FILE={source_dir() / 'cmake' / 'aarch64-linux-gnu.cmake'}",
+             f"-Dexecutorch_DIR={executorch / 'executorch' / 'lib' / 'cmake' / 'executorch'}",
+             f"-DEDGE4K_NLOHMANN_INCLUDE={nlohmann_include()}"]
+    _configure_and_build(shell, Path(build_dir), flags, jobs)
+    return Path(build_dir)
+
+
+def qemu_command() -> list[str]:
+    """The command prefix that runs an arm64 Linux program on this host, on the arm64
+    multiarch libraries, with the Armv8/v9 extensions qemu has (dot product, I8MM, SVE2)
+    but SME: under qemu 7.2's SME the int8 network's image moves far from x86's (PSNR
+    16 dB), while without it, and on cortex-a72/a76/neoverse-n1, it is bit for bit x86's
+    (README, "Profiling on a phone")."""
+    return ["qemu-aarch64", "-cpu", "max,sme=off"]
 
 
 def _configure_and_build(shell: Shell, build_dir: Path, flags: list[str], jobs: int,

@@ -172,11 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--android", action="store_true",
                    help="cross-compile the runner and libedge4k.so for arm64 Android (needs ANDROID_NDK and "
                         "EXECUTORCH_ANDROID_PREFIX)")
+    b.add_argument("--target", choices=["host", "aarch64-linux"], default="host",
+                   help="aarch64-linux: cross-compile for arm64 Linux (glibc) against the aarch64 executorch wheel "
+                        "(fetched into build/wheels-aarch64), to run here under qemu-aarch64 (needs Debian's "
+                        "crossbuild-essential-arm64, zlib1g-dev:arm64 and qemu-user; `make arm64`)")
     b.add_argument("--without-executorch", action="store_true",
                    help="--android: leave ExecuTorch out; the runner then runs android-qnn builds only (ONNX Runtime "
                         "is opened at run time) and needs ANDROID_NDK alone")
-    b.add_argument("-o", "--output", metavar="DIR", help="build folder (default build/native-host or "
-                                                        "build/native-android-arm64-v8a)")
+    b.add_argument("-o", "--output", metavar="DIR", help="build folder (default build/native-host, "
+                                                        "build/native-aarch64-linux or build/native-android-arm64-v8a)")
     b.add_argument("--kernels-only", action="store_true",
                    help="only the CPU kernels library the host pipeline calls (libedge4k_kernels.so; needs a C++ "
                         "compiler and CMake, not ExecuTorch); `make setup` builds it into build/native-kernels")
@@ -842,11 +846,16 @@ def _profile_compile_args(args, raw_input: str) -> list[str]:
 def cmd_build_runner(args) -> int:
     from edge4k.devices.commands import Shell
     from edge4k.devices.flow import ANDROID_BUILD_DIR
-    from edge4k.devices.native import KERNELS_LIB, RUNNER, build_android, build_host
+    from edge4k.devices.native import KERNELS_LIB, RUNNER, build_aarch64_linux, build_android, build_host
 
     shell = Shell(dry_run=args.dry_run)
     _check_positive("jobs", args.jobs)
-    if args.android:
+    if args.target != "host" and (args.android or args.kernels_only):
+        raise Edge4KError(f"--target {args.target} builds the runner, libedge4k and the kernels together; "
+                          "leave out --android and --kernels-only")
+    if args.target == "aarch64-linux":
+        runner = build_aarch64_linux(args.output or "build/native-aarch64-linux", shell=shell, jobs=args.jobs) / RUNNER
+    elif args.android:
         runner = build_android(args.output or ANDROID_BUILD_DIR, ndk=os.environ.get("ANDROID_NDK") or
                                os.environ.get("ANDROID_NDK_HOME"),
                                executorch_prefix=os.environ.get("EXECUTORCH_ANDROID_PREFIX"), shell=shell,

@@ -6,9 +6,13 @@ host-built runner really runs), `push` and `pull`.
 Environment: FAKE_ADB_ROOT (the sandbox, also holds adb.log), FAKE_ADB_DEVICES
 ("serial[:state],..."), FAKE_ADB_DISCONNECT_ON (a word: the first call whose
 command line contains it finds the phone gone, and so does every later call),
-FAKE_ADB_PROPS (a JSON object of system properties that replace the defaults)."""
+FAKE_ADB_PROPS (a JSON object of system properties that replace the defaults).
+
+A phone whose ro.product.cpu.abi is arm64-v8a runs the arm64 programs pushed to it
+under qemu-aarch64 (edge4k.devices.native.qemu_command), as its kernel would natively."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,6 +20,24 @@ from pathlib import Path
 
 PROPS = {"ro.product.model": "Fake Phone 1", "ro.product.manufacturer": "Edge4K", "ro.soc.model": "FAKE8650",
          "ro.board.platform": "fake", "ro.build.version.release": "15", "ro.product.cpu.abi": "x86_64"}
+
+
+def arm64_program(path):
+    """An arm64 ELF executable (it names a program interpreter), not a shared library."""
+    data = Path(path).read_bytes()
+    if data[:5] != b"\x7fELF\x02" or int.from_bytes(data[18:20], "little") != 183:
+        return False
+    phoff, size, count = (int.from_bytes(data[a:b], "little") for a, b in ((32, 40), (54, 56), (56, 58)))
+    return any(int.from_bytes(data[phoff + i * size:phoff + i * size + 4], "little") == 3   # PT_INTERP
+               for i in range(count))
+
+
+def run_under_qemu(program):
+    """Keep the pushed arm64 program beside a script of its name that runs it in qemu."""
+    from edge4k.devices.native import qemu_command
+    elf = program.with_name(f".{program.name}.arm64")
+    program.replace(elf)
+    program.write_text(f"#!/bin/sh\nexec {shlex.join(qemu_command())} {shlex.quote(str(elf))} \"$@\"\n")
 
 
 def main(argv):
@@ -57,6 +79,8 @@ def main(argv):
         if dst.is_dir():
             dst = dst / src.name
         shutil.copy(src, dst)
+        if PROPS["ro.product.cpu.abi"] == "arm64-v8a" and arm64_program(dst):
+            run_under_qemu(dst)
         print(f"{src}: 1 file pushed.")
         return 0
     if command == "pull":

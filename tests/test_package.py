@@ -28,7 +28,8 @@ def test_wheel_contents_and_imports(tmp_path):
     # the native runner's sources, so an installed edge4k can build its runner
     assert {"edge4k/runtime/native/CMakeLists.txt", "edge4k/runtime/native/src/main.cc",
             "edge4k/runtime/native/include/edge4k.h", "edge4k/kernels/native/frontend.cc",
-            "edge4k/kernels/native/postprocess.cc", "edge4k/kernels/native/edge4k_kernels.h"} <= set(names)
+            "edge4k/kernels/native/postprocess.cc", "edge4k/kernels/native/edge4k_kernels.h",
+            "edge4k/runtime/native/cmake/aarch64-linux-gnu.cmake"} <= set(names)
     assert not any(n.startswith("tests/") or "/tests/" in n for n in names)
 
     target = tmp_path / "site"
