@@ -115,6 +115,20 @@ class BuildBackend(Backend):
                                   f"manifest.json records for {stage}; the file was damaged or replaced")
             yield stage, entry, path
 
+    def check_program(self, stage: str, path, inputs: list, output) -> None:
+        """A stage's input and output shapes as its program declares them, against the manifest's
+        (which load_manifest checked against its config and tiling): one line naming both and the file."""
+        from .limits import expected_outputs
+        inputs, output = [list(s) for s in inputs], list(output)
+        declared = [list(s) for s in self.expected[stage]]
+        want = expected_outputs(self.manifest["config"], self.manifest["tiling"])[stage]
+        if inputs != declared:
+            raise Edge4KError(f"{path}: {stage} takes inputs {inputs} in the program, but {declared} in "
+                              f"manifest.json (stages.{stage}.inputs)")
+        if output != want:
+            raise Edge4KError(f"{path}: {stage} returns {output} in the program, but {want} from manifest.json's "
+                              "config and tiling")
+
     def check_inputs(self, stage: str, inputs) -> None:
         shapes = [tuple(t.shape) for t in inputs]
         if shapes != self.expected[stage]:

@@ -33,6 +33,11 @@ class ExecuTorchBackend(BuildBackend):
                 except RuntimeError as e:
                     last = notes().strip().splitlines()[-1:] or [""]
                     raise Edge4KError(f"ExecuTorch cannot load {stage} from {path}: {e} {last[0]}") from None
+            meta = self.methods[stage].metadata
+            if meta.num_outputs() < 1:
+                raise Edge4KError(f"{path}: {stage} returns nothing")
+            self.check_program(stage, path, [meta.input_tensor_meta(i).sizes() for i in range(meta.num_inputs())],
+                               meta.output_tensor_meta(0).sizes())
         ExecuTorchBackend.loaded_any = True
 
     def run(self, stage, *inputs):

@@ -55,6 +55,13 @@ def expected_shapes(config: dict, tiling: dict) -> dict[str, list[list[int]]]:
             "encoder": [packed], "backbone": [latent, [1, config["global_dim"]]], "decoder": [latent, packed]}
 
 
+def expected_outputs(config: dict, tiling: dict) -> dict[str, list[int]]:
+    """Each network stage's output shape as the runtimes read it."""
+    th, tw, b, f = tiling["tile_height"], tiling["tile_width"], tiling["batch"], config["compression"]
+    latent = [b, config["latent_channels"], th // f, tw // f]
+    return {"global": [1, config["global_dim"]], "encoder": latent, "backbone": latent, "decoder": [b, 3, th, tw]}
+
+
 def check_manifest(m, where: str) -> dict:
     """Every field a runtime reads from manifest m (already parsed JSON), its type and range,
     and each stage's input shapes against the buffers the runtimes allocate. Returns m."""

@@ -380,3 +380,26 @@ def test_runner_refuses_json_nested_past_its_limit(phone_run, frame, tmp_path, w
     done = runner(phone_run, "--artifacts", build, "--input", sidecar, "-o", tmp_path / "o.png", check=False)
     errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
     assert done.returncode == 1 and len(errors) == 1 and "nests deeper than 64 levels" in errors[0], done.stderr
+
+
+def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_the_program(phone_run, frame,
+                                                                                          tmp_path):
+    """latent_channels 4 and every stage input to match: the manifest is consistent, the program's
+    latent has 8 channels. The host's ExecuTorch backend and the runner both read the program's own
+    shapes and refuse it in one line."""
+    from edge4k.errors import Edge4KError
+    from edge4k.runtime.backends import open_build
+    build = tmp_path / "build"
+    shutil.copytree(phone_run.out / "build", build)
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["config"]["latent_channels"] = 4
+    for stage in ("backbone", "decoder"):
+        manifest["stages"][stage]["inputs"][0]["shape"][1] = 4
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Edge4KError, match=r"model.pte: encoder returns \[2, 8, 8, 8\] in the program, but "
+                                          r"\[2, 4, 8, 8\] from manifest.json's config and tiling"):
+        open_build(build)
+    done = runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "o.png", check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert "model.pte: encoder output is [2,8,8,8] in the program, but [2,4,8,8] from config.latent_channels" in errors[0]
