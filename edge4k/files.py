@@ -36,9 +36,28 @@ def atomic_output(path: str | os.PathLike):
 def atomic_outputs(*paths: str | os.PathLike):
     """atomic_output for files that belong together (an image and its profile): yields their
     temporary paths; every one is written before any is renamed into place (the last first),
-    and a failure while writing leaves every old file as it was."""
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(atomic_output(p)) for p in paths]
+    and a failure while writing leaves every old file as it was. An OSError names the user's
+    path of the file it concerns."""
+    paths, tmps = [Path(p) for p in paths], []
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield list(tmps)
+        for tmp, path in reversed(list(zip(tmps, paths))):
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+    except BaseException as e:
+        for tmp in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        name = os.path.basename(str(getattr(e, "filename", None) or ""))
+        for tmp, path in zip(tmps, paths):   # the temporary, or a writer's own temporary inside it
+            if isinstance(e, OSError) and e.strerror and (name == tmp.name or name.startswith(f".{tmp.name}.")):
+                raise OSError(e.errno, e.strerror, os.fspath(path)) from None
+        raise
 
 
 def check_output(path: str | os.PathLike, *, mkdir: bool = False) -> Path:
