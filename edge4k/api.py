@@ -40,6 +40,10 @@ def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
         raise Edge4KError(f"--{name} must be an integer, got {type(value).__name__} {value!r}"[:200])
     if value is not None and value < minimum:
         raise Edge4KError(f"--{name} must be >= {minimum}, got {value}")
+    from edge4k.runtime.limits import limits   # the ranges the native runner checks too
+    rule = limits()["runner"].get(name)
+    if value is not None and rule and value > rule["max"]:
+        raise Edge4KError(f"--{name} must be at most {rule['max']}, got {value}")
 
 
 def check_source(source) -> None:

@@ -71,6 +71,20 @@ def test_wrong_argument_types_are_one_line_errors(sample_dng, call):
     assert "\n" not in str(e.value)
 
 
+def test_threads_runs_and_warmup_past_the_shared_limits_are_refused(renderer, sample_dng, tmp_path):
+    """--threads 99999999999 was a ValueError traceback and --runs 99999999999 ran for ever; the
+    ranges are runtime/limits.json's, which the native runner checks too."""
+    import edge4k
+    from edge4k.runtime.limits import limits
+    top = limits()["runner"]
+    with pytest.raises(Edge4KError, match=f"--threads must be at most {top['threads']['max']}, got 99999999999"):
+        edge4k.Renderer(preset="e4k-t-f16", threads=99999999999)
+    for name in ("runs", "warmup"):
+        with pytest.raises(Edge4KError, match=f"--{name} must be at most {top[name]['max']}"):
+            renderer.profile(sample_dng, tmp_path / "o.png", **{name: top[name]["max"] + 1})
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("native", [False, True], ids=["tiled", "native"])
 def test_a_frame_too_large_for_memory_is_refused_before_it_runs(sample_dng, monkeypatch, native):
     import edge4k
