@@ -81,8 +81,6 @@ def native_build(tmp_path_factory):
     """The native runner and kernels library, built once per session into a temporary
     folder (not the checkout's build/, so two test runs on one checkout do not race)."""
     pytest.importorskip("executorch")
-    import os
-    from pathlib import Path
     if os.environ.get("EDGE4K_TEST_NATIVE_BUILD"):   # one already built, e.g. `make sanitize`'s
         return Path(os.environ["EDGE4K_TEST_NATIVE_BUILD"])
     from edge4k.devices.native import build_host

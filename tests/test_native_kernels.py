@@ -90,6 +90,22 @@ def test_frontend_matches_prepare(lib, cfa):
     assert prep.meta[0] > -3 and prep.meta[1] > -3    # noise measured, not the floor
 
 
+@pytest.mark.parametrize("scene", ["ordinary", "bright", "dark"])
+def test_metered_gain_matches(lib, scene):
+    """The runner finishes the natural look with the host's highlight-aware metering."""
+    from edge4k.kernels.rawcolour import metered_gain
+    rng = np.random.default_rng(3)
+    level = {"ordinary": rng.uniform(0.05, 0.7, (4, 32, 32)), "dark": rng.uniform(0.0, 0.2, (4, 32, 32)),
+             "bright": np.clip(rng.normal(0.85, 0.05, (4, 32, 32)), 0, 1)}[scene]
+    thumb = np.ascontiguousarray(level, dtype=np.float32)
+    matrix = np.ascontiguousarray([[1.6, -0.5, -0.1], [-0.2, 1.5, -0.3], [0.0, -0.4, 1.4]], dtype=np.float64)
+    gain = np.zeros(1)
+    call(lib, "e4k_metered_gain", ptr(thumb), 32, ptr(matrix), ptr(gain))
+    assert gain[0] == pytest.approx(metered_gain(thumb, matrix), rel=1e-9)
+    with pytest.raises(Edge4KError, match="at least 1"):
+        call(lib, "e4k_metered_gain", ptr(thumb), 0, ptr(matrix), ptr(gain))
+
+
 def test_noise_estimate_matches(lib):
     packed = pack(noisy_frame("RGGB", seed=5))
     shot_read = np.empty(2, np.float64)

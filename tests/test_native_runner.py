@@ -79,6 +79,29 @@ def test_runner_neutral_look_and_orientation_match_python(phone_run, frame, samp
     np.testing.assert_array_equal(read_ppm16(tmp_path / "t.ppm"), np.rot90(neutral, k=-1))
 
 
+def test_runner_meters_a_bright_scene_like_python(phone_run, tmp_path):
+    """The natural look's highlight-aware metering (kernels/rawcolour.py) in the runner too: a
+    bright scene, where it differs from the mean-to-mid-grey rule the network is conditioned on."""
+    import numpy as np
+    from edge4k.calibration.dng import write_dng
+    from edge4k.calibration.unprocess import unprocess
+    from edge4k.kernels.raw import exposure_gain, prepare
+    from edge4k.kernels.rawcolour import metered_gain
+    from conftest import smooth_image
+    snow = 0.75 + 0.2 * smooth_image(512, 512, seed=4)
+    cap = unprocess(snow, cfa="RGGB", iso=None, ev=-1.0, bits=14, black_level=512, rng=np.random.default_rng(2))
+    dng = write_dng(tmp_path / "snow.dng", cap)
+    frame = read_raw(dng)
+    prep = prepare(frame, 64)
+    assert metered_gain(prep.thumb, frame.srgb_from_cam) > 1.2 * exposure_gain(prep.thumb, frame.srgb_from_cam)
+    build = phone_run.out / "build"
+    assert main(["run", str(dng), "-o", str(tmp_path / "py.tif"), "--backend", "executorch", "--artifacts",
+                 str(build)]) == 0
+    runner(phone_run, "--artifacts", build, "--input", write_bayer(frame, tmp_path / "snow.json", source=dng),
+           "-o", tmp_path / "c.ppm")
+    assert psnr(read_ppm16(tmp_path / "c.ppm"), tifffile.imread(tmp_path / "py.tif"), 65535) >= MIN_PSNR_DB
+
+
 def fake_sysfs(root, status="Discharging"):
     files = {"class/power_supply/AC/type": "Mains", "class/power_supply/battery/type": "Battery",
              "class/power_supply/battery/status": status, "class/power_supply/battery/current_now": "-350000",

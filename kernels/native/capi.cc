@@ -71,6 +71,14 @@ int e4k_frontend(const uint16_t* bayer, int height, int width, const char* cfa, 
   });
 }
 
+// gain: the natural look's finishing gain of a (4, size, size) thumbnail.
+int e4k_metered_gain(const float* thumb, int size, const double* matrix9, double* gain) {
+  return guarded([&] {
+    if (size < 1) throw Error("thumbnail size " + std::to_string(size) + " must be at least 1");
+    *gain = metered_gain(thumb, size, matrix9);
+  });
+}
+
 // shot_read: (2,) noise variance line of a packed (4, height, width) frame.
 int e4k_noise_estimate(const float* packed, int height, int width, double* shot_read) {
   return guarded([&] {

@@ -6,6 +6,7 @@
 //   pack, thumbnail          kernels/raw.py        pack(), thumbnail()
 //   noise_estimate, exposure_gain, meta_vector, frontend
 //                            kernels/raw.py        the same names, prepare()
+//   metered_gain             kernels/rawcolour.py  metered_gain()
 //   pad_reflect              runtime/tiling.py     pad_packed()
 //   plan_tiles, blend_weight runtime/tiling.py     plan_tiles(), blend_weight()
 //   Blender                  runtime/tiling.py     Blender

@@ -54,6 +54,10 @@ std::pair<double, double> noise_estimate(const float* packed, int height, int wi
 // The natural look's automatic exposure gain from the thumbnail (kernels/raw.py: exposure_gain).
 double exposure_gain(const float* thumb, int size, const double* srgb_from_cam);
 
+// The natural look's finishing gain, highlight-aware (kernels/rawcolour.py: metered_gain). The
+// network is still conditioned on exposure_gain, the rule it was trained with.
+double metered_gain(const float* thumb, int size, const double* srgb_from_cam);
+
 // The global stage's conditioning: normalised logs of shot, read, exposure, R and B gains.
 constexpr int META_SIZE = 5;
 std::vector<float> meta_vector(const BayerFrame& frame, double shot, double read, double exposure);
@@ -64,7 +68,8 @@ struct FrontendOutput {
   std::vector<float> meta;     // (META_SIZE,): the global stage's conditioning vector
   std::vector<float> packed;   // (4, padded_height / 2, padded_width / 2), reflection-padded (empty if
                                // the caller gave frontend() packed_into)
-  double exposure = 1;         // the natural look's gain
+  double exposure = 1;         // the natural look's gain the network is conditioned on
+  double metered = 1;          // the natural look's finishing gain (metered_gain)
   int top = 0, left = 0;       // where the frame sits in the padded output
 };
 

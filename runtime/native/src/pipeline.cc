@@ -241,7 +241,7 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   {
     Scope s(&timer_, "postprocess");
     pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));
-    postprocess(image_.data(), frame, in.exposure, look_, bits, pixels->data());
+    postprocess(image_.data(), frame, in.metered, look_, bits, pixels->data());
   }
   timer_.end_run();
   ++runs_;
@@ -249,7 +249,7 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   last_width_ = frame.width;
   last_height_ = frame.height;
   last_output_ = output_size(frame);
-  last_exposure_ = in.exposure;
+  last_exposure_ = in.metered;
 }
 
 Json Pipeline::profile() const {
