@@ -513,8 +513,6 @@ def cmd_thumb(args) -> int:
     return 0
 
 
-
-
 def _build_spec(args, target: str, precision: str, keep_fp32=()):
     from edge4k.compiler.build import BuildSpec
     from edge4k.models import get_preset
