@@ -47,10 +47,11 @@ def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
 
 
 def check_source(source) -> None:
-    """A RAW file's path, its bytes or a RawFrame; anything else is refused in one line."""
-    from edge4k.kernels.raw import RawFrame
+    """A RAW file's path, its bytes or a RawFrame; anything else is refused in one line, before
+    the model loads, by read_raw's own rule (a numpy array is pointed at RawFrame)."""
+    from edge4k.kernels.raw import RawFrame, read_raw
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, RawFrame)):
-        raise Edge4KError(f"source must be a RAW file's path, its bytes or a RawFrame, not {type(source).__name__}")
+        read_raw(source)
 
 
 def one_line(fn):

@@ -114,8 +114,15 @@ def test_broken_litert_builds_are_refused(builds, tmp_path):
     _, paths = builds
     other = tmp_path / "b"
     shutil.copytree(paths["fp32"], other)
-    # a stage file swapped for another stage's: its NHWC input shape is not the manifest's
+    # a stage file swapped for another stage's: not the file the manifest's digest names
     shutil.copy(other / "global.tflite", other / "encoder.tflite")
+    with pytest.raises(Edge4KError, match=r"encoder.tflite: sha256 .* is not the .* manifest.json records"):
+        open_build(other)
+    # and with its digest recorded (a build made that way), its NHWC input shape is not the manifest's
+    from edge4k.files import sha256_file
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["stages"]["encoder"]["file_sha256"] = sha256_file(other / "encoder.tflite")
+    (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(Edge4KError, match=r"encoder.tflite takes inputs .* expects NHWC \[\(2, 64, 64, 4\)\]"):
         open_build(other)
     (other / "encoder.tflite").unlink()

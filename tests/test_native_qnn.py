@@ -97,6 +97,7 @@ def test_runner_without_onnxruntime_names_what_is_missing_and_where_it_looked(qn
 def host_run(qnn):
     """The same build through the Python runtime's qnn-htp-sim backend, 16 and 8 bits."""
     out = qnn.root / "python"
+    out.mkdir(exist_ok=True)
     for name in ("py.tif", "py.png"):
         assert main(["run", str(qnn.dng), "-o", str(out / name), "--backend", "qnn-htp-sim", "--artifacts",
                      str(qnn.build), "--soc", SOC]) == 0

@@ -143,6 +143,16 @@ def test_image_and_profile_are_published_together(renderer, sample_dng, tmp_path
     assert profile["output"]["sha256"] == sha256_file(out) and profile["output"]["path"] == str(out)
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process pid has a handler for signum (Linux: /proc/PID/status SigCgt)."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except FileNotFoundError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
 @pytest.mark.parametrize("sig, delay", [("SIGTERM", 3.0), ("SIGHUP", 4.0), ("SIGTERM", 5.0)])
 def test_sigterm_and_sighup_are_handled_like_ctrl_c(sample_dng, tmp_path, sig, delay):
     """Killed at some point of a run: exit 128 + the signal (or 0 if it had finished), the old
@@ -159,8 +169,13 @@ def test_sigterm_and_sighup_are_handled_like_ctrl_c(sample_dng, tmp_path, sig, d
     proc = subprocess.Popen([sys.executable, "-m", "edge4k", "run", sample_dng, "-o", str(out), "--profile",
                              str(prof), "--preset", "e4k-t-f16", "--runs", "4", "--tile", "128"],
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    time.sleep(delay)
-    proc.send_signal(getattr(signal, sig))
+    # Counted from when edge4k's handler is in place (a loaded machine can take seconds to get
+    # there; a signal before it kills the interpreter while it starts, before any file exists).
+    signum, deadline = getattr(signal, sig), time.monotonic() + 120
+    while proc.poll() is None and not catches(proc.pid, signum) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay - 2.5)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode in (0, 128 + getattr(signal, sig)), err
     if proc.returncode:
