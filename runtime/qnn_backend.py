@@ -48,8 +48,10 @@ class QnnHtpSimBackend(BuildBackend):
                                f"(v{self.soc.htp_arch}); their latencies say nothing about the phone's speed")
         self.sessions, self.inputs = {}, {}
         for stage, _, path in self.stage_paths(artifacts):
-            self.sessions[stage] = htp_session(path, self.soc, threads=run_threads())
-            self.inputs[stage] = [(i.name, tuple(i.shape)) for i in self.sessions[stage].get_inputs()]
+            session = htp_session(path, self.soc, threads=run_threads())
+            self.check_program(stage, path, [i.shape for i in session.get_inputs()], session.get_outputs()[0].shape)
+            self.sessions[stage] = session
+            self.inputs[stage] = [(i.name, tuple(i.shape)) for i in session.get_inputs()]
 
     def run(self, stage, *inputs):
         names = self.inputs[stage]

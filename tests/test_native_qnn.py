@@ -16,6 +16,7 @@ import tifffile
 from PIL import Image
 
 from edge4k.cli import main
+from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
 
@@ -292,3 +293,24 @@ def test_a_stage_the_phone_cannot_place_fails_the_run_and_cleans_the_phone(qnn, 
     assert adb_log(tmp_path)[-1] == "-s emu1 shell rm -rf /data/local/tmp/edge4k"
     assert not (tmp_path / "phone" / "data" / "local" / "tmp" / "edge4k").exists()
     assert not (tmp_path / "out" / "profile.json").exists()
+
+
+def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_the_program(qnn, tmp_path):
+    """As for ExecuTorch builds (test_native_runner.py): latent_channels 4 and every stage input to
+    match, while the context binaries' latent has 8 channels. The host's qnn-htp-sim backend reads
+    each ONNX Runtime session's own shapes and refuses it in one line; so does the runner."""
+    from edge4k.runtime.backends import open_build
+    build = tmp_path / "build"
+    shutil.copytree(qnn.build, build)
+    manifest = json.loads((build / "manifest.json").read_text())
+    assert manifest["config"]["latent_channels"] == 8
+    manifest["config"]["latent_channels"] = 4
+    for stage in ("backbone", "decoder"):
+        manifest["stages"][stage]["inputs"][0]["shape"][1] = 4
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Edge4KError, match=r"encoder.* encoder returns \[1, 8, 8, 8\] in the program, but "
+                                          r"\[1, 4, 8, 8\] from manifest.json's config and tiling"):
+        open_build(build)
+    done = run_runner(qnn, "--artifacts", build, "--input", qnn.sidecar, "-o", tmp_path / "o.png")
+    assert done.returncode == 1 and len(error_lines(done.stderr)) == 1, done.stderr
+    assert "in the program" in error_lines(done.stderr)[0], done.stderr
