@@ -123,7 +123,7 @@ sanitize: $(DEPS)
 	$(EDGE4K) build-runner --sanitize -o $(SANITIZE_BUILD)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86 \
-	EDGE4K_TEST_NATIVE_BUILD=$(SANITIZE_BUILD) EDGE4K_KERNELS_LIB=$(SANITIZE_BUILD)/libedge4k_kernels.so \
+	EDGE4K_TEST_NATIVE_BUILD=$(abspath $(SANITIZE_BUILD)) EDGE4K_KERNELS_LIB=$(abspath $(SANITIZE_BUILD))/libedge4k_kernels.so \
 	$(BIN)/python -m pytest -p no:cacheprovider $(SANITIZE_TESTS)
 
 # Mutation testing (cosmic-ray; not part of `make test`): the score per module of how
