@@ -1023,7 +1023,9 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # As the program (argv=None: the command line), the run is over and its outputs are
+            # published: a signal while Python shuts down must not turn it into a killed run.
+            signal.signal(sig, signal.SIG_IGN if argv is None else handler)
 
 
 def _main(argv: list[str] | None) -> int:

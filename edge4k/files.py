@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,18 @@ def atomic_output(path: str | os.PathLike):
 
 
 @contextlib.contextmanager
+def _interrupts_held():
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (they arrive right after it), so
+    a signal cannot fall between two renames of files that belong together."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
 def atomic_outputs(*paths: str | os.PathLike):
     """atomic_output for files that belong together (an image and its profile): yields their
     temporary paths; every one is written before any is renamed into place (the last first),
@@ -46,9 +59,10 @@ def atomic_outputs(*paths: str | os.PathLike):
             os.close(fd)
             tmps.append(Path(tmp))
         yield list(tmps)
-        for tmp, path in reversed(list(zip(tmps, paths))):
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
+        with _interrupts_held():
+            for tmp, path in reversed(list(zip(tmps, paths))):
+                os.chmod(tmp, 0o666 & ~_umask())
+                os.replace(tmp, path)
     except BaseException as e:
         for tmp in tmps:
             with contextlib.suppress(FileNotFoundError):
