@@ -97,17 +97,18 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return s.mean()
 
 
-def losses(out: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+def losses(out: torch.Tensor, batch: dict, *, ssim_of=ssim) -> dict[str, torch.Tensor]:
     """The image loss of companded network output against the batch's target, in display
     space: both looks are rendered from each (same matrix and exposure), L1 on both, SSIM on
-    the natural look. Finishing is exact, so only demosaicing and denoising errors remain."""
+    the natural look. Finishing is exact, so only demosaicing and denoising errors remain.
+    ssim_of: the SSIM to use (the training benchmark passes its reference one)."""
     from edge4k.kernels.postprocess import finish
     m, e, target = batch["matrix"], batch["exposure"], batch["target"]
     parts = {}
     for look in ("neutral", "natural"):
         o, t = finish(out, m, e, look), finish(target, m, e, look)
         parts[f"l1_{look}"] = (o - t).abs().mean()
-    parts["ssim"] = ssim(o, t)
+    parts["ssim"] = ssim_of(o, t)
     parts["l1"] = parts["l1_neutral"] + parts["l1_natural"]
     parts["loss"] = parts["l1"] + SSIM_WEIGHT * (1 - parts["ssim"])
     return parts

@@ -94,18 +94,8 @@ def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def reference_losses(out: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
     """models.train.losses as it was before: the same terms, reference_ssim."""
-    from edge4k.kernels.postprocess import finish
-
-    from .train import SSIM_WEIGHT
-    m, e, target = batch["matrix"], batch["exposure"], batch["target"]
-    parts = {}
-    for look in ("neutral", "natural"):
-        o, t = finish(out, m, e, look), finish(target, m, e, look)
-        parts[f"l1_{look}"] = (o - t).abs().mean()
-    parts["ssim"] = reference_ssim(o, t)
-    parts["l1"] = parts["l1_neutral"] + parts["l1_natural"]
-    parts["loss"] = parts["l1"] + SSIM_WEIGHT * (1 - parts["ssim"])
-    return parts
+    from .train import losses
+    return losses(out, batch, ssim_of=reference_ssim)
 
 
 class _Clock:

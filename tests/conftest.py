@@ -172,3 +172,19 @@ def build_below_the_floor_fails(model, spec, good_build, tmp_path, monkeypatch):
         b.compile_build(model, spec, out, weights="test")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]          # no staging folder left beside it
     assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+
+
+def build_with_latent_channels_4(source, dest):
+    """A copy of an 8-channel build whose manifest agrees with itself (config.latent_channels 4 and
+    every stage input to match) but not with its compiled programs: only the program's own shapes
+    can tell."""
+    import json
+    import shutil
+    shutil.copytree(source, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["config"]["latent_channels"] == 8
+    manifest["config"]["latent_channels"] = 4
+    for stage in ("backbone", "decoder"):
+        manifest["stages"][stage]["inputs"][0]["shape"][1] = 4
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest

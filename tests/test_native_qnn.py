@@ -20,7 +20,7 @@ from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
 
-from conftest import edge4k_cli, fake_phone, make_test_dng
+from conftest import build_with_latent_channels_4, edge4k_cli, fake_phone, make_test_dng
 
 pytest.importorskip("onnxruntime_qnn")
 
@@ -300,14 +300,7 @@ def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_th
     match, while the context binaries' latent has 8 channels. The host's qnn-htp-sim backend reads
     each ONNX Runtime session's own shapes and refuses it in one line; so does the runner."""
     from edge4k.runtime.backends import open_build
-    build = tmp_path / "build"
-    shutil.copytree(qnn.build, build)
-    manifest = json.loads((build / "manifest.json").read_text())
-    assert manifest["config"]["latent_channels"] == 8
-    manifest["config"]["latent_channels"] = 4
-    for stage in ("backbone", "decoder"):
-        manifest["stages"][stage]["inputs"][0]["shape"][1] = 4
-    (build / "manifest.json").write_text(json.dumps(manifest))
+    build = build_with_latent_channels_4(qnn.build, tmp_path / "build")
     with pytest.raises(Edge4KError, match=r"encoder.* encoder returns \[1, 8, 8, 8\] in the program, but "
                                           r"\[1, 4, 8, 8\] from manifest.json's config and tiling"):
         open_build(build)

@@ -14,6 +14,8 @@ from edge4k.cli import main
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
 
+from conftest import build_with_latent_channels_4, smooth_image
+
 MIN_PSNR_DB = 60.0
 
 
@@ -82,12 +84,10 @@ def test_runner_neutral_look_and_orientation_match_python(phone_run, frame, samp
 def test_runner_meters_a_bright_scene_like_python(phone_run, tmp_path):
     """The natural look's highlight-aware metering (kernels/rawcolour.py) in the runner too: a
     bright scene, where it differs from the mean-to-mid-grey rule the network is conditioned on."""
-    import numpy as np
     from edge4k.calibration.dng import write_dng
     from edge4k.calibration.unprocess import unprocess
     from edge4k.kernels.raw import exposure_gain, prepare
     from edge4k.kernels.rawcolour import metered_gain
-    from conftest import smooth_image
     snow = 0.75 + 0.2 * smooth_image(512, 512, seed=4)
     cap = unprocess(snow, cfa="RGGB", iso=None, ev=-1.0, bits=14, black_level=512, rng=np.random.default_rng(2))
     dng = write_dng(tmp_path / "snow.dng", cap)
@@ -412,13 +412,7 @@ def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_th
     shapes and refuse it in one line."""
     from edge4k.errors import Edge4KError
     from edge4k.runtime.backends import open_build
-    build = tmp_path / "build"
-    shutil.copytree(phone_run.out / "build", build)
-    manifest = json.loads((build / "manifest.json").read_text())
-    manifest["config"]["latent_channels"] = 4
-    for stage in ("backbone", "decoder"):
-        manifest["stages"][stage]["inputs"][0]["shape"][1] = 4
-    (build / "manifest.json").write_text(json.dumps(manifest))
+    build = build_with_latent_channels_4(phone_run.out / "build", tmp_path / "build")
     with pytest.raises(Edge4KError, match=r"model.pte: encoder returns \[2, 8, 8, 8\] in the program, but "
                                           r"\[2, 4, 8, 8\] from manifest.json's config and tiling"):
         open_build(build)
