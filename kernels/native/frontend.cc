@@ -109,13 +109,18 @@ std::vector<float> thumbnail(const float* packed, int channels, int height, int 
   return out;
 }
 
+// numpy's default (linear) quantile of values already sorted.
+static double quantile_of_sorted(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) throw Error("quantile of no values");
+  const double pos = q * static_cast<double>(sorted.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
+}
+
 // numpy's default (linear) quantile of values, which it sorts.
 static double quantile(std::vector<double> values, double q) {
-  if (values.empty()) throw Error("quantile of no values");
   std::sort(values.begin(), values.end());
-  const double pos = q * static_cast<double>(values.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, values.size() - 1);
-  return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
+  return quantile_of_sorted(values, q);
 }
 
 std::pair<double, double> noise_estimate(const float* packed, int height, int width, int rows, int cols) {
@@ -186,41 +191,51 @@ std::pair<double, double> noise_estimate(const float* packed, int height, int wi
   return {std::max(shot, 0.0), std::max(read, 0.0)};
 }
 
-// Linear-sRGB luminance of each thumbnail pixel, each channel clipped to [0, 1] first.
-static std::vector<double> thumb_luminance(const float* thumb, int size, const double* m) {
+// Linear-sRGB luminance of a thumbnail (each channel clipped to [0, 1] first), sorted, with its
+// mean: what both meters read.
+struct Luminance {
+  std::vector<double> sorted;
+  double mean = 0;
+};
+
+static Luminance thumb_luminance(const float* thumb, int size, const double* m) {
   static const double kLuma[3] = {0.2126729, 0.7151522, 0.072175};   // calibration/colour.py: LUMA
   const size_t n = static_cast<size_t>(size) * size;
-  std::vector<double> y(n);
+  Luminance y;
+  y.sorted.resize(n);
   for (size_t k = 0; k < n; ++k) {
     auto lin = [&](int c) { return static_cast<double>(thumb[c * n + k]) * thumb[c * n + k]; };
     const double cam[3] = {lin(0), (lin(1) + lin(2)) / 2, lin(3)};
     double v = 0;
     for (int i = 0; i < 3; ++i)
       v += std::clamp(m[3 * i] * cam[0] + m[3 * i + 1] * cam[1] + m[3 * i + 2] * cam[2], 0.0, 1.0) * kLuma[i];
-    y[k] = v;
+    y.sorted[k] = v;
+    y.mean += v;
   }
+  y.mean /= static_cast<double>(n);
+  std::sort(y.sorted.begin(), y.sorted.end());
   return y;
 }
 
-static double mean_of(const std::vector<double>& y) {
-  double sum = 0;
-  for (double v : y) sum += v;
-  return sum / static_cast<double>(y.size());
-}
-
-double exposure_gain(const float* thumb, int size, const double* m) {
-  const auto y = thumb_luminance(thumb, size, m);
-  const double gain = std::min(0.18 / std::max(mean_of(y), 1e-6), 1.0 / std::max(quantile(y, 0.98), 1e-6));
+static double gain_by_mean(const Luminance& y) {
+  const double gain = std::min(0.18 / std::max(y.mean, 1e-6), 1.0 / std::max(quantile_of_sorted(y.sorted, 0.98), 1e-6));
   return std::clamp(gain, 1.0, 16.0);
 }
 
-double metered_gain(const float* thumb, int size, const double* m) {
+static double gain_metered(const Luminance& y) {
   // kernels/rawcolour.py: HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MID_GREY, KEY_LOW, KEY_HIGH.
-  const auto y = thumb_luminance(thumb, size, m);
-  const double mean = std::max(mean_of(y), 1e-6), high = std::max(quantile(y, 0.99), 1e-6);
-  const double by_mean = std::min(0.18 / mean, 1.0 / std::max(quantile(y, 0.98), 1e-6));
+  const double mean = std::max(y.mean, 1e-6), high = std::max(quantile_of_sorted(y.sorted, 0.99), 1e-6);
+  const double by_mean = std::min(0.18 / mean, 1.0 / std::max(quantile_of_sorted(y.sorted, 0.98), 1e-6));
   const double w = std::clamp((mean / high - 0.45) / (0.65 - 0.45), 0.0, 1.0);
   return std::clamp(std::pow(by_mean, 1.0 - w) * std::pow(0.85 / high, w), 1.0, 16.0);
+}
+
+double exposure_gain(const float* thumb, int size, const double* m) {
+  return gain_by_mean(thumb_luminance(thumb, size, m));
+}
+
+double metered_gain(const float* thumb, int size, const double* m) {
+  return gain_metered(thumb_luminance(thumb, size, m));
 }
 
 std::vector<float> meta_vector(const BayerFrame& f, double shot, double read, double exposure) {
@@ -250,8 +265,9 @@ FrontendOutput frontend(const BayerFrame& frame, int padded_height, int padded_w
   float* packed = packed_into ? packed_into : out.packed.data();
   pack_into(frame, packed, rows, cols);
   out.thumb = thumbnail(packed, 4, h, w, thumb_size, rows, cols);
-  out.exposure = exposure_gain(out.thumb.data(), thumb_size, frame.srgb_from_cam);
-  out.metered = metered_gain(out.thumb.data(), thumb_size, frame.srgb_from_cam);
+  const auto luminance = thumb_luminance(out.thumb.data(), thumb_size, frame.srgb_from_cam);
+  out.exposure = gain_by_mean(luminance);
+  out.metered = gain_metered(luminance);
   const auto [shot, read] = noise_estimate(packed, h, w, rows, cols);
   out.meta = meta_vector(frame, shot, read, out.exposure);
   std::tie(out.top, out.left) = phase_origin(frame.cfa);
