@@ -72,7 +72,7 @@ demo: $(STAMP)
 
 # Image quality of the shipped checkpoint against classical and learned converters, each finished
 # like the ground truth, on the bundled held-out photos, Kodak24 and McMaster18 (DATA/eval, see
-# calibration/DATA.md), and the robustness sweep. docs/eval/ was written by the same commands.
+# datasets/DATA.md), and the robustness sweep. docs/eval/ was written by the same commands.
 eval: $(STAMP)
 	$(BIN)/edge4k eval --set held-out -o $(OUT)/eval
 	$(BIN)/edge4k eval --set kodak24 --data $(DATA) -o $(OUT)/eval
@@ -81,7 +81,7 @@ eval: $(STAMP)
 
 # The shipped checkpoint's recipe (docs/MODEL_CARD.md, docs/training/summary.json): synthetic
 # captures of the photographs in DATA/shards-gpu (`edge4k data build ... --codec jpeg`, see
-# calibration/DATA.md), crops of 256, batch 48, lr 2e-3, an 8.5-minute budget. It was run once on
+# datasets/DATA.md), crops of 256, batch 48, lr 2e-3, an 8.5-minute budget. It was run once on
 # one H200 GPU with 14 data workers (7,730 steps); on a 2-core CPU it runs, far slower: add
 # STEPS=7730 to fix the schedule by steps instead of time and let it take what it takes.
 DATA        ?= data

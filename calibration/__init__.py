@@ -1,1 +1,1 @@
-"""Synthetic RAW capture tools: colour maths, Brooks et al. unprocessing and a DNG writer."""
+"""INT8/INT4 calibration: representative inputs per network stage and per-layer sensitivity."""

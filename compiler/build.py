@@ -7,13 +7,10 @@ inputs -> target.lower (export, quantise, lower, serialise) -> verify -> manifes
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
 import tempfile
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -21,121 +18,11 @@ import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.files import _umask, sha256_file
-from edge4k.kernels.raw import PHASE_PAD
-from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
-from edge4k.runtime.limits import check_manifest
+from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.runtime.profile import now_iso, versions
-from edge4k.runtime.tiling import TilePlan, plan_tiles
-
-MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = "edge4k.manifest/1"
-INPUT_NAMES = {"global": ("thumb", "meta"), "encoder": ("packed",),
-               "backbone": ("latent", "g"), "decoder": ("latent", "packed")}
-OUTPUT_NAMES = {"global": "g", "encoder": "latent", "backbone": "latent_out", "decoder": "rgb"}
-
-# Lowest per-stage PSNR (dB, against eager fp32 on held-out calibration tiles) a
-# build may have; below it the build fails. Defined once; the tests import it.
-PSNR_FLOOR = {"fp32": 60.0, "fp16": 40.0, "int8": 30.0, "int8-a16": 40.0, "int8-mixed": 40.0, "w4a8": 25.0,
-              "int8-weights": 38.0, "palette4": 25.0, "w8a8": 30.0}
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    target: str
-    preset: str
-    width: int
-    height: int
-    tile: int | None = 512
-    overlap: int = 32   # runtime.pipeline.TileOptions: why 32
-    native: bool = False
-    batch: int = 1
-    precision: str = "fp32"
-    calib: int = 8
-    calib_sources: tuple[str, ...] = ()
-    options: dict = field(default_factory=dict)   # target-specific (observer, keep-fp32 layers, SoC, ...)
-
-    def plan(self, cfg: E4KConfig) -> TilePlan:
-        """Tiles over the frame as the RAW frontend pads it (kernels.raw.PHASE_PAD)."""
-        return plan_tiles(self.height + PHASE_PAD, self.width + PHASE_PAD, compression=cfg.compression,
-                          tile=self.tile, overlap=self.overlap, native=self.native)
-
-
-def example_inputs(cfg: E4KConfig, plan: TilePlan, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Zero tensors at each stage's compiled input shapes."""
-    th, tw, f = plan.tile_height, plan.tile_width, cfg.compression
-    packed = torch.zeros(batch, 4, th // 2, tw // 2)
-    latent = torch.zeros(batch, cfg.latent_channels, th // f, tw // f)
-    return {"global": (torch.zeros(1, 4, cfg.thumb_size, cfg.thumb_size), torch.zeros(1, cfg.meta_dim)),
-            "encoder": (packed,), "backbone": (latent, torch.zeros(1, cfg.global_dim)),
-            "decoder": (latent, packed)}
-
-
-def tensor_specs(names, tensors) -> list[dict]:
-    return [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
-            for n, t in zip(names, tensors)]
-
-
-class Target(ABC):
-    """One compiler target. lower() writes the stage artifacts into out_dir and
-    returns, per stage, what the manifest records (file, sizes, planned memory,
-    ops outside the delegate...). backend is the runtime backend that runs them."""
-
-    name = ""
-    backend = ""
-    precisions: tuple[str, ...] = ()
-    delegate: str | None = None
-    options: tuple[str, ...] = ("observer", "keep_fp32")   # BuildSpec.options keys it understands
-    default_precision = "fp32"
-    accuracy_hint = "keep the weakest layers in fp32 or use more calibration"
-
-    @abstractmethod
-    def lower(self, model: E4KNet, spec: BuildSpec, inputs: dict, calib: list[dict],
-              out_dir: Path, progress: Callable[[str], None]) -> dict[str, dict]:
-        """Export, quantise, lower and serialise every stage into out_dir."""
-
-    def validate(self, spec: BuildSpec) -> None:
-        """Refuse a spec this target cannot build, before any calibration work."""
-
-    def manifest_extra(self, spec: BuildSpec) -> dict:
-        """Target-specific top-level manifest fields (the SoC of a QNN build, ...)."""
-        return {}
-
-    def tool_versions(self) -> dict:
-        return {}
-
-    def verification_unavailable(self) -> str | None:
-        """Why this machine cannot run the compiled stages (so the build is checked
-        structurally only), or None when it can."""
-        return None
-
-
-TARGETS: dict[str, Target] = {}
-
-
-def register_target(cls):
-    TARGETS[cls.name] = cls()
-    return cls
-
-
-def get_target(name: str) -> Target:
-    _load_targets()
-    if name not in TARGETS:
-        raise Edge4KError(f"unknown target '{name}'; valid targets: {', '.join(sorted(TARGETS))}")
-    return TARGETS[name]
-
-
-def _load_targets() -> None:
-    # Each target folder registers itself on import; a missing optional toolchain
-    # only hides that target's lowering, not its name (it fails when used).
-    from edge4k.compiler import coreml, litert, qnn, xnnpack  # noqa: F401
-
-
-def psnr(reference: torch.Tensor, test: torch.Tensor) -> float:
-    """PSNR in dB with the reference's own peak-to-peak range as the signal."""
-    ref, test = reference.double(), test.double()
-    mse = torch.mean((ref - test) ** 2).item()
-    peak = (ref.max() - ref.min()).item() or 1.0
-    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs, psnr, tensor_specs
+from edge4k.backends.registry import get_target
+from edge4k.runtime.manifest import INPUT_NAMES, MANIFEST, MANIFEST_SCHEMA, OUTPUT_NAMES, is_build_folder, load_manifest
 
 
 def git_commit() -> str | None:
@@ -145,20 +32,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         return None
-
-
-def load_manifest(artifacts: str | os.PathLike) -> dict:
-    path = Path(artifacts) / MANIFEST
-    if not path.is_file():
-        raise Edge4KError(f"no {MANIFEST} in {artifacts}: not an Edge4K build folder")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:   # not JSON, not UTF-8, or nested past Python's stack
-        raise Edge4KError(f"{path} is not valid JSON: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        schema = manifest.get("schema") if isinstance(manifest, dict) else None
-        raise Edge4KError(f"{path}: schema {schema!r}, expected {MANIFEST_SCHEMA}")
-    return check_manifest(manifest, str(path))
 
 
 PHOTOS_SOURCE = "photos"   # --calib-source photos: synthetic captures of the bundled training photos
@@ -189,14 +62,6 @@ def prepare_inputs(model: E4KNet, spec: BuildSpec, progress=lambda msg: None):
     calib = calibration_inputs(model, count=spec.calib, sources=sources, seed=0, **shape)
     held_out = calibration_inputs(model, count=2, sources=sources, seed=1, **shape)
     return plan, inputs, calib, held_out
-
-
-def is_build_folder(path: Path) -> bool:
-    """Whether path holds an Edge4K build: a manifest.json of MANIFEST_SCHEMA (valid or not otherwise)."""
-    try:
-        return json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("schema") == MANIFEST_SCHEMA
-    except (OSError, ValueError, RecursionError, AttributeError):
-        return False
 
 
 def check_output_folder(out_dir: Path, force: bool) -> None:
@@ -287,7 +152,7 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
 def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str, backend=None) -> dict:
     """PSNR of each compiled stage (fed eager inputs) and of the chained tile
     (global -> encoder -> backbone -> decoder, all compiled) against eager fp32."""
-    from edge4k.runtime.backends import open_build
+    from edge4k.backends.registry import open_build
 
     backend = backend or open_build(artifacts)
     ref = {s: [] for s in NETWORK_STAGES}
@@ -313,7 +178,8 @@ def check_build(model: E4KNet, artifacts: str | os.PathLike, *, images: list[str
     and whole-tile PSNR on `samples` tiles cut from `images`, plus the PSNR of each
     whole image run through the tiled pipeline. `failing` lists what is under the floor."""
     from edge4k.calibration.tiles import calibration_inputs
-    from edge4k.runtime.backends import EagerBackend, open_build
+    from edge4k.runtime.backends import EagerBackend
+    from edge4k.backends.registry import open_build
     from edge4k.runtime.pipeline import TileOptions, process
 
     manifest = load_manifest(artifacts)

@@ -18,8 +18,8 @@ from pathlib import Path
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
 
-from .adb import Adb
-from .native import RUNNER, elf_abi
+from edge4k.devices.adb import Adb
+from edge4k.devices.native import RUNNER, elf_abi
 
 REMOTE = "/data/local/tmp/edge4k"
 PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "soc": "ro.soc.model",

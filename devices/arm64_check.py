@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--overlap", type=int, default=32)
     args = parser.parse_args(argv)
     from edge4k.kernels.raw import read_raw, write_bayer
-    from edge4k.runtime.bench import edge4k, make_input
+    from edge4k.benchmarks.frame4k import edge4k, make_input
     try:
         check_cross_toolchain()
         width, height = (int(v) for v in args.resolution.lower().split("x"))

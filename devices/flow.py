@@ -15,10 +15,10 @@ from typing import Callable
 
 from edge4k.errors import DeviceNotFound, Edge4KError
 
-from .adb import Adb
-from .android import RunOptions, profile_on_phone, qnn_library_dirs
-from .commands import Shell
-from .native import build_android
+from edge4k.devices.adb import Adb
+from edge4k.devices.android import RunOptions, profile_on_phone, qnn_library_dirs
+from edge4k.devices.commands import Shell
+from edge4k.devices.native import build_android
 
 DEVICES = ("host", "android", "ios")
 ANDROID_BUILD_DIR = Path("build") / "native-android-arm64-v8a"
@@ -66,7 +66,7 @@ def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], ech
         build()
         result = _android(req, shell, artifacts, echo)
     elif req.device == "ios":
-        from . import ios
+        from edge4k.devices import ios
         build()
         with _naming_the_build(req, artifacts):
             ios.check_host(shell)
@@ -130,7 +130,7 @@ def _android_runner(req: ProfileRequest, shell: Shell, *, executorch: bool = Tru
 
 
 def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=None) -> dict | None:
-    from .host import profile_on_host
+    from edge4k.devices.host import profile_on_host
     if req.dry_run:
         echo("$ edge4k " + shlex.join(["run", req.raw_input, "-o", str(req.out_dir / "output.png"), "--backend",
                                        "<the build's backend>", "--artifacts", str(artifacts), "--runs",
@@ -149,7 +149,7 @@ RUNNER_BACKENDS = {"executorch": "ExecuTorch", "qnn-htp-sim": "ONNX Runtime + QN
 
 def _check_runner_runs(artifacts: Path) -> None:
     """Say before pushing anything when the phone runner has no engine for the build."""
-    from edge4k.compiler.build import load_manifest
+    from edge4k.runtime.manifest import load_manifest
     manifest = load_manifest(artifacts)
     if manifest["backend"] not in RUNNER_BACKENDS:
         raise Edge4KError(
@@ -159,7 +159,7 @@ def _check_runner_runs(artifacts: Path) -> None:
 
 
 def _check_build(artifacts: Path, target: str) -> None:
-    from edge4k.compiler.build import load_manifest
+    from edge4k.runtime.manifest import load_manifest
     built = load_manifest(artifacts)["target"]
     if built != target:
         raise Edge4KError(f"{artifacts} was compiled for target {built}, not {target}")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 def profile_on_host(*, artifacts: Path, raw_input: str, out_dir: Path, runs: int, warmup: int,
                     threads: int | None = None, configure_backend=None, look: str = "natural") -> dict:
-    from edge4k.runtime.backends import open_build, set_threads
+    from edge4k.backends.registry import open_build
+    from edge4k.kernels.threads import set_threads
     from edge4k.runtime.pipeline import TileOptions, run_and_profile
 
     set_threads(threads)

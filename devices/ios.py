@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edge4k.errors import DeviceNotFound, Edge4KError
 
-from .commands import Shell
+from edge4k.devices.commands import Shell
 
 COMPUTE_UNITS = ("all", "cpu", "cpu-gpu", "cpu-ne")
 NEEDS = ("the ios device needs macOS with Xcode: Core ML predictions run only on macOS (coremltools) and "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edge4k.errors import Edge4KError
 
-from .commands import Shell
+from edge4k.devices.commands import Shell
 
 RUNNER = "edge4k_runner"
 LIBRARY = "libedge4k.so"              # the C API (include/edge4k.h) an app links

@@ -4,7 +4,7 @@ wrote before it used zlib (stored deflate blocks: every byte of every row kept).
     python -m edge4k.devices.png_sizes --artifacts BUILD [--runner PATH] [-o DIR]
 
 BUILD is any tiled build the runner can run (e.g. host-xnnpack of e4k-t-f16); the
-frame is runtime/bench.py's synthetic 3840x2160 RAW of the astronaut photo."""
+frame is benchmarks/frame4k.py's synthetic 3840x2160 RAW of the astronaut photo."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +26,7 @@ def stored_png_bytes(width: int, height: int, bits: int) -> int:
 
 def main(argv=None) -> int:
     from edge4k.kernels.raw import read_raw, write_bayer
-    from edge4k.runtime.bench import make_input
+    from edge4k.benchmarks.frame4k import make_input
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", required=True)

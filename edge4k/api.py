@@ -105,11 +105,11 @@ def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: st
                   tile: int | None = None, overlap: int | None = None, native: bool = False,
                   batch: int | None = None) -> tuple["Backend", "TileOptions"]:
     """A compiled build's backend and the tiling the build fixed; the caller's choices must agree."""
-    from edge4k.compiler.build import load_manifest
+    from edge4k.runtime.manifest import load_manifest
     from edge4k.errors import BuildMismatch
-    from edge4k.runtime.backends import open_build
+    from edge4k.backends.registry import open_build
     from edge4k.runtime.pipeline import TileOptions
-    from edge4k.runtime.qnn_backend import check_soc
+    from edge4k.backends.qnn.runtime import check_soc
 
     if not artifacts:
         raise Edge4KError(f"--backend {backend} runs a compiled build: pass --artifacts build/NAME")
@@ -150,7 +150,9 @@ class Renderer:
         overlap, native, batch: eager tiling (default 512/32, fitted to smaller frames); threads:
         the process's CPU threads (default: torch's)."""
         from edge4k.models import DEFAULT_PRESET
-        from edge4k.runtime.backends import BACKENDS, EagerBackend, backend_class, set_threads
+        from edge4k.backends.registry import BACKENDS, backend_class
+        from edge4k.runtime.backends import EagerBackend
+        from edge4k.kernels.threads import set_threads
 
         check_at_least("threads", threads)
         if backend not in BACKENDS:

@@ -107,7 +107,7 @@ def check_output_dir(output_dir: str | os.PathLike, *, mkdir: bool = False) -> P
 def default_workers() -> int:
     """Threads decoding ahead and writing behind the network: one when a core is free beside the
     run's threads, else none (measured on 2 cores: README, "Folders of files")."""
-    from edge4k.runtime.backends import run_threads
+    from edge4k.kernels.threads import run_threads
     return 1 if (os.cpu_count() or 1) > run_threads() else 0
 
 

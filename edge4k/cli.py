@@ -27,7 +27,7 @@ def sample_path() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from edge4k.models import DEFAULT_PRESET
-    from edge4k.runtime.backends import BACKENDS
+    from edge4k.backends.registry import BACKENDS
     from edge4k import __version__
     p = argparse.ArgumentParser(prog="edge4k", description="One-step RAW-to-RGB on device: run, profile, compile.")
     p.add_argument("--version", action="version", version=f"edge4k {__version__}")
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output .dng")
     s.add_argument("--cfa", default="RGGB", choices=["RGGB", "BGGR", "GRBG", "GBRG"])
     s.add_argument("--camera", help="camera colour matrix to use, e.g. 'Nikon D850' (default: random from the "
-                                    "built-in list, calibration/cameras.json)")
+                                    "built-in list, kernels/cameras.json)")
     s.add_argument("--ev", type=float, default=0.0, help="exposure in EV around mid-grey (default 0)")
     s.add_argument("--illuminant", default="D65", help="D65 (default), a colour temperature in kelvin, FL1..FL12, "
                                                        "or daylight / planckian / fluorescent (drawn)")
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--consistency-weight", type=float, default=1.0, help="weight of the consistency term (0: off)")
     d.add_argument("--adversarial-weight", type=float, default=0.1, help="weight of the adversarial term (0: off)")
 
-    from edge4k.models.evaluate import METHODS as EVAL_METHODS, SETS as EVAL_SETS
+    from edge4k.evaluation.evaluate import METHODS as EVAL_METHODS, SETS as EVAL_SETS
     e = sub.add_parser("eval", help="image quality vs classical and learned converters, each finished like the "
                                     "ground truth (PSNR, SSIM, CIEDE2000); --sweep: the robustness grid")
     e.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_args(sub) -> None:
-    """`edge4k data build|list|extract`: the training photographs (calibration/sources.csv)."""
+    """`edge4k data build|list|extract`: the training photographs (datasets/sources.csv)."""
     d = sub.add_parser("data", help="training data: the source manifest, extraction and training shards")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     b = dsub.add_parser("build", help="photographs -> training shards (checked against the manifest)")
@@ -268,7 +268,7 @@ def _data_args(sub) -> None:
                    help="folder of photographs (searched recursively)")
     b.add_argument("-o", "--output", required=True, metavar="DATA", help="shard folder to write (replaced if it holds "
                                                                          "an older build)")
-    b.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
+    b.add_argument("--manifest", metavar="CSV", help="source manifest (default: datasets/sources.csv)")
     b.add_argument("--downscale", type=float, default=2.0,
                    help="reduce photographs by this factor, in linear light with a Lanczos filter (default 2; "
                         "less where the shorter side would fall under --min-size; 1: keep the size)")
@@ -290,20 +290,20 @@ def _data_args(sub) -> None:
     r.add_argument("--samples", type=int, default=10000, help="scenes to draw (default 10000)")
     r.add_argument("--seed", type=int, default=0)
     li = dsub.add_parser("list", help="counts and megapixels per source, licence and split of the manifest")
-    li.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
+    li.add_argument("--manifest", metavar="CSV", help="source manifest (default: datasets/sources.csv)")
     li.add_argument("--json", action="store_true", help="print JSON")
     x = dsub.add_parser("extract", help="write the manifest's files from local git clones of their repositories")
     x.add_argument("--clones", required=True, metavar="DIR",
                    help="folder holding the clones (NAME/.git, OWNER+NAME/.git or fetched OWNER+NAME/repo)")
     x.add_argument("-o", "--output", required=True, metavar="ROOT",
                    help="data root: files land in ROOT/photos, ROOT/eval and ROOT/raw")
-    x.add_argument("--manifest", metavar="CSV", help="source manifest (default: calibration/sources.csv)")
+    x.add_argument("--manifest", metavar="CSV", help="source manifest (default: datasets/sources.csv)")
     x.add_argument("--kind", choices=["photo", "eval", "raw"], action="append",
                    help="only these kinds of file (repeatable; default all)")
 
 
 def _training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
-    """What every training command shares (edge4k.models.train.TrainOptions)."""
+    """What every training command shares (edge4k.training.train.TrainOptions)."""
     from edge4k.models import DEFAULT_PRESET
     p.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock budget; training stops after it")
@@ -514,7 +514,7 @@ def cmd_thumb(args) -> int:
 
 
 def _build_spec(args, target: str, precision: str, keep_fp32=()):
-    from edge4k.compiler.build import BuildSpec
+    from edge4k.backends.base import BuildSpec
     from edge4k.models import get_preset
 
     width, height = _parse_resolution(args.resolution)
@@ -536,7 +536,8 @@ def _progress(prefix: str):
 
 
 def cmd_compile(args) -> int:
-    from edge4k.compiler.build import compile_build, get_target
+    from edge4k.compiler.build import compile_build
+    from edge4k.backends.registry import get_target
 
     keep = list(args.keep_fp32)
     if args.fp32_plan:
@@ -553,8 +554,8 @@ def cmd_compile(args) -> int:
 
 def cmd_analyze(args) -> int:
     from edge4k.compiler.build import prepare_inputs
-    from edge4k.compiler.xnnpack import require_executorch
-    from edge4k.compiler.xnnpack.sensitivity import layer_sensitivity
+    from edge4k.backends.xnnpack import require_executorch
+    from edge4k.calibration.sensitivity import layer_sensitivity
     from edge4k.files import atomic_output
     from edge4k.models import NETWORK_STAGES
 
@@ -606,7 +607,8 @@ def format_manifest(manifest: dict) -> str:
 
 
 def cmd_check(args) -> int:
-    from edge4k.compiler.build import check_build, load_manifest
+    from edge4k.compiler.build import check_build
+    from edge4k.runtime.manifest import load_manifest
     from edge4k.files import atomic_output
     _check_positive("samples", args.samples)
     manifest = load_manifest(args.artifacts)
@@ -667,19 +669,19 @@ def _run_training(args, options_cls, run, **extra) -> int:
 
 
 def cmd_train(args) -> int:
-    from edge4k.models.train import TrainOptions, train
+    from edge4k.training.train import TrainOptions, train
     return _run_training(args, TrainOptions, train)
 
 
 def cmd_train_teacher(args) -> int:
-    from edge4k.models.flow import TeacherOptions, train_teacher
+    from edge4k.training.flow import TeacherOptions, train_teacher
     return _run_training(args, TeacherOptions, train_teacher, base=args.base, width=args.width, depth=args.depth,
                          heads=args.heads, source_noise=args.source_noise, ae_steps=args.ae_steps,
                          anchor_weight=args.anchor_weight)
 
 
 def cmd_distill(args) -> int:
-    from edge4k.models.distill import DistillOptions, distill
+    from edge4k.training.distill import DistillOptions, distill
     return _run_training(args, DistillOptions, distill, teacher=args.teacher,
                          consistency_weight=args.consistency_weight, adversarial_weight=args.adversarial_weight)
 
@@ -687,12 +689,12 @@ def cmd_distill(args) -> int:
 def cmd_eval(args) -> int:
     from edge4k.kernels.postprocess import LOOKS
     from edge4k.models import get_preset
-    from edge4k.models.evaluate import METHODS, evaluate, load_set, sweep, write_report, write_sweep
-    from edge4k.runtime.backends import set_threads
+    from edge4k.evaluation.evaluate import METHODS, evaluate, load_set, sweep, write_report, write_sweep
+    from edge4k.kernels.threads import set_threads
     _check_positive("threads", args.threads)
     set_threads(args.threads)
     if args.summary:
-        from edge4k.models.evaluate import summary_tables
+        from edge4k.evaluation.evaluate import summary_tables
         builds = dict(b.split("=", 1) for b in args.build if "=" in b)
         if len(builds) != len(args.build):
             raise Edge4KError("--build takes LABEL=DIR, e.g. --build 'XNNPACK int8=out/eval-builds/xnnpack-int8'")
@@ -709,7 +711,7 @@ def cmd_eval(args) -> int:
         raise Edge4KError("--student is compared against a --teacher; give both")
     methods = args.methods or list(METHODS)
     if args.artifacts:
-        from edge4k.runtime.backends import open_build
+        from edge4k.backends.registry import open_build
         if args.checkpoint:
             raise Edge4KError("--checkpoint is for the eager model; a compiled build carries its own weights")
         model = open_build(args.artifacts)
@@ -719,10 +721,10 @@ def cmd_eval(args) -> int:
     if weights is not None and weights.startswith("seed:"):
         print(f"note: no checkpoint for {cfg.name}; evaluating seed-initialised weights", file=sys.stderr)
     if args.gallery:
-        from edge4k.models.evaluate import gallery
+        from edge4k.evaluation.evaluate import gallery
         paths = gallery(model, args.gallery, args.output, progress=sys.stderr.isatty())
     elif args.sweep:
-        from edge4k.models.evaluate import SWEEP_GRID, SWEEP_QUICK
+        from edge4k.evaluation.evaluate import SWEEP_GRID, SWEEP_QUICK
         report = sweep(model, grid=SWEEP_QUICK if args.quick else SWEEP_GRID, size=96 if args.quick else 192,
                        progress=sys.stderr.isatty())
         report["model"] = {"preset": cfg.name, "config_hash": cfg.config_hash(), "weights": weights}
@@ -742,8 +744,8 @@ def cmd_eval(args) -> int:
 def cmd_sample(args) -> int:
     import numpy as np
     from PIL import Image
-    from edge4k.calibration.dng import write_dng
-    from edge4k.calibration.unprocess import unprocess
+    from edge4k.datasets.dng import write_dng
+    from edge4k.datasets.unprocess import unprocess
 
     try:
         with Image.open(args.image) as im:
@@ -811,7 +813,7 @@ def cmd_profile(args) -> int:
                          dry_run=args.dry_run, qnn_libs=args.qnn_libs)
 
     def compile_fn(argv):
-        from edge4k.compiler.build import get_target
+        from edge4k.backends.registry import get_target
         get_target(args.target)   # an unknown target fails here, with the list of valid ones
         cmd_compile(build_parser().parse_args(argv))
 
@@ -876,8 +878,8 @@ def cmd_data(args) -> int:
         from pathlib import Path
         from edge4k.files import atomic_output
         from edge4k.models import get_preset
-        from edge4k.models.data import PairSampler, coverage, coverage_plot
-        from edge4k.models.train import training_images
+        from edge4k.training.data import PairSampler, coverage, coverage_plot
+        from edge4k.training.train import training_images
         _check_positive("samples", args.samples)
         cfg = get_preset("e4k-s-f16")
         sampler = PairSampler(training_images(args.data), crop=cfg.compression * 8, thumb_size=cfg.thumb_size,
@@ -895,7 +897,7 @@ def cmd_data(args) -> int:
               f"{100 * s['share_with_clipped_highlights']:.1f}% of scenes; wrote {out}/coverage.json and coverage.png")
         return 0
     if args.data_command == "build":
-        from edge4k.calibration.databuild import BuildOptions, build
+        from edge4k.datasets.databuild import BuildOptions, build
         opts = BuildOptions(downscale=args.downscale, min_size=args.min_size, max_megapixels=args.max_megapixels,
                             max_mb=args.max_mb, codec=args.codec, quality=args.quality, tile=args.tile,
                             allow_unlisted=args.allow_unlisted)
@@ -910,7 +912,7 @@ def cmd_data(args) -> int:
               + (f", {c['manifest_photos_missing']} manifest photographs not found under {args.src}"
                  if c["manifest_photos_missing"] else ""))
         return 0
-    from edge4k.calibration.sources import extract, format_summary, load_manifest, summary
+    from edge4k.datasets.sources import extract, format_summary, load_manifest, summary
     rows = load_manifest(args.manifest)
     if args.data_command == "list":
         s = summary(rows)
@@ -947,8 +949,8 @@ def cmd_study(args) -> int:
 
 def _eval_compare(args, cfg) -> int:
     from edge4k.models.checkpoint import load_model
-    from edge4k.models.evaluate import compare, load_set, write_compare
-    from edge4k.models.flow import load_teacher, teacher_as_model
+    from edge4k.evaluation.evaluate import compare, load_set, write_compare
+    from edge4k.training.flow import load_teacher, teacher_as_model
     try:
         steps = [int(n) for n in args.steps.split(",")]
     except ValueError:

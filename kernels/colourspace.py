@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge4k.calibration.colour import XYZ_FROM_SRGB, adaptation
+from edge4k.kernels.colour import XYZ_FROM_SRGB, adaptation
 from edge4k.errors import Edge4KError
 
 D65 = (0.3127, 0.3290)
@@ -81,7 +81,7 @@ def target_from_cam(name: str, srgb_from_cam) -> np.ndarray:
 
 def encode(name: str, image: torch.Tensor) -> torch.Tensor:
     """Finished sRGB-curve values in the space's primaries -> the space's own curve, in place."""
-    from edge4k.calibration.colour import srgb_decode
+    from edge4k.kernels.colour import srgb_decode
     space = get_space(name)
     if space.curve == "srgb":
         return image
@@ -106,7 +106,7 @@ def icc_profile(name: str) -> bytes:
 
 
 def srgb_curve_table(n: int = 1024) -> np.ndarray:
-    from edge4k.calibration.colour import srgb_decode
+    from edge4k.kernels.colour import srgb_decode
     return srgb_decode(np.linspace(0.0, 1.0, n))
 
 

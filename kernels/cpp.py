@@ -1,10 +1,10 @@
 """The host pipeline's CPU stages in C++: the phone runner's kernels (kernels/native), called
 through their C ABI (libedge4k_kernels.so, built by `make setup` or `edge4k build-runner
---kernels-only`), row-parallel on the run's threads (runtime/backends.py: run_threads).
+--kernels-only`), row-parallel on the run's threads (kernels/threads.py: run_threads).
 
 Each function here has a Python twin that stays the reference (tests/test_native_kernels.py
-compares them): prepare_padded() is kernels.raw.prepare() + runtime.tiling.pad_packed(),
-blender() is runtime.tiling.Blender (to float rounding: it normalises the ramps up front),
+compares them): prepare_padded() is kernels.raw.prepare() + kernels.tiling.pad_packed(),
+blender() is kernels.tiling.Blender (to float rounding: it normalises the ramps up front),
 finish_upright() is kernels.postprocess.finish() + orient(), quantise() is
 kernels.postprocess.quantise(). When the library is not built, or EDGE4K_CPP_KERNELS=0, the
 Python code runs instead, after one warning line (none when switched off on purpose).
@@ -21,9 +21,12 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.runtime import backends, tiling
+from edge4k.kernels.threads import run_threads
+from edge4k.kernels import tiling
 
-from . import postprocess, raw
+from edge4k.kernels import postprocess
+
+from edge4k.kernels import raw
 
 LIBRARY = "libedge4k_kernels.so"
 
@@ -57,7 +60,7 @@ def _ptr(a: np.ndarray) -> ctypes.c_void_p:
 
 
 def _call(lib, name: str, *args) -> None:
-    lib.e4k_set_threads(backends.run_threads())
+    lib.e4k_set_threads(run_threads())
     if getattr(lib, name)(*args) != 0:
         raise Edge4KError(lib.e4k_last_error().decode())
 
@@ -96,7 +99,7 @@ def prepare_padded(frame: raw.RawFrame, thumb_size: int, padded_height: int,
 
 
 class _CppBlender:
-    """runtime.tiling.Blender's interface over the C++ Blender: blends straight into the window
+    """kernels.tiling.Blender's interface over the C++ Blender: blends straight into the window
     it is made for, rows in parallel."""
 
     def __init__(self, lib, plan, channels: int, window: tuple[int, int, int, int], out: np.ndarray | None):
@@ -140,7 +143,7 @@ class _PythonBlender(tiling.Blender):
 
 def blender(plan: tiling.TilePlan, window: tuple[int, int, int, int], channels: int = 3, *,
             out: np.ndarray | None = None):
-    """runtime.tiling.Blender for the plan whose result() is the blend cropped to window
+    """kernels.tiling.Blender for the plan whose result() is the blend cropped to window
     (top, left, height, width) of the padded frame. out: a float32 (channels, height, width)
     array to blend into (zeroed first) instead of a new one; the C++ path only."""
     lib = library()

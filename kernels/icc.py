@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from edge4k.calibration.colour import adaptation, xyz_white
+from edge4k.kernels.colour import adaptation, xyz_white
 
 # The ICC's D50 connection-space white, exactly as the header encodes it (s15Fixed16).
 D50_XYZ = (0.9642, 1.0, 0.8249)

@@ -277,7 +277,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None
     ext = os.path.splitext(os.fspath(path))[1].lower()
     with atomic_output(path) as tmp:
         if ext == ".png":
-            from .png import encode_png
+            from edge4k.kernels.png import encode_png
             tmp.write_bytes(encode_png(image, icc=icc, exif=_png_exif(exif)))
         elif ext in (".jpg", ".jpeg"):
             from PIL import Image

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge4k.calibration.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
+from edge4k.kernels.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
 from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
 

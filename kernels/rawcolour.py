@@ -2,7 +2,7 @@
 
 - Matrix (matrix_source), in this order: the file's own DNG ColorMatrix1/2 (interpolated for the
   as-shot white) and ForwardMatrix ("dng"); LibRaw's table ("libraw"); Edge4K's camera table by
-  make and model ("camera-table", calibration/cameras.json); a 3x3 fitted to LibRaw's own
+  make and model ("camera-table", kernels/cameras.json); a 3x3 fitted to LibRaw's own
   rendering of the frame, camera space against linear sRGB ("libraw-fit"). Where none exists the
   frame is refused in one line: never a silent identity.
 - White balance (wb_source): "camera" (as shot; a missing or invalid one falls back to "auto"
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge4k.calibration.colour import D65_XY, LUMA, CameraColour, kelvin_xy
+from edge4k.kernels.colour import D65_XY, LUMA, CameraColour, kelvin_xy
 from edge4k.errors import RawInputError
 from edge4k.kernels.postprocess import HIGHLIGHT_MODES
 from edge4k.kernels.raw import CFA_PATTERNS, cell_offsets
@@ -271,7 +271,7 @@ class ColourOptions:
 # At key <= KEY_LOW the mean rule, at key >= KEY_HIGH the highlight rule, geometric blend between;
 # never darker than the capture, at most 16x. KEY_LOW and KEY_HIGH were set from the key of
 # ordinary photographs (scikit-image's samples: 0.21-0.55) and of the bright scenes of
-# calibration/bright_scenes.py (0.56-0.65); calibration/colour_report.py measures both.
+# evaluation/bright_scenes.py (0.56-0.65); evaluation/colour_report.py measures both.
 HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MID_GREY = 99.0, 0.85, 0.18
 KEY_LOW, KEY_HIGH = 0.45, 0.65
 

@@ -17,8 +17,8 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output, sha256_file
 
-from .config import E4KConfig, get_preset
-from .e4k import E4KNet
+from edge4k.models.config import E4KConfig, get_preset
+from edge4k.models.e4k import E4KNet
 
 FORMAT = "edge4k.checkpoint/1"
 

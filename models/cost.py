@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .e4k import E4KNet
+from edge4k.models.e4k import E4KNet
 
 
 @torch.inference_mode()

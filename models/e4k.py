@@ -9,9 +9,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import (GLOBAL_LIMIT, AdaLNSingle, BayerDemosaic, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock,
+from edge4k.models.blocks import (GLOBAL_LIMIT, AdaLNSingle, BayerDemosaic, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock,
                      SpaceToChannelDown, make_act)
-from .config import E4KConfig
+from edge4k.models.config import E4KConfig
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
 NETWORK_STAGES = ("global", "encoder", "backbone", "decoder")

@@ -1,53 +1,18 @@
 """Backends run the four network stages. The pipeline only sees this interface, so
-compiled backends (ExecuTorch, LiteRT, QNN) plug in beside the eager one.
-
-BACKENDS maps a name to "module:Class", imported on first use, so a backend whose
-toolchain is not installed costs nothing until it is asked for."""
+compiled backends (backends/: ExecuTorch, LiteRT, QNN, Core ML) plug in beside the eager one;
+backends/registry.py maps their names to their classes."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
+from edge4k.kernels.threads import run_threads
 from edge4k.models import NETWORK_STAGES, E4KConfig, E4KNet
-
-BACKENDS = {
-    "eager": "edge4k.runtime.backends:EagerBackend",
-    "executorch": "edge4k.runtime.et_backend:ExecuTorchBackend",
-    "qnn-htp-sim": "edge4k.runtime.qnn_backend:QnnHtpSimBackend",
-    "litert": "edge4k.runtime.litert_backend:LiteRTBackend",
-    "coreml": "edge4k.runtime.coreml_backend:CoreMLBackend",
-}
-
-
-# The run's CPU threads: --threads, else the cores torch uses. One policy for every backend:
-# eager runs torch's pool on them; a compiled build's runtime (ExecuTorch's XNNPACK pool,
-# onnxruntime, LiteRT) gets them while torch keeps one thread, since its idle OpenMP
-# workers spin on the cores that runtime needs (measured: up to 2x slower stages on 2
-# cores); the C++ CPU stages split their rows across backend.threads() (kernels/cpp.py).
-_run_threads = torch.get_num_threads()
-
-
-def set_threads(threads: int | None) -> None:
-    """Set the run's CPU threads (None or 0: leave them); backends opened afterwards use them."""
-    global _run_threads
-    if threads:
-        _run_threads = int(threads)
-        torch.set_num_threads(_run_threads)
-
-
-def run_threads() -> int:
-    return _run_threads
-
-
-def backend_class(name: str) -> type["Backend"]:
-    if name not in BACKENDS:
-        raise Edge4KError(f"unknown backend '{name}'; valid backends: {', '.join(sorted(BACKENDS))}")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+from edge4k.runtime.limits import expected_outputs
+from edge4k.runtime.memory import estimate_tile_bytes
 
 
 class Backend:
@@ -118,7 +83,6 @@ class BuildBackend(Backend):
     def check_program(self, stage: str, path, inputs: list, output) -> None:
         """A stage's input and output shapes as its program declares them, against the manifest's
         (which load_manifest checked against its config and tiling): one line naming both and the file."""
-        from .limits import expected_outputs
         inputs, output = [list(s) for s in inputs], list(output)
         declared = [list(s) for s in self.expected[stage]]
         want = expected_outputs(self.manifest["config"], self.manifest["tiling"])[stage]
@@ -155,17 +119,5 @@ class EagerBackend(Backend):
         return sum(p.numel() for p in self.model.parameters())
 
     def estimate_tile_bytes(self, tile_height, tile_width, batch):
-        from .memory import estimate_tile_bytes
         return estimate_tile_bytes(self.model, tile_height, tile_width, batch)
 
-
-def open_build(artifacts, *, backend: str | None = None) -> Backend:
-    """Open a compiled build folder with the backend its manifest names; if `backend`
-    is given, refuse a build made for another one."""
-    from edge4k.compiler.build import load_manifest
-
-    manifest = load_manifest(artifacts)
-    if backend is not None and manifest["backend"] != backend:
-        raise Edge4KError(f"{artifacts} was compiled for target {manifest['target']} (backend "
-                          f"{manifest['backend']}), not for backend {backend}")
-    return backend_class(manifest["backend"])(Path(artifacts), manifest)

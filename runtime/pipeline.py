@@ -29,10 +29,11 @@ from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain
 from edge4k.models import E4KConfig
 
-from . import memory
-from .backends import Backend, run_threads
-from .profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
-from .tiling import TilePlan, packed_tile, plan_tiles
+from edge4k.runtime import memory
+from edge4k.runtime.backends import Backend
+from edge4k.kernels.threads import run_threads
+from edge4k.runtime.profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
+from edge4k.kernels.tiling import TilePlan, packed_tile, plan_tiles
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edge4k.errors import Edge4KError
 
-from .report import StudyContext, assemble_research
+from edge4k.studies.report import StudyContext, assemble_research
 
 # Run order for `all`: training studies first, so later ones reuse their checkpoints.
 STUDIES = ("compression", "attention", "tricks", "decoder_share", "tiling", "phone", "sana")

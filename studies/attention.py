@@ -34,7 +34,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .common import median_seconds, quality, trained_model
+from edge4k.studies.common import median_seconds, quality, trained_model
 
 TITLE = "Linear vs softmax attention"
 QUESTION = ("Does ReLU linear attention cost ISP accuracy against softmax attention, and where does softmax stop "

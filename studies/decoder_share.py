@@ -34,8 +34,8 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, STAGES
 
-from .common import bench_raw, profile_run
-from .report import StudyContext
+from edge4k.studies.common import bench_raw, profile_run
+from edge4k.studies.report import StudyContext
 
 TITLE = "Is the decoder the bottleneck at 4K?"
 QUESTION = ("At 4K, is the decoder the real bottleneck: what share of the network time does each stage take, "
@@ -64,7 +64,8 @@ def repeats(ctx: StudyContext, width: int, height: int) -> tuple[int, int]:
 
 def compile_xnnpack(model, weights: str, out: Path, *, width: int, height: int, native: bool, precision: str,
                     cfg: dict, calib_sources: tuple[str, ...]) -> dict:
-    from edge4k.compiler.build import BuildSpec, compile_build
+    from edge4k.backends.base import BuildSpec
+    from edge4k.compiler.build import compile_build
     spec = BuildSpec(target="host-xnnpack", preset=cfg["preset"], width=width, height=height,
                      tile=None if native else cfg["tile"], overlap=0 if native else cfg["overlap"], native=native,
                      precision=precision, calib=cfg["native_calib" if native else "tiled_calib"],
@@ -77,7 +78,7 @@ def compile_xnnpack(model, weights: str, out: Path, *, width: int, height: int, 
 def native_fits(model, width: int, height: int) -> str | None:
     """None if one native tile of this frame fits in memory, else why not."""
     from edge4k.runtime import memory
-    from edge4k.runtime.tiling import plan_tiles
+    from edge4k.kernels.tiling import plan_tiles
     plan = plan_tiles(height, width, compression=model.cfg.compression, native=True)
     try:
         memory.check_fits(memory.estimate_tile_bytes(model, plan.padded_height, plan.padded_width),
@@ -102,7 +103,8 @@ def measure(raw: Path, build: Path, *, runs: int, warmup: int, work: Path) -> di
 
 def htp_placement(model, weights: str, raw: Path, width: int, height: int, cfg: dict, work: Path) -> dict:
     """Where QAIRT's HTP (x86 emulation) puts each stage's ONNX nodes in an android-qnn int8 build."""
-    from edge4k.compiler.build import BuildSpec, compile_build
+    from edge4k.backends.base import BuildSpec
+    from edge4k.compiler.build import compile_build
     spec = BuildSpec(target="android-qnn", preset=cfg["preset"], width=width, height=height, tile=cfg["qnn_tile"],
                      overlap=cfg["overlap"], precision="int8", calib=cfg["qnn_calib"], calib_sources=(str(raw),))
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 No phone is attached here, so this study puts together what can be known and labels
 what is estimated:
 - host measurements of the 4K pipeline, per stage: from the 4K benchmark
-  (`python -m edge4k.runtime.bench`, reports/bench/bench.json: every compiled build with
+  (`python -m edge4k.benchmarks.frame4k`, reports/bench/bench.json: every compiled build with
   the C++ CPU stages) when it is in the same reports folder, else the decoder_share and
   tiling studies' JSON there, else measured now (eager fp32, tiled, one process);
 - the workload of the shipped default model (e4k-s-f16) per stage at the 4K native
@@ -35,8 +35,8 @@ from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.runtime.pipeline import TileOptions
 
-from .common import bench_raw, profile_run
-from .report import StudyContext
+from edge4k.studies.common import bench_raw, profile_run
+from edge4k.studies.report import StudyContext
 
 TITLE = "Can a phone do 4K in one step in under 5 s?"
 QUESTION = "Can a phone turn a 4K RAW into RGB in one network pass in under 5 s, and how far under?"
@@ -92,7 +92,7 @@ def host_measurements(ctx: StudyContext, cfg: dict) -> list[dict]:
 
 def frame_workloads(model, cfg: dict) -> dict:
     """Per mode: tile count and per-stage workload of one tile (global: once per frame)."""
-    from edge4k.runtime.tiling import plan_tiles
+    from edge4k.kernels.tiling import plan_tiles
     f = model.cfg.compression
     native = plan_tiles(cfg["height"], cfg["width"], compression=f, native=True)
     tiled = plan_tiles(cfg["height"], cfg["width"], compression=f, tile=cfg["tile"], overlap=cfg["overlap"])

@@ -80,7 +80,7 @@ from pathlib import Path
 
 import torch
 
-from .report import StudyContext
+from edge4k.studies.report import StudyContext
 
 TITLE = "SANA's architecture under Edge4K's profiler"
 QUESTION = ("Built from SANA's published 0.6B DiT and DC-AE f32c32 configurations and profiled one step at "
@@ -287,7 +287,7 @@ def edge4k_counts(settings: Settings, sizes: dict[str, tuple[int, int]]) -> dict
     its default tiling (per-tile count x tiles; the global branch once per image)."""
     from edge4k.cli import load_for_preset
     from edge4k.models.cost import param_count, stage_macs
-    from edge4k.runtime.tiling import plan_tiles
+    from edge4k.kernels.tiling import plan_tiles
     model, weights = load_for_preset(E4K_PRESET, None)
     per_tile = stage_macs(model, settings.tile)
     stages, tiles = {}, {}
@@ -304,7 +304,7 @@ def edge4k_counts(settings: Settings, sizes: dict[str, tuple[int, int]]) -> dict
 def edge4k_profile(settings: Settings, hw: tuple[int, int], workdir: Path) -> dict:
     """`edge4k run --profile` on a synthetic RAW of this size, in its own process."""
     from edge4k.errors import Edge4KError
-    from edge4k.runtime.bench import make_input
+    from edge4k.benchmarks.frame4k import make_input
     h, w = hw
     raw = make_input(workdir / f"input_{w}x{h}.dng", w, h)
     profile = workdir / f"profile_{w}x{h}.json"

@@ -6,7 +6,7 @@ PyTorch fp32), natively (one tile) and tiled with 256/512/1024-pixel tiles and
 --profile`, 16-bit TIFF output), so its latency, per-stage split and peak resident
 memory (VmHWM: the whole process, Python and torch included) are its own. For
 each tiling: PSNR of the tiled image against the native one, and the runtime's seam
-metric (runtime/tiling.py:seam_ratio: the jump across the lines where tiles start or
+metric (kernels/tiling.py:seam_ratio: the jump across the lines where tiles start or
 end over the jump at every line, ~1 means no seam), measured on the tiled image and
 on the native image at the same lines (what the scene itself gives there).
 
@@ -34,8 +34,8 @@ import torch
 
 from edge4k.errors import Edge4KError
 
-from .common import bench_raw, profile_run
-from .report import StudyContext
+from edge4k.studies.common import bench_raw, profile_run
+from edge4k.studies.report import StudyContext
 
 TITLE = "Native 4K against tiled 4K"
 QUESTION = ("How do tiled 4K outputs compare with the native (one tile) output in quality, seams, latency and "
@@ -73,7 +73,7 @@ def measure(raw: Path, flags: list[str], work: Path, cfg: dict) -> tuple[dict, t
 def quality(rgb: torch.Tensor, native_rgb: torch.Tensor | None, plan) -> dict:
     """Seam ratio of the tiled image; against native (when there is one): PSNR, the largest
     difference, the native image's seam ratio at the same lines, and the verdict."""
-    from edge4k.runtime.tiling import seam_ratio
+    from edge4k.kernels.tiling import seam_ratio
     out = {"seam_ratio": round(seam_ratio(rgb, plan), 4)}
     if native_rgb is None:
         return out
@@ -88,7 +88,7 @@ def quality(rgb: torch.Tensor, native_rgb: torch.Tensor | None, plan) -> dict:
 def run(ctx: StudyContext) -> None:
     from edge4k.cli import load_for_preset
     from edge4k.runtime.memory import estimate_tile_bytes
-    from edge4k.runtime.tiling import plan_tiles
+    from edge4k.kernels.tiling import plan_tiles
 
     cfg = QUICK if ctx.quick else FULL
     model, weights = load_for_preset(PRESET, None)

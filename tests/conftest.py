@@ -14,8 +14,8 @@ if _ROOT in [os.path.abspath(p or os.curdir) for p in sys.path]:
 
 import torch  # noqa: E402
 
-from edge4k.calibration.dng import write_dng
-from edge4k.calibration.unprocess import unprocess
+from edge4k.datasets.dng import write_dng
+from edge4k.datasets.unprocess import unprocess
 from edge4k.cli import sample_path
 from edge4k.models import build_model, get_preset
 
@@ -150,26 +150,29 @@ def build_below_the_floor_fails(model, spec, good_build, tmp_path, monkeypatch):
     The target's lower step re-uses good_build's artifacts (same spec) instead of
     compiling again; the verification of them is the real one."""
     import shutil
-    from edge4k.compiler import build as b
+    from edge4k.backends.base import PSNR_FLOOR
+    from edge4k.backends.registry import get_target
+    from edge4k.compiler.build import compile_build
     from edge4k.errors import Edge4KError
+    from edge4k.runtime.manifest import MANIFEST, load_manifest
     from edge4k.models import NETWORK_STAGES
 
     out = tmp_path / "out"
     shutil.copytree(good_build, out)
     before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    stages = b.load_manifest(good_build)["stages"]
+    stages = load_manifest(good_build)["stages"]
 
     def lower(self, model, spec, inputs, calib, out_dir, progress):
         for p in good_build.iterdir():
-            if p.name != b.MANIFEST:
+            if p.name != MANIFEST:
                 (shutil.copytree if p.is_dir() else shutil.copy)(p, out_dir / p.name)
         return {s: {k: v for k, v in stages[s].items() if k not in ("inputs", "output")} for s in NETWORK_STAGES}
 
-    monkeypatch.setattr(type(b.get_target(spec.target)), "lower", lower)
-    monkeypatch.setitem(b.PSNR_FLOOR, spec.precision, 1000.0)
+    monkeypatch.setattr(type(get_target(spec.target)), "lower", lower)
+    monkeypatch.setitem(PSNR_FLOOR, spec.precision, 1000.0)
     with pytest.raises(Edge4KError, match=rf"build fails its accuracy check \(global [0-9.]+ dB, encoder [0-9.]+ dB, "
                                           rf"backbone [0-9.]+ dB, decoder [0-9.]+ dB < 1000.0 dB for {spec.precision}\)"):
-        b.compile_build(model, spec, out, weights="test")
+        compile_build(model, spec, out, weights="test")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]          # no staging folder left beside it
     assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import edge4k
-from edge4k.calibration.dng import write_dng
-from edge4k.calibration.unprocess import unprocess
+from edge4k.datasets.dng import write_dng
+from edge4k.datasets.unprocess import unprocess
 from edge4k.cli import main
 from edge4k.kernels.postprocess import orient
 from edge4k.kernels.raw import write_bayer
@@ -282,7 +282,7 @@ def test_inconsistent_frames_are_refused_in_one_line(case):
 
 
 def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
-    from edge4k.compiler.build import MANIFEST
+    from edge4k.runtime.manifest import MANIFEST
     (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "o.png"
     cases = [
@@ -310,7 +310,7 @@ def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
 
 def test_every_default_tiling_is_the_pipelines():
     from edge4k import api
-    from edge4k.compiler.build import BuildSpec
+    from edge4k.backends.base import BuildSpec
     from edge4k.runtime.pipeline import TileOptions
     default = (TileOptions().tile, TileOptions().overlap)
     assert (api.DEFAULT_TILE, api.DEFAULT_OVERLAP) == default == (512, 32)

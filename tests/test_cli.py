@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge4k.calibration.dng import XTRANS_PATTERN, write_dng
+from edge4k.datasets.dng import XTRANS_PATTERN, write_dng
 from edge4k.cli import main
 from edge4k.runtime.profile import validate_profile
 from edge4k.errors import Edge4KError

@@ -1,12 +1,13 @@
 """Colour maths: illuminant chromaticities and adaptation against colour-science, the camera table
 against the LibRaw it was read from, the sRGB curve."""
 import json
+from importlib import resources
 
 import numpy as np
 import pytest
 
-from edge4k.calibration import cameras as cameras_module
-from edge4k.calibration.colour import (D65_XY, FLUORESCENT_XY, HELD_OUT_CAMERAS, XYZ_FROM_SRGB, adaptation,
+from edge4k.datasets import cameras as cameras_module
+from edge4k.kernels.colour import (D65_XY, FLUORESCENT_XY, HELD_OUT_CAMERAS, XYZ_FROM_SRGB, adaptation,
                                        cam_from_srgb, camera_names, camera_neutral, camera_table, daylight_xy,
                                        inverse_smoothstep, planckian_xy, smoothstep, srgb_decode, srgb_encode,
                                        srgb_from_cam, xyz_white)
@@ -48,7 +49,7 @@ def test_camera_table_is_what_libraw_says():
     for make, model, _ in cameras_module.CAMERAS:
         np.testing.assert_allclose(cameras_module.libraw_matrix(make, model), table[f"{make} {model}"]["xyz_to_cam"],
                                    atol=1e-4)
-    source = json.loads(open(cameras_module.__file__.replace("cameras.py", "cameras.json")).read())["source"]
+    source = json.loads(resources.files("edge4k.kernels").joinpath("cameras.json").read_text())["source"]
     assert "LibRaw" in source
 
 

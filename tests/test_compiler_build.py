@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edge4k.compiler.build import MANIFEST, MANIFEST_SCHEMA, check_build
+from edge4k.runtime.manifest import MANIFEST, MANIFEST_SCHEMA
+
+from edge4k.compiler.build import check_build
 from edge4k.errors import Edge4KError
 
 from conftest import tiny_model

@@ -7,7 +7,11 @@ import platform
 import pytest
 import torch
 
-from edge4k.compiler.build import PSNR_FLOOR, BuildSpec, compile_build, example_inputs, load_manifest
+from edge4k.backends.base import BuildSpec, PSNR_FLOOR, example_inputs
+
+from edge4k.compiler.build import compile_build
+
+from edge4k.runtime.manifest import load_manifest
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 
@@ -20,7 +24,7 @@ ON_MAC = platform.system() == "Darwin"
 
 
 def test_ane_attention_is_the_same_function_in_4d():
-    from edge4k.compiler.coreml.ane import LiteLAANE, ane_attention
+    from edge4k.backends.coreml.ane import LiteLAANE, ane_attention
     model = tiny_model()
     ane = ane_attention(model.backbone)
     assert any(isinstance(m, LiteLAANE) for m in ane.modules())
@@ -67,8 +71,8 @@ def test_weight_variants_compress_the_decoder():
     compressed-weight ops appear and the package shrinks in that order."""
     import tempfile
     from pathlib import Path
-    from edge4k.compiler.coreml import convert_stage, describe, export_stage, package_bytes
-    from edge4k.compiler.coreml.quantize import RECIPES, apply_recipe
+    from edge4k.backends.coreml import convert_stage, describe, export_stage, package_bytes
+    from edge4k.backends.coreml.quantize import RECIPES, apply_recipe
 
     model = tiny_model()
     cfg = model.cfg
@@ -96,6 +100,6 @@ def test_predict_matches_eager_on_macos(w8a8_build):
 
 @pytest.mark.skipif(ON_MAC, reason="on macOS the Core ML backend runs")
 def test_coreml_backend_refuses_off_macos(w8a8_build):
-    from edge4k.runtime.backends import open_build
+    from edge4k.backends.registry import open_build
     with pytest.raises(Edge4KError, match="Core ML prediction needs macOS"):
         open_build(w8a8_build[0])

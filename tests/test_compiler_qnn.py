@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from edge4k.cli import main
-from edge4k.compiler.build import (INPUT_NAMES, OUTPUT_NAMES, PSNR_FLOOR, BuildSpec, check_build, compile_build,
-                                   example_inputs, load_manifest)
+from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES, load_manifest
+from edge4k.backends.base import BuildSpec, PSNR_FLOOR, example_inputs
+from edge4k.compiler.build import check_build, compile_build
 from edge4k.compiler.passes import fold_batchnorm, space_to_channel_as_conv
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.models.blocks import SpaceToChannelDown
-from edge4k.runtime.backends import open_build
-from edge4k.runtime.qnn_backend import check_soc
+from edge4k.backends.registry import open_build
+from edge4k.backends.qnn.runtime import check_soc
 
 from conftest import build_below_the_floor_fails, tiny_model
 from test_models import stage_inputs
@@ -137,8 +138,8 @@ def test_check_cli_fails_with_a_clear_message(build, make_dng, tmp_path, capsys)
 
 @pytest.fixture(scope="module")
 def backbone_onnx(tmp_path_factory):
-    from edge4k.compiler.qnn.lower import export_onnx
-    from edge4k.runtime.tiling import plan_tiles
+    from edge4k.backends.qnn.lower import export_onnx
+    from edge4k.kernels.tiling import plan_tiles
 
     model = tiny_model()
     inputs = example_inputs(model.cfg, plan_tiles(128, 128, compression=16, tile=128, overlap=0, native=False), 1)
@@ -150,7 +151,7 @@ def backbone_onnx(tmp_path_factory):
 
 def test_a16_layer_gets_uint16_activations_and_the_rest_uint8(backbone_onnx, tmp_path):
     import onnx
-    from edge4k.compiler.qnn.quantize import qnn_recipe, quantize_stage
+    from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
 
     model, example, path = backbone_onnx
     samples = [(torch.randn_like(example[0]), torch.randn_like(example[1]))]
@@ -167,7 +168,7 @@ def test_a16_layer_gets_uint16_activations_and_the_rest_uint8(backbone_onnx, tmp
 
 
 def test_calibration_set_empty_or_of_the_wrong_shape_is_refused(backbone_onnx, tmp_path):
-    from edge4k.compiler.qnn.quantize import qnn_recipe, quantize_stage
+    from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
 
     _, example, path = backbone_onnx
     kwargs = dict(stage="backbone", names=INPUT_NAMES["backbone"], example=example, recipe=qnn_recipe("int8"))
@@ -180,7 +181,7 @@ def test_calibration_set_empty_or_of_the_wrong_shape_is_refused(backbone_onnx, t
 
 
 def test_missing_onnxruntime_qnn_is_a_clear_error(monkeypatch):
-    from edge4k.compiler.qnn import ep
+    from edge4k.backends.qnn import ep
 
     monkeypatch.setitem(sys.modules, "onnxruntime_qnn", None)
     monkeypatch.setattr(ep, "_registered", None)
@@ -212,10 +213,10 @@ def test_placement_reports_nodes_the_htp_leaves_to_the_cpu(tmp_path):
     """Without the strided-conv pass, pixel_unshuffle exports as a 6-D reshape/transpose
     that the HTP does not take: the placement report must name those nodes."""
     import onnx
-    from edge4k.compiler.qnn import get_soc
-    from edge4k.compiler.qnn.ep import compile_context
-    from edge4k.compiler.qnn.lower import export_onnx, placement
-    from edge4k.compiler.qnn.quantize import qnn_recipe, quantize_stage
+    from edge4k.backends.qnn import get_soc
+    from edge4k.backends.qnn.ep import compile_context
+    from edge4k.backends.qnn.lower import export_onnx, placement
+    from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
 
     model = tiny_model()
     example = stage_inputs(model.cfg)["encoder"]

@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from edge4k.cli import main
-from edge4k.compiler.build import PSNR_FLOOR, BuildSpec, compile_build, load_manifest, psnr
+from edge4k.backends.base import BuildSpec, PSNR_FLOOR, psnr
+from edge4k.compiler.build import compile_build
+from edge4k.runtime.manifest import load_manifest
 from edge4k.compiler.passes import count_batchnorms, fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
-from edge4k.runtime.backends import EagerBackend, open_build
+from edge4k.runtime.backends import EagerBackend
+from edge4k.backends.registry import open_build
 from edge4k.runtime.pipeline import TileOptions, process
 
 from conftest import build_below_the_floor_fails, tiny_model
@@ -92,7 +95,7 @@ def test_compiled_pipeline_matches_eager(builds, sample_dng):
 def test_the_thread_pool_is_not_resized_under_loaded_methods(builds, capsys):
     """Resizing XNNPACK's pool after a method is loaded deadlocks the next run (seen in CI)."""
     from executorch.extension.pybindings import portable_lib
-    from edge4k.runtime.et_backend import size_threadpool
+    from edge4k.backends.xnnpack.runtime import size_threadpool
     _, paths = builds
     backend = open_build(paths["fp32"])
     before = portable_lib._threadpool_get_thread_count()
@@ -182,8 +185,8 @@ def test_compile_refuses_impossible_builds(tmp_path, capsys, argv, needle):
 
 def test_sensitivity_ranks_every_layer_of_a_stage():
     from edge4k.compiler.build import prepare_inputs
-    from edge4k.compiler.xnnpack.quantize import stage_keep_list
-    from edge4k.compiler.xnnpack.sensitivity import layer_sensitivity
+    from edge4k.backends.xnnpack.quantize import stage_keep_list
+    from edge4k.calibration.sensitivity import layer_sensitivity
 
     model = tiny_model()
     _, inputs, calib, held_out = prepare_inputs(model, BuildSpec(calib=2, **{k: v for k, v in SPEC.items() if k != "calib"}))
@@ -213,7 +216,7 @@ def test_histogram_observer_reaches_the_quantiser():
     """The activation observer named in the recipe is the one that sets the input's
     int8 range: min-max gives exactly (max - min) / 255 of the calibration data, the
     histogram observer its own (narrower or equal) range."""
-    from edge4k.compiler.xnnpack.quantize import int8_recipe, quantize_stage
+    from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
     torch.manual_seed(0)
     conv = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1)).eval()
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -270,8 +273,8 @@ def test_the_benchmarks_int8_probe_is_integer_end_to_end_and_fully_delegated():
     through the ReLU that XNNPACK fuses into it), and XNNPACK takes the whole graph as one partition."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
-    from edge4k.compiler.xnnpack import ops_outside_delegate
-    from edge4k.runtime.bench import chain_program
+    from edge4k.backends.xnnpack import ops_outside_delegate
+    from edge4k.benchmarks.frame4k import chain_program
 
     outputs = {}
     for precision in ("fp32", "int8"):

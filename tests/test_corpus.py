@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import edge4k
-from edge4k.calibration.colour import LUMA, XYZ_FROM_SRGB, inverse_smoothstep, srgb_decode
+from edge4k.kernels.colour import LUMA, XYZ_FROM_SRGB, inverse_smoothstep, srgb_decode
 from edge4k.kernels.raw import read_raw
 from edge4k.kernels.rawcolour import ColourOptions
 

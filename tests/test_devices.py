@@ -18,7 +18,7 @@ from edge4k.cli import main
 from edge4k.errors import DeviceNotFound, Edge4KError
 from edge4k.kernels.raw import PHASE_PAD
 from edge4k.runtime.profile import validate_profile
-from edge4k.runtime.tiling import plan_tiles
+from edge4k.kernels.tiling import plan_tiles
 
 from conftest import PHONE_FLAGS, edge4k_cli, fake_phone
 

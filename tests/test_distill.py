@@ -10,10 +10,10 @@ from PIL import Image
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.models.checkpoint import load_model
-from edge4k.models.distill import DistillOptions, DistillTask, distill
-from edge4k.models.flow import (FlowTeacher, TeacherConfig, TeacherOptions, TimeEmbedding, load_teacher,
+from edge4k.training.distill import DistillOptions, DistillTask, distill
+from edge4k.training.flow import (FlowTeacher, TeacherConfig, TeacherOptions, TimeEmbedding, load_teacher,
                                 teacher_as_model, train_teacher)
-from edge4k.models.train import TrainOptions, train
+from edge4k.training.train import TrainOptions, train
 
 from conftest import smooth_image, tiny_model
 
@@ -177,7 +177,7 @@ def test_distill_refuses_bad_setups(runs, tmp_path):
 
 
 def test_eval_compares_teacher_steps_student_and_direct_model(runs, tmp_path, monkeypatch):
-    import edge4k.calibration.photos as photos
+    import edge4k.datasets.photos as photos
     root, _, _ = runs
     monkeypatch.setattr(photos, "load_split", lambda split, dtype=None: {"s": smooth_image(64, 96)})
     rc = main(["eval", "--preset", "e4k-t-f16", "--teacher", str(root / "teacher" / "teacher.safetensors"),

@@ -9,10 +9,10 @@ import pytest
 import rawpy
 import tifffile
 
-from edge4k.calibration import dng as dng_module
-from edge4k.calibration.colour import srgb_decode, srgb_encode, srgb_from_cam
-from edge4k.calibration.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
-from edge4k.calibration.unprocess import CFA_PATTERNS, mosaic, unprocess
+from edge4k.datasets import dng as dng_module
+from edge4k.kernels.colour import srgb_decode, srgb_encode, srgb_from_cam
+from edge4k.datasets.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
+from edge4k.datasets.unprocess import CFA_PATTERNS, mosaic, unprocess
 
 SAMPLE = Path(__file__).resolve().parents[1] / "edge4k" / "data" / "sample.dng"
 BAYER = ["RGGB", "BGGR", "GRBG", "GBRG"]
@@ -170,7 +170,7 @@ def test_shipped_sample():
 
 def test_make_sample_regenerates_the_shipped_file(tmp_path):
     pytest.importorskip("skimage")
-    from edge4k.calibration.make_sample import make_sample
+    from edge4k.datasets.make_sample import make_sample
 
     out = make_sample(tmp_path / "sample.dng")
     with rawpy.imread(str(out)) as new, rawpy.imread(str(SAMPLE)) as old:

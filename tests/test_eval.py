@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge4k.calibration.dng import write_dng
-from edge4k.calibration.unprocess import draw_params, synthesize
+from edge4k.datasets.dng import write_dng
+from edge4k.datasets.unprocess import draw_params, synthesize
 from edge4k.cli import main
 from edge4k.kernels.raw import prepare, read_raw
-from edge4k.models import build_model, evaluate as ev, get_preset
+from edge4k.models import build_model, get_preset
+from edge4k.evaluation import evaluate as ev
 
 from conftest import smooth_image, tiny_model
 

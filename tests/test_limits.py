@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge4k.cli import main
-from edge4k.compiler.build import load_manifest
+from edge4k.runtime.manifest import load_manifest
 from edge4k.errors import Edge4KError
 from edge4k.runtime.limits import check_manifest, limits
 

@@ -12,7 +12,7 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.kernels.postprocess import LOOKS, finish, orient, quantise
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, noise_estimate, pack, prepare, thumbnail
-from edge4k.runtime.tiling import Blender, blend_weight, pad_packed, plan_tiles
+from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_tiles
 
 F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 
@@ -314,7 +314,7 @@ def test_cpp_kernels_give_the_same_result_on_any_thread_count(cpp_kernels):
     rng = np.random.default_rng(9)
     tiles = [torch.from_numpy(rng.random((3, 128, 128), dtype=np.float32)) for _ in plan.origins]
     frame = noisy_frame("GBRG", seed=3)
-    from edge4k.runtime.backends import run_threads, set_threads
+    from edge4k.kernels.threads import run_threads, set_threads
     results, threads = [], run_threads()
     try:
         for n in (1, 2, 3):

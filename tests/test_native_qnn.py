@@ -299,7 +299,7 @@ def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_th
     """As for ExecuTorch builds (test_native_runner.py): latent_channels 4 and every stage input to
     match, while the context binaries' latent has 8 channels. The host's qnn-htp-sim backend reads
     each ONNX Runtime session's own shapes and refuses it in one line; so does the runner."""
-    from edge4k.runtime.backends import open_build
+    from edge4k.backends.registry import open_build
     build = build_with_latent_channels_4(qnn.build, tmp_path / "build")
     with pytest.raises(Edge4KError, match=r"encoder.* encoder returns \[1, 8, 8, 8\] in the program, but "
                                           r"\[1, 4, 8, 8\] from manifest.json's config and tiling"):

@@ -84,8 +84,8 @@ def test_runner_neutral_look_and_orientation_match_python(phone_run, frame, samp
 def test_runner_meters_a_bright_scene_like_python(phone_run, tmp_path):
     """The natural look's highlight-aware metering (kernels/rawcolour.py) in the runner too: a
     bright scene, where it differs from the mean-to-mid-grey rule the network is conditioned on."""
-    from edge4k.calibration.dng import write_dng
-    from edge4k.calibration.unprocess import unprocess
+    from edge4k.datasets.dng import write_dng
+    from edge4k.datasets.unprocess import unprocess
     from edge4k.kernels.raw import exposure_gain, prepare
     from edge4k.kernels.rawcolour import metered_gain
     snow = 0.75 + 0.2 * smooth_image(512, 512, seed=4)
@@ -411,7 +411,7 @@ def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_th
     latent has 8 channels. The host's ExecuTorch backend and the runner both read the program's own
     shapes and refuse it in one line."""
     from edge4k.errors import Edge4KError
-    from edge4k.runtime.backends import open_build
+    from edge4k.backends.registry import open_build
     build = build_with_latent_channels_4(phone_run.out / "build", tmp_path / "build")
     with pytest.raises(Edge4KError, match=r"model.pte: encoder returns \[2, 8, 8, 8\] in the program, but "
                                           r"\[2, 4, 8, 8\] from manifest.json's config and tiling"):

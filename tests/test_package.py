@@ -22,9 +22,9 @@ def test_wheel_contents_and_imports(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for sub in SUBPACKAGES:
         assert f"edge4k/{sub}/__init__.py" in names, sub
-    assert "edge4k/compiler/qnn/__init__.py" in names and "edge4k/compiler/xnnpack/__init__.py" in names
+    assert "edge4k/backends/qnn/__init__.py" in names and "edge4k/backends/xnnpack/__init__.py" in names
     assert "edge4k/data/sample.dng" in names and "edge4k/runtime/profile.schema.json" in names
-    assert "edge4k/calibration/sources.csv" in names      # `edge4k data` reads the manifest from the package
+    assert "edge4k/datasets/sources.csv" in names      # `edge4k data` reads the manifest from the package
     # the native runner's sources, so an installed edge4k can build its runner
     assert {"edge4k/runtime/native/CMakeLists.txt", "edge4k/runtime/native/src/main.cc",
             "edge4k/runtime/native/include/edge4k.h", "edge4k/kernels/native/frontend.cc",
@@ -38,7 +38,7 @@ def test_wheel_contents_and_imports(tmp_path):
     # and edge4k can only come from the unpacked wheel.
     code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import edge4k, importlib;"
             f"mods = [importlib.import_module('edge4k.' + s) for s in {SUBPACKAGES!r}];"
-            "import edge4k.kernels.raw, edge4k.runtime.pipeline, edge4k.cli, edge4k.compiler.qnn, edge4k.runtime.qnn_backend;"
+            "import edge4k.kernels.raw, edge4k.runtime.pipeline, edge4k.cli, edge4k.backends.qnn, edge4k.backends.qnn.runtime;"
             "assert all(m.__file__.startswith(sys.argv[1]) for m in mods), [m.__file__ for m in mods];"
             "from edge4k.runtime.profile import profile_schema; profile_schema();"
             "from edge4k.cli import sample_path; import os; assert os.path.getsize(sample_path()) > 0")

@@ -3,9 +3,9 @@ import re
 import numpy as np
 import pytest
 
-from edge4k.calibration.colour import srgb_from_cam
-from edge4k.calibration.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
-from edge4k.calibration.unprocess import RawCapture
+from edge4k.kernels.colour import srgb_from_cam
+from edge4k.datasets.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
+from edge4k.datasets.unprocess import RawCapture
 from edge4k.errors import Edge4KError
 from edge4k.kernels.postprocess import ORIENTATIONS
 from edge4k.kernels.raw import (EXIF_FROM_LIBRAW_FLIP, META, META_CENTRE, META_SCALE, PHASE_PAD, RawFrame, _frame_from_libraw,
@@ -81,7 +81,7 @@ def test_levels_matrix_and_conditioning_come_from_the_file(make_dng):
 
 
 def test_sample_matrix_matches_the_camera_it_was_made_with(sample_dng):
-    from edge4k.calibration.colour import camera_matrix
+    from edge4k.kernels.colour import camera_matrix
     frame = read_raw(sample_dng)
     np.testing.assert_allclose(frame.srgb_from_cam, srgb_from_cam(camera_matrix("Canon EOS 5D Mark II")),
                                atol=1e-3)

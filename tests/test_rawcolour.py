@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from edge4k.calibration.colour_report import (DOMINANT_HUES, auto_wb_errors, metering_errors, photo_metering_errors,
+from edge4k.evaluation.colour_report import (DOMINANT_HUES, auto_wb_errors, metering_errors, photo_metering_errors,
                                              pi_dng)
-from edge4k.calibration.colour import camera_matrix, kelvin_xy, srgb_from_cam
-from edge4k.calibration.dng import write_dng
-from edge4k.calibration.unprocess import RawCapture, draw_params, synthesize
+from edge4k.kernels.colour import camera_matrix, kelvin_xy, srgb_from_cam
+from edge4k.datasets.dng import write_dng
+from edge4k.datasets.unprocess import RawCapture, draw_params, synthesize
 from edge4k.errors import RawInputError
 from edge4k.kernels import rawcolour
 from edge4k.kernels.postprocess import finish

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from edge4k.calibration.colour import srgb_from_cam
+from edge4k.kernels.colour import srgb_from_cam
 from edge4k.errors import Edge4KError, RawInputError
 from edge4k.kernels.raw import _wb_gains, frame_colour, read_raw
 
@@ -140,7 +140,7 @@ def test_colour_matrix_sources_in_order():
     _, source, _ = frame_colour(libraw(rgb_xyz_matrix=xyz), {"cm1": MATRIX.ravel() * 2, "ill1": 21}, "x", None)
     assert source == "dng"
     # neither: Edge4K's camera table by make and model
-    from edge4k.calibration.colour import camera_matrix
+    from edge4k.kernels.colour import camera_matrix
     matrix, source, _ = frame_colour(libraw(), {"make": "Nikon", "model": "D850"}, "x", None)
     np.testing.assert_allclose(matrix, srgb_from_cam(camera_matrix("Nikon D850")))
     assert source == "camera-table"
@@ -186,7 +186,7 @@ def test_real_camera_files_decode_as_rawpy_sees_them():
 
 
 def test_capture_facts_come_from_the_file_by_path_or_bytes(tmp_path):
-    from edge4k.calibration.dng import write_dng
+    from edge4k.datasets.dng import write_dng
     path = write_dng(tmp_path / "facts.dng", gradient(32, 48), orientation=6, exposure_time=1 / 250, iso=800,
                      datetime="2026:11:30 12:34:56")
     want = {"make": "Edge4K", "exposure_time": pytest.approx(0.004), "iso": 800.0, "datetime": "2026:11:30 12:34:56"}

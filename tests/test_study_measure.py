@@ -106,7 +106,7 @@ def test_tiling_choice_logic():
 def test_tiling_quality_sees_a_seam_that_psnr_forgives():
     import torch
     from conftest import smooth_image
-    from edge4k.runtime.tiling import plan_tiles
+    from edge4k.kernels.tiling import plan_tiles
     native = torch.from_numpy(smooth_image(256, 256)).permute(2, 0, 1).double()
     plan = plan_tiles(256, 256, compression=16, tile=128, overlap=32)
     assert tiling.quality(native.clone(), native, plan)["acceptable"]      # identical: no seam, no loss

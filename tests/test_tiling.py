@@ -7,7 +7,7 @@ import torch
 from edge4k.errors import Edge4KError
 from edge4k.runtime.backends import EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
-from edge4k.runtime.tiling import Blender, blend_weight, pad_packed, plan_tiles, seam_ratio
+from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_tiles, seam_ratio
 
 from conftest import tiny_model
 
@@ -40,7 +40,7 @@ def test_impossible_tilings_are_refused(kwargs, needle):
 
 def raised_cosine(length, overlap, lead, trail):
     """The documented blend ramp, at pixel centres: zero for overlap/4 at an edge with a
-    neighbour, then sin^2 up to 1 over the rest of the overlap (runtime/tiling.py)."""
+    neighbour, then sin^2 up to 1 over the rest of the overlap (kernels/tiling.py)."""
     margin, span = overlap // 4, overlap - 2 * (overlap // 4)
     i = np.arange(length) + 0.5
     rise = np.sin(np.clip((i - margin) / span, 0, 1) * np.pi / 2) ** 2

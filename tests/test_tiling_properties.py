@@ -5,7 +5,7 @@ stride summing to one, and blending crops of one image giving that image back.""
 import torch
 from hypothesis import given, strategies as st
 
-from edge4k.runtime.tiling import Blender, _ramp, blend_weight, plan_tiles
+from edge4k.kernels.tiling import Blender, _ramp, blend_weight, plan_tiles
 
 
 @st.composite

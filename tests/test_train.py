@@ -13,7 +13,7 @@ from PIL import Image
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.models.checkpoint import load_model
-from edge4k.models.train import TrainOptions, losses, train
+from edge4k.training.train import TrainOptions, losses, train
 
 from conftest import smooth_image
 
@@ -122,7 +122,7 @@ def test_loss_is_zero_for_a_perfect_output_and_sees_both_looks():
 
 
 def test_interrupted_cli_run_keeps_its_checkpoint_and_resumes(tmp_path, photos, monkeypatch, capsys):
-    from edge4k.models.data import PairSampler
+    from edge4k.training.data import PairSampler
     real_batch = PairSampler.batch
 
     def batch_then_ctrl_c(self, step, size):   # the user presses Ctrl-C while step 3 is computed
@@ -181,7 +181,7 @@ def test_runs_record_their_command_and_crops_across_init_and_resume(tmp_path, ph
 
 
 def test_fast_loss_equals_the_reference_loss():
-    from edge4k.models.train_bench import reference_losses
+    from edge4k.benchmarks.training import reference_losses
     g = torch.Generator().manual_seed(1)
     y = torch.rand(2, 3, 48, 48, generator=g) * 0.8
     x = (y + 0.05 * torch.randn(2, 3, 48, 48, generator=g)).requires_grad_()
@@ -198,7 +198,7 @@ def test_the_training_layout_computes_the_same_network():
     the shipped weights give the same output in both layouts, and a training step the same gradients."""
     from edge4k.models import build_model, get_preset
     from edge4k.models.checkpoint import default_checkpoint
-    from edge4k.models.train import batch_to
+    from edge4k.training.train import batch_to
     model = load_model(default_checkpoint("e4k-s-f16"), "e4k-s-f16")[0]
     g = torch.Generator().manual_seed(0)
     batch = {"packed": torch.rand(1, 4, 32, 32, generator=g), "thumb": torch.rand(1, 4, 64, 64, generator=g),

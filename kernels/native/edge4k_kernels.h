@@ -7,9 +7,9 @@
 //   noise_estimate, exposure_gain, meta_vector, frontend
 //                            kernels/raw.py        the same names, prepare()
 //   metered_gain             kernels/rawcolour.py  metered_gain()
-//   pad_reflect              runtime/tiling.py     pad_packed()
-//   plan_tiles, blend_weight runtime/tiling.py     plan_tiles(), blend_weight()
-//   Blender                  runtime/tiling.py     Blender
+//   pad_reflect              kernels/tiling.py     pad_packed()
+//   plan_tiles, blend_weight kernels/tiling.py     plan_tiles(), blend_weight()
+//   Blender                  kernels/tiling.py     Blender
 //   finish, orient, quantise kernels/postprocess.py the same names
 // Layouts are the Python ones: planar CHW float32 in, interleaved HWC out.
 #pragma once

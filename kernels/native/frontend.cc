@@ -199,7 +199,7 @@ struct Luminance {
 };
 
 static Luminance thumb_luminance(const float* thumb, int size, const double* m) {
-  static const double kLuma[3] = {0.2126729, 0.7151522, 0.072175};   // calibration/colour.py: LUMA
+  static const double kLuma[3] = {0.2126729, 0.7151522, 0.072175};   // kernels/colour.py: LUMA
   const size_t n = static_cast<size_t>(size) * size;
   Luminance y;
   y.sorted.resize(n);

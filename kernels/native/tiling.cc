@@ -81,7 +81,7 @@ TilePlan plan_tiles(int height, int width, int f, int tile, int overlap, bool na
   return p;
 }
 
-// runtime/tiling.py:_ramp, operation for operation in float32.
+// kernels/tiling.py:_ramp, operation for operation in float32.
 static std::vector<float> ramp(int length, int overlap, bool lead, bool trail) {
   std::vector<float> w(length, 1.0f);
   if (overlap == 0) return w;

@@ -1,5 +1,5 @@
 // Tiling in C++: reflection padding, tile plans, blend weights and blending. The
-// C++ twins of runtime/tiling.py.
+// C++ twins of kernels/tiling.py.
 #pragma once
 
 #include <utility>
@@ -43,7 +43,7 @@ struct Window {
 // times a column ramp (blend_weight), so the weights' sum at a pixel is the product of the row
 // ramps' sum and the column ramps' sum: dividing each ramp by its sum up front makes every
 // pixel's weights add up to one, with no weight plane and no division pass over the frame.
-// (runtime/tiling.py's Blender divides by the accumulated weights; the two agree to float
+// (kernels/tiling.py's Blender divides by the accumulated weights; the two agree to float
 // rounding, tests/test_native_kernels.py.)
 class Blender {
  public:

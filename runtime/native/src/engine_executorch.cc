@@ -54,7 +54,7 @@ std::vector<std::string> registered_backends() {
 // ExecuTorch's thread pool is one per process, and every XNNPACK program keeps the pool it was
 // loaded with: resizing it under a loaded program makes that program deadlock on its next run.
 // So the pool is sized only while no engine is open, and an engine that asks for another size
-// while one is open is refused (runtime/et_backend.py: size_threadpool, the Python side's rule).
+// while one is open is refused (backends/xnnpack/runtime.py: size_threadpool, the Python side's rule).
 class PoolLease {
  public:
   explicit PoolLease(int threads) {

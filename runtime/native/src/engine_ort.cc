@@ -319,7 +319,7 @@ class OrtEngine : public Engine {
       if (all_on_htp)
         ort_.check(ort_.fn<ort::AddSessionConfigEntryFn>(ort::AddSessionConfigEntry)(so, "session.disable_cpu_ep_fallback", "1"),
                    "session.disable_cpu_ep_fallback");
-      // As compiler/qnn/ep.py: the HTP backend for this SoC, quantising its own float I/O.
+      // As backends/qnn/ep.py: the HTP backend for this SoC, quantising its own float I/O.
       const char* keys[] = {"backend_type", "soc_model", "htp_arch", "offload_graph_io_quantization"};
       const char* values[] = {"htp", soc_model.c_str(), htp_arch.c_str(), "0"};
       const auto& devices = ort_.qnn_devices();
