@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edge4k.backends.base import psnr
-from edge4k.compiler.passes import fold_batchnorm
+from edge4k.backends.passes import fold_batchnorm
 from edge4k.models import NETWORK_STAGES, E4KNet
 
 from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage

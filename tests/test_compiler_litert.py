@@ -81,7 +81,7 @@ def test_fp16_weights_recipe_keeps_accuracy_and_halves_weights():
     from edge4k.backends.litert import lower_stage, signature_inputs
     from edge4k.backends.litert.quantize import fp16_recipe, quantize_tflite
     from ai_edge_litert.interpreter import Interpreter
-    from edge4k.compiler.passes import fold_batchnorm
+    from edge4k.backends.passes import fold_batchnorm
 
     model = tiny_model()
     x = torch.rand(1, 4, 32, 32), torch.rand(1, model.cfg.meta_dim)

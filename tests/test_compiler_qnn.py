@@ -13,7 +13,7 @@ from edge4k.cli import main
 from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES, load_manifest
 from edge4k.backends.base import BuildSpec, PSNR_FLOOR, example_inputs
 from edge4k.compiler.build import check_build, compile_build
-from edge4k.compiler.passes import fold_batchnorm, space_to_channel_as_conv
+from edge4k.backends.passes import fold_batchnorm, space_to_channel_as_conv
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.models.blocks import SpaceToChannelDown

@@ -12,7 +12,7 @@ from edge4k.cli import main
 from edge4k.backends.base import BuildSpec, PSNR_FLOOR, psnr
 from edge4k.compiler.build import compile_build
 from edge4k.runtime.manifest import load_manifest
-from edge4k.compiler.passes import count_batchnorms, fold_batchnorm
+from edge4k.backends.passes import count_batchnorms, fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.runtime.backends import EagerBackend

@@ -22,7 +22,7 @@ import torch
 from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
 
 from edge4k.backends.base import BuildSpec, Target
-from edge4k.compiler.passes import fold_batchnorm
+from edge4k.backends.passes import fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr

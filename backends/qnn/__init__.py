@@ -12,7 +12,7 @@ from pathlib import Path
 from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
 
 from edge4k.backends.base import BuildSpec, Target
-from edge4k.compiler.passes import fold_batchnorm, space_to_channel_as_conv
+from edge4k.backends.passes import fold_batchnorm, space_to_channel_as_conv
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, E4KNet
 

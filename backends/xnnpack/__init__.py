@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from edge4k.backends.base import BuildSpec, Target
-from edge4k.compiler.passes import PointwiseLinear, fold_batchnorm
+from edge4k.backends.passes import PointwiseLinear, fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.stderr import captured_native_stderr
 from edge4k.models import NETWORK_STAGES, E4KNet
