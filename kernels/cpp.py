@@ -185,3 +185,14 @@ def quantise(image: torch.Tensor, bits: int, *, out: np.ndarray | None = None) -
     out = _array(out, (rgb.shape[1], rgb.shape[2], 3), np.uint8 if bits == 8 else np.uint16)
     _call(lib, "e4k_quantise", _ptr(rgb), rgb.shape[1], rgb.shape[2], bits, _ptr(out))
     return out
+
+
+def to_pixels(rgb: torch.Tensor, bits: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """(3, H, W) finished image -> (H, W, 3) pixels: uint8/uint16 (quantise above), or
+    float32 for bits=32 (unquantised)."""
+    if bits != 32:
+        return quantise(rgb, bits, out=out)
+    out = np.empty((*rgb.shape[1:], 3), np.float32) if out is None else out
+    out[...] = rgb.detach().cpu().permute(1, 2, 0).numpy()
+    return out
+

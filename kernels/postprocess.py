@@ -176,16 +176,6 @@ def check_quality(path: str | os.PathLike, quality: int | None) -> None:
         raise Edge4KError(f"--quality must be 1-100, got {quality}")
 
 
-def to_pixels(rgb: torch.Tensor, bits: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    """(3, H, W) finished image -> (H, W, 3) pixels: uint8/uint16 (kernels/cpp.py's quantise), or
-    float32 for bits=32 (unquantised)."""
-    from edge4k.kernels import cpp
-    if bits != 32:
-        return cpp.quantise(rgb, bits, out=out)
-    out = np.empty((*rgb.shape[1:], 3), np.float32) if out is None else out
-    out[...] = rgb.detach().cpu().permute(1, 2, 0).numpy()
-    return out
-
 
 def quantise(rgb: torch.Tensor, bits: int) -> np.ndarray:
     """(3, H, W) display RGB in [0, 1] -> (H, W, 3) uint8 or uint16, rounded."""
