@@ -213,7 +213,6 @@ class Renderer:
         from edge4k.kernels.colourspace import check_bits, icc_profile
         from edge4k.kernels.cpp import to_pixels
         from edge4k.kernels.postprocess import BIT_DEPTHS, bit_depth_for, check_look, check_quality, write_image
-
         from edge4k.kernels.raw import RawFrame, read_raw
         from edge4k.kernels.rawcolour import ColourOptions
         from edge4k.runtime.pipeline import FrameBuffers, check_fits, process, process_half_size

@@ -195,4 +195,3 @@ def to_pixels(rgb: torch.Tensor, bits: int, *, out: np.ndarray | None = None) ->
     out = np.empty((*rgb.shape[1:], 3), np.float32) if out is None else out
     out[...] = rgb.detach().cpu().permute(1, 2, 0).numpy()
     return out
-

@@ -176,7 +176,6 @@ def check_quality(path: str | os.PathLike, quality: int | None) -> None:
         raise Edge4KError(f"--quality must be 1-100, got {quality}")
 
 
-
 def quantise(rgb: torch.Tensor, bits: int) -> np.ndarray:
     """(3, H, W) display RGB in [0, 1] -> (H, W, 3) uint8 or uint16, rounded."""
     peak = (1 << bits) - 1

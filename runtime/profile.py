@@ -9,7 +9,11 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
-from importlib import resources
+from importlib import metadata, resources
+
+import jsonschema
+import numpy
+import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
@@ -110,10 +114,7 @@ def host_device(backend: str, delegate: str | None, threads: int) -> dict:
 
 
 def versions() -> dict:
-    import numpy
-    import torch
-    import edge4k
-    return {"edge4k": edge4k.__version__, "python": platform.python_version(),
+    return {"edge4k": metadata.version("edge4k"), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": numpy.__version__}
 
 
@@ -129,7 +130,6 @@ def profile_schema() -> dict:
 @lru_cache(maxsize=1)
 def _validator():
     """The schema's validator, built (and the schema itself checked) once per process."""
-    import jsonschema
     schema = profile_schema()
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -137,7 +137,6 @@ def _validator():
 
 
 def validate_profile(profile: dict) -> None:
-    import jsonschema
     try:
         error = jsonschema.exceptions.best_match(_validator().iter_errors(profile))
     except RecursionError:
