@@ -15,12 +15,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Protocol
 
 from edge4k.errors import Edge4KError
-
-if TYPE_CHECKING:
-    from edge4k.api import Renderer
 
 # File extensions LibRaw reads that a folder is searched for (files named one by one, or by a
 # glob, are taken whatever their extension).
@@ -29,6 +26,12 @@ RAW_EXTENSIONS = frozenset(
     ".orf .pef .ptx .raf .raw .rw2 .rwl .rwz .sr2 .srf .srw .x3f".split())
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 GLOB_CHARS = "*?["
+
+
+class Renders(Protocol):
+    """What a batch needs of a renderer (edge4k.api.Renderer, which is above this module)."""
+
+    def render(self, source: Any, **options: Any) -> Any: ...
 
 
 @dataclass
@@ -133,7 +136,7 @@ def plan_batch(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLik
     return sources, outputs, bits
 
 
-def render_many(renderer: "Renderer", inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike, *,
+def render_many(renderer: Renders, inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike, *,
                 format: str = "png", look: str = "natural", bits: int | None = None, output_space: str = "srgb",
                 quality: int | None = None, half_size: bool = False, skip_existing: bool = False,
                 mkdir: bool = False, workers: int | None = None, **render_options) -> Iterator[BatchResult]:
