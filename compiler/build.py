@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.files import _umask, sha256_file
+from edge4k.files import sha256_file, umask
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.runtime.profile import now_iso, versions
 from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs, psnr, tensor_specs
@@ -95,7 +95,7 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        os.chmod(staging, 0o777 & ~_umask())   # mkdtemp makes 0700; a build folder gets the usual mode
+        os.chmod(staging, 0o777 & ~umask())   # mkdtemp makes 0700; a build folder gets the usual mode
         stages = target.lower(model, spec, inputs, calib, staging, progress)
         for entry in stages.values():   # the runtimes refuse a program damaged after the build
             if (staging / entry["file"]).is_file():

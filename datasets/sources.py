@@ -314,9 +314,3 @@ def extract(rows: list[SourceFile], clones: str | os.PathLike, out: str | os.Pat
             tmp.write_bytes(blob.stdout)
         written += 1
     return {"written": written, "present": present, "missing": missing}
-
-
-def describe_image(data: bytes) -> tuple[int, int, str, str]:
-    """(width, height, pixels_sha256, phash hex) of an encoded image."""
-    rgb = decode_rgb(io.BytesIO(data))
-    return rgb.shape[1], rgb.shape[0], pixels_sha256(rgb), phash_hex(perceptual_hash(rgb))

@@ -20,7 +20,7 @@ def atomic_output(path: str | os.PathLike):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~umask())   # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
@@ -61,7 +61,7 @@ def atomic_outputs(*paths: str | os.PathLike):
         yield list(tmps)
         with _interrupts_held():
             for tmp, path in reversed(list(zip(tmps, paths))):
-                os.chmod(tmp, 0o666 & ~_umask())
+                os.chmod(tmp, 0o666 & ~umask())
                 os.replace(tmp, path)
     except BaseException as e:
         for tmp in tmps:
@@ -93,7 +93,7 @@ def check_output(path: str | os.PathLike, *, mkdir: bool = False) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -105,3 +105,8 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sample_path() -> str:
+    """The embedded sample DNG (the default input)."""
+    return str(Path(__file__).with_name("data") / "sample.dng")

@@ -322,14 +322,16 @@ def dng_tags(source) -> dict:
     """The DNG colour tags of IFD0 (ColorMatrix1/2, ForwardMatrix1/2, CalibrationIlluminant1/2,
     AsShotNeutral, AsShotWhiteXY) as numbers, plus Make and Model; {} for a non-TIFF file."""
     import tifffile
-    names = {50721: "cm1", 50722: "cm2", 50964: "fm1", 50965: "fm2", 50728: "neutral", 50729: "white_xy"}
+    from PIL.ExifTags import Base
+    names = {Base.ColorMatrix1: "cm1", Base.ColorMatrix2: "cm2", Base.ForwardMatrix1: "fm1", Base.ForwardMatrix2: "fm2",
+             Base.AsShotNeutral: "neutral", Base.AsShotWhiteXY: "white_xy"}
     try:
         with tifffile.TiffFile(source) as tif:
             tags = tif.pages.first.tags
             found = {key: _rationals(tags.get(code)) for code, key in names.items()}
-            for code, key in ((50778, "ill1"), (50779, "ill2")):
+            for code, key in ((Base.CalibrationIlluminant1, "ill1"), (Base.CalibrationIlluminant2, "ill2")):
                 found[key] = int(tags[code].value) if code in tags else None
-            for code, key in ((271, "make"), (272, "model")):
+            for code, key in ((Base.Make, "make"), (Base.Model, "model")):
                 value = tags[code].value if code in tags else ""
                 found[key] = (value.decode(errors="replace") if isinstance(value, bytes) else str(value)).strip("\x00 ")
     except Exception:   # not TIFF-based: LibRaw's sources only

@@ -193,16 +193,18 @@ def test_every_exif_orientation_comes_out_as_libraw_turns_it(tmp_path, renderer)
 @pytest.mark.parametrize("suffix, bits", [(".png", 8), (".png", 16), (".tif", 8), (".tif", 16)])
 def test_outputs_carry_the_srgb_profile_and_the_capture_exif(tmp_path, renderer, shot, suffix, bits):
     from PIL import Image, ImageCms
+    from PIL.ExifTags import IFD, Base
     out = tmp_path / f"o{suffix}"
     pixels = renderer.render(shot, bits=bits, output=out)
     if suffix == ".png":
         with Image.open(out) as im:
             icc, exif = im.info["icc_profile"], im.getexif()
-            sub = exif.get_ifd(0x8769)
+            sub = exif.get_ifd(IFD.Exif)
             assert im.size == (48, 80)
             np.testing.assert_array_equal(np.asarray(im), pixels if bits == 8 else (pixels >> 8).astype(np.uint8))
-        tags = {"Make": exif[271], "Model": exif[272], "Orientation": exif[274], "DateTime": exif[306],
-                "ExposureTime": float(sub[33434]), "ISOSpeedRatings": sub[34855], "DateTimeOriginal": sub[36867]}
+        tags = {name: exif[Base[name]] for name in ("Make", "Model", "Orientation", "DateTime")}
+        tags |= {"ExposureTime": float(sub[Base.ExposureTime]), "ISOSpeedRatings": sub[Base.ISOSpeedRatings],
+                 "DateTimeOriginal": sub[Base.DateTimeOriginal]}
         np.testing.assert_array_equal(png_pixels(out), pixels)
     else:
         import tifffile
@@ -311,8 +313,11 @@ def test_bad_input_through_the_api_leaves_no_file(tmp_path, renderer, shot):
 def test_every_default_tiling_is_the_pipelines():
     from edge4k import api
     from edge4k.backends.base import BuildSpec
+    from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from edge4k.runtime.pipeline import TileOptions
     default = (TileOptions().tile, TileOptions().overlap)
-    assert (api.DEFAULT_TILE, api.DEFAULT_OVERLAP) == default == (512, 32)
+    assert (DEFAULT_TILE, DEFAULT_OVERLAP) == default == (512, 32)
+    opts = api.tile_options()
+    assert (opts.tile, opts.overlap, opts.fit) == (*default, True)
     spec = BuildSpec(target="host-xnnpack", preset="e4k-s-f16", width=3840, height=2160)
     assert (spec.tile, spec.overlap) == default

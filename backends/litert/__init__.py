@@ -50,10 +50,6 @@ def to_nhwc(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).contiguous() if t.dim() == 4 else t
 
 
-def from_nhwc(t: torch.Tensor) -> torch.Tensor:
-    return t.permute(0, 3, 1, 2).contiguous() if t.dim() == 4 else t
-
-
 def signature_inputs(inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
     """A stage's NCHW inputs as the .tflite signature takes them (float, NHWC)."""
     return {f"args_{i}": to_nhwc(t).numpy() for i, t in enumerate(inputs)}
