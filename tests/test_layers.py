@@ -1,0 +1,108 @@
+"""The layers as a contract (pyproject.toml [tool.importlinter], README "Layout"): import-linter's
+layers and backend-independence contracts hold, no modules import each other in a circle (counting
+imports inside functions), and both checks fail when someone breaks them.
+
+The repository's root folders map into edge4k.* only through the editable install's finder, which
+import-linter (grimp) cannot walk, so each check runs on a copy of the package laid out as the
+wheel lays it out (pyproject's package-dir)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = ROOT / "pyproject.toml"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+# Strongly connected components of the module graph with more than one module, printed as a list.
+CYCLES = """
+import sys, grimp
+graph = grimp.build_graph("edge4k", cache_dir=None)
+index, low, stack, on, cycles = {}, {}, [], set(), []
+sys.setrecursionlimit(10000)
+def visit(v):
+    index[v] = low[v] = len(index); stack.append(v); on.add(v)
+    for w in graph.find_modules_directly_imported_by(v):
+        if w not in index:
+            visit(w); low[v] = min(low[v], low[w])
+        elif w in on:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        component = []
+        while True:
+            w = stack.pop(); on.discard(w); component.append(w)
+            if w == v:
+                break
+        if len(component) > 1:
+            cycles.append(sorted(component))
+for module in sorted(graph.modules):
+    if module not in index:
+        visit(module)
+print(cycles)
+"""
+
+
+def package_copy(dest: Path) -> Path:
+    """The package's .py files under dest/edge4k/..., as the wheel installs them."""
+    folders = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in folders.items():
+        target = dest.joinpath(*package.split("."))
+        for source in (ROOT / folder).rglob("*.py"):
+            out = target / source.relative_to(ROOT / folder)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, out)
+    return dest
+
+
+def run_in(copy: Path, *command: str) -> subprocess.CompletedProcess:
+    # cwd: import-linter puts the working directory first on sys.path, so the copy is what it reads
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONSAFEPATH": "1"}
+    return subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=120)
+
+
+def lint(copy: Path) -> subprocess.CompletedProcess:
+    return run_in(copy, str(LINT_IMPORTS), "--no-cache", str(PYPROJECT))
+
+
+def cycles(copy: Path) -> str:
+    result = run_in(copy, sys.executable, "-c", CYCLES)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def copy(tmp_path) -> Path:
+    return package_copy(tmp_path)
+
+
+def test_layers_and_backend_independence_hold(copy):
+    result = lint(copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 2 kept, 0 broken." in result.stdout
+
+
+def test_an_upward_or_cross_backend_import_is_caught(copy):
+    (copy / "edge4k" / "kernels" / "probe_upward.py").write_text("def f():\n    from edge4k.api import render\n")
+    (copy / "edge4k" / "backends" / "xnnpack" / "probe_cross.py").write_text("import edge4k.backends.qnn.soc\n")
+    result = lint(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Layers BROKEN" in result.stdout and "edge4k.kernels.probe_upward -> edge4k.api" in result.stdout
+    assert "Backends are independent of each other BROKEN" in result.stdout
+    assert "edge4k.backends.xnnpack.probe_cross -> edge4k.backends.qnn.soc" in result.stdout
+
+
+def test_no_import_cycles(copy):
+    assert cycles(copy) == "[]"
+
+
+def test_a_cycle_through_a_function_local_import_is_caught(copy):
+    kernels = copy / "edge4k" / "kernels"
+    (kernels / "probe_a.py").write_text("import edge4k.kernels.probe_b\n")
+    (kernels / "probe_b.py").write_text("def f():\n    import edge4k.kernels.probe_a\n")
+    assert cycles(copy) == "[['edge4k.kernels.probe_a', 'edge4k.kernels.probe_b']]"
