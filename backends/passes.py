@@ -8,6 +8,7 @@ import copy
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+from edge4k.models.blocks import SpaceToChannelDown
 
 
 class ChannelAffine(nn.Module):
@@ -85,8 +86,6 @@ def space_to_channel_as_conv(module: nn.Module) -> nn.Module:
     at sub-pixel (dy, dx) through 1x1 weight [o, 4c + 2dy + dx]. Exported to ONNX,
     pixel_unshuffle is a 6-D reshape/transpose that Qualcomm's HTP leaves to the CPU;
     a strided conv runs everywhere."""
-    from edge4k.models.blocks import SpaceToChannelDown
-
     module = copy.deepcopy(module).eval()
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):

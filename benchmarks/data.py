@@ -32,12 +32,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edge4k.datasets.databuild import downscale
+from edge4k.datasets.shards import open_shards
+from edge4k.datasets.sources import decode_rgb, hamming, load_manifest, perceptual_hash
+from edge4k.files import sha256_file
 
 
 def decode_rates(data: str, *, crop: int, seconds: float, seed: int = 0) -> dict:
     """Random crops decoded per second by one thread, by the wall clock and per CPU-second (the
     machine is shared: CPU time is what the loader takes away from training)."""
-    from edge4k.datasets.shards import open_shards
     s = open_shards(data)
     fits = np.flatnonzero((s.sizes >= crop).all(axis=1))
     fits_window = np.flatnonzero((s.sizes >= 2 * crop).all(axis=1))
@@ -97,7 +100,6 @@ def train_rate(*, crop: int, steps: int, batch: int, preset: str | None) -> dict
 def compare(lossy: str, reference: str) -> dict:
     """PSNR of every image of ``lossy`` against the same image in ``reference`` (same build options
     but a lossless codec)."""
-    from edge4k.datasets.shards import open_shards
     a, b = open_shards(lossy), open_shards(reference)
     where = {n: i for i, n in enumerate(b.names)}
     psnrs = []
@@ -145,7 +147,6 @@ def simulate_camera(scene: np.ndarray, *, jpeg_quality: int = 90) -> np.ndarray:
 
 def _reduce(rgb: np.ndarray, factor: float, method: str) -> np.ndarray:
     from PIL import Image
-    from edge4k.datasets.databuild import downscale
     if factor == 1:
         return rgb
     if method.endswith("-linear"):
@@ -164,8 +165,6 @@ def _psnr(a: np.ndarray, b: np.ndarray, border: int = 4) -> float:
 def traces(photos: str, *, images: int, seed: int = 0) -> dict:
     """PSNR(reduce(camera(scene)), reduce(scene)) per filter and factor, mean over ``images`` scenes.
     The scenes are manifest photographs already reduced 4x (so their own camera traces are gone)."""
-    from edge4k.datasets.databuild import downscale
-    from edge4k.datasets.sources import decode_rgb
     files = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif"))
     rng = np.random.default_rng(seed)
     picked = [files[i] for i in sorted(rng.choice(len(files), min(images, len(files)), replace=False))]
@@ -198,8 +197,6 @@ def traces(photos: str, *, images: int, seed: int = 0) -> dict:
 def check_raws(root: str) -> dict:
     """Open every RAW row of the manifest (ROOT/row.file) with rawpy: sha256, size, CFA."""
     import rawpy
-    from edge4k.files import sha256_file
-    from edge4k.datasets.sources import load_manifest
     out = []
     for r in (r for r in load_manifest() if r.kind == "raw"):
         path = Path(root) / r.file
@@ -224,7 +221,6 @@ def check_raws(root: str) -> dict:
 
 def phash_distances(photos: str, *, images: int, seed: int = 0) -> dict:
     from PIL import Image
-    from edge4k.datasets.sources import decode_rgb, hamming, load_manifest, perceptual_hash
     rows = [r for r in load_manifest() if r.phash]
     hashes = np.array([int(r.phash, 16) for r in rows], dtype=np.uint64)
     dist = np.stack([hamming(int(h), hashes) for h in hashes])

@@ -24,6 +24,12 @@ import numpy as np
 import torch
 
 from edge4k.files import atomic_output
+from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
+from edge4k.datasets.dng import write_dng
+from edge4k.datasets.unprocess import unprocess
+from edge4k.kernels.raw import read_raw
+from edge4k.models import build_model, get_preset
+from edge4k.models.cost import stage_macs
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
 
@@ -34,9 +40,6 @@ def make_input(path: Path, width: int, height: int) -> Path:
     if path.exists():
         return path
     from PIL import Image
-    from edge4k.datasets.dng import write_dng
-    from edge4k.datasets.unprocess import unprocess
-    from edge4k.kernels.raw import read_raw
 
     from skimage import data
     img = Image.fromarray(data.astronaut())
@@ -101,8 +104,6 @@ def separable_chain(channels: int, blocks: int = 3) -> torch.nn.Sequential:
 
 def chain_program(channels: int, side: int, precision: str):
     """separable_chain exported at one shape, fp32 or int8 (the compiler's int8 recipe, q/dq form)."""
-    from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
-
     torch.manual_seed(0)
     example = (torch.rand(1, channels, side, side),)
     module = separable_chain(channels)
@@ -139,8 +140,6 @@ def int8_kernel_speedup(shapes=INT8_PROBE_SHAPES, rounds: int = 6, calls: int = 
 
 
 def frame_gmacs(preset: str, width: int, height: int) -> float:
-    from edge4k.models import build_model, get_preset
-    from edge4k.models.cost import stage_macs
     model = build_model(get_preset(preset))
     macs = stage_macs(model, 512)
     per_pixel = (macs["encoder"] + macs["backbone"] + macs["decoder"]) / 512 ** 2

@@ -31,6 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from edge4k.errors import Edge4KError
+from edge4k.backends.base import BuildSpec
+from edge4k.backends.qnn import require_qnn
+from edge4k.backends.qnn.soc import DEFAULT_SOC
+from edge4k.cli import sample_path
+from edge4k.compiler.build import check_build, compile_build
+from edge4k.datasets.dng import write_dng
+from edge4k.datasets.unprocess import unprocess
+from edge4k.files import atomic_output
+from edge4k.models import DEFAULT_PRESET, build_model, get_preset
+from edge4k.runtime.manifest import load_manifest
 
 HELD_OUT = (("coffee", "BGGR"), ("chelsea", "GRBG"), ("rocket", "GBRG"))   # scikit-image photos, none is astronaut
 CALIBRATION = (("immunohistochemistry", "RGGB"), ("hubble_deep_field", "BGGR"))   # plus the embedded sample (astronaut)
@@ -40,8 +50,6 @@ WEIGHTS = ("trained", "seed", "default-heads")
 def photo_raws(folder: Path, photos, seed: int) -> list[str]:
     """Unprocess scikit-image's bundled photos into DNGs (even sizes, ISO 400 noise,
     a random camera matrix each)."""
-    from edge4k.datasets.dng import write_dng
-    from edge4k.datasets.unprocess import unprocess
     try:
         from skimage import data
     except ImportError:
@@ -58,7 +66,6 @@ def photo_raws(folder: Path, photos, seed: int) -> list[str]:
 
 def make_model(preset: str, weights: str):
     import torch
-    from edge4k.models import build_model, get_preset
 
     if weights == "trained":
         from edge4k.models.checkpoint import default_checkpoint, load_model
@@ -76,12 +83,6 @@ def make_model(preset: str, weights: str):
 
 
 def run(args) -> dict:
-    from edge4k.backends.base import BuildSpec
-    from edge4k.compiler.build import check_build, compile_build
-    from edge4k.runtime.manifest import load_manifest
-    from edge4k.cli import sample_path
-    from edge4k.backends.qnn import require_qnn
-
     versions = require_qnn()
     results = {"preset": args.preset, "soc": args.soc, "tile": args.tile, "overlap": args.overlap,
                "calibration": {"sources": ["sample.dng (astronaut)", *(n for n, _ in CALIBRATION)],
@@ -146,10 +147,6 @@ def log(msg: str) -> None:
 
 
 def main(argv=None) -> int:
-    from edge4k.backends.qnn.soc import DEFAULT_SOC
-    from edge4k.files import atomic_output
-    from edge4k.models import DEFAULT_PRESET
-
     p = argparse.ArgumentParser(prog="python -m edge4k.benchmarks.qnn", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default=DEFAULT_PRESET)
     p.add_argument("--soc", default=DEFAULT_SOC)

@@ -32,6 +32,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from edge4k.models.config import get_preset
+from edge4k.models.e4k import build_model
+from edge4k.training.data import PairSampler
+from edge4k.training.train import TrainOptions, batch_to, losses, make_optimizer, training_images
 
 PHASES = ("synthesis", "forward", "loss", "backward", "optimiser")
 VARIANTS = ("before", "after", "after-nchw", "after-unfused", "after-refloss")
@@ -94,7 +98,6 @@ def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def reference_losses(out: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
     """models.train.losses as it was before: the same terms, reference_ssim."""
-    from edge4k.training.train import losses
     return losses(out, batch, ssim_of=reference_ssim)
 
 
@@ -117,7 +120,6 @@ class _Clock:
 
 class Variant:
     def __init__(self, name: str, model: torch.nn.Module, opts, *, compile_: bool = False):
-        from edge4k.training.train import batch_to, losses, make_optimizer
         self.name = name
         cpu = torch.device("cpu")
         nchw = name in ("before", "after-nchw")
@@ -171,11 +173,6 @@ def step_macs(model: torch.nn.Module, batch: dict) -> int:
 
 def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads: int | None = 2, rounds: int = 5,
         variants=("before", "after"), compile_: bool = False, data: str | None = None, seed: int = 0) -> dict:
-    from edge4k.models.config import get_preset
-    from edge4k.training.data import PairSampler
-    from edge4k.models.e4k import build_model
-    from edge4k.training.train import TrainOptions, training_images
-
     torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.kernels.raw import prepare, read_raw
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: i
                  sources: Sequence[str | os.PathLike] | PhotoSource | None = None,
                  per_frame: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``count`` frames' worth of (packed tiles (per_frame, 4, th/2, tw/2), thumb (4, t, t), meta (kernels.raw.META,))."""
-    from edge4k.kernels.raw import prepare, read_raw
     if count < 1:
         raise Edge4KError(f"the calibration set is empty (asked for {count} samples)")
     if tile_height % 2 or tile_width % 2 or tile_height <= 0 or tile_width <= 0:

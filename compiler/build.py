@@ -23,6 +23,10 @@ from edge4k.runtime.profile import now_iso, versions
 from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs, psnr, tensor_specs
 from edge4k.backends.registry import get_target
 from edge4k.runtime.manifest import INPUT_NAMES, MANIFEST, MANIFEST_SCHEMA, OUTPUT_NAMES, is_build_folder, load_manifest
+from edge4k.backends.registry import open_build
+from edge4k.calibration.tiles import PhotoSource, calibration_inputs
+from edge4k.runtime.backends import EagerBackend
+from edge4k.runtime.pipeline import TileOptions, process
 
 
 def git_commit() -> str | None:
@@ -40,8 +44,6 @@ PHOTOS_SOURCE = "photos"   # --calib-source photos: synthetic captures of the bu
 def calibration_sources(names: tuple[str, ...]):
     """What calibration_inputs() cuts tiles from: RAW paths, the training photos
     (PHOTOS_SOURCE, which cannot be mixed with files), or None for the embedded sample."""
-    from edge4k.calibration.tiles import PhotoSource
-
     if PHOTOS_SOURCE in names:
         if len(names) > 1:
             raise Edge4KError(f"--calib-source {PHOTOS_SOURCE} cannot be combined with RAW files")
@@ -52,8 +54,6 @@ def calibration_sources(names: tuple[str, ...]):
 def prepare_inputs(model: E4KNet, spec: BuildSpec, progress=lambda msg: None):
     """The plan, the example inputs at the compiled shapes, calibration inputs (seed 0)
     and held-out verification inputs (seed 1, other crops)."""
-    from edge4k.calibration.tiles import calibration_inputs
-
     plan = spec.plan(model.cfg)
     inputs = example_inputs(model.cfg, plan, spec.batch)
     shape = dict(tile_height=plan.tile_height, tile_width=plan.tile_width, batch=spec.batch)
@@ -152,8 +152,6 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
 def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str, backend=None) -> dict:
     """PSNR of each compiled stage (fed eager inputs) and of the chained tile
     (global -> encoder -> backbone -> decoder, all compiled) against eager fp32."""
-    from edge4k.backends.registry import open_build
-
     backend = backend or open_build(artifacts)
     ref = {s: [] for s in NETWORK_STAGES}
     got = {s: [] for s in NETWORK_STAGES}
@@ -177,11 +175,6 @@ def check_build(model: E4KNet, artifacts: str | os.PathLike, *, images: list[str
     """Accuracy pre-flight of a compiled build against eager fp32: verify()'s per-stage
     and whole-tile PSNR on `samples` tiles cut from `images`, plus the PSNR of each
     whole image run through the tiled pipeline. `failing` lists what is under the floor."""
-    from edge4k.calibration.tiles import calibration_inputs
-    from edge4k.runtime.backends import EagerBackend
-    from edge4k.backends.registry import open_build
-    from edge4k.runtime.pipeline import TileOptions, process
-
     manifest = load_manifest(artifacts)
     if manifest["config_hash"] != model.cfg.config_hash():
         raise Edge4KError(f"{artifacts} holds preset {manifest['preset']} ({manifest['config_hash']}), "

@@ -20,6 +20,7 @@ from edge4k.files import sha256_file
 
 from edge4k.devices.adb import Adb
 from edge4k.devices.native import RUNNER, elf_abi
+from edge4k.runtime.profile import validate_profile
 
 REMOTE = "/data/local/tmp/edge4k"
 PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "soc": "ro.soc.model",
@@ -138,8 +139,6 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
     """Run the build on the phone; returns the pulled profile (None in a dry run).
     qnn_libs: for an android-qnn build, the folders holding ONNX Runtime and QAIRT's
     libraries (None for other builds)."""
-    from edge4k.runtime.profile import validate_profile
-
     dry = adb.shell.dry_run
     serial = adb.select()
     info = phone_info(adb)

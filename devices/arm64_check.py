@@ -22,6 +22,8 @@ import numpy as np
 
 from edge4k.devices.native import RUNNER, build_aarch64_linux, build_host, check_cross_toolchain, qemu_command
 from edge4k.errors import Edge4KError
+from edge4k.benchmarks.frame4k import edge4k, make_input
+from edge4k.kernels.raw import read_raw, write_bayer
 
 
 def read_ppm16(path: Path) -> np.ndarray:
@@ -51,8 +53,6 @@ def main(argv=None) -> int:
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=32)
     args = parser.parse_args(argv)
-    from edge4k.kernels.raw import read_raw, write_bayer
-    from edge4k.benchmarks.frame4k import edge4k, make_input
     try:
         check_cross_toolchain()
         width, height = (int(v) for v in args.resolution.lower().split("x"))

@@ -26,6 +26,7 @@ import torch
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from edge4k.models import NETWORK_STAGES
 
 # Assumed fractions of peak that the stages reach (ESTIMATE inputs, stated in every report):
 # small-channel, depthwise and pixel-shuffle layers keep accelerators far below peak.
@@ -182,7 +183,6 @@ def workload(model, tile_h: int, tile_w: int) -> dict[str, dict]:
     intermediate stayed on chip, a lower bound); unfused_elements (every op's inputs and
     outputs, weights included: an upper bound). Counted on a meta-device copy, so a 4K
     tile costs no compute."""
-    from edge4k.models import NETWORK_STAGES
     net = copy.deepcopy(model).to("meta").eval()
     inputs = _stage_inputs(net.cfg, tile_h, tile_w)
     out = {}

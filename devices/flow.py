@@ -19,6 +19,11 @@ from edge4k.devices.adb import Adb
 from edge4k.devices.android import RunOptions, profile_on_phone, qnn_library_dirs
 from edge4k.devices.commands import Shell
 from edge4k.devices.native import build_android
+from edge4k.devices.host import profile_on_host
+from edge4k.kernels.raw import read_raw, write_bayer
+from edge4k.kernels.rawcolour import ColourOptions
+from edge4k.runtime.manifest import load_manifest
+from edge4k.runtime.pipeline import format_table
 
 DEVICES = ("host", "android", "ios")
 ANDROID_BUILD_DIR = Path("build") / "native-android-arm64-v8a"
@@ -95,9 +100,6 @@ def _naming_the_build(req: ProfileRequest, artifacts: Path):
 
 
 def _android(req: ProfileRequest, shell: Shell, artifacts: Path, echo) -> dict | None:
-    from edge4k.kernels.raw import read_raw, write_bayer
-    from edge4k.kernels.rawcolour import ColourOptions
-
     adb = Adb(shell, serial=req.serial)
     with _naming_the_build(req, artifacts):
         adb.select()                  # no phone: DeviceNotFound, exit 2
@@ -130,7 +132,6 @@ def _android_runner(req: ProfileRequest, shell: Shell, *, executorch: bool = Tru
 
 
 def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=None) -> dict | None:
-    from edge4k.devices.host import profile_on_host
     if req.dry_run:
         echo("$ edge4k " + shlex.join(["run", req.raw_input, "-o", str(req.out_dir / "output.png"), "--backend",
                                        "<the build's backend>", "--artifacts", str(artifacts), "--runs",
@@ -149,7 +150,6 @@ RUNNER_BACKENDS = {"executorch": "ExecuTorch", "qnn-htp-sim": "ONNX Runtime + QN
 
 def _check_runner_runs(artifacts: Path) -> None:
     """Say before pushing anything when the phone runner has no engine for the build."""
-    from edge4k.runtime.manifest import load_manifest
     manifest = load_manifest(artifacts)
     if manifest["backend"] not in RUNNER_BACKENDS:
         raise Edge4KError(
@@ -159,7 +159,6 @@ def _check_runner_runs(artifacts: Path) -> None:
 
 
 def _check_build(artifacts: Path, target: str) -> None:
-    from edge4k.runtime.manifest import load_manifest
     built = load_manifest(artifacts)["target"]
     if built != target:
         raise Edge4KError(f"{artifacts} was compiled for target {built}, not {target}")
@@ -167,7 +166,6 @@ def _check_build(artifacts: Path, target: str) -> None:
 
 def format_profile(profile: dict) -> str:
     """The per-stage table plus where it ran."""
-    from edge4k.runtime.pipeline import format_table
     d = profile["device"]
     lines = [f"{d['name']} ({d['soc']}, {d['os']}): {d['backend']}/{d['delegate'] or 'cpu'}, {d['threads']} threads, "
              f"{profile['model']['preset']} {profile['model']['precision']}, {profile['tiling']['tiles']} tiles",

@@ -11,6 +11,8 @@ import argparse
 import json
 import subprocess
 from pathlib import Path
+from edge4k.benchmarks.frame4k import make_input
+from edge4k.kernels.raw import read_raw, write_bayer
 
 WIDTH, HEIGHT = 3840, 2160
 
@@ -25,9 +27,6 @@ def stored_png_bytes(width: int, height: int, bits: int) -> int:
 
 
 def main(argv=None) -> int:
-    from edge4k.kernels.raw import read_raw, write_bayer
-    from edge4k.benchmarks.frame4k import make_input
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", required=True)
     p.add_argument("--runner", default="build/native-host/edge4k_runner")

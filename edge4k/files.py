@@ -7,6 +7,7 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+from edge4k.errors import Edge4KError
 
 
 @contextlib.contextmanager
@@ -77,7 +78,6 @@ def atomic_outputs(*paths: str | os.PathLike):
 def check_output(path: str | os.PathLike, *, mkdir: bool = False) -> Path:
     """Before any work: the output is a file name in a writable folder. A missing folder is
     created with mkdir (`--mkdir`), else refused in one line."""
-    from edge4k.errors import Edge4KError
     path = Path(path)
     if path.is_dir():
         raise Edge4KError(f"output {path} is a folder; give a file name such as {path / 'image.png'}")

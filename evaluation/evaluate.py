@@ -48,6 +48,14 @@ from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
 from edge4k.kernels.postprocess import LOOKS, finish
 from edge4k.kernels.raw import RawFrame, compand, normalised_gains, pack_linear, prepare, read_raw
+from edge4k.datasets.photos import load_split, read_srgb
+from edge4k.datasets.sources import eval_set_files
+from edge4k.kernels.raw import pack, phase_padding
+from edge4k.kernels.rawcolour import ColourOptions
+from edge4k.models.blocks import mhc_demosaic_weight
+from edge4k.models.cost import gmac_per_megapixel
+from edge4k.runtime.backends import Backend, EagerBackend
+from edge4k.runtime.pipeline import TileOptions, process
 
 EVAL_SEED = 2024
 SETS = ("held-out", "kodak24", "mcmaster18")
@@ -118,7 +126,6 @@ def run_libraw(variant: str):
 
 def cfa_image(frame: RawFrame) -> np.ndarray:
     """The frontend's linear, white-balanced planes put back on the frame's own mosaic (H, W)."""
-    from edge4k.kernels.raw import phase_padding
     (top, _), (left, _) = phase_padding(frame.cfa)
     packed = pack_linear(frame)
     full = np.zeros((2 * packed.shape[1], 2 * packed.shape[2]))
@@ -134,8 +141,6 @@ def run_menon(path, frame):
 
 def run_mhc(path, frame):
     import torch.nn.functional as F
-    from edge4k.kernels.raw import pack, phase_padding
-    from edge4k.models.blocks import mhc_demosaic_weight
     (top, _), (left, _) = phase_padding(frame.cfa)
     x = torch.from_numpy(pack(frame))[None]
     out = F.pixel_shuffle(F.conv2d(x, mhc_demosaic_weight(), padding=1), 2)[0]
@@ -145,8 +150,6 @@ def run_mhc(path, frame):
 
 def run_edge4k(model):
     """Edge4K on an eager model (native mode), or on a compiled build's Backend (its own tiling)."""
-    from edge4k.runtime.backends import Backend, EagerBackend
-    from edge4k.runtime.pipeline import TileOptions, process
     if isinstance(model, Backend):
         backend, opts = model, TileOptions.from_manifest(model.manifest)
     else:
@@ -425,7 +428,6 @@ def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, 
     """held-out: the bundled held-out photos (calibration.photos). kodak24 / mcmaster18: the image
     files in DATA/eval/<set> (DATA: --data, else $EDGE4K_DATA, else ./data), checked against the
     data manifest's sha256 (datasets/sources.csv; datasets/DATA.md says how to get them)."""
-    from edge4k.datasets.photos import load_split, read_srgb
     if set_name == "held-out":
         return load_split("held-out")
     if set_name not in SETS:
@@ -435,7 +437,6 @@ def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, 
     if not files:
         raise Edge4KError(f"no {set_name} images in {root}; fetch them as datasets/DATA.md says, or point "
                           "--data (or EDGE4K_DATA) at the folder holding eval/{set_name}")
-    from edge4k.datasets.sources import eval_set_files
     expected = eval_set_files(set_name)
     if expected:
         from edge4k.files import sha256_file
@@ -463,7 +464,6 @@ def compare(models: dict[str, object], images: dict[str, np.ndarray], *, look: s
     """Every model on every case of the protocol (eager, native), in one look: quality,
     sharpness, GMAC per megapixel and wall-clock seconds per image."""
     from tqdm import tqdm
-    from edge4k.models.cost import gmac_per_megapixel
     seconds = {label: [] for label in models}
     timed = {label: _timed(run_edge4k(model), seconds[label]) for label, model in models.items()}
     rows, outputs = {label: [] for label in models}, {}
@@ -557,7 +557,6 @@ def chart(name: str, size: int) -> np.ndarray:
 
 def sweep_items(size: int) -> dict[str, np.ndarray]:
     """The sweep's content: the charts and a centre crop of each held-out photo."""
-    from edge4k.datasets.photos import load_split
     items = {name: chart(name, size) for name in CHARTS}
     for name, img in load_split("held-out").items():
         y, x = (img.shape[0] - size) // 2 // 2 * 2, (img.shape[1] - size) // 2 // 2 * 2
@@ -708,9 +707,6 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
     Real files have no ground truth: this is for eyes, not numbers (sensor orientation, no EXIF turn)."""
     from PIL import Image, ImageDraw
     from tqdm import tqdm
-    from edge4k.kernels.rawcolour import ColourOptions
-    from edge4k.runtime.backends import EagerBackend
-    from edge4k.runtime.pipeline import TileOptions, process
     backend, rows, tiles = EagerBackend(model), [], []
     for path in tqdm([Path(p) for p in paths], desc="gallery", unit="raw", disable=not progress):
         frame = ColourOptions().apply(read_raw(path))    # the white balance the render uses, for the table

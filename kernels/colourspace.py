@@ -17,6 +17,9 @@ import torch
 
 from edge4k.kernels.colour import XYZ_FROM_SRGB, adaptation
 from edge4k.errors import Edge4KError
+from edge4k.kernels.colour import srgb_decode
+from edge4k.kernels.icc import matrix_trc_profile, normalised_primary_matrix, u8fixed8
+from edge4k.kernels.postprocess import srgb_icc_profile
 
 D65 = (0.3127, 0.3290)
 D50 = (0.3457, 0.3585)
@@ -33,7 +36,6 @@ class OutputSpace:
 
     @property
     def gamma(self) -> float | None:
-        from edge4k.kernels.icc import u8fixed8
         return None if not isinstance(self.curve, float) else u8fixed8(self.curve) / 256
 
 
@@ -67,7 +69,6 @@ def check_bits(name: str, bits: int) -> None:
 @functools.lru_cache(maxsize=None)
 def space_from_srgb(name: str) -> np.ndarray:
     """Linear sRGB -> the space's linear RGB, white adapted with Bradford (D65 -> D50 for ProPhoto)."""
-    from edge4k.kernels.icc import normalised_primary_matrix
     space = get_space(name)
     xyz = adaptation(D65, space.white) @ XYZ_FROM_SRGB
     return np.linalg.solve(normalised_primary_matrix(space.primaries, space.white), xyz)
@@ -81,7 +82,6 @@ def target_from_cam(name: str, srgb_from_cam) -> np.ndarray:
 
 def encode(name: str, image: torch.Tensor) -> torch.Tensor:
     """Finished sRGB-curve values in the space's primaries -> the space's own curve, in place."""
-    from edge4k.kernels.colour import srgb_decode
     space = get_space(name)
     if space.curve == "srgb":
         return image
@@ -96,8 +96,6 @@ def encode(name: str, image: torch.Tensor) -> torch.Tensor:
 def icc_profile(name: str) -> bytes:
     """The space's ICC profile: LittleCMS's own sRGB, else a matrix/TRC profile of its primaries
     and curve (kernels/icc.py)."""
-    from edge4k.kernels.icc import matrix_trc_profile
-    from edge4k.kernels.postprocess import srgb_icc_profile
     space = get_space(name)
     if name == DEFAULT_SPACE:
         return srgb_icc_profile()
@@ -106,7 +104,6 @@ def icc_profile(name: str) -> bytes:
 
 
 def srgb_curve_table(n: int = 1024) -> np.ndarray:
-    from edge4k.kernels.colour import srgb_decode
     return srgb_decode(np.linspace(0.0, 1.0, n))
 
 

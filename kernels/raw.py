@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from edge4k.kernels.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
 from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
+from edge4k.files import atomic_output, sha256_file
 
 PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
 CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
@@ -570,8 +571,6 @@ def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | 
     needs (size, CFA, levels, WB gains, colour matrix), the EXIF Orientation that finishing
     applies last (as the host pipeline does) and the capture's EXIF facts for the output.
     Both written atomically."""
-    from edge4k.files import atomic_output, sha256_file
-
     json_path = Path(json_path)
     data = json_path.with_suffix(".u16")
     with atomic_output(data) as tmp:

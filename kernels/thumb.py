@@ -6,6 +6,8 @@ import os
 
 from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
+from edge4k.files import atomic_output, check_output
+from edge4k.kernels.raw import libraw_words
 
 
 def extract_thumb(source, output: str | os.PathLike | None = None, *, mkdir: bool = False) -> bytes:
@@ -13,9 +15,6 @@ def extract_thumb(source, output: str | os.PathLike | None = None, *, mkdir: boo
     with `output`, also written there: .jpg keeps a JPEG's bytes, .png/.tif re-encode."""
     import rawpy
     from PIL import Image
-
-    from edge4k.files import atomic_output, check_output
-    from edge4k.kernels.raw import libraw_words
 
     is_path = not isinstance(source, (bytes, bytearray, memoryview))
     name = os.fspath(source) if is_path else f"<{len(source)} bytes>"

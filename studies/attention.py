@@ -35,6 +35,8 @@ import sys
 from dataclasses import dataclass
 
 from edge4k.studies.common import median_seconds, quality, trained_model
+from edge4k.models import build_model, get_preset
+from edge4k.runtime.memory import available_bytes
 
 TITLE = "Linear vs softmax attention"
 QUESTION = ("Does ReLU linear attention cost ISP accuracy against softmax attention, and where does softmax stop "
@@ -74,7 +76,6 @@ def _status_bytes(key: str) -> int:
 def measure_point(preset: str, height: int, width: int, runs: int, warmup: int) -> dict:
     """Backbone latency and peak memory rise on a height x width latent; run in a fresh process."""
     import torch
-    from edge4k.models import build_model, get_preset
 
     cfg = get_preset(preset)
     backbone = build_model(cfg).backbone
@@ -112,9 +113,6 @@ def predicted_seconds(measured: list[tuple[int, float]], tokens: int) -> float |
 
 
 def sweep_series(ctx, kind: str, sweep: Sweep) -> list[dict]:
-    from edge4k.models import get_preset
-    from edge4k.runtime.memory import available_bytes
-
     preset, heads = PRESETS[kind], get_preset(PRESETS[kind]).heads
     points, measured = [], []
     for h, w in sweep.grids:
@@ -187,7 +185,6 @@ def answer_text(q: dict, relu: list[dict], softmax: list[dict], cross: dict) -> 
 
 def plot(ctx, series: dict):
     from matplotlib.ticker import NullFormatter
-    from edge4k.runtime.memory import available_bytes
     with ctx.figure("scaling", size=(10, 4)) as fig:
         lat, mem = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
         for (kind, points), colour in zip(series.items(), ("tab:blue", "tab:red")):

@@ -6,6 +6,15 @@ import json
 import time
 import numpy as np
 from edge4k.studies.report import StudyContext
+from edge4k.backends.base import BuildSpec
+from edge4k.benchmarks.frame4k import make_input
+from edge4k.compiler.build import compile_build
+from edge4k.datasets.photos import load_split
+from edge4k.errors import Edge4KError
+from edge4k.evaluation.evaluate import evaluate
+from edge4k.models.checkpoint import describe, load_model
+from edge4k.runtime.manifest import load_manifest
+from edge4k.training.train import TrainOptions, train
 
 # Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.
 QUICK_TRAIN = dict(steps=3, batch=2, crop=64)
@@ -14,8 +23,6 @@ QUICK_TRAIN = dict(steps=3, batch=2, crop=64)
 def trained_model(ctx: StudyContext, preset: str, *, seed: int = 0):
     """(model, info) for `preset` trained for ctx.budget_minutes on the bundled photos,
     from ctx.models_dir/<preset>-<budget>m if a finished run is there, else trained now."""
-    from edge4k.models.checkpoint import load_model
-    from edge4k.training.train import TrainOptions, train
     tag = "quick" if ctx.quick else f"{ctx.budget_minutes:g}m"
     run_dir = ctx.models_dir / f"{preset}-{tag}-s{seed}"
     summary_path = run_dir / "summary.json"
@@ -33,7 +40,6 @@ def trained_model(ctx: StudyContext, preset: str, *, seed: int = 0):
 
 def heldout_images(ctx: StudyContext) -> dict[str, np.ndarray]:
     """The held-out photos (quick: one photo, centre 128 px)."""
-    from edge4k.datasets.photos import load_split
     images = load_split("held-out")
     if ctx.quick:
         name = sorted(images)[0]
@@ -45,7 +51,6 @@ def heldout_images(ctx: StudyContext) -> dict[str, np.ndarray]:
 
 def quality(ctx: StudyContext, model, look: str = "neutral") -> dict[str, float]:
     """Mean PSNR / SSIM / CIEDE2000 of the model (eager, native) on the held-out set, in one look."""
-    from edge4k.evaluation.evaluate import evaluate
     report = evaluate(model, heldout_images(ctx), methods=("edge4k",), looks=(look,), progress=False)
     return report["mean"][look]["edge4k"]
 
@@ -76,11 +81,6 @@ def compiled_build(ctx: StudyContext, model, checkpoint, *, target: str, precisi
     cached under ctx.models_dir/builds by checkpoint and spec; (None, {"error": reason})
     when the build fails (e.g. its accuracy check), so a study records why, not crashes."""
     import hashlib
-    from edge4k.backends.base import BuildSpec
-    from edge4k.compiler.build import compile_build
-    from edge4k.runtime.manifest import load_manifest
-    from edge4k.errors import Edge4KError
-    from edge4k.models.checkpoint import describe
     weights = describe(checkpoint)
     spec = BuildSpec(target=target, preset=model.cfg.name, width=2 * tile, height=2 * tile, tile=tile,
                      overlap=overlap, precision=precision, calib=calib, calib_sources=("photos",),
@@ -98,7 +98,6 @@ def compiled_build(ctx: StudyContext, model, checkpoint, *, target: str, precisi
 
 def bench_raw(ctx: StudyContext, width: int, height: int):
     """A synthetic RAW of width x height (runtime.bench's input), made once per models_dir."""
-    from edge4k.benchmarks.frame4k import make_input
     folder = ctx.models_dir / "inputs"
     folder.mkdir(parents=True, exist_ok=True)
     return make_input(folder / f"input_{width}x{height}.dng", width, height)
@@ -111,7 +110,6 @@ def profile_run(raw, out_dir, *flags: str, runs: int, warmup: int = 1) -> dict:
     import subprocess
     import sys
     from pathlib import Path
-    from edge4k.errors import Edge4KError
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prof = out_dir / "profile.json"

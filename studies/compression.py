@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass
 
 from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
+from edge4k.models.cost import gmac_per_megapixel, param_count
+from edge4k.runtime.memory import estimate_tile_bytes
 
 TITLE = "Latent compression: f8 vs f16 vs f32"
 QUESTION = ("What is the largest latent compression (f8, f16, f32) that RAW-to-RGB tolerates, "
@@ -65,9 +67,6 @@ def latent_tokens(compression: int, width: int, height: int) -> int:
 
 
 def measure_preset(ctx, preset: str, s: Settings) -> dict:
-    from edge4k.models.cost import gmac_per_megapixel, param_count
-    from edge4k.runtime.memory import estimate_tile_bytes
-
     model, info = trained_model(ctx, preset)
     ckpt = checkpoint_of(info)
     f = model.cfg.compression

@@ -36,6 +36,12 @@ from edge4k.models import NETWORK_STAGES, STAGES
 
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
+from edge4k.backends.base import BuildSpec
+from edge4k.cli import load_for_preset
+from edge4k.compiler.build import compile_build
+from edge4k.kernels.tiling import plan_tiles
+from edge4k.models.cost import stage_macs
+from edge4k.runtime import memory
 
 TITLE = "Is the decoder the bottleneck at 4K?"
 QUESTION = ("At 4K, is the decoder the real bottleneck: what share of the network time does each stage take, "
@@ -64,8 +70,6 @@ def repeats(ctx: StudyContext, width: int, height: int) -> tuple[int, int]:
 
 def compile_xnnpack(model, weights: str, out: Path, *, width: int, height: int, native: bool, precision: str,
                     cfg: dict, calib_sources: tuple[str, ...]) -> dict:
-    from edge4k.backends.base import BuildSpec
-    from edge4k.compiler.build import compile_build
     spec = BuildSpec(target="host-xnnpack", preset=cfg["preset"], width=width, height=height,
                      tile=None if native else cfg["tile"], overlap=0 if native else cfg["overlap"], native=native,
                      precision=precision, calib=cfg["native_calib" if native else "tiled_calib"],
@@ -77,8 +81,6 @@ def compile_xnnpack(model, weights: str, out: Path, *, width: int, height: int, 
 
 def native_fits(model, width: int, height: int) -> str | None:
     """None if one native tile of this frame fits in memory, else why not."""
-    from edge4k.runtime import memory
-    from edge4k.kernels.tiling import plan_tiles
     plan = plan_tiles(height, width, compression=model.cfg.compression, native=True)
     try:
         memory.check_fits(memory.estimate_tile_bytes(model, plan.padded_height, plan.padded_width),
@@ -103,8 +105,6 @@ def measure(raw: Path, build: Path, *, runs: int, warmup: int, work: Path) -> di
 
 def htp_placement(model, weights: str, raw: Path, width: int, height: int, cfg: dict, work: Path) -> dict:
     """Where QAIRT's HTP (x86 emulation) puts each stage's ONNX nodes in an android-qnn int8 build."""
-    from edge4k.backends.base import BuildSpec
-    from edge4k.compiler.build import compile_build
     spec = BuildSpec(target="android-qnn", preset=cfg["preset"], width=width, height=height, tile=cfg["qnn_tile"],
                      overlap=cfg["overlap"], precision="int8", calib=cfg["qnn_calib"], calib_sources=(str(raw),))
     start = time.perf_counter()
@@ -171,9 +171,6 @@ class Session:
 
 
 def run(ctx: StudyContext) -> None:
-    from edge4k.cli import load_for_preset
-    from edge4k.models.cost import stage_macs
-
     cfg = QUICK if ctx.quick else FULL
     threads = torch.get_num_threads()   # verifying a build loads ExecuTorch, which pins torch to one thread
     model, weights = load_for_preset(cfg["preset"], None)

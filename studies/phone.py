@@ -37,6 +37,8 @@ from edge4k.runtime.pipeline import TileOptions
 
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
+from edge4k.cli import load_for_preset
+from edge4k.kernels.tiling import plan_tiles
 
 TITLE = "Can a phone do 4K in one step in under 5 s?"
 QUESTION = "Can a phone turn a 4K RAW into RGB in one network pass in under 5 s, and how far under?"
@@ -92,7 +94,6 @@ def host_measurements(ctx: StudyContext, cfg: dict) -> list[dict]:
 
 def frame_workloads(model, cfg: dict) -> dict:
     """Per mode: tile count and per-stage workload of one tile (global: once per frame)."""
-    from edge4k.kernels.tiling import plan_tiles
     f = model.cfg.compression
     native = plan_tiles(cfg["height"], cfg["width"], compression=f, native=True)
     tiled = plan_tiles(cfg["height"], cfg["width"], compression=f, tile=cfg["tile"], overlap=cfg["overlap"])
@@ -164,8 +165,6 @@ def phone_commands(raw: str, cfg: dict) -> dict:
 
 
 def run(ctx: StudyContext) -> None:
-    from edge4k.cli import load_for_preset
-
     cfg = QUICK if ctx.quick else FULL
     model, weights = load_for_preset(PRESET, None)
     try:

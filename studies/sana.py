@@ -81,6 +81,12 @@ from pathlib import Path
 import torch
 
 from edge4k.studies.report import StudyContext
+from edge4k.benchmarks.frame4k import make_input
+from edge4k.cli import load_for_preset
+from edge4k.errors import Edge4KError
+from edge4k.kernels.tiling import plan_tiles
+from edge4k.models.cost import param_count, stage_macs
+from edge4k.runtime.memory import available_bytes
 
 TITLE = "SANA's architecture under Edge4K's profiler"
 QUESTION = ("Built from SANA's published 0.6B DiT and DC-AE f32c32 configurations and profiled one step at "
@@ -285,9 +291,6 @@ def skip_reason(estimate: dict, seconds_left: float, bytes_available: int) -> st
 def edge4k_counts(settings: Settings, sizes: dict[str, tuple[int, int]]) -> dict:
     """The default preset (shipped checkpoint): parameters per stage and MACs per frame in
     its default tiling (per-tile count x tiles; the global branch once per image)."""
-    from edge4k.cli import load_for_preset
-    from edge4k.models.cost import param_count, stage_macs
-    from edge4k.kernels.tiling import plan_tiles
     model, weights = load_for_preset(E4K_PRESET, None)
     per_tile = stage_macs(model, settings.tile)
     stages, tiles = {}, {}
@@ -303,8 +306,6 @@ def edge4k_counts(settings: Settings, sizes: dict[str, tuple[int, int]]) -> dict
 
 def edge4k_profile(settings: Settings, hw: tuple[int, int], workdir: Path) -> dict:
     """`edge4k run --profile` on a synthetic RAW of this size, in its own process."""
-    from edge4k.errors import Edge4KError
-    from edge4k.benchmarks.frame4k import make_input
     h, w = hw
     raw = make_input(workdir / f"input_{w}x{h}.dng", w, h)
     profile = workdir / f"profile_{w}x{h}.json"
@@ -396,7 +397,6 @@ def _measure_sana(ctx, s: Settings, sana: dict, sizes: dict, pixel_ratio: float,
         ctx.progress(f"  SANA {stage} at {size_name(s.base)}, up to {s.runs} run(s) in {seconds:.0f} s")
         stages[stage]["base"] = _timed(stage, configs, s.base, s.caption_tokens, s.runs, seconds)
     # 4K: cheapest first, each only if its estimate fits the memory and the time left
-    from edge4k.runtime.memory import available_bytes
     estimates = {}
     for stage in STAGES:
         base = stages[stage]["base"]

@@ -36,6 +36,9 @@ from edge4k.errors import Edge4KError
 
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
+from edge4k.cli import load_for_preset
+from edge4k.kernels.tiling import plan_tiles, seam_ratio
+from edge4k.runtime.memory import estimate_tile_bytes
 
 TITLE = "Native 4K against tiled 4K"
 QUESTION = ("How do tiled 4K outputs compare with the native (one tile) output in quality, seams, latency and "
@@ -73,7 +76,6 @@ def measure(raw: Path, flags: list[str], work: Path, cfg: dict) -> tuple[dict, t
 def quality(rgb: torch.Tensor, native_rgb: torch.Tensor | None, plan) -> dict:
     """Seam ratio of the tiled image; against native (when there is one): PSNR, the largest
     difference, the native image's seam ratio at the same lines, and the verdict."""
-    from edge4k.kernels.tiling import seam_ratio
     out = {"seam_ratio": round(seam_ratio(rgb, plan), 4)}
     if native_rgb is None:
         return out
@@ -86,10 +88,6 @@ def quality(rgb: torch.Tensor, native_rgb: torch.Tensor | None, plan) -> dict:
 
 
 def run(ctx: StudyContext) -> None:
-    from edge4k.cli import load_for_preset
-    from edge4k.runtime.memory import estimate_tile_bytes
-    from edge4k.kernels.tiling import plan_tiles
-
     cfg = QUICK if ctx.quick else FULL
     model, weights = load_for_preset(PRESET, None)
     width, height = cfg["width"], cfg["height"]

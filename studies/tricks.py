@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
+from edge4k.models.cost import gmac_per_megapixel, param_count, stage_macs
 
 TITLE = "MobileDiffusion's tricks, one at a time"
 QUESTION = ("What does each MobileDiffusion trick (SiLU for GELU, ReLU linear for softmax attention, separable "
@@ -73,8 +74,6 @@ QUICK = Settings((256, 256), tile=128, overlap=32, runs=1, warmup=0, calib=2, qn
 
 
 def measure(ctx, preset: str, s: Settings) -> dict:
-    from edge4k.models.cost import gmac_per_megapixel, param_count, stage_macs
-
     model, info = trained_model(ctx, preset)
     ckpt = checkpoint_of(info)
     cfg = model.cfg

@@ -27,6 +27,7 @@ import torch
 from edge4k.datasets.unprocess import RawCapture, unprocess
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
+from edge4k.files import atomic_output
 
 WINDOW_RANGE = (256, 384)        # scene (frame) side in pixels, before clamping to the photo
 # Besides photos metered like a camera does (mean luminance at mid-grey, calibration.unprocess):
@@ -178,7 +179,6 @@ def coverage_plot(report: dict, path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from edge4k.files import atomic_output
     rows = report["rows"]
     col = lambda k: np.array([r[k] for r in rows], dtype=np.float64)  # noqa: E731
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), dpi=90)

@@ -37,6 +37,8 @@ from edge4k.models.blocks import AdaLNSingle, DiTBlock, make_act
 from edge4k.models.config import E4KConfig
 from edge4k.models.e4k import E4KNet, Encoder
 from edge4k.training.train import TrainOptions, run_training
+from edge4k.models.checkpoint import default_checkpoint, describe, load_model, read_safetensors
+from edge4k.training.train import losses
 
 FORMAT = "edge4k.teacher/1"
 SOLVERS = ("euler", "heun")
@@ -188,7 +190,6 @@ def save_teacher(path: str | os.PathLike, teacher: FlowTeacher, **info) -> Path:
 
 def load_teacher(path: str | os.PathLike, preset: str | None = None) -> tuple[FlowTeacher, dict[str, str]]:
     """The teacher a file describes, in eval mode; refuses a one-step checkpoint or another preset."""
-    from edge4k.models.checkpoint import read_safetensors
     state, meta = read_safetensors(path, "teacher")
     if meta.get("format") != FORMAT:
         raise Edge4KError(f"{path} is not an Edge4K teacher (no {FORMAT} metadata; make one with `edge4k train-teacher`)")
@@ -217,7 +218,6 @@ class TeacherOptions(TrainOptions):
 
 
 def _base_model(opts) -> tuple[E4KNet, str]:
-    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
     path = opts.base or default_checkpoint(opts.preset)
     if path is None:
         raise Edge4KError(f"no trained one-step {opts.preset} checkpoint to build the teacher on; pass --base")
@@ -242,7 +242,6 @@ class TeacherTask(nn.Module):
         self.ae_steps, self.anchor_weight, self.seed = opts.ae_steps, opts.anchor_weight, opts.seed
 
     def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        from edge4k.training.train import losses
         tch = self.teacher
         packed, target = batch["packed"], batch["target"]
         c, g = tch.condition(packed, batch["thumb"], batch["meta"])

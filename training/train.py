@@ -38,6 +38,9 @@ from edge4k.models.checkpoint import save_checkpoint
 from edge4k.models.config import get_preset
 from edge4k.training.data import PairSampler
 from edge4k.models.e4k import build_model
+from edge4k.datasets.photos import load_folder, load_split
+from edge4k.kernels.postprocess import finish
+from edge4k.models.checkpoint import describe, read_safetensors
 
 SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100
@@ -102,7 +105,6 @@ def losses(out: torch.Tensor, batch: dict, *, ssim_of=ssim) -> dict[str, torch.T
     space: both looks are rendered from each (same matrix and exposure), L1 on both, SSIM on
     the natural look. Finishing is exact, so only demosaicing and denoising errors remain.
     ssim_of: the SSIM to use (the training benchmark passes its reference one)."""
-    from edge4k.kernels.postprocess import finish
     m, e, target = batch["matrix"], batch["exposure"], batch["target"]
     parts = {}
     for look in ("neutral", "natural"):
@@ -220,7 +222,6 @@ def _write_json(path: Path, obj) -> None:
 def training_images(data: str | None):
     """The photos to train on: the bundled training split, a shard folder (`edge4k data build`,
     its train split) or a plain folder of images."""
-    from edge4k.datasets.photos import load_folder, load_split
     if data is None:
         return load_split("train", np.uint8)
     if (Path(data) / "index.json").is_file():
@@ -373,7 +374,6 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
 
 def init_record(path: str) -> dict:
     """What a run started from --init: the checkpoint (name + sha256 prefix) and the crops it had seen."""
-    from edge4k.models.checkpoint import describe, read_safetensors
     meta = read_safetensors(path)[1]
     # Checkpoints from before this record: their own run's steps x batch (a fine-tune's parent not counted).
     crops = meta.get("crops_seen_total") or int(meta.get("step", 0)) * int(meta.get("global_batch", 0))

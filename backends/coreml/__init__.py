@@ -26,6 +26,8 @@ from edge4k.backends.passes import fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr
+from edge4k.backends.coreml.ane import ane_attention
+from edge4k.backends.coreml.quantize import RECIPES, activation_ranges, apply_recipe
 
 # Ops that hold compressed weights, by the recipe that makes them.
 COMPRESSED_WEIGHT_OPS = {"constexpr_blockwise_shift_scale": "int8", "constexpr_affine_dequantize": "int8",
@@ -49,7 +51,6 @@ def prediction_unavailable() -> str | None:
 
 
 def export_stage(model: E4KNet, stage: str, example: tuple) -> torch.export.ExportedProgram:
-    from edge4k.backends.coreml.ane import ane_attention
     module = ane_attention(fold_batchnorm(model.stage(stage)))
     return torch.export.export(module, example).run_decompositions({})
 
@@ -98,7 +99,6 @@ class CoreMLTarget(Target):
 
     def lower(self, model: E4KNet, spec: BuildSpec, inputs, calib, out_dir: Path, progress):
         require_coremltools()
-        from edge4k.backends.coreml.quantize import RECIPES, activation_ranges, apply_recipe
 
         recipe = RECIPES[spec.precision]()
         result = {}

@@ -12,13 +12,13 @@ import torch
 from edge4k.errors import Edge4KError
 
 from edge4k.runtime.backends import BuildBackend
+from edge4k.backends.coreml import prediction_unavailable
 
 
 class CoreMLBackend(BuildBackend):
     name = "coreml"
 
     def __init__(self, artifacts: Path, manifest: dict):
-        from edge4k.backends.coreml import prediction_unavailable
         reason = prediction_unavailable()
         if reason:
             raise Edge4KError(f"cannot run {artifacts}: {reason}")

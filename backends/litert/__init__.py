@@ -25,6 +25,8 @@ from edge4k.backends.passes import fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr
+from edge4k.backends.litert.delegates import DELEGATES, cpu_fallbacks, intended_delegates
+from edge4k.backends.litert.quantize import RECIPES, quantize_tflite
 
 SIGNATURE = "serving_default"
 
@@ -116,8 +118,6 @@ class LiteRTTarget(Target):
 
     def lower(self, model: E4KNet, spec: BuildSpec, inputs, calib, out_dir: Path, progress):
         require_litert(convert=True)
-        from edge4k.backends.litert.delegates import DELEGATES, cpu_fallbacks, intended_delegates
-        from edge4k.backends.litert.quantize import RECIPES, quantize_tflite
 
         recipe = RECIPES[spec.precision]() if spec.precision != "fp32" else None
         result = {}

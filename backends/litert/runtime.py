@@ -16,13 +16,13 @@ from edge4k.stderr import captured_native_stderr
 from edge4k.runtime.backends import BuildBackend
 
 from edge4k.kernels.threads import run_threads
+from edge4k.backends.litert import SIGNATURE, require_litert
 
 
 class LiteRTBackend(BuildBackend):
     name = "litert"
 
     def __init__(self, artifacts: Path, manifest: dict):
-        from edge4k.backends.litert import SIGNATURE, require_litert
         super().__init__(artifacts, manifest, tool="ai-edge-litert", built=manifest["versions"].get("ai-edge-litert"),
                          installed=require_litert())
         from ai_edge_litert.interpreter import Interpreter

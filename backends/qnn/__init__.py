@@ -18,6 +18,8 @@ from edge4k.models import NETWORK_STAGES, E4KNet
 
 from edge4k.backends.qnn.ep import compile_context, require_qnn
 from edge4k.backends.qnn.soc import DEFAULT_SOC, SOCS, Soc, get_soc
+from edge4k.backends.qnn.lower import context_info, export_onnx, placement
+from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
 
 
 def prepare(model: E4KNet, stage: str):
@@ -39,8 +41,6 @@ class AndroidQnn(Target):
     accuracy_hint = "give the weakest stage or layer uint16 activations (--a16 backbone.blocks.0.attn) or use more calibration"
 
     def validate(self, spec: BuildSpec) -> None:
-        from edge4k.backends.qnn.quantize import qnn_recipe
-
         get_soc(spec.options.get("soc") or DEFAULT_SOC)
         if spec.options.get("keep_fp32"):
             raise Edge4KError("android-qnn keeps no layer in fp32 (the HTP runs integer graphs); "
@@ -54,9 +54,6 @@ class AndroidQnn(Target):
 
     def lower(self, model: E4KNet, spec: BuildSpec, inputs, calib, out_dir: Path, progress):
         import onnx
-
-        from edge4k.backends.qnn.lower import context_info, export_onnx, placement
-        from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
 
         soc = self.soc(spec)
         recipe = qnn_recipe(spec.precision, a16=tuple(spec.options.get("a16", ())),

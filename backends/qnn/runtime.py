@@ -16,13 +16,15 @@ from edge4k.errors import Edge4KError
 from edge4k.runtime.backends import BuildBackend
 
 from edge4k.kernels.threads import run_threads
+from edge4k.backends.qnn import require_qnn
+from edge4k.backends.qnn.ep import htp_session
+from edge4k.backends.qnn.soc import get_soc
 
 
 def check_soc(manifest: dict, soc: str | None, artifacts) -> None:
     """Refuse a build compiled for another SoC than the one asked for."""
     if soc is None:
         return
-    from edge4k.backends.qnn.soc import get_soc
 
     want = get_soc(soc).name
     built = (manifest.get("qnn") or {}).get("soc")
@@ -39,9 +41,6 @@ class QnnHtpSimBackend(BuildBackend):
     delegate = "qnn-htp"
 
     def __init__(self, artifacts: Path, manifest: dict, *, soc: str | None = None):
-        from edge4k.backends.qnn import get_soc, require_qnn
-        from edge4k.backends.qnn.ep import htp_session
-
         check_soc(manifest, soc, artifacts)
         super().__init__(artifacts, manifest, tool="QAIRT", built=manifest["versions"].get("qairt"),
                          installed=require_qnn()["qairt"])

@@ -16,6 +16,7 @@ from edge4k.backends.passes import PointwiseLinear, fold_batchnorm
 from edge4k.errors import Edge4KError
 from edge4k.stderr import captured_native_stderr
 from edge4k.models import NETWORK_STAGES, E4KNet
+from edge4k.backends.xnnpack.quantize import W4A8, int8_recipe, quantize_stage, stage_keep_list, w4a8_stage
 
 PTE = "model.pte"
 
@@ -64,7 +65,6 @@ class XnnpackTarget(Target):
         require_executorch()
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
-        from edge4k.backends.xnnpack.quantize import W4A8, int8_recipe, quantize_stage, stage_keep_list, w4a8_stage
 
         keep = tuple(spec.options.get("keep_fp32", ())) + (INT8_MIXED_FP32 if spec.precision == "int8-mixed" else ())
         # histogram ranges: min-max lets rare outliers stretch a tensor's scale (39.4 against 43.9 dB per
@@ -111,7 +111,6 @@ class XnnpackTarget(Target):
 
 
 def _stage_precision(recipe) -> str:
-    from edge4k.backends.xnnpack.quantize import W4A8
     return "fp32" if recipe is None else "w4a8" if recipe == W4A8 else "int8"
 
 

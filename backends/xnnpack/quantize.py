@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.backends.passes import PointwiseLinear, pointwise_convs_to_linear
 
 OBSERVERS = ("minmax", "histogram")
 
@@ -89,7 +90,6 @@ def w4a8_stage(module: torch.nn.Module, group_size: int = 32) -> torch.nn.Module
     not a multiple of group_size stay fp32 convs."""
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerGroup
-    from edge4k.backends.passes import PointwiseLinear, pointwise_convs_to_linear
 
     module = pointwise_convs_to_linear(module, lambda conv: conv.in_channels % group_size == 0)
     for pw in [m for m in module.modules() if isinstance(m, PointwiseLinear)]:

@@ -11,6 +11,7 @@ from edge4k.stderr import captured_native_stderr
 from edge4k.runtime.backends import BuildBackend
 
 from edge4k.kernels.threads import run_threads
+from edge4k.backends.xnnpack import require_executorch
 
 
 class ExecuTorchBackend(BuildBackend):
@@ -18,7 +19,6 @@ class ExecuTorchBackend(BuildBackend):
     loaded_any = False   # has this process loaded an XNNPACK method yet (see size_threadpool)
 
     def __init__(self, artifacts: Path, manifest: dict):
-        from edge4k.backends.xnnpack import require_executorch
         super().__init__(artifacts, manifest, tool="executorch", built=manifest["versions"].get("executorch"),
                          installed=require_executorch())
         from executorch.runtime import Runtime
