@@ -29,6 +29,10 @@ from edge4k.evaluation.bright_scenes import HARD_KINDS, KINDS, scene
 from edge4k.kernels.colour import LUMA
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import RawCapture, draw_params, scene_linear, synthesize
+from edge4k.api import render
+from edge4k.kernels import rawcolour
+from edge4k.kernels.raw import RawFrame, exposure_gain, normalised_gains, pack, read_raw, thumbnail
+from edge4k.kernels.rawcolour import ColourOptions, metered_gain, white_balance
 
 PI_GREY = (slice(160, 320), slice(220, 420))   # the grey card in pi_dng()'s frame (rows, columns)
 KELVINS = (2500, 3000, 3500, 4000, 5000, 6500, 8000, 9000)
@@ -60,15 +64,12 @@ def pi_grey(path: Path, preset: str | None, wb: str = "camera") -> tuple[np.ndar
     import rawpy
     import tifffile
 
-    import edge4k
-    from edge4k.kernels.raw import read_raw
-    from edge4k.kernels.rawcolour import ColourOptions
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frame = ColourOptions().apply(read_raw(path))     # what `edge4k run` says about the file
     said = " | ".join(str(w.message) for w in caught)
     fix = said.split("--cfa ")[1][:4] if "--cfa " in said else None
-    ours = edge4k.render(path, look="neutral", cfa=fix, preset=preset, wb=wb).astype(np.float64)
+    ours = render(path, look="neutral", cfa=fix, preset=preset, wb=wb).astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         balanced = ColourOptions(cfa=fix, wb=wb).apply(read_raw(path))     # the white balance the render chose
@@ -92,8 +93,6 @@ def kelvin_delta_e(folder: Path) -> dict[str, float]:
     illuminant's temperature (and daylight for D65), rendered through the frame's matrix."""
     import colour
 
-    from edge4k.kernels.raw import pack, read_raw
-    from edge4k.kernels.rawcolour import white_balance
     srgb_to_xyz = colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ
     out = {}
     for label, illuminant, choice in ([(f"{k} K", float(k), {"kelvin": k}) for k in KELVINS]
@@ -113,7 +112,6 @@ def kelvin_delta_e(folder: Path) -> dict[str, float]:
 def metering_error(img: np.ndarray, seed: int, rule) -> float:
     """log2(metered gain / true gain) for one picture captured at a mid-grey meter (EV 0): the true
     gain brings the finished image's luminance (unclipped pixels) back to the picture's."""
-    from edge4k.kernels.raw import RawFrame, normalised_gains, pack, thumbnail
     h, w = img.shape[:2]
     img = img[: h // 2 * 2, : w // 2 * 2]
     rng = np.random.default_rng(seed)
@@ -158,8 +156,6 @@ DOMINANT_HUES = {"red": (0.8, 0.15, 0.1), "green": (0.2, 0.6, 0.15), "blue": (0.
 def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, np.ndarray]:
     """Angular error (degrees, camera space) of auto white balance and of grey world against the
     true neutral, on dominant_scene() captures lit at each colour temperature (ISO 400)."""
-    from edge4k.kernels import rawcolour
-    from edge4k.kernels.raw import RawFrame
     auto, grey_world = [], []
     for seed, kelvin in enumerate(kelvins):
         rng = np.random.default_rng(seed)
@@ -175,20 +171,15 @@ def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, n
 def kdc_saturation(path: Path, preset: str | None) -> tuple[float, float, str]:
     import rawpy
 
-    import edge4k
-    from edge4k.kernels.raw import read_raw
-
     def saturation(img):
         f = img.astype(np.float64) / 255
         return float(np.where(f.max(-1) > 0, np.ptp(f, axis=-1) / np.maximum(f.max(-1), 1e-9), 0).mean())
     with rawpy.imread(str(path)) as raw:     # matched: the neutral look is this rendering of LibRaw's
         libraw = saturation(raw.postprocess(use_camera_wb=True, no_auto_bright=True, gamma=(2.4, 12.92)))
-    return saturation(edge4k.render(path, look="neutral", preset=preset)), libraw, read_raw(path).matrix_source
+    return saturation(render(path, look="neutral", preset=preset)), libraw, read_raw(path).matrix_source
 
 
 def main() -> None:
-    from edge4k.kernels.raw import exposure_gain
-    from edge4k.kernels.rawcolour import metered_gain
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kdc", type=Path, help="rawpy's RAW_KODAK_DC50.KDC")
     p.add_argument("--preset", help="model preset for the renders (default: the SDK's)")
