@@ -36,6 +36,9 @@ from edge4k.datasets.databuild import downscale
 from edge4k.datasets.shards import open_shards
 from edge4k.datasets.sources import decode_rgb, hamming, load_manifest, perceptual_hash
 from edge4k.files import sha256_file
+import rawpy
+import resource
+from PIL import Image
 
 
 def decode_rates(data: str, *, crop: int, seconds: float, seed: int = 0) -> dict:
@@ -74,7 +77,6 @@ def train_rate(*, crop: int, steps: int, batch: int, preset: str | None) -> dict
     """Crops per second of `edge4k train` at this crop: wall clock from its own log (first logging
     window dropped), and per CPU-second of the training process, from two runs of different
     length (so start-up costs cancel)."""
-    import resource
     runs = []
     for n in (max(2, steps // 4), steps):
         with tempfile.TemporaryDirectory() as out:
@@ -132,7 +134,6 @@ def _bilinear_demosaic_rggb(raw: np.ndarray) -> np.ndarray:
 
 def simulate_camera(scene: np.ndarray, *, jpeg_quality: int = 90) -> np.ndarray:
     """sRGB uint8 scene -> what a simple camera would save: RGGB mosaic, bilinear demosaic, JPEG 4:2:0."""
-    from PIL import Image
     f = scene.astype(np.float32)
     mosaic = np.zeros(f.shape[:2], dtype=np.float32)
     mosaic[0::2, 0::2] = f[0::2, 0::2, 0]
@@ -146,7 +147,6 @@ def simulate_camera(scene: np.ndarray, *, jpeg_quality: int = 90) -> np.ndarray:
 
 
 def _reduce(rgb: np.ndarray, factor: float, method: str) -> np.ndarray:
-    from PIL import Image
     if factor == 1:
         return rgb
     if method.endswith("-linear"):
@@ -196,7 +196,6 @@ def traces(photos: str, *, images: int, seed: int = 0) -> dict:
 
 def check_raws(root: str) -> dict:
     """Open every RAW row of the manifest (ROOT/row.file) with rawpy: sha256, size, CFA."""
-    import rawpy
     out = []
     for r in (r for r in load_manifest() if r.kind == "raw"):
         path = Path(root) / r.file
@@ -220,7 +219,6 @@ def check_raws(root: str) -> dict:
 # --- perceptual hash thresholds -----------------------------------------------------------------
 
 def phash_distances(photos: str, *, images: int, seed: int = 0) -> dict:
-    from PIL import Image
     rows = [r for r in load_manifest() if r.phash]
     hashes = np.array([int(r.phash, 16) for r in rows], dtype=np.uint64)
     dist = np.stack([hamming(int(h), hashes) for h in hashes])

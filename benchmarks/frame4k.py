@@ -30,6 +30,10 @@ from edge4k.datasets.unprocess import unprocess
 from edge4k.kernels.raw import read_raw
 from edge4k.models import build_model, get_preset
 from edge4k.models.cost import stage_macs
+import os
+import rawpy
+from PIL import Image
+from torch import nn
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
 
@@ -39,7 +43,6 @@ def make_input(path: Path, width: int, height: int) -> Path:
     resized to cover the frame, unprocessed to RGGB at ISO 400."""
     if path.exists():
         return path
-    from PIL import Image
 
     from skimage import data
     img = Image.fromarray(data.astronaut())
@@ -54,7 +57,6 @@ def make_input(path: Path, width: int, height: int) -> Path:
 
 
 def edge4k(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
     proc = subprocess.run([sys.executable, "-P", "-m", "edge4k", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     if proc.returncode != 0:
@@ -64,7 +66,6 @@ def edge4k(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def libraw_seconds(path: Path, runs: int) -> float:
     """LibRaw's own pipeline (AHD demosaic, camera WB, sRGB, 8-bit), as rawpy exposes it."""
-    import rawpy
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -94,7 +95,6 @@ INT8_PROBE_SHAPES = ((24, 256), (32, 128), (128, 32))
 def separable_chain(channels: int, blocks: int = 3) -> torch.nn.Sequential:
     """Depthwise 3x3, then 1x1 + ReLU, repeated: the shape of the network's separable blocks with
     an activation that XNNPACK runs in int8, so the quantised chain is integer from end to end."""
-    from torch import nn
     layers = []
     for _ in range(blocks):
         layers += [nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
@@ -148,7 +148,6 @@ def frame_gmacs(preset: str, width: int, height: int) -> float:
 
 def image_psnr(reference: Path, test: Path) -> float:
     """PSNR (dB) between two 8-bit renderings of the same frame."""
-    from PIL import Image
     a = np.asarray(Image.open(reference), dtype=np.float64)
     b = np.asarray(Image.open(test), dtype=np.float64)
     mse = float(np.mean((a - b) ** 2))

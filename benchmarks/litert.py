@@ -19,12 +19,12 @@ from edge4k.datasets.unprocess import unprocess
 from edge4k.files import atomic_output
 from edge4k.models import build_model, get_preset
 from edge4k.runtime.pipeline import TileOptions, run_and_profile
+import numpy as np
+import torch
 
 
 def write_frame(path: Path) -> None:
     """A smooth, colourful 4K scene unprocessed into a noisy RAW DNG (ISO 400)."""
-    import numpy as np
-
     yy, xx = np.mgrid[0:2160, 0:3840] / 3840.0
     img = np.stack([0.5 + 0.4 * np.sin(9 * xx + c + 5 * yy * (c + 1)) for c in range(3)], -1).astype(np.float32)
     rng = np.random.default_rng(0)
@@ -32,8 +32,6 @@ def write_frame(path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    import torch
-
     p = argparse.ArgumentParser(prog="edge4k.benchmarks.litert")
     p.add_argument("--preset", default="e4k-s-f16")
     p.add_argument("--out", default="out/bench")

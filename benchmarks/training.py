@@ -36,6 +36,7 @@ from edge4k.models.config import get_preset
 from edge4k.models.e4k import build_model
 from edge4k.training.data import PairSampler
 from edge4k.training.train import TrainOptions, batch_to, losses, make_optimizer, training_images
+from torch.utils.flop_counter import FlopCounterMode
 
 PHASES = ("synthesis", "forward", "loss", "backward", "optimiser")
 VARIANTS = ("before", "after", "after-nchw", "after-unfused", "after-refloss")
@@ -165,7 +166,6 @@ def step_macs(model: torch.nn.Module, batch: dict) -> int:
     """MACs of the network's forward + backward for one batch: 3x the forward's (torch's flop counter / 2),
     the forward, the input gradient and the weight gradient (the counter's own figure for the backward
     of grouped convolutions is several times too high)."""
-    from torch.utils.flop_counter import FlopCounterMode
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         copy.deepcopy(model).train()(batch["packed"], batch["thumb"], batch["meta"])
     return 3 * fc.get_total_flops() // 2

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import rawpy
+import tifffile
 
 # (make, model, is a phone). Phones are what LibRaw's table has (Samsung Galaxy S7-S9).
 CAMERAS = [
@@ -49,8 +51,6 @@ CAMERAS = [
 
 def libraw_matrix(make: str, model: str) -> np.ndarray:
     """The XYZ->camera matrix LibRaw applies to a DNG from this camera (zeros if it has none)."""
-    import rawpy
-    import tifffile
     tags = [(50706, 1, 4, (1, 4, 0, 0), True), (50707, 1, 4, (1, 1, 0, 0), True), (271, 2, 0, make, True),
             (272, 2, 0, model, True), (50708, 2, 0, f"{make} {model}", True), (50714, 4, 1, 0, True),
             (50717, 4, 1, 4095, True), (33421, 3, 2, (2, 2), True), (33422, 1, 4, (0, 1, 1, 2), True),
@@ -64,7 +64,6 @@ def libraw_matrix(make: str, model: str) -> np.ndarray:
 
 
 def table() -> dict:
-    import rawpy
     cameras = []
     for make, model, phone in CAMERAS:
         m = libraw_matrix(make, model)

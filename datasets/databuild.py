@@ -31,6 +31,8 @@ from edge4k.files import sha256_file
 from edge4k.datasets.shards import CODECS, DEFAULT_TILE, LOSSLESS, ShardWriter
 from edge4k.datasets.sources import (IMAGE_SUFFIXES, PHASH_NEAR, DecodeError, EvalSetGuard, decode_rgb, default_manifest,
                       hamming, load_manifest, perceptual_hash)
+from PIL import Image
+from tqdm import tqdm
 
 # Test images are refused a little more eagerly than duplicates are merged: a false alarm only
 # costs one training photograph (datasets/DATA.md has the measured distances).
@@ -100,7 +102,6 @@ def downscale(rgb: np.ndarray, factor: float, *, resample: str = "bicubic") -> n
     camera's traces of the three (datasets/DATA.md, `data_bench traces`)."""
     if factor <= 1.0:
         return rgb
-    from PIL import Image
     h, w = rgb.shape[:2]
     size = (max(1, round(w / factor)), max(1, round(h / factor)))
     lin = _TO_LINEAR[rgb]
@@ -145,7 +146,6 @@ def build(src: str | os.PathLike, out: str | os.PathLike, *, manifest: str | os.
           options: BuildOptions = BuildOptions(), progress: bool | None = None, log=print) -> dict:
     """Build shards from the images under ``src`` into ``out``; returns the build record (also
     stored in out/index.json as ``info``). ``log`` receives one line per skipped file."""
-    from tqdm import tqdm
     options.check()
     src, out = Path(src), Path(out)
     if not src.is_dir():

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edge4k.errors import Edge4KError
+import importlib.util
+from PIL import Image
 
 SPLITS = ("train", "held-out")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -64,7 +66,6 @@ def _photo(name: str) -> Photo:
 
 
 def photo_path(name: str) -> Path:
-    import importlib.util
     p = _photo(name)
     spec = importlib.util.find_spec(p.package)
     if spec is None or not spec.submodule_search_locations:
@@ -78,7 +79,6 @@ def photo_path(name: str) -> Path:
 
 def read_srgb(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
     """Any RGB image file -> HxWx3, cropped to even size: float32 in [0, 1], or (dtype=np.uint8) as stored."""
-    from PIL import Image
     try:
         with Image.open(path) as im:
             img = np.asarray(im.convert("RGB"))

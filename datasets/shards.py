@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edge4k.errors import Edge4KError
+from PIL import Image
 
 FORMAT = "edge4k.shards/1"
 CODECS = ("png", "webp", "jpeg")
@@ -40,7 +41,6 @@ SHARD_BYTES = 256 << 20
 
 
 def encode_tile(rgb: np.ndarray, codec: str, quality: int | None) -> bytes:
-    from PIL import Image
     im, buf = Image.fromarray(np.ascontiguousarray(rgb)), io.BytesIO()
     if codec == "png":
         im.save(buf, "PNG", compress_level=6)
@@ -55,7 +55,6 @@ def encode_tile(rgb: np.ndarray, codec: str, quality: int | None) -> bytes:
 
 
 def decode_tile(data: bytes) -> np.ndarray:
-    from PIL import Image
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output, sha256_file
+from PIL import Image
 
 KINDS = ("photo", "eval", "raw")
 SPLITS = ("train", "validation", "test", "raw")
@@ -174,7 +175,6 @@ class DecodeError(Edge4KError):
 
 def decode_rgb(path: str | os.PathLike) -> np.ndarray:
     """An image file -> uint8 (H, W, 3). Raises Edge4KError naming the file if it cannot be read."""
-    from PIL import Image
     try:
         with Image.open(path) as im:
             im.load()
@@ -202,7 +202,6 @@ _DCT[0] /= np.sqrt(2)
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:
-    from PIL import Image
     luma = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).convert("L")
     # BOX averages every source pixel (no aliasing whatever the size); reducing_gap keeps big images fast.
     return np.asarray(luma.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.BOX, reducing_gap=4.0),

@@ -27,6 +27,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from edge4k.models import NETWORK_STAGES
+from dataclasses import asdict
 
 # Assumed fractions of peak that the stages reach (ESTIMATE inputs, stated in every report):
 # small-channel, depthwise and pixel-shuffle layers keep accelerators far below peak.
@@ -67,7 +68,6 @@ class SocSpec:
     missing: tuple[str, ...] = field(default_factory=tuple)   # what could not be sourced, and why
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
         return asdict(self)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from edge4k.errors import Edge4KError
 
 from edge4k.devices.commands import Shell
+import importlib.util
+from importlib import metadata
 
 RUNNER = "edge4k_runner"
 LIBRARY = "libedge4k.so"              # the C API (include/edge4k.h) an app links
@@ -58,7 +60,6 @@ def executorch_cmake_dir() -> Path:
 
 def nlohmann_include() -> Path:
     """The folder holding nlohmann/json.hpp: the nlohmann-json wheel's include/."""
-    import importlib.util
     spec = importlib.util.find_spec("nlohmann_json")
     if spec is None or not spec.submodule_search_locations:
         raise Edge4KError("building the native runner needs nlohmann/json's header: pip install nlohmann-json==3.12.0 "
@@ -72,7 +73,6 @@ def nlohmann_include() -> Path:
 def host_onnxruntime() -> dict[str, Path]:
     """This host's ONNX Runtime and QNN execution provider, from the onnxruntime and
     onnxruntime-qnn wheels: what the runner opens for android-qnn builds here."""
-    import importlib.util
     found = {}
     for key, module, pattern in (("onnxruntime", "onnxruntime", "capi/libonnxruntime.so*"),
                                  ("qnn_ep", "onnxruntime_qnn", "libonnxruntime_providers_qnn.so")):
@@ -107,7 +107,6 @@ def link_host_onnxruntime(build_dir: str | os.PathLike) -> dict[str, Path]:
     there the onnxruntime wheel's capi/libonnxruntime.so.<version> (as libonnxruntime.so) and the
     onnxruntime-qnn wheel's QNN execution provider, so that a host runner runs android-qnn builds
     with no environment variable. A wheel that is not installed is left out."""
-    import importlib.util
     lib, linked = Path(build_dir) / "lib", {}
     for name, module, pattern in (("libonnxruntime.so", "onnxruntime", "capi/libonnxruntime.so*"),
                                   ("libonnxruntime_providers_qnn.so", "onnxruntime_qnn", "libonnxruntime_providers_qnn.so")):
@@ -155,7 +154,6 @@ def build_android(build_dir: str | os.PathLike, *, ndk: str | None, executorch_p
 def aarch64_wheel(package: str, cache: str | os.PathLike = AARCH64_WHEELS, *, shell: Shell | None = None) -> Path:
     """The aarch64 Linux wheel of `package`, at the version installed here, unpacked in
     cache/<package>-<version> (fetched once with pip download)."""
-    from importlib import metadata
     shell = shell or Shell()
     try:
         version = metadata.version(package).split("+")[0]   # PyPI has no local labels (+cpu)

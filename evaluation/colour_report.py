@@ -33,6 +33,8 @@ from edge4k.api import render
 from edge4k.kernels import rawcolour
 from edge4k.kernels.raw import RawFrame, exposure_gain, normalised_gains, pack, read_raw, thumbnail
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain, white_balance
+import rawpy
+import tifffile
 
 PI_GREY = (slice(160, 320), slice(220, 420))   # the grey card in pi_dng()'s frame (rows, columns)
 KELVINS = (2500, 3000, 3500, 4000, 5000, 6500, 8000, 9000)
@@ -61,9 +63,6 @@ def pi_grey(path: Path, preset: str | None, wb: str = "camera") -> tuple[np.ndar
     """(Edge4K's grey card R, G, B, LibRaw's, the warning Edge4K gave) in 8-bit levels, both in
     the neutral look with the same white balance: Edge4K's `wb` choice given to LibRaw as user_wb;
     wb="daylight": each its own (LibRaw's default, the camera's D65 white from the matrix)."""
-    import rawpy
-    import tifffile
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frame = ColourOptions().apply(read_raw(path))     # what `edge4k run` says about the file
@@ -169,8 +168,6 @@ def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, n
 
 
 def kdc_saturation(path: Path, preset: str | None) -> tuple[float, float, str]:
-    import rawpy
-
     def saturation(img):
         f = img.astype(np.float64) / 255
         return float(np.where(f.max(-1) > 0, np.ptp(f, axis=-1) / np.maximum(f.max(-1), 1e-9), 0).mean())

@@ -56,6 +56,12 @@ from edge4k.models.blocks import mhc_demosaic_weight
 from edge4k.models.cost import gmac_per_megapixel
 from edge4k.runtime.backends import Backend, EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
+import itertools
+import rawpy
+import time
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 EVAL_SEED = 2024
 SETS = ("held-out", "kodak24", "mcmaster18")
@@ -112,7 +118,6 @@ LIBRAW_VARIANTS = {"libraw-ahd": dict(demosaic="AHD"), "libraw-dcb": dict(demosa
 
 def run_libraw(variant: str):
     def run(path, frame):
-        import rawpy
         v = dict(LIBRAW_VARIANTS[variant])
         opts = dict(LIBRAW_OPTIONS, output_color=rawpy.ColorSpace.raw, highlight_mode=rawpy.HighlightMode.Clip,
                     demosaic_algorithm=getattr(rawpy.DemosaicAlgorithm, v.pop("demosaic")))
@@ -140,7 +145,6 @@ def run_menon(path, frame):
 
 
 def run_mhc(path, frame):
-    import torch.nn.functional as F
     (top, _), (left, _) = phase_padding(frame.cfa)
     x = torch.from_numpy(pack(frame))[None]
     out = F.pixel_shuffle(F.conv2d(x, mhc_demosaic_weight(), padding=1), 2)[0]
@@ -324,7 +328,6 @@ def _mean(rows: list[dict], look: str, methods) -> dict:
 def evaluate(model, images: dict[str, np.ndarray], *, methods=METHODS, looks=LOOKS, progress: bool = True,
              keep_outputs: bool = False) -> dict:
     """Score every method on every case of the protocol, in each look. Returns the report dict."""
-    from tqdm import tqdm
     runners, unavailable = make_runners(model, methods)
     cases = protocol_cases(images)
     rows, outputs = [], ({} if keep_outputs else None)
@@ -381,7 +384,6 @@ def markdown(report: dict, title: str) -> str:
 def crop_sheet(outputs: dict, cases: list[str], look: str, methods: list[str], path: Path, *,
                size: int = 128, scale: int = 2) -> None:
     """Side-by-side centre crops (ground truth, then each method), one row per case."""
-    from PIL import Image, ImageDraw
     cols = [("ground truth", "__target__")] + [(LABELS.get(m, m), m) for m in methods]
     size = min([size] + [d for name in cases for d in outputs[(name, look, "__target__")].shape[:2]])
     head, cell = 18, size * scale
@@ -463,7 +465,6 @@ def compare(models: dict[str, object], images: dict[str, np.ndarray], *, look: s
             progress: bool = True, keep_outputs: bool = False) -> dict:
     """Every model on every case of the protocol (eager, native), in one look: quality,
     sharpness, GMAC per megapixel and wall-clock seconds per image."""
-    from tqdm import tqdm
     seconds = {label: [] for label in models}
     timed = {label: _timed(run_edge4k(model), seconds[label]) for label, model in models.items()}
     rows, outputs = {label: [] for label in models}, {}
@@ -487,8 +488,6 @@ def compare(models: dict[str, object], images: dict[str, np.ndarray], *, look: s
 
 def _timed(run, into: list):
     """run, appending each call's wall-clock seconds to ``into``."""
-    import time
-
     def timed(path, frame):
         start = time.perf_counter()
         out = run(path, frame)
@@ -568,8 +567,6 @@ def sweep(model, *, grid: dict = SWEEP_GRID, size: int = 192, methods=SWEEP_METH
           seed: int = EVAL_SEED) -> dict:
     """Edge4K next to the best classical anchor in every (exposure, ISO, illuminant) cell, over charts
     and photo crops rendered with the held-out cameras (cycled over the items). Both looks."""
-    import itertools
-    from tqdm import tqdm
     runners, _ = make_runners(model, methods)
     items, cameras = sweep_items(size), sorted(HELD_OUT_CAMERAS)
     cells = list(itertools.product(grid["ev"], grid["iso"], grid["illuminant"]))
@@ -705,8 +702,6 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
     in both looks, as crops at 2x of the file's most detailed window (detailed_window() on LibRaw's
     neutral render) plus an Edge4K overview; one PNG sheet and a Markdown table.
     Real files have no ground truth: this is for eyes, not numbers (sensor orientation, no EXIF turn)."""
-    from PIL import Image, ImageDraw
-    from tqdm import tqdm
     backend, rows, tiles = EagerBackend(model), [], []
     for path in tqdm([Path(p) for p in paths], desc="gallery", unit="raw", disable=not progress):
         frame = ColourOptions().apply(read_raw(path))    # the white balance the render uses, for the table

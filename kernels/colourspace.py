@@ -20,6 +20,7 @@ from edge4k.errors import Edge4KError
 from edge4k.kernels.colour import srgb_decode
 from edge4k.kernels.icc import matrix_trc_profile, normalised_primary_matrix, u8fixed8
 from edge4k.kernels.postprocess import srgb_icc_profile
+import dataclasses
 
 D65 = (0.3127, 0.3290)
 D50 = (0.3457, 0.3585)
@@ -111,5 +112,4 @@ def in_space(frame, name: str):
     """The frame as finishing sees it for the space: its matrix leads to the space's primaries."""
     if name == DEFAULT_SPACE:
         return frame
-    import dataclasses
     return dataclasses.replace(frame, srgb_from_cam=target_from_cam(name, frame.srgb_from_cam))

@@ -24,6 +24,13 @@ import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
+import struct
+import torch.nn.functional as F
+from PIL import Image, ImageCms
+from PIL.ExifTags import Base, IFD
+from PIL.TiffImagePlugin import IFDRational
+from PIL.TiffTags import ASCII, RATIONAL, SHORT
+from fractions import Fraction
 
 # extension -> the bit depths it holds, its default first; 32: float32 (linear output)
 OUTPUT_FORMATS = {".png": (8, 16), ".tif": (16, 8, 32), ".tiff": (16, 8, 32), ".jpg": (8,), ".jpeg": (8,)}
@@ -85,7 +92,6 @@ def _spread(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Weighted mean of `values` (B, C, H, W) around each pixel, from the finest of a few scales
     (1/8, 1/32, 1/128 of the frame's pixels per side) where the pixel has weighted neighbours:
     normalised convolution, so that known values fill the holes between them."""
-    import torch.nn.functional as F
     out = torch.zeros_like(values)
     filled = torch.zeros_like(weight, dtype=torch.bool)
     h, w = values.shape[-2:]
@@ -188,8 +194,6 @@ def srgb_icc_profile() -> bytes:
     """The sRGB ICC profile, made by LittleCMS (through Pillow). LittleCMS stamps a profile
     with the time it made it (header bytes 24-35; no profile ID hashes them): a fixed date
     keeps output files reproducible, byte for byte."""
-    import struct
-    from PIL import ImageCms
     icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     icc[24:36] = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
     return bytes(icc)
@@ -197,9 +201,6 @@ def srgb_icc_profile() -> bytes:
 
 def _exif_values(exif: dict) -> dict[int, tuple[int, object]]:
     """RawFrame.exif facts -> {EXIF tag: (TIFF type, value)}, Orientation 1 (the pixels are upright)."""
-    from fractions import Fraction
-    from PIL.ExifTags import Base
-    from PIL.TiffTags import ASCII, RATIONAL, SHORT
     tags = {Base.Orientation: (SHORT, 1)}                        # top-left
     # The facts come from the RAW file (untrusted): text made 7-bit ASCII as TIFF requires, numbers
     # that are not finite and positive left out rather than failing the write.
@@ -230,16 +231,11 @@ def _positive(value) -> float | None:
 
 def _exif_ifd_tags() -> tuple[int, ...]:
     """Tags of the EXIF IFD; the rest go in IFD0."""
-    from PIL.ExifTags import Base
     return tuple(int(t) for t in (Base.ExposureTime, Base.ISOSpeedRatings, Base.DateTimeOriginal))
 
 
 def _png_exif(exif: dict) -> bytes:
     """The facts as a TIFF-structured EXIF block (IFD0 + EXIF IFD), serialised by Pillow."""
-    from PIL import Image
-    from PIL.ExifTags import IFD
-    from PIL.TiffImagePlugin import IFDRational
-    from PIL.TiffTags import RATIONAL
     block = Image.Exif()
     sub = {}
     for tag, (kind, value) in _exif_values(exif).items():

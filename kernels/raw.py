@@ -21,6 +21,9 @@ from edge4k.kernels.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, 
 from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
 from edge4k.files import atomic_output, sha256_file
+import rawpy
+import tifffile
+from PIL.ExifTags import Base
 
 PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
 CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
@@ -161,8 +164,6 @@ class RawFrame:
 def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawFrame:
     """Decode a Bayer RAW file; refuse anything that is not a 2x2 Bayer mosaic. source: the
     file's path, or its bytes (a folder, a numpy array or anything else is refused in one line)."""
-    import rawpy  # imported here so `edge4k --help` stays fast
-
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), f"<{len(source)} bytes>"
     elif isinstance(source, np.ndarray):
@@ -270,7 +271,6 @@ def _exif_facts(raw, source) -> dict:
 
 
 def _tiff_facts(source) -> dict:
-    import tifffile
     try:
         with tifffile.TiffFile(source) as tif:
             tags = tif.pages.first.tags
@@ -322,8 +322,6 @@ def _rationals(tag) -> np.ndarray | None:
 def dng_tags(source) -> dict:
     """The DNG colour tags of IFD0 (ColorMatrix1/2, ForwardMatrix1/2, CalibrationIlluminant1/2,
     AsShotNeutral, AsShotWhiteXY) as numbers, plus Make and Model; {} for a non-TIFF file."""
-    import tifffile
-    from PIL.ExifTags import Base
     names = {Base.ColorMatrix1: "cm1", Base.ColorMatrix2: "cm2", Base.ForwardMatrix1: "fm1", Base.ForwardMatrix2: "fm2",
              Base.AsShotNeutral: "neutral", Base.AsShotWhiteXY: "white_xy"}
     try:
@@ -378,7 +376,6 @@ def fit_libraw_matrix(raw, wb_gains) -> np.ndarray:
     """The white-balanced camera -> linear sRGB matrix LibRaw applies to this frame: its output
     in camera space (output_color=raw) against its linear sRGB output, both with the same
     white balance, no auto-brightening and gamma (1, 1), fitted by least squares."""
-    import rawpy
     g = np.asarray(wb_gains, dtype=np.float64)
     common = dict(gamma=(1, 1), no_auto_bright=True, output_bps=16, half_size=True, user_flip=0,
                   user_wb=[float(g[0]), float(g[1]), float(g[2]), float(g[1])])

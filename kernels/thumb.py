@@ -8,14 +8,13 @@ from edge4k.errors import RawInputError
 from edge4k.stderr import captured_native_stderr
 from edge4k.files import atomic_output, check_output
 from edge4k.kernels.raw import libraw_words
+import rawpy
+from PIL import Image
 
 
 def extract_thumb(source, output: str | os.PathLike | None = None, *, mkdir: bool = False) -> bytes:
     """The preview as encoded bytes (JPEG as the camera stored it, or a bitmap encoded as PNG);
     with `output`, also written there: .jpg keeps a JPEG's bytes, .png/.tif re-encode."""
-    import rawpy
-    from PIL import Image
-
     is_path = not isinstance(source, (bytes, bytearray, memoryview))
     name = os.fspath(source) if is_path else f"<{len(source)} bytes>"
     ext = os.path.splitext(os.fspath(output))[1].lower() if output is not None else None

@@ -19,13 +19,14 @@ from edge4k.files import atomic_output, sha256_file
 
 from edge4k.models.config import E4KConfig, get_preset
 from edge4k.models.e4k import E4KNet
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 FORMAT = "edge4k.checkpoint/1"
 
 
 def save_checkpoint(path: str | os.PathLike, model: E4KNet, **info) -> Path:
     """Write the model's weights (and BatchNorm statistics) atomically; ``info`` values go to the metadata."""
-    from safetensors.torch import save_file
     cfg = model.cfg
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "preset": cfg.name, "config": json.dumps(cfg.to_dict(), sort_keys=True),
@@ -37,7 +38,6 @@ def save_checkpoint(path: str | os.PathLike, model: E4KNet, **info) -> Path:
 
 def read_safetensors(path: str | os.PathLike, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file; one-line Edge4KError if missing or damaged."""
-    from safetensors import safe_open
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise Edge4KError(f"{what} not found: {path}")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from edge4k.studies.common import median_seconds, quality, trained_model
 from edge4k.models import build_model, get_preset
 from edge4k.runtime.memory import available_bytes
+import torch
 
 TITLE = "Linear vs softmax attention"
 QUESTION = ("Does ReLU linear attention cost ISP accuracy against softmax attention, and where does softmax stop "
@@ -75,8 +76,6 @@ def _status_bytes(key: str) -> int:
 
 def measure_point(preset: str, height: int, width: int, runs: int, warmup: int) -> dict:
     """Backbone latency and peak memory rise on a height x width latent; run in a fresh process."""
-    import torch
-
     cfg = get_preset(preset)
     backbone = build_model(cfg).backbone
     gen = torch.Generator().manual_seed(0)

@@ -15,6 +15,10 @@ from edge4k.evaluation.evaluate import evaluate
 from edge4k.models.checkpoint import describe, load_model
 from edge4k.runtime.manifest import load_manifest
 from edge4k.training.train import TrainOptions, train
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 # Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.
 QUICK_TRAIN = dict(steps=3, batch=2, crop=64)
@@ -71,7 +75,6 @@ def median_seconds(fn, *, runs: int = 3, warmup: int = 1) -> float:
 
 def checkpoint_of(info: dict):
     """The checkpoint file behind trained_model()'s (model, info)."""
-    from pathlib import Path
     return Path(info["options"]["out"]).resolve() / info["weights"]
 
 
@@ -80,7 +83,6 @@ def compiled_build(ctx: StudyContext, model, checkpoint, *, target: str, precisi
     """(build folder, manifest) of `model` compiled with compile_build for a tiled frame,
     cached under ctx.models_dir/builds by checkpoint and spec; (None, {"error": reason})
     when the build fails (e.g. its accuracy check), so a study records why, not crashes."""
-    import hashlib
     weights = describe(checkpoint)
     spec = BuildSpec(target=target, preset=model.cfg.name, width=2 * tile, height=2 * tile, tile=tile,
                      overlap=overlap, precision=precision, calib=calib, calib_sources=("photos",),
@@ -107,9 +109,6 @@ def profile_run(raw, out_dir, *flags: str, runs: int, warmup: int = 1) -> dict:
     """`edge4k run RAW ... --profile` in its own process, so its peak RSS is this
     configuration's alone. Returns the profile's latency (total and per stage, median ms),
     peak RSS and planned arena; raises Edge4KError with the run's last error line."""
-    import subprocess
-    import sys
-    from pathlib import Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prof = out_dir / "profile.json"

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Callable
 
 from edge4k.files import atomic_output
+import importlib.metadata as md
+import torch
 
 SCHEMA = "edge4k.study/1"
 
 
 def environment() -> dict:
     """The machine and versions a number came from (the report prints it with each study)."""
-    import importlib.metadata as md
-    import torch
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in open("/proc/cpuinfo"):

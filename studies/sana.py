@@ -87,6 +87,7 @@ from edge4k.errors import Edge4KError
 from edge4k.kernels.tiling import plan_tiles
 from edge4k.models.cost import param_count, stage_macs
 from edge4k.runtime.memory import available_bytes
+from torch.utils.flop_counter import FlopCounterMode
 
 TITLE = "SANA's architecture under Edge4K's profiler"
 QUESTION = ("Built from SANA's published 0.6B DiT and DC-AE f32c32 configurations and profiled one step at "
@@ -197,7 +198,6 @@ def stage_inputs(stage: str, configs: dict, height: int, width: int, caption_tok
 
 def sana_counts(configs: dict, sizes: dict[str, tuple[int, int]], caption_tokens: int) -> dict[str, dict]:
     """Parameters and MACs of each stage at each size, counted on the meta device (nothing runs)."""
-    from torch.utils.flop_counter import FlopCounterMode
     out = {}
     for stage in STAGES:
         with torch.device("meta"):

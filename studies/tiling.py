@@ -39,6 +39,7 @@ from edge4k.studies.report import StudyContext
 from edge4k.cli import load_for_preset
 from edge4k.kernels.tiling import plan_tiles, seam_ratio
 from edge4k.runtime.memory import estimate_tile_bytes
+import tifffile
 
 TITLE = "Native 4K against tiled 4K"
 QUESTION = ("How do tiled 4K outputs compare with the native (one tile) output in quality, seams, latency and "
@@ -54,7 +55,6 @@ QUICK = dict(width=256, height=256, tiles=(128,), overlaps=(32,), runs=1, warmup
 
 def load_rgb(path: Path) -> torch.Tensor:
     """16-bit TIFF -> (3, H, W) float64 in [0, 1]."""
-    import tifffile
     return torch.from_numpy(tifffile.imread(path).astype(np.float64) / 65535.0).permute(2, 0, 1)
 
 

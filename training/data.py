@@ -28,6 +28,7 @@ from edge4k.datasets.unprocess import RawCapture, unprocess
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
 from edge4k.files import atomic_output
+from tqdm import tqdm
 
 WINDOW_RANGE = (256, 384)        # scene (frame) side in pixels, before clamping to the photo
 # Besides photos metered like a camera does (mean luminance at mid-grey, calibration.unprocess):
@@ -145,7 +146,6 @@ def coverage(sampler: PairSampler, samples: int, *, seed: int = 0, progress: boo
     """Draw ``samples`` training scenes as PairSampler does and record their conditions: white-balance
     gains, exposure, ISO, camera, illuminant, bit depth, black level, key, and the share of the frame's
     pixels clipped at the white level in any channel (from the noise-free sensor image)."""
-    from tqdm import tqdm
     rng = np.random.default_rng((seed, 99))
     rows = []
     for _ in tqdm(range(samples), desc="coverage", unit="scene", disable=not progress):

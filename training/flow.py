@@ -39,6 +39,7 @@ from edge4k.models.e4k import E4KNet, Encoder
 from edge4k.training.train import TrainOptions, run_training
 from edge4k.models.checkpoint import default_checkpoint, describe, load_model, read_safetensors
 from edge4k.training.train import losses
+from safetensors.torch import save_file
 
 FORMAT = "edge4k.teacher/1"
 SOLVERS = ("euler", "heun")
@@ -179,7 +180,6 @@ def teacher_as_model(teacher: FlowTeacher, steps: int, solver: str = "euler") ->
 # ---- checkpoint ---------------------------------------------------------------------------------
 
 def save_teacher(path: str | os.PathLike, teacher: FlowTeacher, **info) -> Path:
-    from safetensors.torch import save_file
     state = {k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}
     meta = {"format": FORMAT, "preset": teacher.cfg.name, "config": json.dumps(teacher.cfg.to_dict(), sort_keys=True),
             "teacher": json.dumps(asdict(teacher.tcfg), sort_keys=True), **{k: str(v) for k, v in info.items()}}

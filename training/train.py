@@ -41,6 +41,8 @@ from edge4k.models.e4k import build_model
 from edge4k.datasets.photos import load_folder, load_split
 from edge4k.kernels.postprocess import finish
 from edge4k.models.checkpoint import describe, read_safetensors
+import torch.distributed as dist
+from tqdm import tqdm
 
 SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100
@@ -162,7 +164,6 @@ def _dist_setup() -> tuple[int, int, torch.device]:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if world == 1:
         return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    import torch.distributed as dist
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
@@ -180,7 +181,6 @@ def _any(flag: bool, world: int, device) -> bool:
     """True on every rank if it is true on any (so all ranks stop at the same step)."""
     if world == 1:
         return flag
-    import torch.distributed as dist
     t = torch.tensor([float(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
@@ -296,8 +296,6 @@ def train(opts: TrainOptions, *, progress: bool = True) -> dict:
 
 def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dict:
     """Run make_task(opts)'s loss under the shared loop (budget, resume, log, torchrun)."""
-    from tqdm import tqdm
-
     cfg = get_preset(opts.preset)
     if opts.budget_minutes <= 0:
         raise Edge4KError(f"--budget-minutes must be > 0, got {opts.budget_minutes:g}")

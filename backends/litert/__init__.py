@@ -27,6 +27,7 @@ from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr
 from edge4k.backends.litert.delegates import DELEGATES, cpu_fallbacks, intended_delegates
 from edge4k.backends.litert.quantize import RECIPES, quantize_tflite
+from importlib.metadata import version
 
 SIGNATURE = "serving_default"
 
@@ -44,7 +45,6 @@ def require_litert(convert: bool = False) -> str:
     except ImportError:
         what = "litert-torch and ai-edge-litert" if convert else "ai-edge-litert"
         raise Edge4KError(f"the LiteRT target needs {what}: pip install 'edge4k[litert]'") from None
-    from importlib.metadata import version
     return version("ai-edge-litert")
 
 
@@ -152,7 +152,6 @@ class LiteRTTarget(Target):
         return result
 
     def tool_versions(self):
-        from importlib.metadata import version
         return {"ai-edge-litert": require_litert(), "litert-torch": version("litert-torch"),
                 "ai-edge-quantizer": version("ai-edge-quantizer")}
 
