@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.kernels import colourspace
+from edge4k.kernels.colourspace import OUTPUT_SPACES
 from edge4k.kernels.postprocess import LOOKS, finish, orient, quantise
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, noise_estimate, pack, prepare, thumbnail
 from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_tiles
@@ -135,6 +137,59 @@ def test_finishing_holds_its_tolerance_over_every_level(lib, look):
     out = rgb.copy()
     call(lib, "e4k_finish", ptr(out), 512, 3 * 512, ptr(np.eye(3)), ctypes.c_double(1.3), look.encode())
     np.testing.assert_allclose(out, finish(torch.from_numpy(rgb), np.eye(3), 1.3, look).numpy(), rtol=0, atol=2e-6)
+
+
+def clipped_scene(h=96, w=128):
+    """Companded camera RGB with a bright blob clipped in red and green only (blue not), on a
+    coloured ramp: the case highlight reconstruction rebuilds."""
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    lin = np.stack([0.3 + 0.4 * x, 0.25 + 0.3 * y, 0.2 + 0.2 * x * y])
+    blob = np.exp(-((y - 0.5) ** 2 + (x - 0.4) ** 2) / 0.02)
+    lin = np.clip(lin * (1 + 3 * blob), 0, 1)
+    return np.sqrt(lin).astype(np.float32)
+
+
+@pytest.mark.parametrize("look", LOOKS)
+@pytest.mark.parametrize("ev, highlights", [(1.0, "clip"), (-0.7, "clip"), (0.0, "reconstruct"), (0.5, "reconstruct")])
+def test_finishing_with_exposure_and_highlights_matches(lib, look, ev, highlights):
+    rgb = clipped_scene()
+    matrix = np.array([[1.9, -0.7, -0.2], [-0.25, 1.45, -0.2], [0.05, -0.5, 1.45]])
+    out = rgb.copy()
+    call(lib, "e4k_finish_options", ptr(out), *rgb.shape[1:], ptr(matrix), ctypes.c_double(1.6), look.encode(),
+         ctypes.c_double(ev), highlights.encode())
+    want = finish(torch.from_numpy(rgb), matrix, 1.6, look, ev=ev, highlights=highlights).numpy()
+    np.testing.assert_allclose(out, want, rtol=0, atol=2e-6)
+    if highlights == "reconstruct":   # the reconstruction did something: it differs from the clip
+        clip = finish(torch.from_numpy(rgb), matrix, 1.6, look, ev=ev).numpy()
+        assert np.abs(want - clip).max() > 0.05
+
+
+@pytest.mark.parametrize("ev, highlights, words", [(0.0, b"blend", "unknown highlight mode 'blend'; valid: clip, "
+                                                   "reconstruct"), (11.0, b"clip", "exposure must be within -10..+10 EV")])
+def test_finishing_options_refuse_bad_values_in_one_line(lib, ev, highlights, words):
+    out = clipped_scene(8, 8)
+    with pytest.raises(Edge4KError, match=words.replace(".", r"\.").replace("+", r"\+")):
+        call(lib, "e4k_finish_options", ptr(out), 8, 8, ptr(np.eye(3)), ctypes.c_double(1.0), b"neutral",
+             ctypes.c_double(ev), highlights)
+
+
+@pytest.mark.parametrize("space", list(OUTPUT_SPACES))
+def test_output_spaces_match_python(lib, space):
+    matrix = np.array([[1.9, -0.7, -0.2], [-0.25, 1.45, -0.2], [0.05, -0.5, 1.45]])
+    out = np.empty(9)
+    call(lib, "e4k_target_from_cam", space.encode(), ptr(matrix), ptr(out))
+    np.testing.assert_allclose(out.reshape(3, 3), colourspace.target_from_cam(space, matrix), rtol=0, atol=1e-12)
+    values = np.linspace(0, 1, 3 * 1000, dtype=np.float32).reshape(3, 10, 100)
+    got = values.copy()
+    call(lib, "e4k_encode_space", space.encode(), ptr(got), ctypes.c_size_t(got.size))
+    np.testing.assert_allclose(got, colourspace.encode(space, torch.from_numpy(values.copy())).numpy(), rtol=0,
+                               atol=1e-6)
+    icc, size = ctypes.create_string_buffer(8192), ctypes.c_size_t()
+    call(lib, "e4k_icc_profile", space.encode(), icc, ctypes.c_size_t(8192), ctypes.byref(size))
+    # sRGB's profile is LittleCMS's (Python only); every other space's is the same bytes
+    assert icc.raw[:size.value] == (b"" if space == "srgb" else colourspace.icc_profile(space))
+    with pytest.raises(Edge4KError, match="unknown output space 'p3'; valid: srgb, display-p3"):
+        call(lib, "e4k_target_from_cam", b"p3", ptr(matrix), ptr(out))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -93,6 +93,38 @@ int e4k_finish(float* rgb, int height, int width, const double* matrix9, double 
   return guarded([&] { finish(rgb, height, width, matrix9, exposure, parse_look(look)); });
 }
 
+// finish() with exposure compensation (ev, in stops) and a highlight mode ("clip" or "reconstruct").
+int e4k_finish_options(float* rgb, int height, int width, const double* matrix9, double exposure, const char* look,
+                       double ev, const char* highlights) {
+  return guarded([&] {
+    Finishing f;
+    f.ev = ev;
+    f.highlights = parse_highlights(highlights);
+    check_finishing(f);
+    finish(rgb, height, width, matrix9, exposure, parse_look(look), f.ev, f.highlights);
+  });
+}
+
+// out9: the finishing matrix into an output space's linear RGB (kernels/colourspace.py: target_from_cam).
+int e4k_target_from_cam(const char* space, const double* matrix9, double* out9) {
+  return guarded([&] { target_from_cam(parse_output_space(space), matrix9, out9); });
+}
+
+// rgb: count finished sRGB-curve values, re-encoded in place to the space's curve.
+int e4k_encode_space(const char* space, float* rgb, size_t count) {
+  return guarded([&] { encode_space(parse_output_space(space), rgb, count); });
+}
+
+// The space's ICC profile into out (capacity bytes); *size: its length (0 for sRGB).
+int e4k_icc_profile(const char* space, char* out, size_t capacity, size_t* size) {
+  return guarded([&] {
+    const std::string icc = icc_profile(parse_output_space(space));
+    if (icc.size() > capacity) throw Error("the ICC profile needs " + std::to_string(icc.size()) + " bytes");
+    std::memcpy(out, icc.data(), icc.size());
+    *size = icc.size();
+  });
+}
+
 // out: (3, width, height) for orientations 5..8, else (3, height, width).
 int e4k_orient(const float* rgb, int height, int width, int orientation, float* out) {
   return guarded([&] {

@@ -9,11 +9,16 @@
 //   metered_gain             kernels/rawcolour.py  metered_gain()
 //   pad_reflect              kernels/tiling.py     pad_packed()
 //   plan_tiles, blend_weight kernels/tiling.py     plan_tiles(), blend_weight()
+//   plan_frame               kernels/tiling.py     plan_frame() (so PHASE_PAD is kernels/raw.py's)
 //   Blender                  kernels/tiling.py     Blender
 //   finish, orient, quantise kernels/postprocess.py the same names
+//   reconstruct_highlights   kernels/postprocess.py reconstruct_highlights()
+//   target_from_cam, encode_space, icc_profile
+//                            kernels/colourspace.py target_from_cam(), encode(), icc_profile()
 // Layouts are the Python ones: planar CHW float32 in, interleaved HWC out.
 #pragma once
 
+#include "colourspace.h"
 #include "common.h"
 #include "frontend.h"
 #include "postprocess.h"

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <string>
 
 namespace edge4k {
@@ -17,6 +18,22 @@ Look parse_look(const std::string& name) {
 }
 
 const char* look_name(Look look) { return look == Look::Natural ? "natural" : "neutral"; }
+
+Highlights parse_highlights(const std::string& name) {
+  if (name == "clip") return Highlights::Clip;
+  if (name == "reconstruct") return Highlights::Reconstruct;
+  throw Error("unknown highlight mode '" + name + "'; valid: clip, reconstruct");
+}
+
+const char* highlights_name(Highlights mode) { return mode == Highlights::Clip ? "clip" : "reconstruct"; }
+
+void check_finishing(const Finishing& f) {
+  if (!std::isfinite(f.ev) || std::abs(f.ev) > 10) {
+    std::ostringstream said;   // as Python's :g
+    said << f.ev;
+    throw Error("exposure must be within -10..+10 EV, got " + said.str());
+  }
+}
 
 // Rounds to the nearest integer, half to even (the FPU's default mode), for |x| < 2^22: adding
 // and subtracting 1.5 * 2^23 leaves no fraction bits. Unlike std::nearbyint this needs no SSE4.1
@@ -70,9 +87,10 @@ static inline float clamp01(float x) { return std::min(std::max(x, 0.0f), 1.0f);
 #define EDGE4K_SIMD_CLONES
 #endif
 
-// finish() for one look, branch-free so that the pixel loop vectorises.
+// finish() for one look with highlights clipped, branch-free so that the pixel loop vectorises.
+// gain: the natural look's exposure times 2^ev (the neutral look's 2^ev; 1 multiplies exactly).
 template <bool kNatural>
-static inline void finish_range(float* rgb, size_t n, size_t begin, size_t end, const float* m, float exposure) {
+static inline void finish_range(float* rgb, size_t n, size_t begin, size_t end, const float* m, float gain) {
   float* r = rgb;
   float* g = rgb + n;
   float* b = rgb + 2 * n;
@@ -83,12 +101,8 @@ static inline void finish_range(float* rgb, size_t n, size_t begin, size_t end, 
 #pragma GCC unroll 3
     for (int i = 0; i < 3; ++i) {
       const float v = clamp01(m[3 * i] * lr + m[3 * i + 1] * lg + m[3 * i + 2] * lb);
-      if (kNatural) {
-        const float y = srgb_encode(clamp01(v * exposure));
-        out[i] = y * y * (3 - 2 * y);   // smoothstep
-      } else {
-        out[i] = srgb_encode(v);
-      }
+      const float y = srgb_encode(clamp01(v * gain));
+      out[i] = kNatural ? y * y * (3 - 2 * y) : y;   // the natural look's smoothstep
     }
     r[k] = out[0];
     g[k] = out[1];
@@ -101,20 +115,156 @@ EDGE4K_SIMD_CLONES static void finish_natural(float* rgb, size_t n, size_t begin
   finish_range<true>(rgb, n, begin, end, m, exposure);
 }
 
-EDGE4K_SIMD_CLONES static void finish_neutral(float* rgb, size_t n, size_t begin, size_t end, const float* m) {
-  finish_range<false>(rgb, n, begin, end, m, 1.0f);
+EDGE4K_SIMD_CLONES static void finish_neutral(float* rgb, size_t n, size_t begin, size_t end, const float* m,
+                                             float gain) {
+  finish_range<false>(rgb, n, begin, end, m, gain);
 }
 
-void finish(float* rgb, int height, int width, const double* srgb_from_cam, double exposure, Look look) {
+// The mean over the finest of the scales 1/8, 1/32, 1/128 of the frame's side (kernels/postprocess.py:
+// _spread): values (channels, H, W) times weight (H, W), area-averaged (torch's avg_pool2d with
+// ceil_mode: the last cells partial), brought back to (H, W) bilinearly (torch's interpolate,
+// align_corners=False), divided by the weight's own; beyond every scale, the frame's weighted mean.
+static std::vector<float> spread(const float* values, int channels, const float* weight, int h, int w) {
+  const size_t n = static_cast<size_t>(h) * w;
+  std::vector<float> out(channels * n, 0.0f);
+  std::vector<uint8_t> filled(n, 0);
+  for (int s : {8, 32, 128}) {
+    const int kh = std::min(s, h), kw = std::min(s, w), oh = (h + kh - 1) / kh, ow = (w + kw - 1) / kw;
+    // pooled planes: channels of num, then den
+    std::vector<float> pooled(static_cast<size_t>(channels + 1) * oh * ow);
+    for (int i = 0; i < oh; ++i)
+      for (int j = 0; j < ow; ++j) {
+        const int y0 = i * kh, y1 = std::min(y0 + kh, h), x0 = j * kw, x1 = std::min(x0 + kw, w);
+        const double cells = static_cast<double>(y1 - y0) * (x1 - x0);
+        for (int c = 0; c <= channels; ++c) {
+          double sum = 0;
+          for (int y = y0; y < y1; ++y)
+            for (int x = x0; x < x1; ++x) {
+              const size_t k = static_cast<size_t>(y) * w + x;
+              sum += c < channels ? values[c * n + k] * weight[k] : weight[k];
+            }
+          pooled[(static_cast<size_t>(c) * oh + i) * ow + j] = static_cast<float>(sum / cells);
+        }
+      }
+    // torch's source index: scale (in / out) * (i + 0.5) - 0.5, at least 0
+    auto source = [](int i, int in, int out, int* i0, int* i1, float* l1) {
+      const float src = std::max(static_cast<float>(in) / static_cast<float>(out) * (i + 0.5f) - 0.5f, 0.0f);
+      *i0 = static_cast<int>(src);
+      *i1 = *i0 + (*i0 < in - 1 ? 1 : 0);
+      *l1 = src - static_cast<float>(*i0);
+    };
+    parallel_for(h, [&](long begin, long end) {
+      std::vector<float> at(channels + 1);
+      for (long y = begin; y < end; ++y) {
+        int y0, y1;
+        float ly;
+        source(static_cast<int>(y), oh, h, &y0, &y1, &ly);
+        for (int x = 0; x < w; ++x) {
+          const size_t k = static_cast<size_t>(y) * w + x;
+          if (filled[k]) continue;
+          int x0, x1;
+          float lx;
+          source(x, ow, w, &x0, &x1, &lx);
+          for (int c = 0; c <= channels; ++c) {
+            const float* p = pooled.data() + static_cast<size_t>(c) * oh * ow;
+            at[c] = (1 - ly) * ((1 - lx) * p[y0 * ow + x0] + lx * p[y0 * ow + x1]) +
+                    ly * ((1 - lx) * p[y1 * ow + x0] + lx * p[y1 * ow + x1]);
+          }
+          if (!(at[channels] > 1e-4f)) continue;
+          for (int c = 0; c < channels; ++c) out[c * n + k] = at[c] / at[channels];
+          filled[k] = 2;   // fresh at this scale; marked filled after the pass
+        }
+      }
+    }, 16);
+    for (auto& f : filled) f = f ? 1 : 0;
+  }
+  double total = 0;
+  std::vector<double> sums(channels, 0.0);
+  for (size_t k = 0; k < n; ++k) {
+    total += weight[k];
+    for (int c = 0; c < channels; ++c) sums[c] += static_cast<double>(values[c * n + k]) * weight[k];
+  }
+  for (int c = 0; c < channels; ++c) {
+    const float whole = static_cast<float>(sums[c] / std::max(total, 1e-9));
+    for (size_t k = 0; k < n; ++k)
+      if (!filled[k]) out[c * n + k] = whole;
+  }
+  return out;
+}
+
+void reconstruct_highlights(float* lin, int height, int width) {
+  constexpr float kClipLevel = 0.97f;   // kernels/postprocess.py: CLIP_LEVEL
+  const size_t n = static_cast<size_t>(height) * width;
+  std::vector<uint8_t> partly(n);
+  std::vector<float> weight(n), log_ratio(3 * n);
+  bool any = false;
+  for (size_t k = 0; k < n; ++k) {
+    const float r = lin[k], g = lin[n + k], b = lin[2 * n + k];
+    const bool cr = r >= kClipLevel, cg = g >= kClipLevel, cb = b >= kClipLevel;
+    partly[k] = (cr || cg || cb) && !(cr && cg && cb);
+    any = any || partly[k];
+    const float mean = (r + g + b) / 3;
+    weight[k] = !(cr || cg || cb) && mean > 1e-3f ? mean : 0.0f;   // brighter neighbours count more
+    for (int c = 0; c < 3; ++c) log_ratio[c * n + k] = std::log(std::max(lin[c * n + k], 1e-6f) / std::max(mean, 1e-6f));
+  }
+  if (!any) return;
+  std::vector<float> ratio = spread(log_ratio.data(), 3, weight.data(), height, width);
+  for (size_t k = 0; k < n; ++k) {
+    if (!partly[k]) continue;
+    float sum = 0, free = 0;
+    for (int c = 0; c < 3; ++c) {
+      ratio[c * n + k] = std::exp(ratio[c * n + k]);
+      if (lin[c * n + k] < kClipLevel) {
+        sum += lin[c * n + k] / ratio[c * n + k];
+        free += 1;
+      }
+    }
+    const float scale = sum / std::max(free, 1.0f);
+    for (int c = 0; c < 3; ++c)
+      if (lin[c * n + k] >= kClipLevel) lin[c * n + k] = std::max(lin[c * n + k], scale * ratio[c * n + k]);
+  }
+}
+
+// finish() with highlights reconstructed: square, reconstruct_highlights, the matrix, the gain, then
+// compress_highlights (kernels/postprocess.py) instead of the per-channel clip, the curve, the look.
+static void finish_reconstructed(float* rgb, int height, int width, const float* m, float gain, bool natural) {
+  const size_t n = static_cast<size_t>(height) * width;
+  for (size_t k = 0; k < 3 * n; ++k) rgb[k] = clamp01(rgb[k]) * clamp01(rgb[k]);
+  reconstruct_highlights(rgb, height, width);
+  parallel_for(static_cast<long>(n), [&](long begin, long end) {
+    for (long k = begin; k < end; ++k) {
+      const float l[3] = {rgb[k], rgb[n + k], rgb[2 * n + k]};
+      float v[3];
+      for (int i = 0; i < 3; ++i) v[i] = std::max((m[3 * i] * l[0] + m[3 * i + 1] * l[1] + m[3 * i + 2] * l[2]) * gain, 0.0f);
+      const float peak = std::max({v[0], v[1], v[2]});
+      for (int i = 0; i < 3; ++i) {
+        if (peak > 1) {   // hue kept, then towards white by 1 - 1/peak
+          const float scaled = v[i] / peak;
+          v[i] = scaled + (1 - scaled) * (1 - 1 / peak);
+        }
+        const float y = srgb_encode(clamp01(v[i]));
+        rgb[i * n + k] = natural ? y * y * (3 - 2 * y) : y;
+      }
+    }
+  });
+}
+
+void finish(float* rgb, int height, int width, const double* srgb_from_cam, double exposure, Look look, double ev,
+            Highlights highlights) {
   const size_t n = static_cast<size_t>(height) * width;
   float m[9];
   for (int k = 0; k < 9; ++k) m[k] = static_cast<float>(srgb_from_cam[k]);
-  const float e = static_cast<float>(exposure);
+  // float32 as torch multiplies them: the look's gain, times 2^ev
+  const float gain = static_cast<float>(look == Look::Natural ? exposure : 1.0) * static_cast<float>(std::exp2(ev));
+  if (highlights == Highlights::Reconstruct) {
+    finish_reconstructed(rgb, height, width, m, gain, look == Look::Natural);
+    return;
+  }
   parallel_for(static_cast<long>(n), [&](long begin, long end) {
     if (look == Look::Natural)
-      finish_natural(rgb, n, begin, end, m, e);
+      finish_natural(rgb, n, begin, end, m, gain);
     else
-      finish_neutral(rgb, n, begin, end, m);
+      finish_neutral(rgb, n, begin, end, m, gain);
   });
 }
 
@@ -178,9 +328,13 @@ std::pair<int, int> output_size(const BayerFrame& frame) {
   return frame.orientation >= 5 ? std::make_pair(frame.height, frame.width) : std::make_pair(frame.width, frame.height);
 }
 
-void postprocess(float* image, const BayerFrame& frame, double exposure, Look look, int bits, void* out) {
+void postprocess(float* image, const BayerFrame& frame, double exposure, Look look, int bits, void* out,
+                 const Finishing& finishing) {
   const int h = frame.height, w = frame.width;
-  finish(image, h, w, frame.srgb_from_cam, exposure, look);
+  double matrix[9];
+  target_from_cam(finishing.space, frame.srgb_from_cam, matrix);
+  finish(image, h, w, matrix, exposure, look, finishing.ev, finishing.highlights);
+  encode_space(finishing.space, image, static_cast<size_t>(3) * h * w);
   const auto [ow, oh] = output_size(frame);
   if (frame.orientation == 1) {
     quantise(image, oh, ow, bits, out);
