@@ -42,6 +42,7 @@ from edge4k.files import atomic_output
 from edge4k.models import DEFAULT_PRESET, build_model, get_preset
 from edge4k.runtime.manifest import load_manifest
 import torch
+from edge4k.models.checkpoint import default_checkpoint, load_model
 
 HELD_OUT = (("coffee", "BGGR"), ("chelsea", "GRBG"), ("rocket", "GBRG"))   # scikit-image photos, none is astronaut
 CALIBRATION = (("immunohistochemistry", "RGGB"), ("hubble_deep_field", "BGGR"))   # plus the embedded sample (astronaut)
@@ -67,7 +68,6 @@ def photo_raws(folder: Path, photos, seed: int) -> list[str]:
 
 def make_model(preset: str, weights: str):
     if weights == "trained":
-        from edge4k.models.checkpoint import default_checkpoint, load_model
         path = default_checkpoint(preset)
         if path is None:
             raise Edge4KError(f"no shipped checkpoint for {preset}")

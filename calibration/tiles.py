@@ -22,6 +22,8 @@ import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import prepare, read_raw
+from edge4k.datasets.photos import load_split
+from edge4k.training.data import make_scene
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,6 @@ def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: i
         raise Edge4KError(f"calibration tile {tile_width}x{tile_height} must be even and positive")
     rng = np.random.default_rng((seed, 7))
     if isinstance(sources, PhotoSource):
-        from edge4k.datasets.photos import load_split
-        from edge4k.training.data import make_scene
         images = load_split(sources.split)
         # photos smaller than the tile cannot give one; the others are cycled through
         names = sorted(n for n, img in images.items() if img.shape[0] >= tile_height and img.shape[1] >= tile_width)

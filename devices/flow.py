@@ -24,6 +24,7 @@ from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.kernels.rawcolour import ColourOptions
 from edge4k.runtime.manifest import load_manifest
 from edge4k.runtime.pipeline import format_table
+from edge4k.devices import ios
 
 DEVICES = ("host", "android", "ios")
 ANDROID_BUILD_DIR = Path("build") / "native-android-arm64-v8a"
@@ -71,7 +72,6 @@ def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], ech
         build()
         result = _android(req, shell, artifacts, echo)
     elif req.device == "ios":
-        from edge4k.devices import ios
         build()
         with _naming_the_build(req, artifacts):
             ios.check_host(shell)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 
 from edge4k.devices.commands import Shell
 import importlib.util
@@ -50,8 +51,8 @@ def executorch_cmake_dir() -> Path:
     """The executorch pip wheel's CMake package (lib/cmake/executorch)."""
     try:
         import executorch
-    except ImportError:
-        raise Edge4KError("building the host runner needs the executorch wheel: pip install 'edge4k[executorch]'") from None
+    except ImportError as e:
+        raise missing("building the host runner", "executorch", e) from None
     path = Path(executorch.__path__[0]) / "lib" / "cmake" / "executorch"
     if not (path / "executorch-config.cmake").is_file():
         raise Edge4KError(f"this executorch install has no CMake package at {path}")

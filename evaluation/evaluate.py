@@ -62,6 +62,7 @@ import time
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+from edge4k.files import sha256_file
 
 EVAL_SEED = 2024
 SETS = ("held-out", "kodak24", "mcmaster18")
@@ -441,7 +442,6 @@ def load_set(set_name: str, data: str | os.PathLike | None = None) -> dict[str, 
                           "--data (or EDGE4K_DATA) at the folder holding eval/{set_name}")
     expected = eval_set_files(set_name)
     if expected:
-        from edge4k.files import sha256_file
         wrong = [p.name for p in files if expected.get(p.name) not in (None, sha256_file(p))]
         if wrong or len(files) != len(expected):
             raise Edge4KError(f"{root} does not hold the {set_name} images of the data manifest "

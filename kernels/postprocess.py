@@ -31,6 +31,8 @@ from PIL.ExifTags import Base, IFD
 from PIL.TiffImagePlugin import IFDRational
 from PIL.TiffTags import ASCII, RATIONAL, SHORT
 from fractions import Fraction
+from edge4k.kernels.png import encode_png
+import tifffile
 
 # extension -> the bit depths it holds, its default first; 32: float32 (linear output)
 OUTPUT_FORMATS = {".png": (8, 16), ".tif": (16, 8, 32), ".tiff": (16, 8, 32), ".jpg": (8,), ".jpeg": (8,)}
@@ -262,17 +264,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None
     ext = os.path.splitext(os.fspath(path))[1].lower()
     with atomic_output(path) as tmp:
         if ext == ".png":
-            from edge4k.kernels.png import encode_png
             tmp.write_bytes(encode_png(image, icc=icc, exif=_png_exif(exif)))
         elif ext in (".jpg", ".jpeg"):
-            from PIL import Image
             quality = quality or DEFAULT_QUALITY   # full-resolution chroma (4:4:4) from 90 up, as photo tools do
             Image.fromarray(image, "RGB").save(tmp, "JPEG", quality=quality, icc_profile=icc, optimize=True,
                                                subsampling=0 if quality >= 90 else 2,
                                                exif=b"Exif\0\0" + _png_exif(exif))
         else:
-            import tifffile
-            from PIL.TiffTags import ASCII
             tags = [(tag, kind, 0 if kind == ASCII else 1, value, True)
                     for tag, (kind, value) in sorted(_exif_values(exif).items())]
             tifffile.imwrite(tmp, image, photometric="rgb", iccprofile=icc, extratags=tags, metadata=None,

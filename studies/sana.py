@@ -84,6 +84,7 @@ from edge4k.studies.report import StudyContext
 from edge4k.benchmarks.frame4k import make_input
 from edge4k.cli import load_for_preset
 from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 from edge4k.kernels.tiling import plan_tiles
 from edge4k.models.cost import param_count, stage_macs
 from edge4k.runtime.memory import available_bytes
@@ -375,7 +376,7 @@ def run(ctx: StudyContext) -> None:
     if sana["available"]:
         _measure_sana(ctx, s, sana, sana_sizes, pixel_ratio, deadline=start + ctx.budget_minutes * 60 - RESERVE_S)
     else:
-        sana["reason"] = "diffusers is not installed: pip install 'edge4k[research]'"
+        sana["reason"] = str(missing("the SANA study", "diffusers"))
     _report(ctx, s, sana, e4k)
 
 

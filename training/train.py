@@ -43,6 +43,9 @@ from edge4k.kernels.postprocess import finish
 from edge4k.models.checkpoint import describe, read_safetensors
 import torch.distributed as dist
 from tqdm import tqdm
+from edge4k.datasets.shards import open_shards
+from edge4k.models.checkpoint import load_model
+from torch.nn.parallel import DistributedDataParallel
 
 SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100
@@ -225,7 +228,6 @@ def training_images(data: str | None):
     if data is None:
         return load_split("train", np.uint8)
     if (Path(data) / "index.json").is_file():
-        from edge4k.datasets.shards import open_shards
         return open_shards(data).split("train")
     return load_folder(data, np.uint8)
 
@@ -269,7 +271,6 @@ class DirectTask(torch.nn.Module):
         self.freeze_norm = opts.freeze_norm
         self.losses = torch.compile(losses) if opts.compile else losses
         if opts.init:
-            from edge4k.models.checkpoint import load_model
             self.model = load_model(opts.init, opts.preset)[0].train()
         else:
             self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
@@ -354,7 +355,6 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
             optim.load_state_dict(state["optimizer"])
         net = task
         if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
             # Teacher training has phases that leave some parameters unused.
             net = DistributedDataParallel(task, device_ids=[device.index] if device.type == "cuda" else None,
                                           find_unused_parameters=True)
@@ -366,7 +366,6 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
                      out / task.weights_name, state_path, log_path, progress and rank == 0, tqdm)
     finally:
         if world > 1:
-            import torch.distributed as dist
             dist.destroy_process_group()
 
 

@@ -24,6 +24,7 @@ from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
 from edge4k.backends.base import BuildSpec, Target
 from edge4k.backends.passes import fold_batchnorm
 from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr
 from edge4k.backends.coreml.ane import ane_attention
@@ -38,8 +39,8 @@ def require_coremltools() -> str:
     try:
         with captured_native_stderr():
             import coremltools
-    except ImportError:
-        raise Edge4KError("the Core ML target needs coremltools: pip install 'edge4k[coreml]'") from None
+    except ImportError as e:
+        raise missing("the Core ML target", "coremltools", e) from None
     return coremltools.__version__
 
 

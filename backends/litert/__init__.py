@@ -22,7 +22,7 @@ import torch
 
 from edge4k.backends.base import BuildSpec, Target
 from edge4k.backends.passes import fold_batchnorm
-from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr
 from edge4k.backends.litert.delegates import DELEGATES, cpu_fallbacks, intended_delegates
@@ -42,9 +42,8 @@ def require_litert(convert: bool = False) -> str:
                 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
                 import litert_torch  # noqa: F401
                 import ai_edge_quantizer  # noqa: F401
-    except ImportError:
-        what = "litert-torch and ai-edge-litert" if convert else "ai-edge-litert"
-        raise Edge4KError(f"the LiteRT target needs {what}: pip install 'edge4k[litert]'") from None
+    except ImportError as e:
+        raise missing("the LiteRT target", "litert_torch" if convert else "ai_edge_litert", e) from None
     return version("ai-edge-litert")
 
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 from edge4k.stderr import captured_native_output
 
 from edge4k.backends.qnn.soc import Soc
@@ -27,8 +28,7 @@ def require_qnn() -> dict[str, str]:
         import onnxruntime as ort
         import onnxruntime_qnn
     except ImportError as e:
-        raise Edge4KError(f"the android-qnn target needs onnxruntime-qnn ({e.name} is missing): "
-                          "pip install 'edge4k[qnn]'") from None
+        raise missing("the android-qnn target", "onnxruntime_qnn", e) from None
     if _registered is None:
         name = onnxruntime_qnn.get_ep_name()
         if not any(d.ep_name == name for d in ort.get_ep_devices()):

@@ -13,7 +13,7 @@ import torch
 
 from edge4k.backends.base import BuildSpec, Target
 from edge4k.backends.passes import PointwiseLinear, fold_batchnorm
-from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 from edge4k.stderr import captured_native_stderr
 from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.backends.xnnpack.quantize import W4A8, int8_recipe, quantize_stage, stage_keep_list, w4a8_stage
@@ -29,8 +29,8 @@ def require_executorch():
             from executorch import version
             from executorch.runtime import Runtime
             Runtime.get()
-    except ImportError:
-        raise Edge4KError("the ExecuTorch targets need executorch: pip install 'edge4k[executorch]'") from None
+    except ImportError as e:
+        raise missing("the ExecuTorch targets", "executorch", e) from None
     return version.__version__
 
 
