@@ -11,6 +11,7 @@ The Python API (README "Use from Python"):
 
 `import edge4k` stays light: torch and the pipeline load on first use of these names.
 """
+import importlib
 from typing import TYPE_CHECKING
 
 from edge4k.errors import BuildMismatch, DeviceNotFound, Edge4KError, RawInputError
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from edge4k.errors import Edge4KError
 
-# Top-level module -> (the distribution that ships it, the edge4k extra that installs it).
+# Top-level module -> (the distribution in the extra that brings it, the edge4k extra).
 EXTRAS: dict[str, tuple[str, str]] = {
     "executorch": ("executorch", "executorch"),
     "torchao": ("torchao", "executorch"),
@@ -21,7 +21,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "ai_edge_quantizer": ("ai-edge-quantizer", "litert"),
     "coremltools": ("coremltools", "coreml"),
     "skimage": ("scikit-image", "train"),
-    "scipy": ("scipy", "train"),   # scikit-image's dependency
+    "scipy": ("scikit-image", "train"),   # a dependency of scikit-image
     "matplotlib": ("matplotlib", "train"),
     "colour": ("colour-science", "train"),
     "colour_demosaicing": ("colour-demosaicing", "train"),

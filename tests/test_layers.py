@@ -1,12 +1,14 @@
 """The layers as a contract (pyproject.toml [tool.importlinter], README "Layout"): import-linter's
 layers and backend-independence contracts hold, no modules import each other in a circle (counting
-imports inside functions), and both checks fail when someone breaks them.
+imports inside functions), imports inside functions are only of the optional dependencies
+(edge4k/optional.py), and each check fails when someone breaks it.
 
 The repository's root folders map into edge4k.* only through the editable install's finder, which
 import-linter (grimp) cannot walk, so each check runs on a copy of the package laid out as the
 wheel lays it out (pyproject's package-dir)."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -15,6 +17,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from edge4k.optional import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
@@ -106,3 +110,50 @@ def test_a_cycle_through_a_function_local_import_is_caught(copy):
     (kernels / "probe_a.py").write_text("import edge4k.kernels.probe_b\n")
     (kernels / "probe_b.py").write_text("def f():\n    import edge4k.kernels.probe_a\n")
     assert cycles(copy) == "[['edge4k.kernels.probe_a', 'edge4k.kernels.probe_b']]"
+
+
+# Modules that import the rest of the package on first use, so that `import edge4k` and the CLI's
+# argument checks load no torch: the package's lazy names, the API and its batch planner, the CLI.
+LAZY = ("edge4k", "edge4k.api", "edge4k.batch", "edge4k.cli")
+
+
+def function_local_imports(copy: Path) -> list[tuple[str, int, str]]:
+    """(module, line, imported module) for every import inside a function of the package."""
+    found = []
+    for path in sorted((copy / "edge4k").rglob("*.py")):
+        parts = list(path.relative_to(copy).with_suffix("").parts)
+        package = parts[:-1]   # what a relative import starts from, for a package's __init__ too
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    found += [(module, node.lineno, alias.name) for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = package[:len(package) - node.level + 1] if node.level else []
+                    found.append((module, node.lineno, ".".join(base + ([node.module] if node.module else []))))
+    return sorted(set(found))
+
+
+def test_function_local_imports_are_optional_dependencies(copy):
+    """Inside functions: only edge4k.optional's modules, and our own modules in the lazy ones."""
+    wrong = [f"{module}:{line} imports {name}" for module, line, name in function_local_imports(copy)
+             if name.split(".")[0] not in EXTRAS
+             and not (name.split(".")[0] == "edge4k" and (module in LAZY or module.startswith("edge4k.cli.")))]
+    assert wrong == []
+
+
+def test_the_local_import_check_sees_imports_inside_functions(copy):
+    (copy / "edge4k" / "kernels" / "probe_local.py").write_text(
+        "def f():\n    if True:\n        import numpy\n        from .raw import read_raw\n")
+    found = [(line, name) for module, line, name in function_local_imports(copy) if module == "edge4k.kernels.probe_local"]
+    assert found == [(3, "numpy"), (4, "edge4k.kernels.raw")]
+
+
+def test_each_optional_module_names_an_extra_that_installs_it():
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    for module, (distribution, extra) in EXTRAS.items():
+        pinned = [requirement.split("==")[0] for requirement in extras[extra]]
+        assert distribution in pinned, (module, distribution, extra)
