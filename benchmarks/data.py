@@ -30,15 +30,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+import resource
 
 import numpy as np
+import rawpy
+from PIL import Image
 from edge4k.datasets.databuild import downscale
 from edge4k.datasets.shards import open_shards
 from edge4k.datasets.sources import decode_rgb, hamming, load_manifest, perceptual_hash
 from edge4k.files import sha256_file
-import rawpy
-import resource
-from PIL import Image
 
 
 def decode_rates(data: str, *, crop: int, seconds: float, seed: int = 0) -> dict:

@@ -19,9 +19,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+import os
 
 import numpy as np
 import torch
+import rawpy
+from PIL import Image
+from torch import nn
 
 from edge4k.files import atomic_output
 from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
@@ -30,10 +34,6 @@ from edge4k.datasets.unprocess import unprocess
 from edge4k.kernels.raw import read_raw
 from edge4k.models import build_model, get_preset
 from edge4k.models.cost import stage_macs
-import os
-import rawpy
-from PIL import Image
-from torch import nn
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")
 

@@ -11,6 +11,10 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
+
 from edge4k.backends.base import BuildSpec
 from edge4k.backends.registry import open_build
 from edge4k.compiler.build import compile_build
@@ -19,8 +23,6 @@ from edge4k.datasets.unprocess import unprocess
 from edge4k.files import atomic_output
 from edge4k.models import build_model, get_preset
 from edge4k.runtime.pipeline import TileOptions, run_and_profile
-import numpy as np
-import torch
 
 
 def write_frame(path: Path) -> None:

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.backends.base import BuildSpec
@@ -41,7 +42,6 @@ from edge4k.datasets.unprocess import unprocess
 from edge4k.files import atomic_output
 from edge4k.models import DEFAULT_PRESET, build_model, get_preset
 from edge4k.runtime.manifest import load_manifest
-import torch
 from edge4k.models.checkpoint import default_checkpoint, load_model
 
 HELD_OUT = (("coffee", "BGGR"), ("chelsea", "GRBG"), ("rocket", "GBRG"))   # scikit-image photos, none is astronaut

@@ -32,11 +32,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from edge4k.models.config import get_preset
 from edge4k.models.e4k import build_model
 from edge4k.training.data import PairSampler
 from edge4k.training.train import TrainOptions, batch_to, losses, make_optimizer, training_images
-from torch.utils.flop_counter import FlopCounterMode
 
 PHASES = ("synthesis", "forward", "loss", "backward", "optimiser")
 VARIANTS = ("before", "after", "after-nchw", "after-unfused", "after-refloss")

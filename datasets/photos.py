@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+import importlib.util
 
 import numpy as np
+from PIL import Image
 
 from edge4k.errors import Edge4KError
-import importlib.util
-from PIL import Image
 
 SPLITS = ("train", "held-out")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from edge4k.errors import Edge4KError
-from PIL import Image
 
 FORMAT = "edge4k.shards/1"
 CODECS = ("png", "webp", "jpeg")

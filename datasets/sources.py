@@ -28,10 +28,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output, sha256_file
-from PIL import Image
 
 KINDS = ("photo", "eval", "raw")
 SPLITS = ("train", "validation", "test", "raw")

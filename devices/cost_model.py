@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from dataclasses import asdict
 
 import torch
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from edge4k.models import NETWORK_STAGES
-from dataclasses import asdict
 
 # Assumed fractions of peak that the stages reach (ESTIMATE inputs, stated in every report):
 # small-channel, depthwise and pixel-shuffle layers keep accelerators far below peak.

@@ -4,7 +4,6 @@ and checking that a runner binary suits a device's CPU.
 
 The sources ship inside the package (edge4k/runtime/native, edge4k/kernels/native),
 so an installed edge4k can build its runner too."""
-from __future__ import annotations
 
 import os
 import shutil
@@ -13,13 +12,13 @@ import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
+import importlib.util
+from importlib import metadata
 
 from edge4k.errors import Edge4KError
 from edge4k.optional import missing
 
 from edge4k.devices.commands import Shell
-import importlib.util
-from importlib import metadata
 
 RUNNER = "edge4k_runner"
 LIBRARY = "libedge4k.so"              # the C API (include/edge4k.h) an app links

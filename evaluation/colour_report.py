@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import rawpy
+import tifffile
 
 from edge4k.evaluation.bright_scenes import HARD_KINDS, KINDS, scene
 from edge4k.kernels.colour import LUMA
@@ -33,8 +35,6 @@ from edge4k.api import render
 from edge4k.kernels import rawcolour
 from edge4k.kernels.raw import RawFrame, exposure_gain, normalised_gains, pack, read_raw, thumbnail
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain, white_balance
-import rawpy
-import tifffile
 
 PI_GREY = (slice(160, 320), slice(220, 420))   # the grey card in pi_dng()'s frame (rows, columns)
 KELVINS = (2500, 3000, 3500, 4000, 5000, 6500, 8000, 9000)

@@ -37,9 +37,15 @@ import tempfile
 import types
 from dataclasses import dataclass
 from pathlib import Path
+import itertools
+import time
 
 import numpy as np
 import torch
+import rawpy
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from edge4k.kernels.colour import HELD_OUT_CAMERAS, srgb_decode, srgb_encode
 from edge4k.datasets.dng import write_dng
@@ -56,12 +62,6 @@ from edge4k.models.blocks import mhc_demosaic_weight
 from edge4k.models.cost import gmac_per_megapixel
 from edge4k.runtime.backends import Backend, EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
-import itertools
-import rawpy
-import time
-import torch.nn.functional as F
-from PIL import Image, ImageDraw
-from tqdm import tqdm
 from edge4k.files import sha256_file
 
 EVAL_SEED = 2024

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+import dataclasses
 
 import numpy as np
 import torch
@@ -20,7 +21,6 @@ from edge4k.errors import Edge4KError
 from edge4k.kernels.colour import srgb_decode
 from edge4k.kernels.icc import matrix_trc_profile, normalised_primary_matrix, u8fixed8
 from edge4k.kernels.postprocess import srgb_icc_profile
-import dataclasses
 
 D65 = (0.3127, 0.3290)
 D50 = (0.3457, 0.3585)

@@ -18,21 +18,21 @@ from __future__ import annotations
 import functools
 import math
 import os
+import struct
+from fractions import Fraction
 
 import numpy as np
 import torch
-
-from edge4k.errors import Edge4KError
-from edge4k.files import atomic_output
-import struct
+import tifffile
 import torch.nn.functional as F
 from PIL import Image, ImageCms
 from PIL.ExifTags import Base, IFD
 from PIL.TiffImagePlugin import IFDRational
 from PIL.TiffTags import ASCII, RATIONAL, SHORT
-from fractions import Fraction
+
+from edge4k.errors import Edge4KError
+from edge4k.files import atomic_output
 from edge4k.kernels.png import encode_png
-import tifffile
 
 # extension -> the bit depths it holds, its default first; 32: float32 (linear output)
 OUTPUT_FORMATS = {".png": (8, 16), ".tif": (16, 8, 32), ".tiff": (16, 8, 32), ".jpg": (8,), ".jpeg": (8,)}

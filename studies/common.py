@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
 import numpy as np
 from edge4k.studies.report import StudyContext
 from edge4k.backends.base import BuildSpec
@@ -15,10 +19,6 @@ from edge4k.evaluation.evaluate import evaluate
 from edge4k.models.checkpoint import describe, load_model
 from edge4k.runtime.manifest import load_manifest
 from edge4k.training.train import TrainOptions, train
-import hashlib
-import subprocess
-import sys
-from pathlib import Path
 
 # Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.
 QUICK_TRAIN = dict(steps=3, batch=2, crop=64)

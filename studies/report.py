@@ -9,10 +9,12 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+import importlib.metadata as md
+
+
+import torch
 
 from edge4k.files import atomic_output
-import importlib.metadata as md
-import torch
 
 SCHEMA = "edge4k.study/1"
 

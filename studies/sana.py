@@ -79,6 +79,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from edge4k.studies.report import StudyContext
 from edge4k.benchmarks.frame4k import make_input
@@ -88,7 +89,6 @@ from edge4k.optional import missing
 from edge4k.kernels.tiling import plan_tiles
 from edge4k.models.cost import param_count, stage_macs
 from edge4k.runtime.memory import available_bytes
-from torch.utils.flop_counter import FlopCounterMode
 
 TITLE = "SANA's architecture under Edge4K's profiler"
 QUESTION = ("Built from SANA's published 0.6B DiT and DC-AE f32c32 configurations and profiled one step at "

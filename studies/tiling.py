@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tifffile
 
 from edge4k.errors import Edge4KError
 
@@ -39,7 +40,6 @@ from edge4k.studies.report import StudyContext
 from edge4k.cli import load_for_preset
 from edge4k.kernels.tiling import plan_tiles, seam_ratio
 from edge4k.runtime.memory import estimate_tile_bytes
-import tifffile
 
 TITLE = "Native 4K against tiled 4K"
 QUESTION = ("How do tiled 4K outputs compare with the native (one tile) output in quality, seams, latency and "

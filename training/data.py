@@ -23,12 +23,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from edge4k.datasets.unprocess import RawCapture, unprocess
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
 from edge4k.files import atomic_output
-from tqdm import tqdm
 
 WINDOW_RANGE = (256, 384)        # scene (frame) side in pixels, before clamping to the photo
 # Besides photos metered like a camera does (mean luminance at mid-grey, calibration.unprocess):

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from safetensors.torch import save_file
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
@@ -39,7 +40,6 @@ from edge4k.models.e4k import E4KNet, Encoder
 from edge4k.training.train import TrainOptions, run_training
 from edge4k.models.checkpoint import default_checkpoint, describe, load_model, read_safetensors
 from edge4k.training.train import losses
-from safetensors.torch import save_file
 
 FORMAT = "edge4k.teacher/1"
 SOLVERS = ("euler", "heun")

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
@@ -41,11 +44,8 @@ from edge4k.models.e4k import build_model
 from edge4k.datasets.photos import load_folder, load_split
 from edge4k.kernels.postprocess import finish
 from edge4k.models.checkpoint import describe, read_safetensors
-import torch.distributed as dist
-from tqdm import tqdm
 from edge4k.datasets.shards import open_shards
 from edge4k.models.checkpoint import load_model
-from torch.nn.parallel import DistributedDataParallel
 
 SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100

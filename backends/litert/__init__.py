@@ -16,6 +16,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from importlib.metadata import version
 
 import numpy as np
 import torch
@@ -27,7 +28,6 @@ from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.stderr import captured_native_stderr
 from edge4k.backends.litert.delegates import DELEGATES, cpu_fallbacks, intended_delegates
 from edge4k.backends.litert.quantize import RECIPES, quantize_tflite
-from importlib.metadata import version
 
 SIGNATURE = "serving_default"
 
