@@ -30,7 +30,7 @@ import pytest
 import edge4k
 from edge4k.kernels.colour import LUMA, XYZ_FROM_SRGB, inverse_smoothstep, srgb_decode
 from edge4k.kernels.raw import read_raw
-from edge4k.kernels.rawcolour import ColourOptions
+from edge4k.kernels.rawcolour import ColourOptions, _grey_world
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 MANIFEST = CORPUS / "manifest.csv"
@@ -185,14 +185,24 @@ def test_the_checks_pass_a_faithful_render_and_catch_a_white_balance_15_percent_
         measure(renderer, Path(sample_dng), dataclasses.replace(frame, orientation=3), looks=("neutral",))
 
 
+# Files with no as-shot white balance (the D30's cam_mul[0] is -1, the QuickTakes' cam_mul is
+# [0, 1, 0]): Edge4K falls back to its auto (grey edge, held to a white the camera can see),
+# LibRaw's use_camera_wb to its own auto (grey world). The cast between the two, neutral look, as
+# measured; test_without_an_as_shot_white_... below checks that the estimate is the whole difference.
+NO_AS_SHOT_WHITE = {
+    "canon_eos_d30.crw": "14.9",
+    "apple_quicktake_100_cat.qtk": "49.4 (a cat in foliage: grey world neutralises the green)",
+    "apple_quicktake_100_room.qtk": "12.0",
+    "apple_quicktake_150_houses.qtk": "8.3",
+    "apple_quicktake_150_night.qtk": "12.9",
+}
 # Files that fail today, with what fails: strict, so a fix shows up as an unexpected pass and the
 # entry is deleted; `raises` keeps any other failure a failure.
 KNOWN_FAILURES = {
     "kodak_dc120.kdc": (AssertionError, "non-square pixels (LibRaw's pixel_aspect 1.53): LibRaw stretches the "
                                         "frame to 1302x976, Edge4K keeps the sensor's 848x976"),
-    "canon_eos_d30.crw": (AssertionError, "no as-shot white balance (LibRaw's cam_mul[0] is -1): Edge4K falls back to "
-                                          "its auto (grey-edge on the camera's whites), LibRaw's use_camera_wb to its "
-                                          "auto (grey world); the two estimates differ by a cast of about 14"),
+    **{name: (AssertionError, f"no as-shot white balance: Edge4K's auto (grey edge) and LibRaw's (grey world) "
+                              f"differ by a cast of {cast}") for name, cast in NO_AS_SHOT_WHITE.items()},
 }
 
 
@@ -211,6 +221,23 @@ def test_corpus_file_renders_upright_finite_and_without_a_cast(row, renderer):
     for look, m in measured.items():
         assert m["cast"] <= CAST_BOUND and m["chroma"] <= CHROMA_BOUND, \
             f"{row['file']} {look}: cast {m['cast']:.2f} (bound {CAST_BOUND}), chroma {m['chroma']:.2f} (bound {CHROMA_BOUND})"
+
+
+@pytest.mark.parametrize("name", sorted(NO_AS_SHOT_WHITE))
+def test_without_an_as_shot_white_the_whole_difference_is_the_automatic_estimate(name, renderer):
+    """A file with no as-shot white balance, rendered at the white LibRaw falls back to (grey
+    world: the mean camera RGB of the cells with no channel clipped or black), is within both
+    bounds: its matrix, orientation and finishing agree with LibRaw's, and its known failure
+    above is the auto white balance alone. Neutral look only (the natural look adds a tone curve
+    the test undoes, not colour)."""
+    frame = read_raw(CORPUS / name)
+    assert frame.wb_source == "as-shot-missing", f"{name} has an as-shot white balance now"
+    at_grey_world = dataclasses.replace(frame, wb_gains=1.0 / _grey_world(frame), wb_source="multipliers")
+    measured = measure(renderer, CORPUS / name, at_grey_world, looks=("neutral",))
+    print(f"\n{name} at LibRaw's grey-world white: " + "; ".join(
+        f"{look} cast {m['cast']:.2f} chroma {m['chroma']:.2f}" for look, m in measured.items()))
+    for look, m in measured.items():
+        assert m["cast"] <= CAST_BOUND and m["chroma"] <= CHROMA_BOUND, (name, look, m)
 
 
 # ---- a real ground truth: the ColorChecker Classic in two files ---------------------------------
