@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.optional import require
 from edge4k.backends.base import BuildSpec
 from edge4k.backends.qnn import require_qnn
 from edge4k.backends.qnn.soc import DEFAULT_SOC
@@ -52,11 +53,7 @@ WEIGHTS = ("trained", "seed", "default-heads")
 def photo_raws(folder: Path, photos, seed: int) -> list[str]:
     """Unprocess scikit-image's bundled photos into DNGs (even sizes, ISO 400 noise,
     a random camera matrix each)."""
-    try:
-        from skimage import data
-    except ImportError:
-        raise Edge4KError("the benchmark makes its held-out RAWs from scikit-image's photos: "
-                          "pip install scikit-image") from None
+    data = require("skimage.data", "the benchmark's held-out RAWs (scikit-image's photos)")
     paths = []
     for i, (name, cfa) in enumerate(photos):
         img = getattr(data, name)()[..., :3].astype(np.float32) / 255.0

@@ -20,8 +20,7 @@ published configuration and the CPU path is left to measurement on the phone.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils._pytree import tree_leaves

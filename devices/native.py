@@ -10,10 +10,9 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 import importlib.util
-from importlib import metadata
 
 from edge4k.errors import Edge4KError
 from edge4k.optional import missing

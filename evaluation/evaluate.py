@@ -51,7 +51,8 @@ from edge4k.kernels.colour import HELD_OUT_CAMERAS, srgb_decode, srgb_encode
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import CFA_PATTERNS, RawCapture, draw_params, synthesize
 from edge4k.errors import Edge4KError
-from edge4k.files import atomic_output
+from edge4k.optional import require
+from edge4k.files import atomic_output, sha256_file
 from edge4k.kernels.postprocess import LOOKS, finish
 from edge4k.kernels.raw import RawFrame, compand, normalised_gains, pack_linear, prepare, read_raw
 from edge4k.datasets.photos import load_split, read_srgb
@@ -62,7 +63,6 @@ from edge4k.models.blocks import mhc_demosaic_weight
 from edge4k.models.cost import gmac_per_megapixel
 from edge4k.runtime.backends import Backend, EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
-from edge4k.files import sha256_file
 
 EVAL_SEED = 2024
 SETS = ("held-out", "kodak24", "mcmaster18")
@@ -141,8 +141,8 @@ def cfa_image(frame: RawFrame) -> np.ndarray:
 
 
 def run_menon(path, frame):
-    from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
-    return np.clip(demosaicing_CFA_Bayer_Menon2007(cfa_image(frame), pattern=frame.cfa), 0, 1)
+    menon = require("colour_demosaicing", "the Menon 2007 baseline").demosaicing_CFA_Bayer_Menon2007
+    return np.clip(menon(cfa_image(frame), pattern=frame.cfa), 0, 1)
 
 
 def run_mhc(path, frame):
@@ -179,7 +179,7 @@ def load_demosaicnet():
         shim.resource_filename = lambda mod, rel: os.path.join(os.path.dirname(sys.modules[mod].__file__), rel)
         sys.modules["pkg_resources"] = shim
     try:
-        import demosaicnet
+        demosaicnet = require("demosaicnet", "the demosaicnet baseline")
         net = demosaicnet.BayerDemosaick(pretrained=True).eval()   # valid convolutions, as its demo uses it
     finally:
         if shim is not None and sys.modules.get("pkg_resources") is shim:
@@ -251,8 +251,10 @@ def finished(linear: np.ndarray, frame: RawFrame, exposure: float, look: str) ->
 # ---- metrics ----------------------------------------------------------------------------------
 
 def metrics(target: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    import colour
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    colour = require("colour", "CIEDE2000")
+    skimage_metrics = require("skimage.metrics", "PSNR and SSIM")
+    peak_signal_noise_ratio, structural_similarity = (skimage_metrics.peak_signal_noise_ratio,
+                                                      skimage_metrics.structural_similarity)
     t, o = np.asarray(target, np.float64), np.clip(np.asarray(out, np.float64), 0, 1)
     if not np.all(np.isfinite(out)):
         return dict.fromkeys(("psnr", "ssim", "de2000_mean", "de2000_p95", "de2000_cast"), float("nan"))

@@ -35,17 +35,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from edge4k.errors import Edge4KError
+from edge4k.optional import require
 from edge4k.files import atomic_output
 
-from edge4k.models.checkpoint import save_checkpoint
+from edge4k.models.checkpoint import describe, load_model, read_safetensors, save_checkpoint
 from edge4k.models.config import get_preset
 from edge4k.training.data import PairSampler
 from edge4k.models.e4k import build_model
 from edge4k.datasets.photos import load_folder, load_split
 from edge4k.kernels.postprocess import finish
-from edge4k.models.checkpoint import describe, read_safetensors
 from edge4k.datasets.shards import open_shards
-from edge4k.models.checkpoint import load_model
 
 SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100
@@ -192,7 +191,7 @@ def _any(flag: bool, world: int, device) -> bool:
 # ---- outputs ----------------------------------------------------------------------------------
 
 def plot_loss_curve(log_path: Path, png_path: Path, keys=("loss", "l1_neutral", "l1_natural", "1-ssim")) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "the loss-curve plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
