@@ -11,8 +11,7 @@ from typing import Callable
 
 import torch
 
-from edge4k.kernels.raw import PHASE_PAD
-from edge4k.kernels.tiling import TilePlan, plan_tiles
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, plan_frame
 from edge4k.models import E4KConfig, E4KNet
 
 # Lowest per-stage PSNR (dB, against eager fp32 on held-out calibration tiles) a
@@ -27,8 +26,8 @@ class BuildSpec:
     preset: str
     width: int
     height: int
-    tile: int | None = 512
-    overlap: int = 32   # runtime.pipeline.TileOptions: why 32
+    tile: int | None = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
     native: bool = False
     batch: int = 1
     precision: str = "fp32"
@@ -37,9 +36,9 @@ class BuildSpec:
     options: dict = field(default_factory=dict)   # target-specific (observer, keep-fp32 layers, SoC, ...)
 
     def plan(self, cfg: E4KConfig) -> TilePlan:
-        """Tiles over the frame as the RAW frontend pads it (kernels.raw.PHASE_PAD)."""
-        return plan_tiles(self.height + PHASE_PAD, self.width + PHASE_PAD, compression=cfg.compression,
-                          tile=self.tile, overlap=self.overlap, native=self.native)
+        """Tiles over the frame as the RAW frontend pads it."""
+        return plan_frame(self.height, self.width, compression=cfg.compression, tile=self.tile,
+                          overlap=self.overlap, native=self.native)
 
 
 def example_inputs(cfg: E4KConfig, plan: TilePlan, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:

@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from edge4k.files import atomic_output
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import unprocess
@@ -179,8 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default="reports/bench")
     p.add_argument("--preset", default="e4k-s-f16")
     p.add_argument("--resolution", default="3840x2160")
-    p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     p.add_argument("--precisions", default="fp32,int8,w4a8")
     p.add_argument("--native", action="store_true", help="also compile and run one-tile native builds")
     p.add_argument("--native-precisions", default="fp32,int8")

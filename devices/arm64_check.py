@@ -22,6 +22,7 @@ import numpy as np
 
 from edge4k.devices.native import RUNNER, build_aarch64_linux, build_host, check_cross_toolchain, qemu_command
 from edge4k.errors import Edge4KError
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.benchmarks.frame4k import edge4k, make_input
 from edge4k.kernels.raw import read_raw, write_bayer
 
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="e4k-s-f16")
     parser.add_argument("--resolution", default="3840x2160", help="WIDTHxHEIGHT of the synthetic RAW frame")
     parser.add_argument("--quant", default="fp32,int8", help="comma-separated android-xnnpack precisions")
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     args = parser.parse_args(argv)
     try:
         check_cross_toolchain()

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, "RawFrame"]
 
-DEFAULT_TILE, DEFAULT_OVERLAP = 512, 32   # runtime.pipeline.TileOptions' defaults (kept import-free)
-
 
 def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
@@ -77,8 +75,10 @@ def one_line(fn):
 
 def tile_options(*, tile: int | None = None, overlap: int | None = None, native: bool = False,
                  batch: int | None = None) -> "TileOptions":
-    """Eager tiling from the user's choices. Without a tile size it is the default (512, overlap
-    32), which fits itself to a smaller frame (one tile, or a smaller one) instead of refusing."""
+    """Eager tiling from the user's choices. Without a tile size it is the default (kernels.tiling's
+    DEFAULT_TILE and DEFAULT_OVERLAP), which fits itself to a smaller frame (one tile, or a smaller
+    one) instead of refusing."""
+    from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from edge4k.runtime.pipeline import TileOptions
     for name, value, minimum in (("batch", batch, 1), ("tile", tile, 1), ("overlap", overlap, 0)):
         check_at_least(name, value, minimum)

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.models import E4KNet
 
 LIVE_TENSOR_FACTOR = 3   # input + output + one residual branch alive at the widest layer
@@ -73,7 +74,8 @@ def estimate_tile_bytes(model: E4KNet, tile_h: int, tile_w: int, batch: int = 1)
     return int(total)
 
 
-def check_fits(need: int | None, what: str, hint: str = "use tiled mode (--tile 512 --overlap 32)") -> int | None:
+def check_fits(need: int | None, what: str,
+               hint: str = f"use tiled mode (--tile {DEFAULT_TILE} --overlap {DEFAULT_OVERLAP})") -> int | None:
     """Refuse work whose estimated working set exceeds the available memory."""
     have = available_bytes()
     if need is not None and need > have:

@@ -33,16 +33,13 @@ from edge4k.runtime import memory
 from edge4k.runtime.backends import Backend
 from edge4k.kernels.threads import run_threads
 from edge4k.runtime.profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
-from edge4k.kernels.tiling import TilePlan, packed_tile, plan_tiles
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, packed_tile, phase_padded, plan_frame
 
 
 @dataclass(frozen=True)
 class TileOptions:
-    tile: int | None = 512
-    # 32, not 64: at 4K, 40 tiles of 512 instead of 45, and the tiling study (docs/RESEARCH.md,
-    # "Native 4K against tiled 4K") finds it as close to native as 64 (61.7 against 61.4 dB, the
-    # same 2.3-level largest error, seams no stronger than the native image's at the same lines).
-    overlap: int = 32
+    tile: int | None = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
     native: bool = False
     batch: int = 1
     native_size: tuple[int, int] | None = None   # a native build's fixed padded (height, width)
@@ -58,7 +55,7 @@ class TileOptions:
     def fitted(self, compression: int, height: int, width: int) -> "TileOptions":
         """These options for a height x width RAW frame: the default tiling (fit) made to fit a
         frame smaller than its tile (fitted_tiling); any other tiling as it is."""
-        ph, pw = height + PHASE_PAD, width + PHASE_PAD
+        ph, pw = phase_padded(height, width)
         if not self.fit or self.native or (ph >= self.tile and pw >= self.tile):
             return self
         tile, overlap, native = fitted_tiling(ph, pw, self.tile, self.overlap, compression)
@@ -66,12 +63,12 @@ class TileOptions:
 
     def plan(self, cfg: E4KConfig, height: int, width: int) -> TilePlan:
         """Tiles over a height x width RAW frame as the frontend pads it."""
-        ph, pw = height + PHASE_PAD, width + PHASE_PAD
+        ph, pw = phase_padded(height, width)
         opts = self.fitted(cfg.compression, height, width)
         if opts.compiled and not opts.native and (ph < opts.tile or pw < opts.tile):
             raise BuildMismatch(f"a {width}x{height} frame is smaller than this build's {opts.tile}x{opts.tile} tile; "
                                 f"compile one with a smaller --tile, or --native --resolution {width}x{height}")
-        plan = plan_tiles(ph, pw, compression=cfg.compression, tile=opts.tile, overlap=opts.overlap,
+        plan = plan_frame(height, width, compression=cfg.compression, tile=opts.tile, overlap=opts.overlap,
                           native=opts.native)
         padded = (plan.padded_height, plan.padded_width)
         if self.native_size and padded != self.native_size:
@@ -222,7 +219,8 @@ def check_fits(source, backend: Backend, opts: TileOptions) -> int | None:
     tile = backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch)
     what = (f"a {plan.tile_width}x{plan.tile_height} tile" if opts.native else
             f"a {frame.width}x{frame.height} frame in {plan.tile_width}x{plan.tile_height} tiles")
-    hint = "use tiled mode (--tile 512 --overlap 32)" if opts.native else "use a smaller frame or --batch"
+    hint = (f"use tiled mode (--tile {DEFAULT_TILE} --overlap {DEFAULT_OVERLAP})" if opts.native
+            else "use a smaller frame or --batch")
     memory.check_fits(frame_bytes + (tile or 0), what, hint=hint)
     return tile if opts.native else None
 
@@ -332,7 +330,7 @@ def process_half_size(source, cfg: E4KConfig, *, look: str = DEFAULT_LOOK,
     check_look(look)
     colour = colour or ColourOptions()
     frame = colour.apply(source if isinstance(source, RawFrame) else read_raw(source))
-    prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, frame.height + PHASE_PAD, frame.width + PHASE_PAD)
+    prep, padded = cpp.prepare_padded(frame, cfg.thumb_size, *phase_padded(frame.height, frame.width))
     # the padded frame starts one packed cell before the frame (phase_padding: 2 + dy rows, 2 + dx columns)
     cells = torch.as_tensor(padded)[:, 1:1 + frame.height // 2, 1:1 + frame.width // 2].double() ** 2
     green = ((cells[1] + cells[2]) / 2).sqrt()

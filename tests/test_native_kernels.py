@@ -14,7 +14,7 @@ from edge4k.kernels import colourspace
 from edge4k.kernels.colourspace import OUTPUT_SPACES
 from edge4k.kernels.postprocess import LOOKS, finish, orient, quantise
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, noise_estimate, pack, prepare, thumbnail
-from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_tiles
+from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_frame, plan_tiles
 
 F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 
@@ -219,9 +219,9 @@ def test_reflection_padding_is_exact(lib, h, w, f):
     np.testing.assert_array_equal(out, pad_packed(packed, plan.padded_height, plan.padded_width).numpy())
 
 
-def c_plan(lib, h, w, f, tile, overlap, native=False):
+def c_plan(lib, h, w, f, tile, overlap, native=False, fn="e4k_plan_tiles"):
     origins, info = np.zeros(2 * 4096, np.int32), np.zeros(5, np.int32)
-    call(lib, "e4k_plan_tiles", h, w, f, tile, overlap, int(native), 4096, origins.ctypes.data_as(ctypes.c_void_p),
+    call(lib, fn, h, w, f, tile, overlap, int(native), 4096, origins.ctypes.data_as(ctypes.c_void_p),
          info.ctypes.data_as(ctypes.c_void_p))
     return tuple(info[:4]), [tuple(o) for o in origins[:2 * info[4]].reshape(-1, 2).tolist()]
 
@@ -234,6 +234,16 @@ def test_tile_plans_are_identical(lib, h, w, f, tile, overlap):
     sizes, origins = c_plan(lib, h, w, f, tile, overlap)
     assert sizes == (plan.padded_height, plan.padded_width, plan.tile_height, plan.tile_width)
     assert origins == list(plan.origins)
+
+
+@pytest.mark.parametrize("h, w, tile, overlap, native", [(512, 512, 128, 32, False), (2160, 3840, 512, 32, False),
+                                                         (250, 378, 0, 0, True)])
+def test_frame_plans_are_identical(lib, h, w, tile, overlap, native):
+    """The runner's plan for a RAW frame: the same phase padding (PHASE_PAD) as kernels/raw.py's."""
+    plan = plan_frame(h, w, compression=16, tile=tile or None, overlap=overlap, native=native)
+    sizes, origins = c_plan(lib, h, w, 16, tile, overlap, native, fn="e4k_plan_frame")
+    assert sizes == (plan.padded_height, plan.padded_width, plan.tile_height, plan.tile_width)
+    assert origins == list(plan.origins) and plan.padded_height >= h + PHASE_PAD
 
 
 @pytest.mark.parametrize("tile, overlap, needle", [(100, 16, "multiple of the latent"), (128, 128, "smaller than"),

@@ -149,18 +149,27 @@ int e4k_pad_reflect(const float* in, int channels, int height, int width, int pa
 }
 
 // origins: room for max_tiles (y, x) pairs; info: padded h, padded w, tile h, tile w, tile count.
+static void copy_plan(const TilePlan& p, int max_tiles, int* origins, int* info) {
+  const int n = static_cast<int>(p.origins.size());
+  if (n > max_tiles) throw Error("more than " + std::to_string(max_tiles) + " tiles");
+  for (int k = 0; k < n; ++k) {
+    origins[2 * k] = p.origins[k].first;
+    origins[2 * k + 1] = p.origins[k].second;
+  }
+  const int values[5] = {p.padded_height, p.padded_width, p.tile_height, p.tile_width, n};
+  std::memcpy(info, values, sizeof values);
+}
+
 int e4k_plan_tiles(int height, int width, int f, int tile, int overlap, int native, int max_tiles, int* origins,
                    int* info) {
+  return guarded([&] { copy_plan(make_plan(height, width, f, tile, overlap, native), max_tiles, origins, info); });
+}
+
+// The same for a height x width RAW frame: plan_frame (the phase padding added).
+int e4k_plan_frame(int height, int width, int f, int tile, int overlap, int native, int max_tiles, int* origins,
+                   int* info) {
   return guarded([&] {
-    const auto p = make_plan(height, width, f, tile, overlap, native);
-    const int n = static_cast<int>(p.origins.size());
-    if (n > max_tiles) throw Error("more than " + std::to_string(max_tiles) + " tiles");
-    for (int k = 0; k < n; ++k) {
-      origins[2 * k] = p.origins[k].first;
-      origins[2 * k + 1] = p.origins[k].second;
-    }
-    const int values[5] = {p.padded_height, p.padded_width, p.tile_height, p.tile_width, n};
-    std::memcpy(info, values, sizeof values);
+    copy_plan(plan_frame(height, width, f, tile, overlap, native != 0), max_tiles, origins, info);
   });
 }
 

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <string>
 
+#include "frontend.h"
+
 namespace edge4k {
 
 // numpy's "reflect" index for i in [0, n + pad): mirror about the last sample.
@@ -79,6 +81,10 @@ TilePlan plan_tiles(int height, int width, int f, int tile, int overlap, bool na
   for (int y : axis_origins(p.padded_height, tile, tile - overlap))
     for (int x : axis_origins(p.padded_width, tile, tile - overlap)) p.origins.emplace_back(y, x);
   return p;
+}
+
+TilePlan plan_frame(int height, int width, int f, int tile, int overlap, bool native) {
+  return plan_tiles(height + PHASE_PAD, width + PHASE_PAD, f, tile, overlap, native);
 }
 
 // kernels/tiling.py:_ramp, operation for operation in float32.

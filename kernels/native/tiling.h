@@ -30,6 +30,10 @@ struct TilePlan {
 // Where the tiles go; throws Error for combinations that cannot work.
 TilePlan plan_tiles(int height, int width, int compression, int tile, int overlap, bool native);
 
+// The tiles over a height x width RAW frame as the frontend pads it (frontend.h: PHASE_PAD more
+// pixels each way): what the runner plans for a frame.
+TilePlan plan_frame(int height, int width, int compression, int tile, int overlap, bool native);
+
 // (tile_height, tile_width) weight of the tile at (y, x), row-major.
 std::vector<float> blend_weight(const TilePlan& plan, int y, int x);
 

@@ -219,9 +219,9 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
   check_frame(frame);
   const Build& b = build_;
-  TilePlan plan;   // over the frame as the frontend pads it (PHASE_PAD more each way)
+  TilePlan plan;
   try {
-    plan = plan_tiles(frame.height + PHASE_PAD, frame.width + PHASE_PAD, b.compression, b.tile, b.overlap, b.native);
+    plan = plan_frame(frame.height, frame.width, b.compression, b.tile, b.overlap, b.native);
   } catch (const Error& e) {
     throw BuildError(std::string(e.what()) + " of this build (" + basename_of(b.dir) + ")");
   }
