@@ -42,6 +42,8 @@ def missing(needed_by: str, module: str, error: ImportError | None = None) -> Ed
 
 def require(module: str, needed_by: str) -> ModuleType:
     """Import an optional module (dotted names too), or raise missing()'s error."""
+    if module.split(".")[0] not in EXTRAS:
+        raise KeyError(f"{module} is not an optional dependency listed in edge4k.optional.EXTRAS")
     try:
         return importlib.import_module(module)
     except ImportError as e:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from edge4k.optional import EXTRAS
+from edge4k.errors import Edge4KError
+from edge4k.optional import EXTRAS, missing, require
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
@@ -157,3 +158,15 @@ def test_each_optional_module_names_an_extra_that_installs_it():
     for module, (distribution, extra) in EXTRAS.items():
         pinned = [requirement.split("==")[0] for requirement in extras[extra]]
         assert distribution in pinned, (module, distribution, extra)
+
+
+def test_require_says_which_extra_installs_a_missing_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "demosaicnet", None)   # import demosaicnet raises ImportError
+    with pytest.raises(Edge4KError, match=r"^the baseline needs demosaicnet \(demosaicnet is missing\): "
+                                          r"pip install 'edge4k\[train\]'$"):
+        require("demosaicnet", "the baseline")
+    # a toolchain of several modules: the error names the one that failed
+    error = missing("the android-qnn target", "onnxruntime_qnn", ImportError("no onnx", name="onnx"))
+    assert str(error) == "the android-qnn target needs onnx (onnx is missing): pip install 'edge4k[qnn]'"
+    with pytest.raises(KeyError, match="numpy is not an optional dependency"):
+        require("numpy", "anything")
