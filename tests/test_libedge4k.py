@@ -41,6 +41,10 @@ class OpenOptions(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int), ("expect_preset", ctypes.c_char_p), ("look", ctypes.c_char_p)]
 
 
+class Finishing(ctypes.Structure):
+    _fields_ = [("exposure_ev", ctypes.c_double), ("highlights", ctypes.c_char_p), ("output_space", ctypes.c_char_p)]
+
+
 @pytest.fixture(scope="module")
 def lib(native_build):
     lib = ctypes.CDLL(str(native_build / LIBRARY))
@@ -54,6 +58,9 @@ def lib(native_build):
                                   ctypes.c_size_t]
     lib.edge4k_profile_json.argtypes = [ctypes.c_void_p]
     lib.edge4k_close.argtypes = [ctypes.c_void_p]
+    lib.edge4k_set_finishing.argtypes = [ctypes.c_void_p, ctypes.POINTER(Finishing)]
+    lib.edge4k_icc_profile.restype = ctypes.c_void_p
+    lib.edge4k_icc_profile.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
     return lib
 
 
@@ -135,3 +142,58 @@ def test_ctypes_open_refuses_another_preset_and_null(lib, phone_run):
     assert not handle.value
     assert lib.edge4k_open(None, None, ctypes.byref(handle)) == INVALID_ARGUMENT
     assert lib.edge4k_version().decode() == "0.1.0"
+
+
+def test_ctypes_finishing_equals_the_runner_cli_and_embeds_its_profile(lib, runner, phone_run, sample_dng, tmp_path):
+    """edge4k_set_finishing: the runner CLI's --exposure, --highlights and --output-space (tested against
+    Python in test_native_runner.py), and edge4k_icc_profile the space's profile as Python writes it."""
+    import tifffile
+    from edge4k.kernels.colourspace import icc_profile
+    raw = read_raw(sample_dng)
+    bayer = np.ascontiguousarray(raw.bayer, np.uint16)
+    options = Finishing(0.7, b"reconstruct", b"adobe-rgb")
+    assert lib.edge4k_set_finishing(runner, ctypes.byref(options)) == OK, lib.edge4k_last_error()
+    out = np.zeros((raw.height, raw.width, 3), np.uint16)
+    assert lib.edge4k_render(runner, ctypes.byref(c_frame(raw, bayer)), 16, out.ctypes.data, out.nbytes) == OK
+    size = ctypes.c_size_t()
+    icc = ctypes.string_at(lib.edge4k_icc_profile(runner, ctypes.byref(size)), size.value)
+    assert icc == icc_profile("adobe-rgb")
+    sidecar = write_bayer(raw, tmp_path / "frame.json", source=sample_dng)
+    done = subprocess.run([str(phone_run.runner), "--artifacts", str(phone_run.out / "build"), "--input", str(sidecar),
+                           "-o", str(tmp_path / "cli.tif"), "--exposure", "0.7", "--highlights", "reconstruct",
+                           "--output-space", "adobe-rgb"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(out, tifffile.imread(tmp_path / "cli.tif"))
+    import json
+    output = json.loads(lib.edge4k_profile_json(runner))["output"]
+    assert output["output_space"] == "adobe-rgb" and output["colour"] == {"exposure_ev": 0.7, "highlights": "reconstruct"}
+    # back to the defaults: a zeroed struct; sRGB has no profile to embed
+    assert lib.edge4k_set_finishing(runner, ctypes.byref(Finishing())) == OK
+    assert lib.edge4k_icc_profile(runner, ctypes.byref(size)) is None and size.value == 0
+
+
+@pytest.mark.parametrize("options, needle", [
+    (Finishing(10.5, None, None), "exposure must be within -10..+10 EV, got 10.5"),
+    (Finishing(0, b"blend", None), "unknown highlight mode 'blend'; valid: clip, reconstruct"),
+    (Finishing(0, None, b"p3"), "unknown output space 'p3'; valid: srgb, display-p3"),
+])
+def test_ctypes_bad_finishing_is_a_status_and_one_line_and_changes_nothing(lib, runner, options, needle):
+    kept = Finishing(1.0, None, b"prophoto")
+    assert lib.edge4k_set_finishing(runner, ctypes.byref(kept)) == OK
+    assert lib.edge4k_set_finishing(runner, ctypes.byref(options)) == INVALID_ARGUMENT
+    message = lib.edge4k_last_error().decode()
+    assert needle in message and "\n" not in message
+    size = ctypes.c_size_t()
+    from edge4k.kernels.colourspace import icc_profile
+    assert ctypes.string_at(lib.edge4k_icc_profile(runner, ctypes.byref(size)), size.value) == icc_profile("prophoto")
+    assert lib.edge4k_set_finishing(runner, None) == INVALID_ARGUMENT
+
+
+def test_ctypes_refuses_a_wide_space_at_8_bits(lib, runner, sample_dng):
+    raw = read_raw(sample_dng)
+    bayer = np.ascontiguousarray(raw.bayer, np.uint16)
+    assert lib.edge4k_set_finishing(runner, ctypes.byref(Finishing(0, None, b"rec2020-linear"))) == OK
+    out = np.full(raw.height * raw.width * 3, 7, np.uint8)
+    assert lib.edge4k_render(runner, ctypes.byref(c_frame(raw, bayer)), 8, out.ctypes.data, out.nbytes) == INVALID_ARGUMENT
+    assert "output space rec2020-linear needs a 16-bit image" in lib.edge4k_last_error().decode()
+    assert (out == 7).all()

@@ -102,6 +102,81 @@ def test_runner_meters_a_bright_scene_like_python(phone_run, tmp_path):
     assert psnr(read_ppm16(tmp_path / "c.ppm"), tifffile.imread(tmp_path / "py.tif"), 65535) >= MIN_PSNR_DB
 
 
+@pytest.fixture(scope="module")
+def clipped_dng(tmp_path_factory):
+    """A capture whose bright sky clips in some channels but not all: what --highlights reconstruct rebuilds."""
+    from edge4k.datasets.dng import write_dng
+    from edge4k.datasets.unprocess import unprocess
+    scene = np.clip(0.5 + 0.9 * smooth_image(256, 256, seed=7), 0, 1)
+    cap = unprocess(scene, cfa="RGGB", iso=None, ev=2.0, bits=14, black_level=512, rng=np.random.default_rng(3))
+    return write_dng(tmp_path_factory.mktemp("clipped") / "clipped.dng", cap)
+
+
+@pytest.mark.parametrize("options", [
+    ["--exposure", "1"], ["--look", "neutral", "--exposure", "-0.5"], ["--highlights", "reconstruct"],
+    ["--look", "neutral", "--highlights", "reconstruct", "--exposure", "0.5"],
+    ["--output-space", "display-p3"], ["--output-space", "adobe-rgb"], ["--look", "neutral", "--output-space", "prophoto"],
+    ["--output-space", "rec2020-linear", "--exposure", "-1"],
+])
+def test_runner_finishing_options_match_python(phone_run, sample_dng, clipped_dng, tmp_path, options):
+    """--exposure, --highlights and --output-space: the runner's image, its ICC profile and its
+    profile's record against `edge4k run` on the same build."""
+    from edge4k.kernels.colourspace import icc_profile
+    raw = clipped_dng if "--highlights" in options else sample_dng
+    build = phone_run.out / "build"
+    assert main(["run", str(raw), "-o", str(tmp_path / "py.tif"), "--backend", "executorch", "--artifacts", str(build),
+                 "--profile", str(tmp_path / "py.json"), *options]) == 0
+    sidecar = write_bayer(read_raw(raw), tmp_path / "frame.json", source=raw)
+    runner(phone_run, "--artifacts", build, "--input", sidecar, "-o", tmp_path / "c.tif", "--profile",
+           tmp_path / "c.json", *options)
+    ours, theirs = tifffile.imread(tmp_path / "c.tif"), tifffile.imread(tmp_path / "py.tif")
+    assert psnr(ours, theirs, 65535) >= MIN_PSNR_DB
+    if "--highlights" in options:   # the reconstruction did something on this frame
+        runner(phone_run, "--artifacts", build, "--input", sidecar, "-o", tmp_path / "clip.tif",
+               *[o for o in options if o not in ("--highlights", "reconstruct")])
+        assert psnr(tifffile.imread(tmp_path / "clip.tif"), ours, 65535) < 50
+    space = options[options.index("--output-space") + 1] if "--output-space" in options else "srgb"
+    if space != "srgb":   # the same ICC profile as Python's, in the TIFF and in a 16-bit PNG
+        with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+            assert tif.pages[0].tags[34675].value == icc_profile(space)
+        runner(phone_run, "--artifacts", build, "--input", sidecar, "-o", tmp_path / "c.png", "--bits", "16", *options)
+        assert Image.open(tmp_path / "c.png").info["icc_profile"] == icc_profile(space)
+    ours_p, theirs_p = json.loads((tmp_path / "c.json").read_text()), json.loads((tmp_path / "py.json").read_text())
+    validate_profile(ours_p)
+    for key in ("output_space", "look"):
+        assert ours_p["output"][key] == theirs_p["output"][key]
+    assert ours_p["output"]["colour"] == theirs_p["output"]["colour"]
+    assert ours_p["output"]["exposure_gain"] == pytest.approx(theirs_p["output"]["exposure_gain"], rel=1e-4)
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--exposure", "11", "exposure must be within -10..+10 EV, got 11"),
+    ("--exposure", "one", "--exposure must be a number, got 'one'"),
+    ("--highlights", "blend", "unknown highlight mode 'blend'; valid: clip, reconstruct"),
+    ("--output-space", "p3", "unknown output space 'p3'; valid: srgb, display-p3, adobe-rgb, prophoto, rec2020-linear"),
+])
+def test_runner_finishing_options_refuse_bad_values_in_one_line(phone_run, frame, tmp_path, flag, value, words):
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "o.png",
+                  flag, value, check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 2 and len(errors) == 1 and words in errors[0], done.stderr
+
+
+def test_runner_refuses_a_wide_space_at_8_bits_in_one_line(phone_run, frame, tmp_path):
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "o.png",
+                  "--output-space", "prophoto", check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert "output space prophoto needs a 16-bit image" in errors[0] and not (tmp_path / "o.png").exists()
+
+
+def test_runner_png_says_srgb(phone_run, frame, tmp_path):
+    """The default sRGB image carries PNG's sRGB chunk (Python embeds LittleCMS's sRGB profile)."""
+    runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "o.png")
+    data = (tmp_path / "o.png").read_bytes()
+    assert b"sRGB\0" in data[:64] and b"iCCP" not in data
+
+
 def fake_sysfs(root, status="Discharging"):
     files = {"class/power_supply/AC/type": "Mains", "class/power_supply/battery/type": "Battery",
              "class/power_supply/battery/status": status, "class/power_supply/battery/current_now": "-350000",

@@ -40,6 +40,10 @@ typedef enum edge4k_status {
 
 typedef struct edge4k_runner edge4k_runner;
 
+/* What this header declares beyond the first release, for apps that check at compile time:
+ * 2: edge4k_set_finishing and edge4k_icc_profile. Additions only: older callers keep working. */
+#define EDGE4K_API_LEVEL 2
+
 typedef struct edge4k_open_options {
   int threads;               /* <= 0: the engine's default. ExecuTorch builds share one thread pool per
                                 process: while another runner is open, a different count is refused
@@ -79,6 +83,22 @@ EDGE4K_EXPORT size_t edge4k_output_bytes(int width, int height, int bits);
  * the runner's profile. */
 EDGE4K_EXPORT edge4k_status edge4k_render(edge4k_runner* runner, const edge4k_frame* frame, int bits, void* rgb,
                                           size_t rgb_bytes);
+
+/* Finishing beyond the look, as `edge4k run`'s --exposure, --highlights and --output-space
+ * (kernels/rawcolour.py, kernels/colourspace.py). A zeroed struct is the default. */
+typedef struct edge4k_finishing {
+  double exposure_ev;       /* exposure compensation in stops, -10..+10, on top of either look */
+  const char* highlights;   /* "clip" (NULL: the default) or "reconstruct" (clipped channels rebuilt from the others) */
+  const char* output_space; /* "srgb" (NULL: the default), "display-p3", "adobe-rgb", "prophoto" or
+                               "rec2020-linear" (prophoto and rec2020-linear render at 16 bits only) */
+} edge4k_finishing;
+
+/* Sets the finishing of this runner's renders from now on (API level 2). On failure
+ * (EDGE4K_INVALID_ARGUMENT: a value out of range, an unknown name) the runner's finishing is unchanged. */
+EDGE4K_EXPORT edge4k_status edge4k_set_finishing(edge4k_runner* runner, const edge4k_finishing* finishing);
+/* The ICC profile the image of the current output space embeds, *size bytes (API level 2);
+ * NULL and 0 for sRGB (tag the image as sRGB). Valid until the next edge4k_set_finishing. */
+EDGE4K_EXPORT const void* edge4k_icc_profile(edge4k_runner* runner, size_t* size);
 
 /* Median, min and max milliseconds of one stage ("raw_preprocess", "global", "encoder",
  * "backbone", "decoder", "postprocess" or "total") over the renders since open or reset. */

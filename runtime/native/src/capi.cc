@@ -14,6 +14,7 @@
 struct edge4k_runner {
   std::unique_ptr<edge4k::Pipeline> pipeline;
   std::string profile;   // the last edge4k_profile_json() text
+  std::string icc;       // the output space's ICC profile (empty: sRGB)
 };
 
 namespace {
@@ -99,7 +100,7 @@ edge4k_status edge4k_open(const char* build_dir, const edge4k_open_options* opti
   edge4k_runner* runner = nullptr;
   const edge4k_status status = guarded([&] {
     auto pipeline = std::make_unique<edge4k::Pipeline>(build_dir, threads, preset, look);
-    runner = new edge4k_runner{std::move(pipeline), {}};
+    runner = new edge4k_runner{std::move(pipeline), {}, {}};
   });
   *out = runner;
   return status;
@@ -116,6 +117,11 @@ edge4k_status edge4k_render(edge4k_runner* runner, const edge4k_frame* frame, in
   if (!runner) return fail(EDGE4K_INVALID_ARGUMENT, "runner is NULL");
   if (!rgb) return fail(EDGE4K_INVALID_ARGUMENT, "rgb is NULL");
   if (bits != 8 && bits != 16) return fail(EDGE4K_INVALID_ARGUMENT, "bits must be 8 or 16, got " + std::to_string(bits));
+  const edge4k::OutputSpace space = runner->pipeline->finishing().space;
+  if (bits < edge4k::output_space_min_bits(space))   // kernels/colourspace.py: check_bits
+    return fail(EDGE4K_INVALID_ARGUMENT, std::string("output space ") + edge4k::output_space_name(space) +
+                                             " needs a 16-bit image (.tif, or .png with --bits 16); " +
+                                             std::to_string(bits) + "-bit would band");
   edge4k::BayerFrame bayer;
   if (const edge4k_status s = to_bayer(frame, &bayer); s != EDGE4K_OK) return s;
   const size_t needed = edge4k_output_bytes(frame->width, frame->height, bits);
@@ -129,6 +135,34 @@ edge4k_status edge4k_render(edge4k_runner* runner, const edge4k_frame* frame, in
     runner->pipeline->render(bayer, bits, &pixels);
     std::memcpy(rgb, pixels.data(), needed);
   });
+}
+
+edge4k_status edge4k_set_finishing(edge4k_runner* runner, const edge4k_finishing* finishing) {
+  if (!runner) return fail(EDGE4K_INVALID_ARGUMENT, "runner is NULL");
+  if (!finishing) return fail(EDGE4K_INVALID_ARGUMENT, "finishing is NULL");
+  try {
+    edge4k::Finishing f;
+    f.ev = finishing->exposure_ev;
+    if (finishing->highlights) f.highlights = edge4k::parse_highlights(finishing->highlights);
+    if (finishing->output_space) f.space = edge4k::parse_output_space(finishing->output_space);
+    runner->pipeline->set_finishing(f);
+    runner->icc = edge4k::icc_profile(f.space);
+  } catch (const edge4k::Error& e) {
+    return fail(EDGE4K_INVALID_ARGUMENT, e.what());
+  }
+  last_error.clear();
+  return EDGE4K_OK;
+}
+
+const void* edge4k_icc_profile(edge4k_runner* runner, size_t* size) {
+  if (size) *size = 0;
+  if (!runner || !size) {
+    fail(EDGE4K_INVALID_ARGUMENT, "runner and size must not be NULL");
+    return nullptr;
+  }
+  last_error.clear();
+  *size = runner->icc.size();
+  return runner->icc.empty() ? nullptr : runner->icc.data();
 }
 
 edge4k_status edge4k_stage_latency_ms(edge4k_runner* runner, const char* stage, double* median, double* min,

@@ -162,7 +162,10 @@ std::string samples_bytes(const void* pixels, int width, int height, int bits, b
   return out;
 }
 
-std::string encode_png(const void* pixels, int width, int height, int bits) {
+// An ICC profile: iCCP (the profile's name, compression method 0, the zlib stream); none: the sRGB
+// chunk (rendering intent 0, perceptual), which says the same of sRGB in one byte.
+std::string encode_png(const void* pixels, int width, int height, int bits, const std::string& icc,
+                       const std::string& icc_name) {
   const std::string samples = samples_bytes(pixels, width, height, bits, true);
   const size_t row = static_cast<size_t>(width) * 3 * (bits / 8);
   std::string ihdr;
@@ -172,6 +175,10 @@ std::string encode_png(const void* pixels, int width, int height, int bits) {
   ihdr += std::string("\x02\x00\x00\x00", 4);   // RGB, deflate, adaptive filtering, no interlace
   std::string png = "\x89PNG\r\n\x1a\n";
   chunk(png, "IHDR", ihdr);
+  if (icc.empty())
+    chunk(png, "sRGB", std::string(1, '\0'));
+  else
+    chunk(png, "iCCP", icc_name + std::string(2, '\0') + deflate_bytes(icc));
   chunk(png, "IDAT", deflate_bytes(filter_rows(reinterpret_cast<const uint8_t*>(samples.data()), row, height,
                                                3 * (bits / 8))));
   chunk(png, "IEND", "");
@@ -200,8 +207,9 @@ std::vector<uint16_t> horizontal_differences(const void* pixels, int width, int 
   return out;
 }
 
-// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib) with predictor 2.
-std::string encode_tiff(const void* pixels, int width, int height, int bits) {
+// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib) with predictor 2; an ICC
+// profile in tag 34675 (InterColorProfile) after the strip.
+std::string encode_tiff(const void* pixels, int width, int height, int bits, const std::string& icc) {
   const std::vector<uint16_t> diff = horizontal_differences(pixels, width, height, bits);
   std::string samples;
   if (bits == 8) {
@@ -212,20 +220,23 @@ std::string encode_tiff(const void* pixels, int width, int height, int bits) {
   }
   const std::string strip = deflate_bytes(samples);
   struct Entry { uint16_t tag, type; uint32_t count, value; };
-  const uint32_t ifd_at = 8, entries = 11, bits_at = ifd_at + 2 + entries * 12 + 4, strip_at = bits_at + 6;
-  const Entry ifd[entries] = {
+  const uint32_t ifd_at = 8, entries = icc.empty() ? 11 : 12, bits_at = ifd_at + 2 + entries * 12 + 4,
+                 strip_at = bits_at + 6, icc_at = strip_at + static_cast<uint32_t>(strip.size() + strip.size() % 2);
+  const Entry ifd[12] = {
       {256, 4, 1, static_cast<uint32_t>(width)}, {257, 4, 1, static_cast<uint32_t>(height)},
       {258, 3, 3, bits_at},                                      // BitsPerSample, three SHORTs stored below
       {259, 3, 1, 8},                                            // Compression: Adobe deflate
       {262, 3, 1, 2},                                            // Photometric: RGB
       {273, 4, 1, strip_at}, {277, 3, 1, 3}, {278, 4, 1, static_cast<uint32_t>(height)},
       {279, 4, 1, static_cast<uint32_t>(strip.size())}, {284, 3, 1, 1},   // one strip, chunky
-      {317, 3, 1, 2}};                                                       // Predictor: horizontal
+      {317, 3, 1, 2},                                                        // Predictor: horizontal
+      {34675, 7, static_cast<uint32_t>(icc.size()), icc_at}};                // ICC profile (UNDEFINED bytes)
   std::string out = "II*";
   out += '\0';
   put32le(out, ifd_at);
   put16le(out, entries);
-  for (const auto& e : ifd) {
+  for (uint32_t k = 0; k < entries; ++k) {
+    const Entry& e = ifd[k];
     put16le(out, e.tag);
     put16le(out, e.type);
     put32le(out, e.count);
@@ -238,7 +249,8 @@ std::string encode_tiff(const void* pixels, int width, int height, int bits) {
   }
   put32le(out, 0);   // no next IFD
   for (int i = 0; i < 3; ++i) put16le(out, static_cast<uint16_t>(bits));
-  return out + strip;
+  if (icc.empty()) return out + strip;
+  return out + strip + std::string(strip.size() % 2, '\0') + icc;   // offsets on a word boundary
 }
 
 std::string encode_ppm16(const void* pixels, int width, int height) {
@@ -374,10 +386,11 @@ OutputSpec output_spec(const std::string& path, int bits) {
   return spec;
 }
 
-std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height) {
+std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height, const std::string& icc,
+                         const std::string& icc_name) {
   switch (spec.format) {
-    case ImageFormat::Png: return encode_png(pixels, width, height, spec.bits);
-    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits);
+    case ImageFormat::Png: return encode_png(pixels, width, height, spec.bits, icc, icc_name);
+    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits, icc);
     case ImageFormat::Ppm: return encode_ppm16(pixels, width, height);
   }
   throw Error("unknown image format");

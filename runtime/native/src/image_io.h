@@ -33,7 +33,10 @@ struct OutputSpec {
 // if not 0, else the format's default (PNG 8, TIFF 16, PPM 16). Throws for others.
 OutputSpec output_spec(const std::string& path, int bits = 0);
 
-// (H, W, 3) interleaved pixels (uint8 for 8 bits, uint16 for 16) -> file bytes.
-std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height);
+// (H, W, 3) interleaved pixels (uint8 for 8 bits, uint16 for 16) -> file bytes. icc: the ICC
+// profile the image embeds (PNG iCCP named icc_name, TIFF tag 34675; .ppm has none); empty: sRGB
+// (a PNG says so in its sRGB chunk).
+std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height, const std::string& icc = "",
+                         const std::string& icc_name = "");
 
 }  // namespace edge4k

@@ -16,6 +16,7 @@
 #include "image_io.h"
 #include "json.h"
 #include "measure.h"
+#include "postprocess.h"
 
 #ifndef EDGE4K_VERSION
 #define EDGE4K_VERSION "0.0.0"
@@ -27,14 +28,18 @@ namespace {
 const char* kUsage =
     "usage: edge4k_runner --artifacts DIR --input FRAME.json -o OUT.png|OUT.tif|OUT.ppm [--bits 8|16]\n"
     "                     [--profile OUT.json] [--runs N] [--warmup N] [--threads N] [--idle-seconds S]\n"
-    "                     [--look natural|neutral] [--sysfs-root DIR]\n"
+    "                     [--look natural|neutral] [--exposure EV] [--highlights clip|reconstruct]\n"
+    "                     [--output-space srgb|display-p3|adobe-rgb|prophoto|rec2020-linear] [--sysfs-root DIR]\n"
     "       edge4k_runner --about\n"
     "FRAME.json is the sidecar `edge4k` writes beside the uint16 Bayer buffer it decoded from a RAW file.\n"
-    ".png is 8-bit unless --bits 16, .tif 16-bit unless --bits 8, .ppm 16-bit.\n";
+    ".png is 8-bit unless --bits 16, .tif 16-bit unless --bits 8, .ppm 16-bit; prophoto and rec2020-linear\n"
+    "need 16 bits. --exposure: stops (-10..+10) on top of the look. The image embeds its space's ICC profile.\n";
 
 struct Options {
-  std::string artifacts, input, output, profile, sysfs = "/sys", look = "natural";
+  std::string artifacts, input, output, profile, sysfs = "/sys", look = "natural", highlights = "clip",
+      output_space = "srgb";
   int runs = 1, warmup = 0, threads = 0, bits = 0;
+  double exposure = 0;
   double idle_seconds = 2.0;
   bool about = false;
 };
@@ -84,6 +89,9 @@ Options parse_args(int argc, char** argv) {
       o.look = value();
       if (o.look != "natural" && o.look != "neutral") throw Usage("--look must be natural or neutral");
     }
+    else if (a == "--exposure") o.exposure = number(nullptr, false);
+    else if (a == "--highlights") o.highlights = value();
+    else if (a == "--output-space") o.output_space = value();
     else if (a == "--about") o.about = true;
     else if (a == "-h" || a == "--help") {
       std::cout << kUsage;
@@ -92,6 +100,15 @@ Options parse_args(int argc, char** argv) {
   }
   if (!o.about && (o.artifacts.empty() || o.input.empty() || o.output.empty()))
     throw Usage("--artifacts, --input and -o are required");
+  try {   // the finishing's names and range, checked before anything is read
+    Finishing f;
+    f.ev = o.exposure;
+    f.highlights = parse_highlights(o.highlights);
+    f.space = parse_output_space(o.output_space);
+    check_finishing(f);
+  } catch (const Error& e) {
+    throw Usage(e.what());
+  }
   return o;
 }
 
@@ -157,6 +174,18 @@ void read_input(const std::string& path, Input* in) {
   f.bayer_count = n;
 }
 
+// The profile's output.colour (kernels/rawcolour.py: ColourOptions.record()): the host's colour
+// choices the sidecar carries (the white balance and CFA are applied before the frame is handed
+// over; as shot when it says nothing), the library's exposure and highlight mode.
+Json colour_record(const Json& sidecar, const Json& lib) {
+  Json colour = {{"wb", "camera"}, {"wb_kelvin", nullptr}, {"wb_tint", 0.0}, {"cfa", nullptr}};
+  if (sidecar.contains("colour") && sidecar["colour"].is_object())
+    for (const char* key : {"wb", "wb_kelvin", "wb_tint", "cfa"})
+      if (sidecar["colour"].contains(key)) colour[key] = sidecar["colour"][key];
+  for (const char* key : {"exposure_ev", "highlights"}) colour[key] = lib["output"]["colour"][key];
+  return colour;
+}
+
 // Throws the library's last error for a failed call.
 void check(edge4k_status status) {
   if (status != EDGE4K_OK) throw Error(edge4k_last_error());
@@ -186,6 +215,10 @@ int run(const Options& o) {
   const edge4k_open_options open_options{o.threads, nullptr, o.look.c_str()};
   check(edge4k_open(o.artifacts.c_str(), &open_options, &runner));
   std::unique_ptr<edge4k_runner, void (*)(edge4k_runner*)> owned(runner, edge4k_close);
+  const edge4k_finishing finishing{o.exposure, o.highlights.c_str(), o.output_space.c_str()};
+  check(edge4k_set_finishing(runner, &finishing));
+  size_t icc_size = 0;
+  const char* icc = static_cast<const char*>(edge4k_icc_profile(runner, &icc_size));
 
   const edge4k_frame& frame = input.frame;
   std::vector<uint8_t> pixels(edge4k_output_bytes(frame.width, frame.height, spec.bits));
@@ -203,7 +236,8 @@ int run(const Options& o) {
 
   const bool upright_swaps = frame.orientation >= 5;   // EXIF orientations 5..8 transpose the image
   const int out_width = upright_swaps ? frame.height : frame.width, out_height = upright_swaps ? frame.width : frame.height;
-  const std::string image = encode_image(spec, pixels.data(), out_width, out_height);
+  const std::string image = encode_image(spec, pixels.data(), out_width, out_height, std::string(icc, icc + icc_size),
+                                         output_space_description(parse_output_space(o.output_space)));
   if (o.profile.empty()) {
     write_file_atomic(o.output, image);
     std::cerr << "wrote " << o.output << "\n";
@@ -223,6 +257,11 @@ int run(const Options& o) {
                  {"cfa", input.cfa}, {"width", frame.width}, {"height", frame.height},
                  {"buffer", input.data_path}, {"buffer_sha256", buffer_sha}}},
   };
+  // What the host learned decoding the RAW (the sidecar's), as runtime/pipeline.py records it.
+  for (const char* key : {"matrix_source", "wb_source"})
+    if (s.contains(key) && s[key].is_string()) profile["input"][key] = s[key];
+  profile["input"]["wb_gains"] = Json::array();
+  for (double g : frame.wb_gains) profile["input"]["wb_gains"].push_back(std::round(g * 1e6) / 1e6);
   for (const char* key : {"resolution", "tiling", "latent_compression"}) profile[key] = lib[key];
   profile["timing"] = {{"warmup", o.warmup}, {"runs", o.runs}, {"clock", lib["timing"]["clock"]}};
   for (const char* key : {"emulated", "note"})
@@ -233,7 +272,8 @@ int run(const Options& o) {
   for (const char* key : {"device", "model", "stages"}) profile[key] = lib[key];
   profile["output"] = {{"path", o.output}, {"sha256", sha256_hex(image)}, {"width", out_width},
                        {"height", out_height}, {"bit_depth", spec.bits}, {"look", lib["output"]["look"]},
-                       {"exposure_gain", lib["output"]["exposure_gain"]}};
+                       {"exposure_gain", lib["output"]["exposure_gain"]},
+                       {"output_space", lib["output"]["output_space"]}, {"colour", colour_record(s, lib)}};
   profile["versions"] = lib["versions"];
   // Both files or neither: both are written before either is renamed into place.
   write_files_atomic({{o.profile, profile.dump(2) + "\n"}, {o.output, image}});

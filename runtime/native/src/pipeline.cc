@@ -1,6 +1,7 @@
 #include "pipeline.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "field_limits.h"
 #include "image_io.h"
@@ -215,6 +216,11 @@ void Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame
   }
 }
 
+void Pipeline::set_finishing(const Finishing& finishing) {
+  check_finishing(finishing);
+  finishing_ = finishing;
+}
+
 void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels) {
   if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
   check_frame(frame);
@@ -241,7 +247,7 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   {
     Scope s(&timer_, "postprocess");
     pixels->resize(static_cast<size_t>(frame.width) * frame.height * 3 * (bits / 8));
-    postprocess(image_.data(), frame, in.metered, look_, bits, pixels->data());
+    postprocess(image_.data(), frame, in.metered, look_, bits, pixels->data(), finishing_);
   }
   timer_.end_run();
   ++runs_;
@@ -249,7 +255,8 @@ void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* p
   last_width_ = frame.width;
   last_height_ = frame.height;
   last_output_ = output_size(frame);
-  last_exposure_ = in.metered;
+  // the finishing gain as runtime/pipeline.py records it: the look's (1 for neutral) times 2^ev
+  last_exposure_ = (look_ == Look::Natural ? in.metered : 1.0) * std::exp2(finishing_.ev);
 }
 
 Json Pipeline::profile() const {
@@ -280,7 +287,9 @@ Json Pipeline::profile() const {
   return Json{
       {"resolution", {{"width", last_width_}, {"height", last_height_}}},
       {"output", {{"width", last_output_.first}, {"height", last_output_.second}, {"look", look_name(look_)},
-                  {"exposure_gain", last_exposure_}}},
+                  {"exposure_gain", std::round(last_exposure_ * 1e6) / 1e6},
+                  {"output_space", output_space_name(finishing_.space)},
+                  {"colour", {{"exposure_ev", finishing_.ev}, {"highlights", highlights_name(finishing_.highlights)}}}}},
       {"tiling", {{"enabled", !plan.native}, {"tile", plan.native ? Json() : Json(plan.tile_height)},
                   {"overlap", plan.native ? Json() : Json(plan.overlap)},
                   {"tiles", static_cast<int>(plan.origins.size())}, {"batch", build_.batch},

@@ -44,6 +44,10 @@ class Pipeline {
   // One frame -> (H', W', 3) pixels of `bits` (8: uint8, 16: uint16) in `pixels`, resized
   // to fit, upright (H' = W for EXIF orientations 5..8); times every stage into the profile.
   void render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels);
+  // Exposure compensation, highlight mode and output space of the renders from now on (checked:
+  // check_finishing).
+  void set_finishing(const Finishing& finishing);
+  const Finishing& finishing() const { return finishing_; }
 
   void reset_profile();
   int runs() const { return runs_; }
@@ -70,6 +74,7 @@ class Pipeline {
   int runs_ = 0;
   TilePlan last_plan_;
   Look look_;
+  Finishing finishing_;
   int last_width_ = 0, last_height_ = 0;
   std::pair<int, int> last_output_{0, 0};   // width, height of the last image
   double last_exposure_ = 1;
