@@ -33,14 +33,13 @@ import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.optional import require
+from edge4k.files import atomic_output, sample_path
 from edge4k.backends.base import BuildSpec
 from edge4k.backends.qnn import require_qnn
 from edge4k.backends.qnn.soc import DEFAULT_SOC
-from edge4k.cli import sample_path
 from edge4k.compiler.build import check_build, compile_build
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import unprocess
-from edge4k.files import atomic_output
 from edge4k.models import DEFAULT_PRESET, build_model, get_preset
 from edge4k.runtime.manifest import load_manifest
 from edge4k.models.checkpoint import default_checkpoint, load_model

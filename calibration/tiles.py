@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.files import sample_path
 from edge4k.kernels.raw import prepare, read_raw
 from edge4k.datasets.photos import load_split
 from edge4k.training.data import make_scene
@@ -50,7 +51,6 @@ def packed_tiles(*, tile_height: int, tile_width: int, count: int, thumb_size: i
                               "use a smaller tile or pass RAW files with --calib-source")
     else:
         if sources is None:
-            from edge4k.cli import sample_path
             sources = [sample_path()]
         paths = [os.fspath(s) for s in sources]
         if not paths:

@@ -91,14 +91,10 @@ def tile_options(*, tile: int | None = None, overlap: int | None = None, native:
 
 
 def load_for_preset(preset: str, checkpoint: str | os.PathLike | None, seed: int = 0):
-    """(model, weights description): the given checkpoint, else the shipped one, else seed init."""
-    from edge4k.models import build_model, get_preset
-    from edge4k.models.checkpoint import default_checkpoint, describe, load_model
-    path = checkpoint or default_checkpoint(preset)
-    if path is None:
-        return build_model(get_preset(preset), seed=seed), f"seed:{seed}"
-    model, _ = load_model(path, preset)
-    return model, describe(path)
+    """(model, weights description): models.checkpoint.load_for_preset, looked up here so that
+    `import edge4k` stays light."""
+    from edge4k.models.checkpoint import load_for_preset as load
+    return load(preset, checkpoint, seed)
 
 
 def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: str | None = None,

@@ -20,7 +20,7 @@ from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output, sha256_file
 
 from edge4k.models.config import E4KConfig, get_preset
-from edge4k.models.e4k import E4KNet
+from edge4k.models.e4k import E4KNet, build_model
 
 FORMAT = "edge4k.checkpoint/1"
 
@@ -99,3 +99,12 @@ def default_checkpoint(preset: str) -> Path | None:
 def describe(path: str | os.PathLike) -> str:
     """How a profile names the weights: file name + sha256 prefix."""
     return f"{Path(path).name} sha256:{sha256_file(path)[:12]}"
+
+
+def load_for_preset(preset: str, checkpoint: str | os.PathLike | None, seed: int = 0) -> tuple[E4KNet, str]:
+    """(model, weights description): the given checkpoint, else the shipped one, else seed init."""
+    path = checkpoint or default_checkpoint(preset)
+    if path is None:
+        return build_model(get_preset(preset), seed=seed), f"seed:{seed}"
+    model, _ = load_model(path, preset)
+    return model, describe(path)

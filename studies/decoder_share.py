@@ -33,11 +33,11 @@ import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, STAGES
+from edge4k.models.checkpoint import load_for_preset
 
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
 from edge4k.backends.base import BuildSpec
-from edge4k.cli import load_for_preset
 from edge4k.compiler.build import compile_build
 from edge4k.kernels.tiling import plan_tiles
 from edge4k.models.cost import stage_macs

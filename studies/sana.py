@@ -81,9 +81,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from edge4k.models.checkpoint import load_for_preset
 from edge4k.studies.report import StudyContext
 from edge4k.benchmarks.frame4k import make_input
-from edge4k.cli import load_for_preset
 from edge4k.errors import Edge4KError
 from edge4k.optional import missing
 from edge4k.kernels.tiling import plan_tiles

@@ -34,10 +34,10 @@ import torch
 import tifffile
 
 from edge4k.errors import Edge4KError
+from edge4k.models.checkpoint import load_for_preset
 
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
-from edge4k.cli import load_for_preset
 from edge4k.kernels.tiling import plan_tiles, seam_ratio
 from edge4k.runtime.memory import estimate_tile_bytes
 

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import unprocess
-from edge4k.cli import sample_path
+from edge4k.files import sample_path
 from edge4k.models import build_model, get_preset
 
 # Property tests are derandomised (the same examples on every run and machine), with no

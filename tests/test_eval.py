@@ -150,7 +150,7 @@ def shipped_quick_sweep():
     """A reduced robustness sweep with the shipped checkpoint: white charts that clip, saturated colours,
     a zone plate, a Siemens star and photo crops, at 0 and +1.5 EV, ISO 100 and 6400, under tungsten
     light, held-out cameras."""
-    from edge4k.cli import load_for_preset
+    from edge4k.models.checkpoint import load_for_preset
     model, weights = load_for_preset("e4k-s-f16", None)
     assert not weights.startswith("seed:")
     return ev.sweep(model, grid=ev.SWEEP_QUICK, size=96, progress=False)

@@ -41,6 +41,6 @@ def test_wheel_contents_and_imports(tmp_path):
             "import edge4k.kernels.raw, edge4k.runtime.pipeline, edge4k.cli, edge4k.backends.qnn, edge4k.backends.qnn.runtime;"
             "assert all(m.__file__.startswith(sys.argv[1]) for m in mods), [m.__file__ for m in mods];"
             "from edge4k.runtime.profile import profile_schema; profile_schema();"
-            "from edge4k.cli import sample_path; import os; assert os.path.getsize(sample_path()) > 0")
+            "from edge4k.files import sample_path; import os; assert os.path.getsize(sample_path()) > 0")
     subprocess.run([sys.executable, "-S", "-c", code, str(target), sysconfig.get_paths()["purelib"]],
                    check=True, timeout=120, cwd=tmp_path)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from edge4k.cli import load_for_preset
+from edge4k.models.checkpoint import load_for_preset
 from edge4k.devices import cost_model
 from edge4k.models import NETWORK_STAGES, STAGES
 from edge4k.studies import phone, run_study, tiling
