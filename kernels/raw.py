@@ -576,7 +576,8 @@ def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | 
                "cfa": frame.cfa, "black_level": [float(x) for x in frame.black_level],
                "white_level": float(frame.white_level), "wb_gains": [float(x) for x in frame.wb_gains],
                "srgb_from_cam": [[float(x) for x in row] for row in frame.srgb_from_cam],
-               "orientation": frame.orientation, "exif": dict(frame.exif)}
+               "orientation": frame.orientation, "exif": dict(frame.exif),
+               "matrix_source": frame.matrix_source, "wb_source": frame.wb_source}   # for the runner's profile
     if source is not None:
         sidecar["source"] = {"path": os.fspath(source), "sha256": sha256_file(source)}
     with atomic_output(json_path) as tmp:

@@ -42,6 +42,11 @@ class Backend:
     def estimate_tile_bytes(self, tile_height: int, tile_width: int, batch: int) -> int | None:
         return None
 
+    def placement(self, stage: str) -> dict | None:
+        """Where a network stage runs ({"engine", "accelerator", ...}), the profile's "stages"
+        entries as the native runner fills them for the same build; None: not recorded."""
+        return None
+
     def threads(self) -> int:
         return torch.get_num_threads()
 

@@ -16,17 +16,22 @@ LIVE_TENSOR_FACTOR = 3   # input + output + one residual branch alive at the wid
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set. VmHWM first: ru_maxrss survives exec, so a
-    process started by a large parent would report the parent's peak."""
+    return peak_rss()[0]
+
+
+def peak_rss() -> tuple[int, str]:
+    """This process's peak resident set and where it was read (the profile's peak_rss_source, as
+    the native runner words it). VmHWM first: ru_maxrss survives exec, so a process started by a
+    large parent would report the parent's peak."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024, "VmHWM in /proc/self/status"
     except OSError:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024     # macOS reports bytes, Linux KiB
+    return (peak if sys.platform == "darwin" else peak * 1024), "ru_maxrss"     # macOS reports bytes, Linux KiB
 
 
 def available_bytes() -> int:

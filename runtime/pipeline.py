@@ -27,7 +27,7 @@ from edge4k.kernels.cpp import to_pixels
 from edge4k.kernels.postprocess import DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality, write_image
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain
-from edge4k.models import E4KConfig
+from edge4k.models import NETWORK_STAGES, E4KConfig
 
 from edge4k.runtime import memory
 from edge4k.runtime.backends import Backend
@@ -264,6 +264,7 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
     with atomic_outputs(output_path, *([profile_path] if profile_path else [])) as (image_tmp, *profile_tmp):
         write_image(image_tmp, pixels, exif=frame.exif, icc=colourspace.icc_profile(output_space), quality=quality)
         path, sha256 = describe_input(input_path)
+        peak_rss, peak_rss_source = memory.peak_rss()
         profile = {
             "schema": SCHEMA_ID,
             "created": now_iso(),
@@ -278,8 +279,9 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
             "timing": {"warmup": warmup, "runs": runs, "clock": "time.perf_counter",
                        **({"emulated": True, "note": backend.emulation_note} if backend.emulation_note else {})},
             "latency_ms": timer.summary_ms(),
-            "memory": {"peak_rss_bytes": memory.peak_rss_bytes(), "planned_arena_bytes": backend.planned_arena_bytes(),
-                       "weight_bytes": backend.weight_bytes(), "estimated_tile_bytes": estimate},
+            "memory": {"peak_rss_bytes": peak_rss, "peak_rss_source": peak_rss_source,
+                       "planned_arena_bytes": backend.planned_arena_bytes(), "weight_bytes": backend.weight_bytes(),
+                       "estimated_tile_bytes": estimate},
             "power": power_report,
             "device": host_device(backend.name, backend.delegate, backend.threads()),
             "model": {"preset": cfg.name, "config_hash": cfg.config_hash(), "precision": backend.precision,
@@ -292,6 +294,9 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
                        "colour": info["colour"].record()},
             "versions": versions(),
         }
+        placements = {stage: backend.placement(stage) for stage in NETWORK_STAGES}
+        if all(placements.values()):
+            profile["stages"] = placements
         if profile_path:
             write_profile(profile_tmp[0], profile)
     return profile

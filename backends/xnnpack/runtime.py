@@ -57,6 +57,11 @@ class ExecuTorchBackend(BuildBackend):
     def planned_arena_bytes(self):
         return sum(s["planned_arena_bytes"] for s in self.manifest["stages"].values())
 
+    def placement(self, stage):
+        outside = self.manifest["stages"][stage].get("ops_outside_delegate")
+        return {"engine": self.name, "accelerator": self.delegate,
+                **({"ops_outside_delegate": outside} if outside is not None else {})}
+
     def estimate_tile_bytes(self, tile_height, tile_width, batch):
         return self.planned_arena_bytes()
 

@@ -32,6 +32,8 @@ class Engine {
   // inputs: contiguous float32 buffers with the shapes of signature(stage).inputs.
   virtual Tensor run(const std::string& stage, const std::vector<const float*>& inputs) = 0;
   virtual long long planned_arena_bytes() const = 0;   // activation memory the build planned; -1 if unknown
+  // The profile's memory.weight_bytes, by the rule of the backend's Python twin (its weight_bytes()).
+  virtual long long weight_bytes() const = 0;
   virtual int threads() const = 0;
   virtual std::string name() const = 0;
   virtual Json about() const = 0;                      // versions and what is linked or loaded

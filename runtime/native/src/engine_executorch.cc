@@ -3,6 +3,7 @@
 // static initialisers in the libraries the runner links.
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -131,6 +132,7 @@ class ExecuTorchEngine : public Engine {
         const et::Error err = modules_[file]->load(et::Program::Verification::InternalConsistency);
         if (err != et::Error::Ok)
           throw Error("ExecuTorch cannot load " + file + " (" + et::to_string(err) + "): not a valid .pte program");
+        weight_bytes_ += static_cast<long long>(std::filesystem::file_size(file));
       }
       Module& module = *modules_[file];
       Stage s{&module, text(field(entry, "method", stage), stage + " method"), {}, Json()};
@@ -186,6 +188,9 @@ class ExecuTorchEngine : public Engine {
     return it->second.signature;
   }
   long long planned_arena_bytes() const override { return arena_bytes_; }
+  // The .pte files' size, weights included (backends/xnnpack/runtime.py; the manifest's
+  // fp32_weight_bytes is the eager model's, not the build's).
+  long long weight_bytes() const override { return weight_bytes_; }
   int threads() const override {
     auto* pool = executorch::extension::threadpool::get_threadpool();
     return pool ? static_cast<int>(pool->get_thread_count()) : 1;
@@ -209,7 +214,7 @@ class ExecuTorchEngine : public Engine {
   PoolLease pool_;   // first: held until the modules below are gone
   std::map<std::string, std::unique_ptr<Module>> modules_;
   std::map<std::string, Stage> stages_;
-  long long arena_bytes_ = 0;
+  long long arena_bytes_ = 0, weight_bytes_ = 0;
   std::string delegate_;
 };
 

@@ -225,6 +225,8 @@ class OrtEngine : public Engine {
       const std::string file = artifacts + "/" + text(field(entry, "file", stage), stage + " file");
       if (!is_file(file)) throw Error("cannot read " + file);
       check_digest(file, entry, stage, &hashed);
+      if (entry.contains("weight_bytes") && entry["weight_bytes"].is_number())
+        weight_bytes_ += entry["weight_bytes"].get<long long>();
       Json place = entry.contains("placement") ? entry["placement"] : Json::object();
       const bool all_on_htp = place.contains("cpu") && place["cpu"].is_number() && place["cpu"].get<int>() == 0;
       const int nodes = place.contains("nodes") && place["nodes"].is_number() ? place["nodes"].get<int>() : 0;
@@ -296,6 +298,7 @@ class OrtEngine : public Engine {
     return sig;
   }
   long long planned_arena_bytes() const override { return -1; }   // QNN plans HTP memory inside the context
+  long long weight_bytes() const override { return weight_bytes_; }   // the stages' weight_bytes (backends/qnn)
   int threads() const override { return threads_; }
   std::string name() const override { return "onnxruntime"; }
   Json about() const override { return onnxruntime_about(); }
@@ -437,6 +440,7 @@ class OrtEngine : public Engine {
   std::map<std::string, Stage> stages_;
   std::string soc_, emulation_note_;
   int threads_ = 1;
+  long long weight_bytes_ = 0;
 };
 
 }  // namespace

@@ -263,10 +263,6 @@ Json Pipeline::profile() const {
   if (runs_ == 0) throw Error("no frame has been rendered since the profile was reset");
   const Json& m = build_.manifest;
   const TilePlan& plan = last_plan_;
-  long long weight_bytes = 0;
-  for (const auto& [stage, entry] : m["stages"].items())
-    if (entry.contains("weight_bytes") && entry["weight_bytes"].is_number())
-      weight_bytes += entry["weight_bytes"].get<long long>();
   Json device = device_info();
   device["backend"] = engine_->name();
   device["delegate"] = m.contains("delegate") ? m["delegate"] : Json();
@@ -300,7 +296,7 @@ Json Pipeline::profile() const {
       {"memory", {{"peak_rss_bytes", std::max(peak_rss_bytes(), 0LL)},
                   {"peak_rss_source", "VmHWM in /proc/self/status"},
                   {"planned_arena_bytes", arena < 0 ? Json() : Json(arena)},
-                  {"weight_bytes", weight_bytes},
+                  {"weight_bytes", engine_->weight_bytes()},
                   {"estimated_tile_bytes", plan.native && arena >= 0 ? Json(arena) : Json()}}},
       {"device", device},
       {"model", {{"preset", m.value("preset", "")}, {"config_hash", m.value("config_hash", "")},
