@@ -20,6 +20,7 @@ from edge4k.files import sha256_file
 
 from edge4k.devices.adb import Adb
 from edge4k.devices.native import RUNNER, elf_abi
+from edge4k.runtime.manifest import MANIFEST
 from edge4k.runtime.profile import validate_profile
 
 REMOTE = "/data/local/tmp/edge4k"
@@ -51,11 +52,11 @@ def phone_info(adb: Adb) -> dict[str, str]:
 
 def _read_manifest(artifacts: Path) -> dict:
     try:
-        manifest = json.loads((artifacts / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((artifacts / MANIFEST).read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as e:
-        raise Edge4KError(f"{artifacts}/manifest.json is not valid JSON: {str(e).splitlines()[0][:200]}") from None
+        raise Edge4KError(f"{artifacts}/{MANIFEST} is not valid JSON: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(manifest, dict):
-        raise Edge4KError(f"{artifacts}/manifest.json is not a build manifest")
+        raise Edge4KError(f"{artifacts}/{MANIFEST} is not a build manifest")
     return manifest
 
 
@@ -63,9 +64,9 @@ def build_files(artifacts: Path) -> list[Path]:
     """manifest.json and every stage file it names: what the runner reads."""
     manifest = _read_manifest(artifacts)
     try:
-        names = dict.fromkeys(["manifest.json"] + [str(s["file"]) for s in manifest["stages"].values()])
+        names = dict.fromkeys([MANIFEST] + [str(s["file"]) for s in manifest["stages"].values()])
     except (KeyError, TypeError, AttributeError):
-        raise Edge4KError(f"{artifacts}/manifest.json does not list its stage files; recompile it") from None
+        raise Edge4KError(f"{artifacts}/{MANIFEST} does not list its stage files; recompile it") from None
     missing = [n for n in names if not (artifacts / n).is_file()]
     if missing:
         raise Edge4KError(f"{artifacts} is missing {', '.join(missing)}; recompile it")
@@ -155,8 +156,8 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
         if abi != info["abi"] and not (abi == "armeabi-v7a" and info["abi"].startswith("arm")):
             raise Edge4KError(f"{runner} is a {abi or 'non-ELF'} binary but the phone runs {info['abi']}; build the "
                               "runner for the phone (ANDROID_NDK + EXECUTORCH_ANDROID_PREFIX, see README)")
-    if dry and not (artifacts / "manifest.json").is_file():
-        files = [artifacts / "manifest.json", artifacts / "<stage files>"]
+    if dry and not (artifacts / MANIFEST).is_file():
+        files = [artifacts / MANIFEST, artifacts / "<stage files>"]
     else:
         files = build_files(artifacts)
     libs = runner_libraries(runner) + extra_libs

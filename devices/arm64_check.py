@@ -25,6 +25,7 @@ from edge4k.errors import Edge4KError
 from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.benchmarks.frame4k import edge4k, make_input
 from edge4k.kernels.raw import read_raw, write_bayer
+from edge4k.runtime.manifest import MANIFEST
 
 
 def read_ppm16(path: Path) -> np.ndarray:
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
         rows = []
         for precision in args.quant.split(","):
             build = out / f"build-{args.preset}-{precision}"
-            if not (build / "manifest.json").exists():
+            if not (build / MANIFEST).exists():
                 edge4k("compile", "--target", "android-xnnpack", "--preset", args.preset, "--resolution",
                        f"{width}x{height}", "--tile", str(args.tile), "--overlap", str(args.overlap), "--quant",
                        precision, "-o", str(build), "--force")

@@ -17,7 +17,7 @@ from edge4k.datasets.photos import load_split
 from edge4k.errors import Edge4KError
 from edge4k.evaluation.evaluate import evaluate
 from edge4k.models.checkpoint import describe, load_model
-from edge4k.runtime.manifest import load_manifest
+from edge4k.runtime.manifest import MANIFEST, load_manifest
 from edge4k.training.train import TrainOptions, train
 
 # Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.
@@ -89,7 +89,7 @@ def compiled_build(ctx: StudyContext, model, checkpoint, *, target: str, precisi
                      options=options or {})
     key = hashlib.sha256(f"{weights}|{spec}".encode()).hexdigest()[:10]
     out = ctx.models_dir / "builds" / f"{model.cfg.name}-{target}-{precision}-t{tile}-{key}"
-    if (out / "manifest.json").is_file():
+    if (out / MANIFEST).is_file():
         return out, load_manifest(out)
     ctx.progress(f"  compile {model.cfg.name} {target} {precision} (tile {tile}) -> {out}")
     try:
