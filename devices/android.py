@@ -19,6 +19,8 @@ from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
 
 from edge4k.devices.adb import Adb
+from edge4k.kernels.colourspace import get_space
+from edge4k.kernels.rawcolour import ColourOptions
 from edge4k.devices.native import RUNNER, elf_abi
 from edge4k.runtime.manifest import MANIFEST
 from edge4k.runtime.profile import validate_profile
@@ -41,7 +43,22 @@ class RunOptions:
     threads: int | None = None
     idle_seconds: float = 2.0
     look: str = "natural"        # finishing (kernels/postprocess.py: LOOKS)
+    exposure: float = 0.0        # --exposure: stops on top of the look (kernels/rawcolour.py: ColourOptions)
+    highlights: str = "clip"     # --highlights (kernels/postprocess.py: HIGHLIGHT_MODES)
+    output_space: str = "srgb"   # --output-space (kernels/colourspace.py: OUTPUT_SPACES)
     timeout: float = 1800.0      # the whole on-phone run
+
+
+    def __post_init__(self):   # bad finishing values: one line, before anything runs
+        ColourOptions(exposure=self.exposure, highlights=self.highlights)
+        get_space(self.output_space)
+
+    def finishing_args(self) -> list[str]:
+        """The finishing beyond the look as the runner's (and `edge4k run`'s) flags, with 16 bits for
+        the spaces that band at 8."""
+        args = ["--exposure", repr(float(self.exposure)), "--highlights", self.highlights,
+                "--output-space", self.output_space]
+        return args + (["--bits", "16"] if get_space(self.output_space).min_bits > 8 else [])
 
 
 def phone_info(adb: Adb) -> dict[str, str]:
@@ -176,7 +193,8 @@ def profile_on_phone(adb: Adb, *, runner: Path, artifacts: Path, sidecar: Path, 
         adb.sh(f"chmod 755 {REMOTE}/{RUNNER}", what="make the runner executable")
         args = ["--artifacts", "build", "--input", "input/frame.json", "-o", "out/output.png",
                 "--profile", "out/profile.json", "--runs", str(opts.runs), "--warmup", str(opts.warmup),
-                "--idle-seconds", str(opts.idle_seconds), "--look", opts.look] + (["--threads", str(opts.threads)] if opts.threads else [])
+                "--idle-seconds", str(opts.idle_seconds), "--look", opts.look, *opts.finishing_args()] + \
+            (["--threads", str(opts.threads)] if opts.threads else [])
         adsp = ";".join((f"{REMOTE}/lib",) + ADSP_SYSTEM_DIRS)
         command = (f"cd {REMOTE} && LD_LIBRARY_PATH={REMOTE}/lib ADSP_LIBRARY_PATH={q(adsp)} "
                    f"./{RUNNER} {' '.join(q(a) for a in args)}; echo edge4k-exit=$?")

@@ -141,7 +141,8 @@ def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=No
         return None
     return profile_on_host(artifacts=artifacts, raw_input=req.raw_input, out_dir=req.out_dir, runs=req.run.runs,
                            warmup=req.run.warmup, threads=req.run.threads, configure_backend=configure,
-                           look=req.run.look)
+                           look=req.run.look, exposure=req.run.exposure, highlights=req.run.highlights,
+                           output_space=req.run.output_space)
 
 
 # Build backends the phone runner has an engine for.
@@ -160,6 +161,7 @@ def _check_runner_runs(artifacts: Path) -> None:
 
 def _check_build(artifacts: Path, target: str) -> None:
     built = load_manifest(artifacts)["target"]
+                                       *req.run.finishing_args(),
     if built != target:
         raise Edge4KError(f"{artifacts} was compiled for target {built}, not {target}")
 

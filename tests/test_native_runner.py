@@ -11,6 +11,7 @@ import tifffile
 from PIL import Image
 
 from edge4k.cli import main
+from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
 
@@ -168,6 +169,26 @@ def test_runner_refuses_a_wide_space_at_8_bits_in_one_line(phone_run, frame, tmp
     errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
     assert done.returncode == 1 and len(errors) == 1, done.stderr
     assert "output space prophoto needs a 16-bit image" in errors[0] and not (tmp_path / "o.png").exists()
+
+
+def test_the_phone_flow_passes_the_finishing_to_the_runner(phone_run, frame, on_fake_phone):
+    """devices/android.py: RunOptions' exposure, highlights and output space reach the runner on the
+    (fake) phone; prophoto comes back as a 16-bit PNG with its ICC profile."""
+    from edge4k.devices.adb import Adb
+    from edge4k.devices.android import RunOptions, profile_on_phone
+    from edge4k.devices.commands import Shell
+    from edge4k.kernels.colourspace import icc_profile
+    root = on_fake_phone()
+    opts = RunOptions(runs=1, warmup=0, idle_seconds=0, exposure=0.5, highlights="reconstruct", output_space="prophoto")
+    profile = profile_on_phone(Adb(Shell()), runner=phone_run.runner, artifacts=phone_run.out / "build", sidecar=frame,
+                               out_dir=root / "out", opts=opts, echo=lambda line: None)
+    output = profile["output"]
+    assert output["output_space"] == "prophoto" and output["bit_depth"] == 16
+    assert output["colour"]["exposure_ev"] == 0.5 and output["colour"]["highlights"] == "reconstruct"
+    image = Image.open(root / "out" / "output.png")
+    assert image.info["icc_profile"] == icc_profile("prophoto")
+    with pytest.raises(Edge4KError, match="unknown output space 'p3'"):
+        RunOptions(output_space="p3")
 
 
 def test_runner_png_says_srgb(phone_run, frame, tmp_path):
