@@ -136,6 +136,7 @@ def _host(req: ProfileRequest, shell: Shell, artifacts: Path, echo, configure=No
         echo("$ edge4k " + shlex.join(["run", req.raw_input, "-o", str(req.out_dir / "output.png"), "--backend",
                                        "<the build's backend>", "--artifacts", str(artifacts), "--runs",
                                        str(req.run.runs), "--warmup", str(req.run.warmup), "--look", req.run.look,
+                                       *req.run.finishing_args(),
                                        "--profile",
                                        str(req.out_dir / "profile.json")]))
         return None
@@ -161,7 +162,6 @@ def _check_runner_runs(artifacts: Path) -> None:
 
 def _check_build(artifacts: Path, target: str) -> None:
     built = load_manifest(artifacts)["target"]
-                                       *req.run.finishing_args(),
     if built != target:
         raise Edge4KError(f"{artifacts} was compiled for target {built}, not {target}")
 
