@@ -112,7 +112,8 @@ def _android(req: ProfileRequest, shell: Shell, artifacts: Path, echo) -> dict |
         echo(f"# decode {req.raw_input} with rawpy -> {sidecar} + {sidecar.with_suffix('.u16')}")
     else:
         # the phone gets the host's colour decisions (as-shot white or its auto fallback, CFA warning)
-        write_bayer(ColourOptions().apply(read_raw(req.raw_input)), sidecar, source=req.raw_input)
+        colour = ColourOptions()
+        write_bayer(colour.apply(read_raw(req.raw_input)), sidecar, source=req.raw_input, colour=colour.record())
     return profile_on_phone(adb, runner=runner, artifacts=artifacts, sidecar=sidecar, out_dir=req.out_dir,
                             opts=req.run, echo=echo, qnn_libs=qnn_library_dirs(req.qnn_libs) if qnn else None)
 

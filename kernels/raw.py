@@ -562,12 +562,14 @@ def prepare(frame: RawFrame, thumb_size: int) -> Prepared:
 BAYER_SCHEMA = "edge4k.bayer/1"
 
 
-def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
+def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | os.PathLike | None = None,
+                colour: dict | None = None) -> Path:
     """Hand a decoded frame to the native runner: the Bayer mosaic as a plain
     little-endian uint16 buffer (`<name>.u16`) and a JSON sidecar with what pack()
     needs (size, CFA, levels, WB gains, colour matrix), the EXIF Orientation that finishing
     applies last (as the host pipeline does) and the capture's EXIF facts for the output.
-    Both written atomically."""
+    colour: the host's colour choices already applied to the frame (kernels/rawcolour.py:
+    ColourOptions.record()), which the runner's profile records. Both written atomically."""
     json_path = Path(json_path)
     data = json_path.with_suffix(".u16")
     with atomic_output(data) as tmp:
@@ -580,6 +582,8 @@ def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | 
                "matrix_source": frame.matrix_source, "wb_source": frame.wb_source}   # for the runner's profile
     if source is not None:
         sidecar["source"] = {"path": os.fspath(source), "sha256": sha256_file(source)}
+    if colour is not None:
+        sidecar["colour"] = colour
     with atomic_output(json_path) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     return json_path

@@ -191,6 +191,18 @@ def test_the_phone_flow_passes_the_finishing_to_the_runner(phone_run, frame, on_
         RunOptions(output_space="p3")
 
 
+def test_runner_profile_records_the_hosts_colour_choices(phone_run, sample_dng, tmp_path):
+    """The white balance the host applied before handing the frame over, recorded as `edge4k run` records it."""
+    from edge4k.kernels.rawcolour import ColourOptions
+    colour = ColourOptions(wb=(2.0, 1.0, 1.5))
+    sidecar = write_bayer(colour.apply(read_raw(sample_dng)), tmp_path / "frame.json", colour=colour.record())
+    runner(phone_run, "--artifacts", phone_run.out / "build", "--input", sidecar, "-o", tmp_path / "o.png",
+           "--profile", tmp_path / "p.json", "--exposure", "0.25")
+    profile = json.loads((tmp_path / "p.json").read_text())
+    validate_profile(profile)
+    assert profile["output"]["colour"] == {**colour.record(), "exposure_ev": 0.25}
+
+
 def test_runner_png_says_srgb(phone_run, frame, tmp_path):
     """The default sRGB image carries PNG's sRGB chunk (Python embeds LittleCMS's sRGB profile)."""
     runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "o.png")
