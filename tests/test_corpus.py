@@ -241,10 +241,11 @@ def test_without_an_as_shot_white_the_whole_difference_is_the_automatic_estimate
         assert m["cast"] <= CAST_BOUND and m["chroma"] <= CHROMA_BOUND, (name, look, m)
 
 
-# ---- a real ground truth: the ColorChecker Classic in two files ---------------------------------
+# ---- a real ground truth: the ColorChecker Classic in three files -------------------------------
 # Patch centres of the four corner patches (dark skin, bluish green, white, black), sensor (row,
 # column); the other 20 are interpolated on the 6x4 grid.
 CHARTS = {"canon_powershot_g2.crw": ((310, 320), (310, 1980), (1300, 330), (1294, 1984)),
+          "canon_powershot_s40_chart.crw": ((326, 352), (322, 1910), (1250, 364), (1244, 1910)),
           "kodak_dc120.kdc": ((190, 91), (190, 623), (680, 91), (680, 623))}
 PATCH = 64    # sensor pixels rendered around each patch centre; the middle half is averaged
 
