@@ -397,6 +397,36 @@ def test_cpp_kernels_give_the_same_result_on_any_thread_count(cpp_kernels):
             np.testing.assert_array_equal(a, b)
 
 
+def test_kernels_run_in_a_forked_child(lib):
+    """The kernels' worker threads (common.h: WorkerPool) stay in the parent when a process forks
+    (a DataLoader worker): the child runs the same kernels on threads of its own, where waiting
+    for the parent's workers would hang."""
+    import os
+    import time
+    rgb = np.random.default_rng(5).uniform(0, 1, (3, 256, 256)).astype(np.float32)
+
+    def quantised():
+        out = np.empty((256, 256, 3), np.uint16)
+        call(lib, "e4k_quantise", ptr(rgb), 256, 256, 16, ptr(out))
+        return out
+
+    lib.e4k_set_threads(3)
+    try:
+        want = quantised()   # the pool's workers are started
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if np.array_equal(quantised(), want) else 1)
+        deadline = time.monotonic() + 60
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        lib.e4k_set_threads(0)
+
+
 def test_host_pipeline_without_the_library_warns_once_and_runs_python(cpp_kernels, monkeypatch, tmp_path, capsys):
     cpp = cpp_kernels(True)
     monkeypatch.setenv("EDGE4K_KERNELS_LIB", str(tmp_path / "missing.so"))
