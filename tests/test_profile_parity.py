@@ -50,7 +50,8 @@ def profiles(native_build, tmp_path_factory):
     assert main(["compile", "--target", "android-xnnpack", "--preset", "e4k-t-f16", "--resolution", "378x250",
                  "--tile", "128", "--overlap", "32", "--batch", "2", "--calib", "2", "--quant", "fp32",
                  "-o", str(build)]) == 0
-    runs = ["--runs", "2", "--warmup", "1"]
+    # threads given: the defaults come from two libraries (torch's core count, ExecuTorch's)
+    runs = ["--runs", "2", "--warmup", "1", "--threads", "2"]
     (root / "py").mkdir()
     # In a process of its own, as the runner is: ExecuTorch keeps the thread pool of the first
     # build a process loads (device.threads), whatever the tests before asked for.
