@@ -2,7 +2,7 @@
 loop as it was before issue 28. Run as
 
     python -m edge4k.benchmarks.training [--preset e4k-s-f16] [--batch 16] [--crop 256] [--threads 2]
-                                        [--rounds 5] [--variants before,after] [--compile] [--json PATH]
+                                        [--rounds 5] [--variants before,after,bf16] [--compile] [--json PATH]
 
 Phases of a step: synthesis (the batch of synthetic RAW captures, calibration.unprocess + the
 frontend, as `edge4k train --workers 0` makes it), forward (the network), loss (finishing of
@@ -11,35 +11,60 @@ output and target, L1, SSIM), backward, optimiser (gradient clipping + AdamW).
 Variants (each its own copy of the same seed-initialised model, stepping on the same batches):
 - before: NCHW activations, torch's default (per-tensor) AdamW on CPU, the loss as it was
   (reference_losses: a full 11x11 SSIM window, five convolutions);
-- after: what `edge4k train` does now (models.train: memory_format_for, make_optimizer, losses);
-- after-nchw, after-unfused, after-refloss: `after` less one change each, to see what each gives.
+- after: `edge4k train` in fp32 (training.train: memory_format_for, make_optimizer, losses with
+  finish_looks, one finishing for both looks);
+- bf16: `after` with the network under bfloat16 autocast, as `edge4k train --bf16` (TrainOptions.bf16:
+  weights, optimiser, loss and the classical base stay fp32);
+- after-nchw, after-unfused, after-refloss, after-reffinish, after-glibc, bf16-glibc: `after` (or `bf16`)
+  less one change each, to see what each gives (refloss: the old SSIM and finishing; reffinish: the
+  old finishing, once per look; glibc: glibc's allocator, which gives freed memory back to the kernel).
 The variants are timed in turn, round after round, in this one process, and medians reported:
 on a shared machine the neighbours' load then falls on all alike. Wall-clock and CPU time both.
+The C allocator is set before each variant's step: glibc's own behaviour for `before` and the
+`-glibc` variants (at its steady state: blocks over 32 MiB mmapped, free memory over 64 MiB at
+the heap's top handed back), freed memory kept in the heap
+for the others (training.train.retain_freed_memory, what `edge4k train` does).
 
 Also measured: the CPU's fp32 matmul rate (torch.mm, 2048^3, same threads) and the network's
 MACs in one training step (3x the forward's by torch's flop counter; the loss left out), so
 the achieved GMAC/s can be set beside it. --compile adds `after` with its loss under torch.compile
-(`edge4k train --compile`), with the compile time (the first step's wall time).
+(`edge4k train --compile`), and `bf16` too if it is timed, with the compile time (the first step's wall time).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
+from edge4k.kernels.postprocess import finish
 from edge4k.models.config import get_preset
 from edge4k.models.e4k import build_model
 from edge4k.training.data import PairSampler
-from edge4k.training.train import TrainOptions, batch_to, losses, make_optimizer, training_images
+from edge4k.training.train import (TrainOptions, batch_to, keep_base_fp32, losses, make_optimizer, retain_freed_memory,
+                                   training_images)
 
 PHASES = ("synthesis", "forward", "loss", "backward", "optimiser")
-VARIANTS = ("before", "after", "after-nchw", "after-unfused", "after-refloss")
+VARIANTS = ("before", "after", "bf16", "after-nchw", "after-unfused", "after-refloss", "after-reffinish",
+            "after-glibc", "bf16-glibc")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def glibc_malloc() -> None:
+    """glibc's allocator as it behaves by default once large blocks have been freed (its adaptive mmap
+    threshold at its 32 MiB ceiling, trim threshold twice that)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
 def cpu_name() -> str:
@@ -97,9 +122,14 @@ def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return s.mean()
 
 
+def reference_looks(rgb: torch.Tensor, matrix: torch.Tensor, exposure: torch.Tensor):
+    """The finishing as the loss did it before: kernels.postprocess.finish once per look."""
+    return finish(rgb, matrix, exposure, "neutral"), finish(rgb, matrix, exposure, "natural")
+
+
 def reference_losses(out: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
-    """models.train.losses as it was before: the same terms, reference_ssim."""
-    return losses(out, batch, ssim_of=reference_ssim)
+    """training.train.losses as it was before: the same terms, reference_ssim and reference_looks."""
+    return losses(out, batch, ssim_of=reference_ssim, finish_of=reference_looks)
 
 
 class _Clock:
@@ -134,6 +164,12 @@ class Variant:
         else:
             self.optim = make_optimizer(params, opts, cpu)
         self.loss_fn = reference_losses if name in ("before", "after-refloss") else losses
+        if name == "after-reffinish":
+            self.loss_fn = lambda out, b: losses(out, b, finish_of=reference_looks)
+        self.bf16 = name.startswith("bf16")
+        if self.bf16:
+            keep_base_fp32(self.model)
+        self.malloc = glibc_malloc if name == "before" or name.endswith("-glibc") else retain_freed_memory
         self.to_device = (lambda b: dict(b)) if nchw else (lambda b: batch_to(b, cpu))
         self.forward = self.model
         self.compile_s = None
@@ -143,11 +179,13 @@ class Variant:
 
     def step(self, batch: dict, synthesis: tuple[float, float]) -> None:
         c = self.clock
+        self.malloc()
         c.wall["synthesis"].append(synthesis[0])
         c.cpu["synthesis"].append(synthesis[1])
         c.start()
         b = self.to_device(batch)
-        out = self.forward(b["packed"], b["thumb"], b["meta"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):   # as training.train.DirectTask
+            out = self.forward(b["packed"], b["thumb"], b["meta"]).float()
         c.lap("forward")
         parts = self.loss_fn(out, b)
         c.lap("loss")
@@ -172,7 +210,7 @@ def step_macs(model: torch.nn.Module, batch: dict) -> int:
 
 
 def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads: int | None = 2, rounds: int = 5,
-        variants=("before", "after"), compile_: bool = False, data: str | None = None, seed: int = 0) -> dict:
+        variants=("before", "after", "bf16"), compile_: bool = False, data: str | None = None, seed: int = 0) -> dict:
     torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)
@@ -183,7 +221,7 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
     model = build_model(cfg, seed=seed)
     runs = [Variant(v, model, opts) for v in variants]
     if compile_:
-        runs.append(Variant("after+compile", model, opts, compile_=True))
+        runs += [Variant(f"{v}+compile", model, opts, compile_=True) for v in ("after", "bf16") if v in variants]
     macs = step_macs(model, sampler.batch(0, batch))
     gflops, gflops_cpu = matmul_gflops()
     # First step of each: warm-up (oneDNN primitive creation; with --compile, the compilation).
@@ -191,14 +229,14 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
     for v in runs:
         t = time.perf_counter()
         v.step(first, (0.0, 0.0))
-        if v.name == "after+compile":
+        if v.name.endswith("+compile"):
             v.compile_s = round(time.perf_counter() - t, 1)
         v.reset()
     for r in range(rounds):
         t, c = time.perf_counter(), time.process_time()
         b = sampler.batch(1 + r, batch)
         synthesis = (time.perf_counter() - t, time.process_time() - c)
-        for v in runs:
+        for v in runs if r % 2 == 0 else runs[::-1]:    # alternate the order: no variant always runs first
             v.step(b, synthesis)
     med = lambda xs: statistics.median(xs)  # noqa: E731
     result = {"schema": "edge4k.train_bench/1", "cpu": cpu_name(), "cpu_flags": cpu_flags(),
@@ -223,6 +261,11 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
                "network_gmac_per_cpu_s": round(macs / 1e9 / med(train_cpu), 1)}
         if v.compile_s is not None:
             row["compile_s"] = v.compile_s
+        # Speed-up over the first variant, round by round (the same batch, moments apart): median and range.
+        base = [sum(x) for x in zip(*(runs[0].clock.cpu[p] for p in PHASES))]
+        ratios = sorted(b / s for b, s in zip(base, steps_cpu))
+        row["speedup_per_cpu_s"] = {"over": runs[0].name, "median": round(med(ratios), 2),
+                                    "min": round(ratios[0], 2), "max": round(ratios[-1], 2)}
         result["variants"][v.name] = row
     return result
 
@@ -234,12 +277,15 @@ def report(res: dict) -> str:
              f"fp32 matmul: {res['matmul_gflops']} GFLOP/s (wall, best), {res['matmul_gflops_per_cpu_s']} per "
              f"CPU-s; network forward+backward: "
              f"{res['network_gmac_per_step']} GMAC a step",
-             "variant | " + " | ".join(PHASES) + " | step s (wall/CPU) | crops/s | crops/CPU-s | net GMAC/s (wall/CPU)"]
+             "variant | " + " | ".join(PHASES) + " | step s (wall/CPU) | crops/s | crops/CPU-s | net GMAC/s (wall/CPU) | "
+             "speed-up per CPU-s, median of rounds (range)"]
     for name, r in res["variants"].items():
         ph = " | ".join(f"{r['phases_wall_s'][p]:.3f}/{r['phases_cpu_s'][p]:.3f}" for p in PHASES)
         extra = f" (compile {r['compile_s']} s)" if "compile_s" in r else ""
         lines.append(f"{name}{extra} | {ph} | {r['step_wall_s']:.2f}/{r['step_cpu_s']:.2f} | {r['crops_per_s']} | "
-                     f"{r['crops_per_cpu_s']} | {r['network_gmac_per_s']}/{r['network_gmac_per_cpu_s']}")
+                     f"{r['crops_per_cpu_s']} | {r['network_gmac_per_s']}/{r['network_gmac_per_cpu_s']} | "
+                     f"{r['speedup_per_cpu_s']['median']}x ({r['speedup_per_cpu_s']['min']}-{r['speedup_per_cpu_s']['max']}) "
+                     f"over {r['speedup_per_cpu_s']['over']}")
     return "\n".join(lines)
 
 
@@ -250,9 +296,11 @@ def main(argv=None) -> int:
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--variants", default="before,after",
-                   help=f"comma-separated, of {', '.join(VARIANTS)} (default before,after)")
-    p.add_argument("--compile", action="store_true", help="also time `after` under torch.compile (slow to compile)")
+    p.add_argument("--variants", default="before,after,bf16",
+                   help=f"comma-separated, of {', '.join(VARIANTS)} (default before,after,bf16; speed-ups are "
+                        "over the first)")
+    p.add_argument("--compile", action="store_true", help="also time `after` and `bf16` with the loss under "
+                                                          "torch.compile (slow to compile)")
     p.add_argument("--data", help="training data (default: the bundled training photos)")
     p.add_argument("--json", help="write the result here")
     args = p.parse_args(argv)
@@ -262,7 +310,7 @@ def main(argv=None) -> int:
         p.error(f"unknown variant(s) {', '.join(bad)}; valid: {', '.join(VARIANTS)}")
     res = run(args.preset, batch=args.batch, crop=args.crop, threads=args.threads, rounds=args.rounds,
               variants=names, compile_=args.compile, data=args.data)
-    res["command"] = "python -m edge4k.benchmarks.training " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    res["command"] = "python -m edge4k.benchmarks.training " + " ".join(argv if argv is not None else sys.argv[1:])
     print(report(res))
     if args.json:
         with open(args.json, "w") as f:
