@@ -132,20 +132,22 @@ static std::vector<float> spread(const float* values, int channels, const float*
     const int kh = std::min(s, h), kw = std::min(s, w), oh = (h + kh - 1) / kh, ow = (w + kw - 1) / kw;
     // pooled planes: channels of num, then den
     std::vector<float> pooled(static_cast<size_t>(channels + 1) * oh * ow);
-    for (int i = 0; i < oh; ++i)
-      for (int j = 0; j < ow; ++j) {
-        const int y0 = i * kh, y1 = std::min(y0 + kh, h), x0 = j * kw, x1 = std::min(x0 + kw, w);
-        const double cells = static_cast<double>(y1 - y0) * (x1 - x0);
-        for (int c = 0; c <= channels; ++c) {
-          double sum = 0;
-          for (int y = y0; y < y1; ++y)
-            for (int x = x0; x < x1; ++x) {
-              const size_t k = static_cast<size_t>(y) * w + x;
-              sum += c < channels ? values[c * n + k] * weight[k] : weight[k];
-            }
-          pooled[(static_cast<size_t>(c) * oh + i) * ow + j] = static_cast<float>(sum / cells);
+    parallel_for(oh, [&](long begin, long end) {
+      for (long i = begin; i < end; ++i)
+        for (int j = 0; j < ow; ++j) {
+          const int y0 = static_cast<int>(i) * kh, y1 = std::min(y0 + kh, h), x0 = j * kw, x1 = std::min(x0 + kw, w);
+          const double cells = static_cast<double>(y1 - y0) * (x1 - x0);
+          for (int c = 0; c <= channels; ++c) {
+            double sum = 0;
+            for (int y = y0; y < y1; ++y)
+              for (int x = x0; x < x1; ++x) {
+                const size_t k = static_cast<size_t>(y) * w + x;
+                sum += c < channels ? values[c * n + k] * weight[k] : weight[k];
+              }
+            pooled[(static_cast<size_t>(c) * oh + i) * ow + j] = static_cast<float>(sum / cells);
+          }
         }
-      }
+    }, 1);
     // torch's source index: scale (in / out) * (i + 0.5) - 0.5, at least 0
     auto source = [](int i, int in, int out, int* i0, int* i1, float* l1) {
       const float src = std::max(static_cast<float>(in) / static_cast<float>(out) * (i + 0.5f) - 0.5f, 0.0f);
@@ -197,19 +199,21 @@ void reconstruct_highlights(float* lin, int height, int width) {
   const size_t n = static_cast<size_t>(height) * width;
   std::vector<uint8_t> partly(n);
   std::vector<float> weight(n), log_ratio(3 * n);
-  bool any = false;
-  for (size_t k = 0; k < n; ++k) {
-    const float r = lin[k], g = lin[n + k], b = lin[2 * n + k];
-    const bool cr = r >= kClipLevel, cg = g >= kClipLevel, cb = b >= kClipLevel;
-    partly[k] = (cr || cg || cb) && !(cr && cg && cb);
-    any = any || partly[k];
-    const float mean = (r + g + b) / 3;
-    weight[k] = !(cr || cg || cb) && mean > 1e-3f ? mean : 0.0f;   // brighter neighbours count more
-    for (int c = 0; c < 3; ++c) log_ratio[c * n + k] = std::log(std::max(lin[c * n + k], 1e-6f) / std::max(mean, 1e-6f));
-  }
-  if (!any) return;
+  parallel_for(static_cast<long>(n), [&](long begin, long end) {
+    for (long k = begin; k < end; ++k) {
+      const float r = lin[k], g = lin[n + k], b = lin[2 * n + k];
+      const bool cr = r >= kClipLevel, cg = g >= kClipLevel, cb = b >= kClipLevel;
+      partly[k] = (cr || cg || cb) && !(cr && cg && cb);
+      const float mean = (r + g + b) / 3;
+      weight[k] = !(cr || cg || cb) && mean > 1e-3f ? mean : 0.0f;   // brighter neighbours count more
+      for (int c = 0; c < 3; ++c)
+        log_ratio[c * n + k] = std::log(std::max(lin[c * n + k], 1e-6f) / std::max(mean, 1e-6f));
+    }
+  });
+  if (std::find(partly.begin(), partly.end(), 1) == partly.end()) return;
   std::vector<float> ratio = spread(log_ratio.data(), 3, weight.data(), height, width);
-  for (size_t k = 0; k < n; ++k) {
+  parallel_for(static_cast<long>(n), [&](long begin, long end) {
+  for (long k = begin; k < end; ++k) {
     if (!partly[k]) continue;
     float sum = 0, free = 0;
     for (int c = 0; c < 3; ++c) {
@@ -223,29 +227,58 @@ void reconstruct_highlights(float* lin, int height, int width) {
     for (int c = 0; c < 3; ++c)
       if (lin[c * n + k] >= kClipLevel) lin[c * n + k] = std::max(lin[c * n + k], scale * ratio[c * n + k]);
   }
+  });
 }
 
-// finish() with highlights reconstructed: square, reconstruct_highlights, the matrix, the gain, then
-// compress_highlights (kernels/postprocess.py) instead of the per-channel clip, the curve, the look.
+// After reconstruct_highlights: the matrix, the gain, compress_highlights (kernels/postprocess.py)
+// instead of the per-channel clip, the curve, the look. Branch-free so that it vectorises: for a peak
+// at or below 1, dividing by max(peak, 1) and whitening by 1 - 1 / max(peak, 1) change nothing, exactly.
+template <bool kNatural>
+static inline void compress_range(float* rgb, size_t n, size_t begin, size_t end, const float* m, float gain) {
+  float* r = rgb;
+  float* g = rgb + n;
+  float* b = rgb + 2 * n;
+  for (size_t k = begin; k < end; ++k) {
+    const float l[3] = {r[k], g[k], b[k]};
+    float v[3];
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; ++i) v[i] = std::max((m[3 * i] * l[0] + m[3 * i + 1] * l[1] + m[3 * i + 2] * l[2]) * gain, 0.0f);
+    const float peak = std::max(std::max(v[0], v[1]), std::max(v[2], 1.0f));
+    float out[3];
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; ++i) {
+      const float scaled = v[i] / peak;   // hue kept, then towards white by 1 - 1/peak
+      const float y = srgb_encode(clamp01(scaled + (1 - scaled) * (1 - 1 / peak)));
+      out[i] = kNatural ? y * y * (3 - 2 * y) : y;
+    }
+    r[k] = out[0];
+    g[k] = out[1];
+    b[k] = out[2];
+  }
+}
+
+EDGE4K_SIMD_CLONES static void compress_natural(float* rgb, size_t n, size_t begin, size_t end, const float* m,
+                                               float gain) {
+  compress_range<true>(rgb, n, begin, end, m, gain);
+}
+
+EDGE4K_SIMD_CLONES static void compress_neutral(float* rgb, size_t n, size_t begin, size_t end, const float* m,
+                                               float gain) {
+  compress_range<false>(rgb, n, begin, end, m, gain);
+}
+
+// finish() with highlights reconstructed: square, reconstruct_highlights, then compress_range.
 static void finish_reconstructed(float* rgb, int height, int width, const float* m, float gain, bool natural) {
   const size_t n = static_cast<size_t>(height) * width;
-  for (size_t k = 0; k < 3 * n; ++k) rgb[k] = clamp01(rgb[k]) * clamp01(rgb[k]);
+  parallel_for(static_cast<long>(3 * n), [&](long begin, long end) {
+    for (long k = begin; k < end; ++k) rgb[k] = clamp01(rgb[k]) * clamp01(rgb[k]);
+  });
   reconstruct_highlights(rgb, height, width);
   parallel_for(static_cast<long>(n), [&](long begin, long end) {
-    for (long k = begin; k < end; ++k) {
-      const float l[3] = {rgb[k], rgb[n + k], rgb[2 * n + k]};
-      float v[3];
-      for (int i = 0; i < 3; ++i) v[i] = std::max((m[3 * i] * l[0] + m[3 * i + 1] * l[1] + m[3 * i + 2] * l[2]) * gain, 0.0f);
-      const float peak = std::max({v[0], v[1], v[2]});
-      for (int i = 0; i < 3; ++i) {
-        if (peak > 1) {   // hue kept, then towards white by 1 - 1/peak
-          const float scaled = v[i] / peak;
-          v[i] = scaled + (1 - scaled) * (1 - 1 / peak);
-        }
-        const float y = srgb_encode(clamp01(v[i]));
-        rgb[i * n + k] = natural ? y * y * (3 - 2 * y) : y;
-      }
-    }
+    if (natural)
+      compress_natural(rgb, n, begin, end, m, gain);
+    else
+      compress_neutral(rgb, n, begin, end, m, gain);
   });
 }
 
