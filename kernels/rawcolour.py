@@ -6,7 +6,8 @@
   rendering of the frame, camera space against linear sRGB ("libraw-fit"). Where none exists the
   frame is refused in one line: never a silent identity.
 - White balance (wb_source): "camera" (as shot; a missing or invalid one falls back to "auto"
-  with one warning), "auto" (grey-edge, projected onto the camera's daylight/Planckian whites),
+  with one warning), "auto" (shades of grey over the scene's distinct colours, projected onto the
+  camera's daylight/Planckian whites),
   "daylight" (the camera's D65 neutral), a colour temperature with tint, or explicit multipliers.
 - CFA sanity: the declared pattern's two green sites must agree better than the other diagonal.
 - Finishing exposure: the natural look's highlight-aware metering (metered_gain), plus EV.
@@ -103,37 +104,41 @@ def _grey_world(frame) -> np.ndarray:
     return np.maximum(n, 1e-9) / max(n[1], 1e-9)
 
 
-def _binomial(a: np.ndarray) -> np.ndarray:
-    """3x3 binomial blur (1 2 1 / 4 each way), edges replicated: takes the noise off the gradients."""
-    p = np.pad(a, 1, mode="edge")
-    rows = (p[:-2] + 2 * p[1:-1] + p[2:]) / 4
-    return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 4
+AUTO_CELLS = 256      # cells on the long side auto white balance reads (noise averages out)
 
 
-EDGE_SIZE = 256
-
-
-def grey_edge_neutral(frame, p: float = 6.0) -> np.ndarray:
-    """The grey-edge estimate of the scene white in camera space (van de Weijer et al. 2007,
-    first order, Minkowski norm p): the mean colour of image edges, which a large area of one
-    colour biases far less than it biases the mean colour of the image (grey world). The image is
-    first area-averaged to at most EDGE_SIZE cells on its long side, so that sensor noise (alike in
-    every channel) does not pass for edges."""
-    rgb, ok = _camera_image(frame, step=max(1, max(frame.height, frame.width) // 2 // (2 * EDGE_SIZE)))
-    f = max(1, int(np.ceil(max(rgb.shape[:2]) / EDGE_SIZE)))
+def _small_image(frame) -> tuple[np.ndarray, np.ndarray]:
+    """_camera_image() area-averaged to at most AUTO_CELLS cells on its long side; a cell is ok
+    when every cell averaged into it was. A sensor can saturate below the file's white level (the
+    Canon EOS D30 at 0.94 of it), so a channel also counts as clipped near the frame's own maximum
+    of it, as LibRaw's data maximum does."""
+    rgb, ok = _camera_image(frame, step=max(1, max(frame.height, frame.width) // 2 // (2 * AUTO_CELLS)))
+    ok &= np.all(rgb < 0.98 * rgb.reshape(-1, 3).max(axis=0), axis=-1)
+    f = max(1, int(np.ceil(max(rgb.shape[:2]) / AUTO_CELLS)))
     h, w = rgb.shape[0] // f * f, rgb.shape[1] // f * f
     rgb = rgb[:h, :w].reshape(h // f, f, w // f, f, 3).mean(axis=(1, 3))
     ok = ok[:h, :w].reshape(h // f, f, w // f, f).all(axis=(1, 3))
-    edges = []
-    for c in range(3):
-        smooth = _binomial(rgb[..., c])
-        gy, gx = np.gradient(smooth)
-        edges.append(np.hypot(gx, gy))
-    e = np.stack(edges, axis=-1)
-    keep = ok & (e.max(axis=-1) > 0)
-    if keep.sum() < 16:
+    return rgb, ok
+
+
+def distinct_colour_neutral(frame, p: float = 4.0, bin_width: float = 0.1) -> np.ndarray:
+    """Shades of grey (Finlayson & Trezzi 2004: the Minkowski p-norm of the colours) over the
+    scene's distinct colours rather than its pixels: cells are grouped by log chromaticity (log R/G,
+    log B/G, bins bin_width wide) and each group counts once, at its mean colour, so that a large
+    area of one colour (foliage, sky, a wall) weighs no more than a small patch of any other (as
+    Gershon, Jepson & Tsotsos 1988 average surfaces, not pixels).
+    Cells with a channel clipped or near black are left out (a clipped channel reads the white
+    level whatever the light). p and bin_width were chosen on synthetic dominant-colour scenes
+    (README, "Colour")."""
+    rgb, ok = _small_image(frame)
+    x = rgb[ok]
+    if len(x) < 16:
         return _grey_world(frame)
-    n = (e[keep] ** p).mean(axis=0) ** (1.0 / p)
+    bins = np.floor(np.log(x[:, [0, 2]] / x[:, [1]]) / bin_width).astype(np.int64)
+    group = np.unique(bins, axis=0, return_inverse=True)[1].ravel()
+    count = np.bincount(group)
+    means = np.stack([np.bincount(group, x[:, c]) / count for c in range(3)], axis=-1)
+    n = (means ** p).mean(axis=0) ** (1.0 / p)
     return n / n[1]
 
 
@@ -152,11 +157,11 @@ def _whites(colour: CameraColour) -> tuple[np.ndarray, np.ndarray]:
 
 
 def auto_neutral(frame) -> np.ndarray:
-    """auto white balance: the grey-edge estimate, moved to the nearest white the camera can see
+    """auto white balance: distinct_colour_neutral(), moved to the nearest white the camera can see
     (a colour temperature 2000-12000 K with a tint within +-30, through the camera's matrix) when
     its calibration is known, so that a scene of one dominant colour cannot pull it off every
     plausible light."""
-    n = grey_edge_neutral(frame)
+    n = distinct_colour_neutral(frame)
     if frame.camera_colour is None:
         return n
     neutrals, _ = _whites(frame.camera_colour)

@@ -13,7 +13,7 @@ import torch
 
 from edge4k.evaluation.colour_report import (DOMINANT_HUES, auto_wb_errors, metering_errors, photo_metering_errors,
                                              pi_dng)
-from edge4k.kernels.colour import camera_matrix, kelvin_xy, srgb_from_cam
+from edge4k.kernels.colour import _uv as uv_of_xy, camera_matrix, cct_from_xy, kelvin_xy, srgb_from_cam
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import RawCapture, draw_params, synthesize
 from edge4k.errors import RawInputError
@@ -181,7 +181,52 @@ def test_missing_as_shot_white_falls_back_to_auto_with_one_warning(tmp_path):
 def test_auto_white_balance_resists_a_dominant_colour(hue):
     auto, grey_world = auto_wb_errors(DOMINANT_HUES[hue])
     assert np.mean(auto) < 0.5 * np.mean(grey_world)
-    assert max(auto) < 6
+    assert max(auto) < 4      # measured: 3.5 worst of the nine (the grey-edge estimate before it: 5.9)
+
+
+def _auto_capture(scene, kelvin):
+    rng = np.random.default_rng(0)
+    params = draw_params(rng, camera="Nikon Z 7", iso=400.0, ev=0.0, illuminant=kelvin, jitter=False, cfa="RGGB")
+    frame, truth = RawFrame.from_capture(synthesize(scene, params, rng)), params.as_shot_neutral
+    angle = lambda n: np.degrees(np.arccos(n @ truth / np.linalg.norm(n) / np.linalg.norm(truth)))  # noqa: E731
+    return frame, angle
+
+
+def _blocks(rng, shape, size):
+    return rng.uniform(0.05, 0.95, size=(shape[0] // size, shape[1] // size, 3)).repeat(size, 0).repeat(size, 1)
+
+
+# Angular error in camera space below about 3 degrees is hard to see (Hordley & Finlayson 2006).
+@pytest.mark.parametrize("kelvin", [2800.0, 4500.0, 6500.0])
+def test_auto_white_balance_finds_a_known_light_on_a_varied_scene(kelvin):
+    frame, angle = _auto_capture(_blocks(np.random.default_rng(1), (96, 128), 8), kelvin)
+    assert angle(rawcolour.auto_neutral(frame)) < 3      # measured 1.9-2.5
+
+
+def foliage(seed: int, shape=(96, 128)) -> np.ndarray:
+    """Eleven twelfths leaves (yellow-green to blue-green, lit and in shade), a corner of varied colours."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    img = _blocks(rng, shape, 8)
+    leaves = rng.uniform([0.08, 0.35, 0.03], [0.35, 0.6, 0.2], size=(h // 4, w // 4, 3))
+    leaves = (leaves * rng.uniform(0.3, 1.0, size=(h // 4, w // 4, 1))).repeat(4, 0).repeat(4, 1)
+    img[: h - h // 4] = leaves[: h - h // 4]
+    img[:, : w - w // 3] = leaves[:, : w - w // 3]
+    return img
+
+
+@pytest.mark.parametrize("kelvin", [2800.0, 4500.0, 6500.0])
+def test_foliage_does_not_pull_auto_white_balance_off_the_light(kelvin):
+    """A scene of mostly green leaves pulls grey world 11-16 degrees off (towards magenta gains);
+    auto stays within 3 degrees, on a white within 20 mired (about an eighth-CTO gel) and a Duv of
+    0.005 (ANSI C78.377's tolerance for white lights is 0.006) of the true light."""
+    frame, angle = _auto_capture(foliage(1), kelvin)
+    assert angle(rawcolour._grey_world(frame)) > 8
+    n = rawcolour.auto_neutral(frame)
+    xy = frame.camera_colour.white_xy(n)
+    cct = cct_from_xy(xy)
+    duv = np.linalg.norm(np.subtract(uv_of_xy(xy), uv_of_xy(kelvin_xy(cct))))
+    assert angle(n) < 3 and abs(1e6 / cct - 1e6 / kelvin) < 20 and duv < 0.005, (angle(n), cct, duv)
 
 
 # ---- CFA sanity --------------------------------------------------------------------------------
