@@ -15,6 +15,7 @@ from typing import Callable
 
 from edge4k.errors import DeviceNotFound, Edge4KError
 
+from edge4k.compiler.request import CompileRequest, compile_request, format_manifest
 from edge4k.devices.adb import Adb
 from edge4k.devices.android import RunOptions, profile_on_phone, qnn_library_dirs
 from edge4k.devices.commands import Shell
@@ -36,7 +37,7 @@ class ProfileRequest:
     device: str
     raw_input: str
     out_dir: Path
-    compile_args: list[str] = field(default_factory=list)   # `edge4k compile` flags besides --target and -o
+    compile: CompileRequest | None = None   # what to compile (None: req.artifacts is a build to use)
     artifacts: Path | None = None        # a build to use instead of compiling
     run: RunOptions = field(default_factory=RunOptions)
     serial: str | None = None
@@ -46,13 +47,20 @@ class ProfileRequest:
     qnn_libs: str | None = None          # android-qnn: --qnn-libs DIR[:DIR...] (else $EDGE4K_QNN_LIBS)
 
 
-def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], echo: Callable[[str], None] = print) -> dict | None:
-    """Run the whole flow; returns the profile (None for a dry run)."""
+def profile(req: ProfileRequest, *, echo: Callable[[str], None] = print,
+            progress: Callable[[str], None] = lambda msg: None) -> dict | None:
+    """Run the whole flow; returns the profile (None for a dry run). progress: the compiler's."""
     if req.device not in DEVICES:
         raise Edge4KError(f"unknown device '{req.device}'; valid devices: {', '.join(DEVICES)}")
+    if req.artifacts is None and req.compile is None:
+        raise Edge4KError("profile needs a build to use (artifacts) or one to compile (compile)")
     shell = Shell(dry_run=req.dry_run, echo=echo)
     artifacts = req.artifacts or req.out_dir / "build"
-    compile_argv = ["compile", "--target", req.target, *req.compile_args, "-o", str(artifacts)]
+    compile_argv = compile_command(req.compile, artifacts) if req.artifacts is None else []
+
+    def compile_now():
+        echo(format_manifest(compile_request(req.compile, artifacts, progress=progress)))
+        echo(f"wrote {artifacts}")
     if req.dry_run:
         echo(f"# edge4k profile --target {req.target} --device {req.device}: dry run, commands are printed, "
              "then the artifacts are compiled")
@@ -64,7 +72,7 @@ def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], ech
             echo("$ edge4k " + shlex.join(compile_argv))
         else:
             echo("compiling: edge4k " + shlex.join(compile_argv))
-            compile_fn(compile_argv)
+            compile_now()
 
     # The build comes first: with no phone (or no Mac) everything up to the push still
     # happens, and the device error says where the artifacts are.
@@ -85,8 +93,24 @@ def profile(req: ProfileRequest, *, compile_fn: Callable[[list[str]], None], ech
         result = _host(req, shell, artifacts, echo)
     if req.dry_run and req.artifacts is None:
         echo("compiling the artifacts (a dry run still compiles): edge4k " + shlex.join(compile_argv))
-        compile_fn(compile_argv)
+        compile_now()
     return result
+
+
+def compile_command(request: CompileRequest, artifacts: Path) -> list[str]:
+    """The `edge4k compile` command line that makes the same build, for the printed plan."""
+    default = CompileRequest(target=request.target, preset=request.preset, width=0, height=0)
+    t = request.tiling
+    argv = ["compile", "--target", request.target, "--preset", request.preset, "--seed", str(request.seed)]
+    argv += ["--checkpoint", str(request.checkpoint)] if request.checkpoint else []
+    argv += ["--resolution", f"{request.width}x{request.height}"]
+    argv += ["--native"] if t.native else [] if t.fit else ["--tile", str(t.tile)]
+    argv += ["--overlap", str(t.overlap)] if not t.native and t.overlap != default.tiling.overlap else []
+    argv += ["--batch", str(t.batch)] if t.batch != default.tiling.batch else []
+    argv += ["--calib", str(request.calib)] if request.calib != default.calib else []
+    argv += ["--quant", request.precision] if request.precision else []
+    argv += ["--soc", request.soc] if request.soc else []
+    return [*argv, "-o", str(artifacts)]
 
 
 @contextmanager

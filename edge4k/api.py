@@ -35,13 +35,13 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, "RawFrame"]
 
 def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise Edge4KError(f"--{name} must be an integer, got {type(value).__name__} {value!r}"[:200])
+        raise Edge4KError(f"{name} must be an integer, got {type(value).__name__} {value!r}"[:200])
     if value is not None and value < minimum:
-        raise Edge4KError(f"--{name} must be >= {minimum}, got {value}")
+        raise Edge4KError(f"{name} must be >= {minimum}, got {value}")
     from edge4k.runtime.limits import limits   # the ranges the native runner checks too
     rule = limits()["runner"].get(name)
     if value is not None and rule and value > rule["max"]:
-        raise Edge4KError(f"--{name} must be at most {rule['max']}, got {value}")
+        raise Edge4KError(f"{name} must be at most {rule['max']}, got {value}")
 
 
 def check_source(source) -> None:
@@ -108,7 +108,7 @@ def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: st
     from edge4k.backends.qnn.runtime import check_soc
 
     if not artifacts:
-        raise Edge4KError(f"--backend {backend} runs a compiled build: pass --artifacts build/NAME")
+        raise Edge4KError(f"backend {backend} runs a compiled build: pass artifacts, its build folder")
     manifest = load_manifest(artifacts)
     check_soc(manifest, soc, artifacts)
     if preset and preset != manifest["preset"]:     # before loading anything
@@ -119,7 +119,7 @@ def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: st
     for key, value in asked.items():
         if value is not None and value != getattr(opts, key):
             raise BuildMismatch(f"{artifacts} was compiled with {key}={getattr(opts, key)}, not {value}; "
-                                "recompile or drop the flag")
+                                f"recompile, or leave {key} out")
     return opened, opts
 
 
@@ -156,13 +156,13 @@ class Renderer:
         set_threads(threads)
         if backend == "eager":
             if artifacts or soc:
-                raise Edge4KError(f"--{'artifacts' if artifacts else 'soc'} needs a compiled backend, "
-                                  "e.g. --backend executorch or qnn-htp-sim")
+                raise Edge4KError(f"{'artifacts' if artifacts else 'soc'} needs a compiled backend, "
+                                  "e.g. backend='executorch' or 'qnn-htp-sim'")
             opts = tile_options(tile=tile, overlap=overlap, native=native, batch=batch)
             model, weights = load_for_preset(preset or DEFAULT_PRESET, checkpoint, seed=seed)
             self._backend, self._opts = EagerBackend(model, weights=weights), opts
         elif checkpoint:
-            raise Edge4KError("--checkpoint is for the eager backend; a compiled build carries its own weights")
+            raise Edge4KError("checkpoint is for the eager backend; a compiled build carries its own weights")
         else:
             self._backend, self._opts = open_compiled(backend, artifacts, soc=soc, preset=preset, tile=tile,
                                                       overlap=overlap, native=native, batch=batch)

@@ -22,3 +22,8 @@ class DeviceNotFound(Edge4KError):
     so scripts and `make android-*` can tell "connect a phone" from a failure."""
 
     exit_code = 2
+
+
+class Edge4KWarning(UserWarning):
+    """A decision Edge4K made for the user (a colour fallback, a suspicious CFA): the CLI prints
+    it as one line."""

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge4k.kernels.colour import D65_XY, LUMA, CameraColour, kelvin_xy
-from edge4k.errors import RawInputError
+from edge4k.errors import Edge4KWarning, RawInputError
 from edge4k.kernels.postprocess import HIGHLIGHT_MODES
 from edge4k.kernels.raw import CFA_PATTERNS, cell_offsets
 
 WB_MODES = ("camera", "auto", "daylight")
 
 
-class ColourWarning(UserWarning):
+class ColourWarning(Edge4KWarning):
     """A colour decision Edge4K made for the user (a fallback, a suspicious CFA): one line."""
 
 

@@ -238,15 +238,15 @@ def test_a_frame_smaller_than_the_default_tile_renders(tmp_path, make_dng, capsy
 
 
 def test_compiling_for_a_small_resolution_fits_the_default_tiling_too():
-    from edge4k.cli import _build_spec, build_parser
+    from edge4k.cli import parse_args
+    from edge4k.cli.compile import compile_request_of
     from edge4k.models import get_preset
-    args = build_parser().parse_args(["compile", "--target", "host-xnnpack", "--resolution", "256x256", "-o", "b",
-                                      "--preset", TINY])
-    assert _build_spec(args, "host-xnnpack", "fp32")[2].native            # one tile, as `edge4k run` renders it
-    args = build_parser().parse_args(["compile", "--target", "host-xnnpack", "--resolution", "256x256", "-o", "b",
-                                      "--preset", TINY, "--tile", "512"])
+    argv = ["compile", "--target", "host-xnnpack", "--resolution", "256x256", "-o", "b", "--preset", TINY]
+    spec = compile_request_of(parse_args(argv), "host-xnnpack", "fp32").spec()[2]
+    assert spec.native                                                   # one tile, as `edge4k run` renders it
+    spec = compile_request_of(parse_args([*argv, "--tile", "512"]), "host-xnnpack", "fp32").spec()[2]
     with pytest.raises(edge4k.Edge4KError, match="smaller than one 512x512 tile"):
-        _build_spec(args, "host-xnnpack", "fp32")[2].plan(get_preset(TINY))
+        spec.plan(get_preset(TINY))
 
 
 def test_a_build_refuses_a_frame_smaller_than_its_tile_saying_what_to_change():

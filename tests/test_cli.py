@@ -107,6 +107,24 @@ def test_bad_input_is_one_line_nonzero_and_leaves_no_file(tmp_path, sample_dng, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", "p.json", ".out"))) == [], name
 
 
+def _imports(*argv) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`python -P -X importtime -m edge4k ARGV`: the process and the modules it imported."""
+    proc = subprocess.run([sys.executable, "-P", "-X", "importtime", "-m", "edge4k", *argv], capture_output=True,
+                          text=True, timeout=120)
+    return proc, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_help_and_version_load_no_torch():
+    """The command modules (edge4k/cli/<module>.py) load the library, torch included, only once
+    the command is known: `edge4k --help` and `edge4k --version` answer without it."""
+    for flag, expected in (("--help", "train-teacher"), ("--version", "edge4k 0.1.0")):
+        proc, modules = _imports(flag)
+        assert proc.returncode == 0 and expected in proc.stdout, proc.stderr[-2000:]
+        assert "edge4k.cli" in modules and "torch" not in modules and "numpy" not in modules, flag
+    proc, modules = _imports("run", "--help")          # a command's help loads its module, and torch
+    assert proc.returncode == 0 and "--output-space" in proc.stdout and "torch" in modules
+
+
 def test_outputs_get_ordinary_permissions(tmp_path, sample_dng):
     out = tmp_path / "o.png"
     assert main(["run", sample_dng, "-o", str(out), "--preset", "e4k-t-f16", "--tile", "512", "--overlap", "0"]) == 0

@@ -13,10 +13,13 @@ import pytest
 from edge4k.devices.adb import Adb
 from edge4k.devices.android import RunOptions
 from edge4k.devices.commands import Shell
+from edge4k.compiler.request import CompileRequest
+from edge4k.devices import flow
 from edge4k.devices.flow import ProfileRequest, profile
 from edge4k.cli import main
 from edge4k.errors import DeviceNotFound, Edge4KError
 from edge4k.kernels.raw import PHASE_PAD
+from edge4k.runtime.pipeline import TileOptions
 from edge4k.runtime.profile import validate_profile
 from edge4k.kernels.tiling import plan_tiles
 
@@ -165,15 +168,20 @@ def test_a_build_for_another_target_is_refused(phone_run, tmp_path, capsys):
     assert "was compiled for target android-xnnpack, not host-xnnpack" in capsys.readouterr().err
 
 
-def test_dry_run_still_compiles_after_printing(tmp_path, sample_dng):
+def test_dry_run_still_compiles_after_printing(tmp_path, sample_dng, monkeypatch):
     lines, compiled = [], []
+    request = CompileRequest(target="android-xnnpack", preset="e4k-t-f16", width=512, height=512, soc="SM8650",
+                             tiling=TileOptions(tile=256, overlap=16))
+    monkeypatch.setattr(flow, "compile_request", lambda *a, **k: compiled.append((a, len(lines))) or {})
+    monkeypatch.setattr(flow, "format_manifest", lambda manifest: "the build's table")
     req = ProfileRequest(target="android-xnnpack", device="android", raw_input=sample_dng, out_dir=tmp_path / "o",
-                         compile_args=["--preset", "e4k-t-f16"], run=RunOptions(), dry_run=True,
-                         runner=str(tmp_path / "runner"))
-    assert profile(req, compile_fn=lambda argv: compiled.append((argv, len(lines))), echo=lines.append) is None
-    assert compiled == [(["compile", "--target", "android-xnnpack", "--preset", "e4k-t-f16", "-o",
-                          str(tmp_path / "o" / "build")], len(lines))]   # after the whole plan
-    assert any("edge4k compile --target android-xnnpack" in l for l in lines)
+                         compile=request, run=RunOptions(), dry_run=True, runner=str(tmp_path / "runner"))
+    assert profile(req, echo=lines.append) is None
+    assert compiled == [((request, tmp_path / "o" / "build"), len(lines) - 2)]   # after the whole plan
+    assert lines[-2:] == ["the build's table", f"wrote {tmp_path / 'o' / 'build'}"]
+    # the plan shows the `edge4k compile` command that makes the same build
+    assert f"$ edge4k compile --target android-xnnpack --preset e4k-t-f16 --seed 0 --resolution 512x512 --tile 256 " \
+           f"--overlap 16 --soc SM8650 -o {tmp_path / 'o' / 'build'}" in lines
 
 
 def make(args, env, timeout=300):

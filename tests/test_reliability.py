@@ -77,10 +77,10 @@ def test_threads_runs_and_warmup_past_the_shared_limits_are_refused(renderer, sa
     import edge4k
     from edge4k.runtime.limits import limits
     top = limits()["runner"]
-    with pytest.raises(Edge4KError, match=f"--threads must be at most {top['threads']['max']}, got 99999999999"):
+    with pytest.raises(Edge4KError, match=f"^threads must be at most {top['threads']['max']}, got 99999999999"):
         edge4k.Renderer(preset="e4k-t-f16", threads=99999999999)
     for name in ("runs", "warmup"):
-        with pytest.raises(Edge4KError, match=f"--{name} must be at most {top[name]['max']}"):
+        with pytest.raises(Edge4KError, match=f"^{name} must be at most {top[name]['max']}"):
             renderer.profile(sample_dng, tmp_path / "o.png", **{name: top[name]["max"] + 1})
     assert not list(tmp_path.iterdir())
 
