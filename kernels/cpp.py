@@ -154,20 +154,25 @@ def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, lo
                    in_place: bool = False, ev: float = 0.0, highlights: str = "clip") -> torch.Tensor:
     """postprocess.finish() in the look (ev, highlights: as there), then orient() for the frame's
     EXIF Orientation. in_place: the caller gives the image up, so the C++ kernel may finish it
-    where it is (a 4K frame's copy is about 30 ms). The C++ kernel clips highlights and scales
-    only the natural look: highlight reconstruction, and EV on the neutral look, finish in torch."""
+    where it is (a 4K frame's copy is about 30 ms). A library built before the finishing options
+    (no e4k_finish_options) clips highlights and scales only the natural look: highlight
+    reconstruction, and EV on the neutral look, then finish in torch."""
     lib = library()
-    if lib is None or highlights != "clip" or (look == "neutral" and ev != 0):
+    options = lib is not None and hasattr(lib, "e4k_finish_options")
+    if lib is None or (not options and (highlights != "clip" or (look == "neutral" and ev != 0))):
         return postprocess.orient(postprocess.finish(image, frame.srgb_from_cam, exposure, look, ev=ev,
                                                      highlights=highlights), frame.orientation)
     postprocess.check_look(look)
-    exposure *= 2.0 ** ev
     rgb = image.detach().cpu().numpy()
     if not (in_place and rgb.dtype == np.float32 and rgb.flags.c_contiguous and rgb.flags.writeable):
         rgb = np.array(rgb, dtype=np.float32, order="C")
     h, w = rgb.shape[1:]
-    _call(lib, "e4k_finish", _ptr(rgb), h, w, _ptr(np.ascontiguousarray(frame.srgb_from_cam, np.float64)),
-          ctypes.c_double(exposure), look.encode())
+    matrix = _ptr(np.ascontiguousarray(frame.srgb_from_cam, np.float64))
+    if options:
+        _call(lib, "e4k_finish_options", _ptr(rgb), h, w, matrix, ctypes.c_double(exposure), look.encode(),
+              ctypes.c_double(ev), highlights.encode())
+    else:
+        _call(lib, "e4k_finish", _ptr(rgb), h, w, matrix, ctypes.c_double(exposure * 2.0 ** ev), look.encode())
     if frame.orientation == 1:
         return torch.from_numpy(rgb)
     out = np.empty((3, w, h) if frame.orientation >= 5 else (3, h, w), np.float32)

@@ -321,6 +321,18 @@ def test_host_frontend_in_cpp_matches_python(cpp_kernels):
     assert prep.exposure == pytest.approx(py_prep.exposure, rel=1e-5) and prep.crop == py_prep.crop
 
 
+@pytest.mark.parametrize("look, ev, highlights", [("neutral", 0.5, "clip"), ("natural", -1.0, "reconstruct"),
+                                                  ("neutral", 0.0, "reconstruct")])
+def test_host_finishing_options_in_cpp_match_python(cpp_kernels, look, ev, highlights):
+    """The host pipeline's exposure compensation and highlight reconstruction run in C++ too."""
+    frame = noisy_frame("RGGB")
+    image = torch.from_numpy(clipped_scene(40, 64))
+    assert hasattr(cpp_kernels(True).library(), "e4k_finish_options")
+    want = cpp_kernels(False).finish_upright(image, frame, 1.7, look, ev=ev, highlights=highlights)
+    got = cpp_kernels(True).finish_upright(image, frame, 1.7, look, ev=ev, highlights=highlights)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("look, orientation", [("natural", 1), ("neutral", 6), ("natural", 8)])
 def test_host_finishing_in_cpp_matches_python(cpp_kernels, look, orientation):
     frame = noisy_frame("RGGB")
