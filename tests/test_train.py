@@ -272,3 +272,12 @@ def test_bf16_training_tracks_fp32(tmp_path, photos):
 def test_freed_memory_stays_in_the_heap_on_linux():
     from edge4k.training.train import retain_freed_memory
     assert retain_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_cli_bf16_flag(tmp_path, photos, capsys):
+    common = ["--preset", "e4k-t-f16", "--budget-minutes", "5", "--steps", "1", "--batch", "2", "--crop", "32",
+              "--threads", "1", "--data", photos, "--bf16"]
+    assert main(["train", *common, "--out", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "summary.json").read_text())["bf16"] is True
+    assert main(["train-teacher", *common, "--out", str(tmp_path / "teacher")]) == 1
+    assert "--bf16 is for `edge4k train` only" in capsys.readouterr().err
