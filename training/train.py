@@ -3,7 +3,7 @@
 Loss (see losses()): L1 in display space for both looks + SSIM_WEIGHT * (1 - SSIM), with
 the exact finishing applied to output and target alike, so the network is judged only on
 what it learns (demosaicing detail, denoising). The learning rate warms up, then follows a
-cosine to 5 %.
+cosine to 5 %. With --bf16 the network runs under bfloat16 autocast (weights, optimiser, loss in fp32).
 
 Outputs in --out: model.safetensors (weights + config, what eval and run load),
 train_state.pt (optimizer and step, for --resume), train_log.jsonl, loss_curve.png
