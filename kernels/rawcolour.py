@@ -126,10 +126,11 @@ def distinct_colour_neutral(frame, p: float = 4.0, bin_width: float = 0.1) -> np
     scene's distinct colours rather than its pixels: cells are grouped by log chromaticity (log R/G,
     log B/G, bins bin_width wide) and each group counts once, at its mean colour, so that a large
     area of one colour (foliage, sky, a wall) weighs no more than a small patch of any other (as
-    Gershon, Jepson & Tsotsos 1988 average surfaces, not pixels).
-    Cells with a channel clipped or near black are left out (a clipped channel reads the white
-    level whatever the light). p and bin_width were chosen on synthetic dominant-colour scenes
-    (README, "Colour")."""
+    Gershon, Jepson & Tsotsos 1988 average surfaces, not pixels). A colour seen in one cell only
+    is no surface (a defective pixel, noise, a glint) and is left out: counted once like the rest,
+    it could outweigh them. Cells with a channel clipped or near black are left out too (a
+    clipped channel reads the white level whatever the light). p and bin_width were chosen on
+    synthetic dominant-colour scenes (README, "Colour")."""
     rgb, ok = _small_image(frame)
     x = rgb[ok]
     if len(x) < 16:
@@ -137,7 +138,9 @@ def distinct_colour_neutral(frame, p: float = 4.0, bin_width: float = 0.1) -> np
     bins = np.floor(np.log(x[:, [0, 2]] / x[:, [1]]) / bin_width).astype(np.int64)
     group = np.unique(bins, axis=0, return_inverse=True)[1].ravel()
     count = np.bincount(group)
-    means = np.stack([np.bincount(group, x[:, c]) / count for c in range(3)], axis=-1)
+    means = np.stack([np.bincount(group, x[:, c]) / count for c in range(3)], axis=-1)[count > 1]
+    if not len(means):
+        return _grey_world(frame)
     n = (means ** p).mean(axis=0) ** (1.0 / p)
     return n / n[1]
 
