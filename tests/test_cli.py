@@ -125,6 +125,14 @@ def test_help_and_version_load_no_torch():
     assert proc.returncode == 0 and "--output-space" in proc.stdout and "torch" in modules
 
 
+def test_data_report_draws_training_scenes(tmp_path, capsys):
+    assert main(["data", "report", "-o", str(tmp_path), "--samples", "12", "--seed", "3"]) == 0
+    report = json.loads((tmp_path / "coverage.json").read_text())
+    assert report["samples"] == len(report["rows"]) == 12 and report["seed"] == 3
+    assert report["data"] == "bundled training photos" and (tmp_path / "coverage.png").stat().st_size > 0
+    assert f"12 scenes, {report['summary']['cameras']} cameras" in capsys.readouterr().out
+
+
 def test_outputs_get_ordinary_permissions(tmp_path, sample_dng):
     out = tmp_path / "o.png"
     assert main(["run", sample_dng, "-o", str(out), "--preset", "e4k-t-f16", "--tile", "512", "--overlap", "0"]) == 0

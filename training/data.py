@@ -17,8 +17,10 @@ batches an uninterrupted one would.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +31,7 @@ from edge4k.datasets.unprocess import RawCapture, unprocess
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
 from edge4k.files import atomic_output
+from edge4k.models import DEFAULT_PRESET, get_preset
 
 WINDOW_RANGE = (256, 384)        # scene (frame) side in pixels, before clamping to the photo
 # Besides photos metered like a camera does (mean luminance at mid-grey, calibration.unprocess):
@@ -203,3 +206,18 @@ def coverage_plot(report: dict, path) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def write_coverage(images: Sequence, samples: int, out_dir, *, seed: int = 0, progress: bool = True,
+                   data: str = "bundled training photos") -> dict:
+    """The coverage report of `samples` scenes drawn from `images` as the default preset trains on
+    them: out_dir/coverage.json and coverage.png; returns the report."""
+    cfg = get_preset(DEFAULT_PRESET)
+    sampler = PairSampler(images, crop=cfg.compression * 8, thumb_size=cfg.thumb_size, multiple=cfg.compression)
+    report = coverage(sampler, samples, seed=seed, progress=progress)
+    report["data"] = data
+    out = Path(out_dir)
+    with atomic_output(out / "coverage.json") as tmp:
+        tmp.write_text(json.dumps(report, separators=(",", ":")) + "\n")
+    coverage_plot(report, out / "coverage.png")
+    return report

@@ -17,9 +17,7 @@ from edge4k.datasets.dng import write_dng
 from edge4k.datasets.sources import extract, format_summary, load_manifest, summary
 from edge4k.datasets.unprocess import unprocess
 from edge4k.errors import Edge4KError
-from edge4k.files import atomic_output
-from edge4k.models import DEFAULT_PRESET, get_preset
-from edge4k.training.data import PairSampler, coverage, coverage_plot
+from edge4k.training.data import write_coverage
 from edge4k.training.train import training_images
 
 
@@ -82,15 +80,9 @@ def add_sample_arguments(s: argparse.ArgumentParser) -> None:
 def run_data(args) -> int:
     if args.data_command == "report":
         check_flag("samples", args.samples)
-        cfg = get_preset(DEFAULT_PRESET)
-        sampler = PairSampler(training_images(args.data), crop=cfg.compression * 8, thumb_size=cfg.thumb_size,
-                              multiple=cfg.compression)
-        report = coverage(sampler, args.samples, seed=args.seed, progress=sys.stderr.isatty())
-        report["data"] = args.data or "bundled training photos"
+        report = write_coverage(training_images(args.data), args.samples, args.output, seed=args.seed,
+                                progress=sys.stderr.isatty(), data=args.data or "bundled training photos")
         out = Path(args.output)
-        with atomic_output(out / "coverage.json") as tmp:
-            tmp.write_text(json.dumps(report, separators=(",", ":")) + "\n")
-        coverage_plot(report, out / "coverage.png")
         s = report["summary"]
         print(f"{args.samples} scenes, {s['cameras']} cameras; gain R {s['gain_r'][1]:.2f}-{s['gain_r'][99]:.2f}, "
               f"gain B {s['gain_b'][1]:.2f}-{s['gain_b'][99]:.2f} (1st-99th percentile); EV {s['ev'][0]:+.2f} to "
