@@ -74,7 +74,7 @@ class Target(ABC):
               out_dir: Path, progress: Callable[[str], None]) -> dict[str, dict]:
         """Export, quantise, lower and serialise every stage into out_dir."""
 
-    def validate(self, spec: BuildSpec) -> None:
+    def validate(self, spec: BuildSpec) -> None:  # noqa: B027 (optional hook: most targets build every spec)
         """Refuse a spec this target cannot build, before any calibration work."""
 
     def manifest_extra(self, spec: BuildSpec) -> dict:

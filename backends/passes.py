@@ -8,6 +8,7 @@ import copy
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
 from edge4k.models.blocks import SpaceToChannelDown
 
 

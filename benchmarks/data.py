@@ -25,16 +25,17 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-import resource
 
 import numpy as np
 import rawpy
 from PIL import Image
+
 from edge4k.datasets.databuild import downscale
 from edge4k.datasets.shards import open_shards
 from edge4k.datasets.sources import decode_rgb, hamming, load_manifest, perceptual_hash

@@ -8,31 +8,32 @@ XNNPACK's int8 kernels gain over fp32 here at the network's layer shapes.
 
 Each configuration runs in its own process (`edge4k run ... --profile`), so its peak
 resident memory is its own. The tiled fp32 build runs twice: with the C++ CPU stages
-(kernels/cpp.py) and, as `python-cpu-stages`, with their Python twins (EDGE4K_CPP_KERNELS=0). Writes bench.json, bench.md and a stacked-bar bench.png.
+(kernels/cpp.py) and, as `python-cpu-stages`, with their Python twins (EDGE4K_CPP_KERNELS=0).
+Writes bench.json, bench.md and a stacked-bar bench.png.
 Numbers are host numbers on a shared machine: read ratios, not absolutes."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-import os
 
 import numpy as np
-import torch
 import rawpy
+import torch
 from PIL import Image
 from torch import nn
 
-from edge4k.files import atomic_output
-from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import unprocess
+from edge4k.files import atomic_output
 from edge4k.kernels.raw import read_raw
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.models import build_model, get_preset
 from edge4k.models.cost import stage_macs
 

@@ -31,18 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge4k.errors import Edge4KError
-from edge4k.optional import require
-from edge4k.files import atomic_output, sample_path
 from edge4k.backends.base import BuildSpec
 from edge4k.backends.qnn import require_qnn
 from edge4k.backends.qnn.soc import DEFAULT_SOC
 from edge4k.compiler.build import check_build, compile_build
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import unprocess
+from edge4k.errors import Edge4KError
+from edge4k.files import atomic_output, sample_path
 from edge4k.models import DEFAULT_PRESET, build_model, get_preset
-from edge4k.runtime.manifest import load_manifest
 from edge4k.models.checkpoint import default_checkpoint, load_model
+from edge4k.optional import require
+from edge4k.runtime.manifest import load_manifest
 
 HELD_OUT = (("coffee", "BGGR"), ("chelsea", "GRBG"), ("rocket", "GBRG"))   # scikit-image photos, none is astronaut
 CALIBRATION = (("immunohistochemistry", "RGGB"), ("hubble_deep_field", "BGGR"))   # plus the embedded sample (astronaut)

@@ -44,12 +44,20 @@ import time
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
+
 from edge4k.kernels.postprocess import finish
 from edge4k.models.config import get_preset
 from edge4k.models.e4k import build_model
 from edge4k.training.data import PairSampler
-from edge4k.training.train import (TrainOptions, batch_to, keep_base_fp32, losses, make_optimizer, retain_freed_memory,
-                                   training_images)
+from edge4k.training.train import (
+    TrainOptions,
+    batch_to,
+    keep_base_fp32,
+    losses,
+    make_optimizer,
+    retain_freed_memory,
+    training_images,
+)
 
 PHASES = ("synthesis", "forward", "loss", "backward", "optimiser")
 VARIANTS = ("before", "after", "bf16", "after-nchw", "after-unfused", "after-refloss", "after-reffinish",
@@ -271,7 +279,8 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
 
 
 def report(res: dict) -> str:
-    lines = ["phases: wall/CPU seconds, medians", f"{res['cpu']} ({', '.join(f for f in res['cpu_flags'] if f.startswith('avx512')) or 'no AVX-512'}), "
+    avx512 = ', '.join(f for f in res['cpu_flags'] if f.startswith('avx512')) or 'no AVX-512'
+    lines = ["phases: wall/CPU seconds, medians", f"{res['cpu']} ({avx512}), "
              f"torch {res['torch']}, {res['threads']} threads; {res['preset']} batch {res['batch']} crop {res['crop']}, "
              f"{res['rounds']} rounds interleaved",
              f"fp32 matmul: {res['matmul_gflops']} GFLOP/s (wall, best), {res['matmul_gflops_per_cpu_s']} per "

@@ -10,9 +10,8 @@ from torch import nn
 
 from edge4k.backends.base import psnr
 from edge4k.backends.passes import fold_batchnorm
-from edge4k.models import NETWORK_STAGES, E4KNet
-
 from edge4k.backends.xnnpack.quantize import int8_recipe, quantize_stage
+from edge4k.models import NETWORK_STAGES, E4KNet
 
 
 def layer_sensitivity(model: E4KNet, inputs: dict, calib: list[dict], held_out: list[dict], *,

@@ -20,10 +20,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from edge4k.datasets.photos import load_split
 from edge4k.errors import Edge4KError
 from edge4k.files import sample_path
 from edge4k.kernels.raw import prepare, read_raw
-from edge4k.datasets.photos import load_split
 from edge4k.training.data import make_scene
 
 

@@ -16,16 +16,16 @@ from typing import Callable
 
 import torch
 
+from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs, psnr, tensor_specs
+from edge4k.backends.registry import get_target, open_build
+from edge4k.calibration.tiles import PhotoSource, calibration_inputs
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file, umask
 from edge4k.models import NETWORK_STAGES, E4KNet
-from edge4k.runtime.profile import now_iso, versions
-from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs, psnr, tensor_specs
-from edge4k.backends.registry import get_target, open_build
-from edge4k.runtime.manifest import INPUT_NAMES, MANIFEST, MANIFEST_SCHEMA, OUTPUT_NAMES, is_build_folder, load_manifest
-from edge4k.calibration.tiles import PhotoSource, calibration_inputs
 from edge4k.runtime.backends import EagerBackend
+from edge4k.runtime.manifest import INPUT_NAMES, MANIFEST, MANIFEST_SCHEMA, OUTPUT_NAMES, is_build_folder, load_manifest
 from edge4k.runtime.pipeline import TileOptions, process
+from edge4k.runtime.profile import now_iso, versions
 
 
 def git_commit() -> str | None:

@@ -27,12 +27,20 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from edge4k.datasets.shards import CODECS, DEFAULT_TILE, LOSSLESS, ShardWriter
+from edge4k.datasets.sources import (
+    IMAGE_SUFFIXES,
+    PHASH_NEAR,
+    DecodeError,
+    EvalSetGuard,
+    decode_rgb,
+    default_manifest,
+    hamming,
+    load_manifest,
+    perceptual_hash,
+)
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
-
-from edge4k.datasets.shards import CODECS, DEFAULT_TILE, LOSSLESS, ShardWriter
-from edge4k.datasets.sources import (IMAGE_SUFFIXES, PHASH_NEAR, DecodeError, EvalSetGuard, decode_rgb, default_manifest,
-                      hamming, load_manifest, perceptual_hash)
 
 # Test images are refused a little more eagerly than duplicates are merged: a false alarm only
 # costs one training photograph (datasets/DATA.md has the measured distances).

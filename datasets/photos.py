@@ -14,10 +14,10 @@ width (a Bayer mosaic needs both).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-import importlib.util
 
 import numpy as np
 from PIL import Image

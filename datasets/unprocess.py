@@ -28,8 +28,20 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edge4k.kernels.colour import (D65_XY, FLUORESCENT_XY, LUMA, XYZ_FROM_SRGB, adaptation, camera_matrix, camera_names,
-                     camera_neutral, daylight_xy, inverse_smoothstep, planckian_xy, srgb_decode)
+from edge4k.kernels.colour import (
+    D65_XY,
+    FLUORESCENT_XY,
+    LUMA,
+    XYZ_FROM_SRGB,
+    adaptation,
+    camera_matrix,
+    camera_names,
+    camera_neutral,
+    daylight_xy,
+    inverse_smoothstep,
+    planckian_xy,
+    srgb_decode,
+)
 
 # 2x2 Bayer tiles as colour indices (0=R, 1=G, 2=B), row-major from (0, 0).
 CFA_PATTERNS: dict[str, np.ndarray] = {

@@ -6,9 +6,8 @@ import os
 import shutil
 import subprocess
 
-from edge4k.errors import DeviceNotFound, Edge4KError
-
 from edge4k.devices.commands import Shell, last_line
+from edge4k.errors import DeviceNotFound, Edge4KError
 
 CONNECT_HINT = ("connect an Android phone with USB debugging on (Settings > Developer options) and accept "
                 "the prompt, or set ANDROID_SERIAL to pick one of several")

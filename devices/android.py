@@ -15,13 +15,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge4k.devices.adb import Adb
+from edge4k.devices.native import RUNNER, elf_abi
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file
-
-from edge4k.devices.adb import Adb
 from edge4k.kernels.colourspace import get_space
 from edge4k.kernels.rawcolour import ColourOptions
-from edge4k.devices.native import RUNNER, elf_abi
 from edge4k.runtime.manifest import MANIFEST
 from edge4k.runtime.profile import validate_profile
 

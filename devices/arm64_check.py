@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge4k.benchmarks.frame4k import edge4k, make_input
 from edge4k.devices.native import RUNNER, build_aarch64_linux, build_host, check_cross_toolchain, qemu_command
 from edge4k.errors import Edge4KError
-from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
-from edge4k.benchmarks.frame4k import edge4k, make_input
 from edge4k.kernels.raw import read_raw, write_bayer
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from edge4k.runtime.manifest import MANIFEST
 
 

@@ -23,9 +23,10 @@ import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
-from torch.utils._python_dispatch import TorchDispatchMode
+
 from edge4k.models import NETWORK_STAGES
 
 # Assumed fractions of peak that the stages reach (ESTIMATE inputs, stated in every report):

@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edge4k.errors import DeviceNotFound, Edge4KError
-
 from edge4k.compiler.request import CompileRequest, compile_request, format_manifest
+from edge4k.devices import ios
 from edge4k.devices.adb import Adb
 from edge4k.devices.android import RunOptions, profile_on_phone, qnn_library_dirs
 from edge4k.devices.commands import Shell
-from edge4k.devices.native import build_android
 from edge4k.devices.host import profile_on_host
+from edge4k.devices.native import build_android
+from edge4k.errors import DeviceNotFound, Edge4KError
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.kernels.rawcolour import ColourOptions
 from edge4k.runtime.manifest import load_manifest
 from edge4k.runtime.pipeline import format_table
-from edge4k.devices import ios
 
 DEVICES = ("host", "android", "ios")
 ANDROID_BUILD_DIR = Path("build") / "native-android-arm64-v8a"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from edge4k.backends.registry import open_build
 from edge4k.kernels.colourspace import get_space
 from edge4k.kernels.rawcolour import ColourOptions

@@ -14,9 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge4k.errors import DeviceNotFound, Edge4KError
-
 from edge4k.devices.commands import Shell
+from edge4k.errors import DeviceNotFound, Edge4KError
 
 COMPUTE_UNITS = ("all", "cpu", "cpu-gpu", "cpu-ne")
 NEEDS = ("the ios device needs macOS with Xcode: Core ML predictions run only on macOS (coremltools) and "

@@ -5,6 +5,7 @@ and checking that a runner binary suits a device's CPU.
 The sources ship inside the package (edge4k/runtime/native, edge4k/kernels/native),
 so an installed edge4k can build its runner too."""
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -12,12 +13,10 @@ import tempfile
 import zipfile
 from importlib import metadata, resources
 from pathlib import Path
-import importlib.util
-
-from edge4k.errors import Edge4KError
-from edge4k.optional import missing
 
 from edge4k.devices.commands import Shell
+from edge4k.errors import Edge4KError
+from edge4k.optional import missing
 
 RUNNER = "edge4k_runner"
 LIBRARY = "libedge4k.so"              # the C API (include/edge4k.h) an app links

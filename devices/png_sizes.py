@@ -11,6 +11,7 @@ import argparse
 import json
 import subprocess
 from pathlib import Path
+
 from edge4k.benchmarks.frame4k import make_input
 from edge4k.kernels.raw import read_raw, write_bayer
 

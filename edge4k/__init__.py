@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from edge4k.errors import BuildMismatch, DeviceNotFound, Edge4KError, RawInputError
 
 __version__ = "0.1.0"
-__all__ = ["render", "render_many", "extract_thumb", "Renderer", "RawFrame", "read_raw", "Edge4KError", "RawInputError", "BuildMismatch",
-           "DeviceNotFound", "__version__"]
+__all__ = ["render", "render_many", "extract_thumb", "Renderer", "RawFrame", "read_raw", "Edge4KError", "RawInputError",
+           "BuildMismatch", "DeviceNotFound", "__version__"]
 
-_LAZY = {"render": "edge4k.api", "render_many": "edge4k.api", "extract_thumb": "edge4k.api", "Renderer": "edge4k.api", "RawFrame": "edge4k.kernels.raw",
-         "read_raw": "edge4k.kernels.raw"}
+_LAZY = {"render": "edge4k.api", "render_many": "edge4k.api", "extract_thumb": "edge4k.api", "Renderer": "edge4k.api",
+         "RawFrame": "edge4k.kernels.raw", "read_raw": "edge4k.kernels.raw"}
 
 if TYPE_CHECKING:
     from edge4k.api import Renderer, extract_thumb, render, render_many

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edge4k.batch import BatchResult
-
     from edge4k.kernels.raw import RawFrame
     from edge4k.runtime.backends import Backend
     from edge4k.runtime.pipeline import TileOptions
@@ -38,7 +37,7 @@ def check_at_least(name: str, value: int | None, minimum: int = 1) -> None:
         raise Edge4KError(f"{name} must be an integer, got {type(value).__name__} {value!r}"[:200])
     if value is not None and value < minimum:
         raise Edge4KError(f"{name} must be >= {minimum}, got {value}")
-    from edge4k.runtime.limits import limits   # the ranges the native runner checks too
+    from edge4k.runtime.limits import limits  # the ranges the native runner checks too
     rule = limits()["runner"].get(name)
     if value is not None and rule and value > rule["max"]:
         raise Edge4KError(f"{name} must be at most {rule['max']}, got {value}")
@@ -101,11 +100,11 @@ def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: st
                   tile: int | None = None, overlap: int | None = None, native: bool = False,
                   batch: int | None = None) -> tuple["Backend", "TileOptions"]:
     """A compiled build's backend and the tiling the build fixed; the caller's choices must agree."""
-    from edge4k.runtime.manifest import load_manifest
-    from edge4k.errors import BuildMismatch
-    from edge4k.backends.registry import open_build
-    from edge4k.runtime.pipeline import TileOptions
     from edge4k.backends.qnn.runtime import check_soc
+    from edge4k.backends.registry import open_build
+    from edge4k.errors import BuildMismatch
+    from edge4k.runtime.manifest import load_manifest
+    from edge4k.runtime.pipeline import TileOptions
 
     if not artifacts:
         raise Edge4KError(f"backend {backend} runs a compiled build: pass artifacts, its build folder")
@@ -145,10 +144,10 @@ class Renderer:
         tiling and batch are fixed; soc: the SoC an android-qnn build must be for); tile,
         overlap, native, batch: eager tiling (default 512/32, fitted to smaller frames); threads:
         the process's CPU threads (default: torch's)."""
-        from edge4k.models import DEFAULT_PRESET
         from edge4k.backends.registry import BACKENDS, backend_class
-        from edge4k.runtime.backends import EagerBackend
         from edge4k.kernels.threads import set_threads
+        from edge4k.models import DEFAULT_PRESET
+        from edge4k.runtime.backends import EagerBackend
 
         check_at_least("threads", threads)
         if backend not in BACKENDS:

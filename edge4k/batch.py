@@ -68,7 +68,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             raise Edge4KError(f"input not found: {text}")
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise Edge4KError(f"no RAW files in {', '.join(map(os.fspath, inputs))} "
+        raise Edge4KError(f"no RAW files in {', '.join(str(os.fspath(i)) for i in inputs)} "
                           f"(folders are searched for {', '.join(sorted(RAW_EXTENSIONS)[:6])}, ...)")
     return unique
 

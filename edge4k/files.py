@@ -7,6 +7,7 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+
 from edge4k.errors import Edge4KError
 
 
@@ -52,26 +53,27 @@ def atomic_outputs(*paths: str | os.PathLike):
     temporary paths; every one is written before any is renamed into place (the last first),
     and a failure while writing leaves every old file as it was. An OSError names the user's
     path of the file it concerns."""
-    paths, tmps = [Path(p) for p in paths], []
+    finals: list[Path] = [Path(p) for p in paths]
+    tmps: list[Path] = []
     try:
-        for path in paths:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+        for final in finals:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix or ".tmp", dir=final.parent)
             os.close(fd)
-            tmps.append(Path(tmp))
+            tmps.append(Path(name))
         yield list(tmps)
         with _interrupts_held():
-            for tmp, path in reversed(list(zip(tmps, paths))):
+            for tmp, final in reversed(list(zip(tmps, finals))):
                 os.chmod(tmp, 0o666 & ~umask())
-                os.replace(tmp, path)
+                os.replace(tmp, final)
     except BaseException as e:
         for tmp in tmps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         name = os.path.basename(str(getattr(e, "filename", None) or ""))
-        for tmp, path in zip(tmps, paths):   # the temporary, or a writer's own temporary inside it
+        for tmp, final in zip(tmps, finals):   # the temporary, or a writer's own temporary inside it
             if isinstance(e, OSError) and e.strerror and (name == tmp.name or name.startswith(f".{tmp.name}.")):
-                raise OSError(e.errno, e.strerror, os.fspath(path)) from None
+                raise OSError(e.errno, e.strerror, os.fspath(final)) from None
         raise
 
 

@@ -27,12 +27,12 @@ import numpy as np
 import rawpy
 import tifffile
 
-from edge4k.evaluation.bright_scenes import HARD_KINDS, KINDS, scene
-from edge4k.kernels.colour import LUMA
+from edge4k.api import render
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import RawCapture, draw_params, scene_linear, synthesize
-from edge4k.api import render
+from edge4k.evaluation.bright_scenes import HARD_KINDS, KINDS, scene
 from edge4k.kernels import rawcolour
+from edge4k.kernels.colour import LUMA
 from edge4k.kernels.raw import RawFrame, exposure_gain, normalised_gains, pack, read_raw, thumbnail
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain, white_balance
 
@@ -65,7 +65,7 @@ def pi_grey(path: Path, preset: str | None, wb: str = "camera") -> tuple[np.ndar
     wb="daylight": each its own (LibRaw's default, the camera's D65 white from the matrix)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = ColourOptions().apply(read_raw(path))     # what `edge4k run` says about the file
+        ColourOptions().apply(read_raw(path))     # for what `edge4k run` says about the file
     said = " | ".join(str(w.message) for w in caught)
     fix = said.split("--cfa ")[1][:4] if "--cfa " in said else None
     ours = render(path, look="neutral", cfa=fix, preset=preset, wb=wb).astype(np.float64)
@@ -161,7 +161,8 @@ def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, n
         params = draw_params(rng, camera="Nikon Z 7", iso=400.0, ev=0.0, illuminant=kelvin, jitter=False, cfa="RGGB")
         capture = synthesize(dominant_scene(seed, hue), params, rng)
         frame, truth = RawFrame.from_capture(capture), params.as_shot_neutral
-        angle = lambda n: np.degrees(np.arccos(n @ truth / np.linalg.norm(n) / np.linalg.norm(truth)))  # noqa: E731
+        def angle(n, truth=truth):
+            return np.degrees(np.arccos(n @ truth / np.linalg.norm(n) / np.linalg.norm(truth)))
         auto.append(angle(rawcolour.auto_neutral(frame)))
         grey_world.append(angle(rawcolour._grey_world(frame)))
     return np.array(auto), np.array(grey_world)

@@ -30,37 +30,36 @@ anchor in every cell.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import sys
 import tempfile
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
-import itertools
-import time
 
 import numpy as np
-import torch
 import rawpy
+import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from edge4k.kernels.colour import HELD_OUT_CAMERAS, srgb_decode, srgb_encode
 from edge4k.datasets.dng import write_dng
-from edge4k.datasets.unprocess import CFA_PATTERNS, RawCapture, draw_params, synthesize
-from edge4k.errors import Edge4KError
-from edge4k.optional import require
-from edge4k.files import atomic_output, sha256_file
-from edge4k.kernels.postprocess import LOOKS, finish
-from edge4k.kernels.raw import RawFrame, compand, normalised_gains, pack_linear, prepare, read_raw
 from edge4k.datasets.photos import load_split, read_srgb
 from edge4k.datasets.sources import eval_set_files
-from edge4k.kernels.raw import pack, phase_padding
+from edge4k.datasets.unprocess import CFA_PATTERNS, RawCapture, draw_params, synthesize
+from edge4k.errors import Edge4KError
+from edge4k.files import atomic_output, sha256_file
+from edge4k.kernels.colour import HELD_OUT_CAMERAS, srgb_decode, srgb_encode
+from edge4k.kernels.postprocess import LOOKS, finish
+from edge4k.kernels.raw import RawFrame, compand, normalised_gains, pack, pack_linear, phase_padding, prepare, read_raw
 from edge4k.kernels.rawcolour import ColourOptions
 from edge4k.models.blocks import mhc_demosaic_weight
 from edge4k.models.cost import gmac_per_megapixel
+from edge4k.optional import require
 from edge4k.runtime.backends import Backend, EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
 
@@ -770,6 +769,10 @@ def summary_tables(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathL
     def pooled(report_sets, look, method, key="psnr"):
         return float(np.mean([v[key] for v in cases(report_sets, look, method)]))
 
+    def iso_mean(report_sets, look, method, iso):
+        return float(np.mean([c["scores"][look][method]["psnr"] for s in report_sets for c in s["cases"]
+                              if c["case"].endswith(f"/iso{iso}")]))
+
     public = [sets[s] for s in PUBLIC_SETS]
     lines = []
     for look in LOOKS:
@@ -793,7 +796,7 @@ def summary_tables(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathL
                   f"classical anchor ({LABELS[best]}); {sum(d < -0.5 for d in below)} captures more than 0.5 dB below "
                   f"LibRaw AHD (worst {min(below):+.2f} dB). By ISO: " + "; ".join(
                       f"{iso}: " + ", ".join(
-                          f"{LABELS.get(m, m)} {np.mean([c['scores'][look][m]['psnr'] for s in public for c in s['cases'] if c['case'].endswith(f'/iso{iso}')]):.2f}"
+                          f"{LABELS.get(m, m)} {iso_mean(public, look, m, iso):.2f}"
                           for m in ("edge4k", "libraw-ahd", "menon2007", "demosaicnet") if m in methods)
                       for iso in (100, 800, 3200)) + "."]
     for label, folder in (builds or {}).items():
@@ -801,8 +804,8 @@ def summary_tables(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathL
                  if (Path(folder) / f"eval_{s}.json").is_file()}
         for s, report in built.items():
             for look in LOOKS:
-                ours = pooled([report], look, "edge4k")
+                ours, eager = pooled([report], look, "edge4k"), pooled([sets[s]], look, "edge4k")
                 lines.append(f"- {label}, {s}, {look}: {ours:.2f} dB / CIEDE2000 "
                              f"{pooled([report], look, 'edge4k', 'de2000_mean'):.2f} "
-                             f"(eager {pooled([sets[s]], look, 'edge4k'):.2f}; {ours - pooled([sets[s]], look, 'edge4k'):+.2f} dB)")
+                             f"(eager {eager:.2f}; {ours - eager:+.2f} dB)")
     return "\n".join(lines).strip() + "\n"

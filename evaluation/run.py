@@ -9,8 +9,20 @@ from pathlib import Path
 
 from edge4k.backends.registry import open_build
 from edge4k.errors import Edge4KError
-from edge4k.evaluation.evaluate import (METHODS, SWEEP_GRID, SWEEP_QUICK, compare, evaluate, gallery, load_set,
-                                        summary_tables, sweep, write_compare, write_report, write_sweep)
+from edge4k.evaluation.evaluate import (
+    METHODS,
+    SWEEP_GRID,
+    SWEEP_QUICK,
+    compare,
+    evaluate,
+    gallery,
+    load_set,
+    summary_tables,
+    sweep,
+    write_compare,
+    write_report,
+    write_sweep,
+)
 from edge4k.kernels.postprocess import LOOKS
 from edge4k.models import get_preset
 from edge4k.models.checkpoint import load_for_preset, load_model

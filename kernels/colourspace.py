@@ -9,15 +9,15 @@ space's own curve (nothing to do for sRGB and Display P3, which share it).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
-import dataclasses
 
 import numpy as np
 import torch
 
-from edge4k.kernels.colour import XYZ_FROM_SRGB, adaptation, srgb_decode
 from edge4k.errors import Edge4KError
+from edge4k.kernels.colour import XYZ_FROM_SRGB, adaptation, srgb_decode
 from edge4k.kernels.icc import matrix_trc_profile, normalised_primary_matrix, u8fixed8
 from edge4k.kernels.postprocess import srgb_icc_profile
 

@@ -21,12 +21,8 @@ import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.kernels import postprocess, raw, tiling
 from edge4k.kernels.threads import run_threads
-from edge4k.kernels import tiling
-
-from edge4k.kernels import postprocess
-
-from edge4k.kernels import raw
 
 LIBRARY = "libedge4k_kernels.so"
 

@@ -22,11 +22,11 @@ import struct
 from fractions import Fraction
 
 import numpy as np
-import torch
 import tifffile
+import torch
 import torch.nn.functional as F
 from PIL import Image, ImageCms
-from PIL.ExifTags import Base, IFD
+from PIL.ExifTags import IFD, Base
 from PIL.TiffImagePlugin import IFDRational
 from PIL.TiffTags import ASCII, RATIONAL, SHORT
 

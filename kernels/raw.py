@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 import rawpy
 import tifffile
+import torch
+import torch.nn.functional as F
 from PIL.ExifTags import Base
 
-from edge4k.kernels.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
 from edge4k.errors import RawInputError
-from edge4k.stderr import captured_native_stderr
 from edge4k.files import atomic_output, sha256_file
+from edge4k.kernels.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
+from edge4k.stderr import captured_native_stderr
 
 PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
 CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")

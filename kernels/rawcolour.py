@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge4k.kernels.colour import D65_XY, LUMA, CameraColour, kelvin_xy
 from edge4k.errors import Edge4KWarning, RawInputError
+from edge4k.kernels.colour import D65_XY, LUMA, CameraColour, kelvin_xy
 from edge4k.kernels.postprocess import HIGHLIGHT_MODES
 from edge4k.kernels.raw import CFA_PATTERNS, cell_offsets
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 import io
 import os
 
-
 import rawpy
 from PIL import Image
 
 from edge4k.errors import RawInputError
-from edge4k.stderr import captured_native_stderr
 from edge4k.files import atomic_output, check_output
 from edge4k.kernels.raw import libraw_words
+from edge4k.stderr import captured_native_stderr
 
 
 def extract_thumb(source, output: str | os.PathLike | None = None, *, mkdir: bool = False) -> bytes:

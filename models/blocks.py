@@ -10,9 +10,8 @@ no 5-D tensors.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
-
+from torch import nn
 
 # Activation guards. The stages normalise with BatchNorm (it folds away at export), which in eval
 # mode does not renormalise a frame unlike anything in training: a fully clipped white frame drove

@@ -18,7 +18,6 @@ from safetensors.torch import save_file
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output, sha256_file
-
 from edge4k.models.config import E4KConfig, get_preset
 from edge4k.models.e4k import E4KNet, build_model
 

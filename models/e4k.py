@@ -6,11 +6,20 @@ network stages that the compiler lowers one by one, each at a fixed shape.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from edge4k.models.blocks import (GLOBAL_LIMIT, AdaLNSingle, BayerDemosaic, ChannelToSpaceUp, ConvBNAct, DiTBlock, ResBlock,
-                     SpaceToChannelDown, make_act)
+from edge4k.models.blocks import (
+    GLOBAL_LIMIT,
+    AdaLNSingle,
+    BayerDemosaic,
+    ChannelToSpaceUp,
+    ConvBNAct,
+    DiTBlock,
+    ResBlock,
+    SpaceToChannelDown,
+    make_act,
+)
 from edge4k.models.config import E4KConfig
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess")

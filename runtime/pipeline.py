@@ -27,13 +27,12 @@ from edge4k.kernels.cpp import to_pixels
 from edge4k.kernels.postprocess import DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality, write_image
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain
+from edge4k.kernels.threads import run_threads
+from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, packed_tile, phase_padded, plan_frame
 from edge4k.models import NETWORK_STAGES, E4KConfig
-
 from edge4k.runtime import memory
 from edge4k.runtime.backends import Backend
-from edge4k.kernels.threads import run_threads
 from edge4k.runtime.profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
-from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, packed_tile, phase_padded, plan_frame
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from edge4k.errors import Edge4KError
-
 from edge4k.studies.report import StudyContext, assemble_research
 
 # Run order for `all`: training studies first, so later ones reuse their checkpoints.

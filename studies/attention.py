@@ -34,12 +34,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-
 import torch
 
-from edge4k.studies.common import median_seconds, quality, trained_model
 from edge4k.models import build_model, get_preset
 from edge4k.runtime.memory import available_bytes
+from edge4k.studies.common import median_seconds, quality, trained_model
 
 TITLE = "Linear vs softmax attention"
 QUESTION = ("Does ReLU linear attention cost ISP accuracy against softmax attention, and where does softmax stop "

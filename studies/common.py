@@ -2,14 +2,15 @@
 studies), held-out quality, and wall-clock timing."""
 from __future__ import annotations
 
-import json
-import time
 import hashlib
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
 import numpy as np
-from edge4k.studies.report import StudyContext
+
 from edge4k.backends.base import BuildSpec
 from edge4k.benchmarks.frame4k import make_input
 from edge4k.compiler.build import compile_build
@@ -18,6 +19,7 @@ from edge4k.errors import Edge4KError
 from edge4k.evaluation.evaluate import evaluate
 from edge4k.models.checkpoint import describe, load_model
 from edge4k.runtime.manifest import MANIFEST, load_manifest
+from edge4k.studies.report import StudyContext
 from edge4k.training.train import TrainOptions, train
 
 # Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.

@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
 from edge4k.models.cost import gmac_per_megapixel, param_count
 from edge4k.runtime.memory import estimate_tile_bytes
+from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
 
 TITLE = "Latent compression: f8 vs f16 vs f32"
 QUESTION = ("What is the largest latent compression (f8, f16, f32) that RAW-to-RGB tolerates, "

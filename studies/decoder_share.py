@@ -31,17 +31,16 @@ from pathlib import Path
 
 import torch
 
-from edge4k.errors import Edge4KError
-from edge4k.models import NETWORK_STAGES, STAGES
-from edge4k.models.checkpoint import load_for_preset
-
-from edge4k.studies.common import bench_raw, profile_run
-from edge4k.studies.report import StudyContext
 from edge4k.backends.base import BuildSpec
 from edge4k.compiler.build import compile_build
+from edge4k.errors import Edge4KError
 from edge4k.kernels.tiling import plan_tiles
+from edge4k.models import NETWORK_STAGES, STAGES
+from edge4k.models.checkpoint import load_for_preset
 from edge4k.models.cost import stage_macs
 from edge4k.runtime import memory
+from edge4k.studies.common import bench_raw, profile_run
+from edge4k.studies.report import StudyContext
 
 TITLE = "Is the decoder the bottleneck at 4K?"
 QUESTION = ("At 4K, is the decoder the real bottleneck: what share of the network time does each stage take, "

@@ -29,16 +29,22 @@ import json
 import tempfile
 from pathlib import Path
 
-from edge4k.devices.cost_model import (ANCHORS, BANDWIDTH_UTILISATION, BYTES_PER_ELEMENT, COMPUTE_UTILISATION,
-                                       SOCS, roofline_seconds, workload)
+from edge4k.devices.cost_model import (
+    ANCHORS,
+    BANDWIDTH_UTILISATION,
+    BYTES_PER_ELEMENT,
+    COMPUTE_UTILISATION,
+    SOCS,
+    roofline_seconds,
+    workload,
+)
 from edge4k.errors import Edge4KError
+from edge4k.kernels.tiling import plan_tiles
 from edge4k.models import NETWORK_STAGES
 from edge4k.models.checkpoint import load_for_preset
 from edge4k.runtime.pipeline import TileOptions
-
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
-from edge4k.kernels.tiling import plan_tiles
 
 TITLE = "Can a phone do 4K in one step in under 5 s?"
 QUESTION = "Can a phone turn a 4K RAW into RGB in one network pass in under 5 s, and how far under?"

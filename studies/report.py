@@ -3,14 +3,13 @@ section of docs/RESEARCH.md), all atomically; and the environment they came from
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata as md
 import json
 import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-import importlib.metadata as md
-
 
 import torch
 

@@ -81,14 +81,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edge4k.models.checkpoint import load_for_preset
-from edge4k.studies.report import StudyContext
 from edge4k.benchmarks.frame4k import make_input
 from edge4k.errors import Edge4KError
-from edge4k.optional import missing
 from edge4k.kernels.tiling import plan_tiles
+from edge4k.models.checkpoint import load_for_preset
 from edge4k.models.cost import param_count, stage_macs
+from edge4k.optional import missing
 from edge4k.runtime.memory import available_bytes
+from edge4k.studies.report import StudyContext
 
 TITLE = "SANA's architecture under Edge4K's profiler"
 QUESTION = ("Built from SANA's published 0.6B DiT and DC-AE f32c32 configurations and profiled one step at "

@@ -30,16 +30,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import tifffile
+import torch
 
 from edge4k.errors import Edge4KError
+from edge4k.kernels.tiling import plan_tiles, seam_ratio
 from edge4k.models.checkpoint import load_for_preset
-
+from edge4k.runtime.memory import estimate_tile_bytes
 from edge4k.studies.common import bench_raw, profile_run
 from edge4k.studies.report import StudyContext
-from edge4k.kernels.tiling import plan_tiles, seam_ratio
-from edge4k.runtime.memory import estimate_tile_bytes
 
 TITLE = "Native 4K against tiled 4K"
 QUESTION = ("How do tiled 4K outputs compare with the native (one tile) output in quality, seams, latency and "

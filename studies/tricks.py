@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
 from edge4k.models.cost import gmac_per_megapixel, param_count, stage_macs
+from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
 
 TITLE = "MobileDiffusion's tricks, one at a time"
 QUESTION = ("What does each MobileDiffusion trick (SiLU for GELU, ReLU linear for softmax attention, separable "

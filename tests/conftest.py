@@ -150,12 +150,13 @@ def build_below_the_floor_fails(model, spec, good_build, tmp_path, monkeypatch):
     The target's lower step re-uses good_build's artifacts (same spec) instead of
     compiling again; the verification of them is the real one."""
     import shutil
+
     from edge4k.backends.base import PSNR_FLOOR
     from edge4k.backends.registry import get_target
     from edge4k.compiler.build import compile_build
     from edge4k.errors import Edge4KError
-    from edge4k.runtime.manifest import MANIFEST, load_manifest
     from edge4k.models import NETWORK_STAGES
+    from edge4k.runtime.manifest import MANIFEST, load_manifest
 
     out = tmp_path / "out"
     shutil.copytree(good_build, out)

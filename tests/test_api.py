@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image
 
 import edge4k
+from edge4k.cli import main
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import unprocess
-from edge4k.cli import main
 from edge4k.kernels.postprocess import orient
 from edge4k.kernels.raw import write_bayer
-
-from conftest import smooth_image
 
 TINY = "e4k-t-f16"
 SHOT = {"exposure_time": 1 / 250, "iso": 400, "datetime": "2024:05:06 07:08:09"}
@@ -176,7 +175,8 @@ def test_every_exif_orientation_comes_out_as_libraw_turns_it(tmp_path, renderer)
         with rawpy.imread(path) as raw:                    # rawpy's default user_flip: the file's
             libraw = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8)
             sensor = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8, user_flip=0)
-        turn = lambda a: orient(torch.from_numpy(a).permute(2, 0, 1), o).permute(1, 2, 0).numpy()  # noqa: E731
+        def turn(a, o=o):
+            return orient(torch.from_numpy(a).permute(2, 0, 1), o).permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(turn(sensor), libraw)   # orient() is LibRaw's turn, exactly
         ours = renderer.render(path, look="neutral")
         upright = ours if o == 1 else upright

@@ -12,19 +12,26 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
-
-from edge4k.cli import main
-from edge4k.devices.native import (CAPI_TEST, KERNELS_LIB, LIBRARY, RUNNER, build_aarch64_linux,
-                                   check_cross_toolchain, elf_abi, qemu_command)
-from edge4k.errors import Edge4KError
-from edge4k.kernels.raw import read_raw, write_bayer
-from edge4k.runtime.profile import validate_profile
-
 from conftest import fake_phone, make_test_dng
+from PIL import Image
 from test_devices import ROOT, make
 from test_libedge4k import run_capi_test
 from test_native_runner import MIN_PSNR_DB, psnr, read_ppm16
+
+from edge4k.cli import main
+from edge4k.devices.native import (
+    CAPI_TEST,
+    KERNELS_LIB,
+    LIBRARY,
+    RUNNER,
+    build_aarch64_linux,
+    check_cross_toolchain,
+    elf_abi,
+    qemu_command,
+)
+from edge4k.errors import Edge4KError
+from edge4k.kernels.raw import read_raw, write_bayer
+from edge4k.runtime.profile import validate_profile
 
 # Largest difference allowed between the arm64 and the x86 runner's 16-bit images. XNNPACK's
 # arm64 and x86 kernels need not round alike: fp32 must stay far below one 8-bit output level,

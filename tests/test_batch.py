@@ -1,7 +1,6 @@
 """Folders of files (`edge4k run IN... -o DIR`, Renderer.render_many) and the hygiene a user
 notices: --version, py.typed, documented parameters, errors that name the user's path."""
 import inspect
-import os
 import re
 import subprocess
 import sys
@@ -9,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_test_dng
 
 import edge4k
 from edge4k.cli import main
-
-from conftest import make_test_dng
 
 TINY = "e4k-t-f16"
 
@@ -172,6 +170,7 @@ def test_power_reason_is_said_once_per_process():
 
 def test_every_libraw_error_has_words():
     import rawpy
+
     from edge4k.kernels.raw import LIBRAW_WORDS, libraw_words
     names = {n for n in dir(rawpy) if n.startswith("LibRaw") and n.endswith("Error")}
     generic = {"LibRawError", "LibRawFatalError", "LibRawNonFatalError", "LibRawUnspecifiedError",

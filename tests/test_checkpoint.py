@@ -4,14 +4,13 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_model
 from safetensors.torch import load_file, save_file
 
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.models import DEFAULT_PRESET, E4KNet, get_preset
 from edge4k.models.checkpoint import default_checkpoint, load_model, read_checkpoint, save_checkpoint
-
-from conftest import tiny_model
 
 
 def _inputs(cfg):

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from edge4k.datasets.dng import XTRANS_PATTERN, write_dng
 from edge4k.cli import main
-from edge4k.runtime.profile import validate_profile
+from edge4k.datasets.dng import XTRANS_PATTERN, write_dng
 from edge4k.errors import Edge4KError
+from edge4k.runtime.profile import validate_profile
 
 STAGES = ("raw_preprocess", "global", "encoder", "backbone", "decoder", "postprocess", "total")
 

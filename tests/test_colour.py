@@ -7,10 +7,25 @@ import numpy as np
 import pytest
 
 from edge4k.datasets import cameras as cameras_module
-from edge4k.kernels.colour import (D65_XY, FLUORESCENT_XY, HELD_OUT_CAMERAS, XYZ_FROM_SRGB, adaptation,
-                                       cam_from_srgb, camera_names, camera_neutral, camera_table, daylight_xy,
-                                       inverse_smoothstep, planckian_xy, smoothstep, srgb_decode, srgb_encode,
-                                       srgb_from_cam, xyz_white)
+from edge4k.kernels.colour import (
+    D65_XY,
+    FLUORESCENT_XY,
+    HELD_OUT_CAMERAS,
+    XYZ_FROM_SRGB,
+    adaptation,
+    cam_from_srgb,
+    camera_names,
+    camera_neutral,
+    camera_table,
+    daylight_xy,
+    inverse_smoothstep,
+    planckian_xy,
+    smoothstep,
+    srgb_decode,
+    srgb_encode,
+    srgb_from_cam,
+    xyz_white,
+)
 
 colour = pytest.importorskip("colour")
 

@@ -4,13 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from edge4k.runtime.manifest import MANIFEST, MANIFEST_SCHEMA
+from conftest import tiny_model
 
 from edge4k.compiler.build import check_build
 from edge4k.errors import Edge4KError
-
-from conftest import tiny_model
+from edge4k.runtime.manifest import MANIFEST, MANIFEST_SCHEMA
 
 
 def test_check_refuses_a_model_whose_config_differs_from_the_build(tmp_path, make_dng):

@@ -6,16 +6,13 @@ import platform
 
 import pytest
 import torch
+from conftest import tiny_model
 
-from edge4k.backends.base import BuildSpec, PSNR_FLOOR, example_inputs
-
+from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs
 from edge4k.compiler.build import compile_build
-
-from edge4k.runtime.manifest import load_manifest
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
-
-from conftest import tiny_model
+from edge4k.runtime.manifest import load_manifest
 
 pytest.importorskip("coremltools")
 
@@ -71,6 +68,7 @@ def test_weight_variants_compress_the_decoder():
     compressed-weight ops appear and the package shrinks in that order."""
     import tempfile
     from pathlib import Path
+
     from edge4k.backends.coreml import convert_stage, describe, export_stage, package_bytes
     from edge4k.backends.coreml.quantize import RECIPES, apply_recipe
 

@@ -6,18 +6,17 @@ import shutil
 
 import pytest
 import torch
+from conftest import build_below_the_floor_fails, tiny_model
 
+from edge4k.backends.base import PSNR_FLOOR, BuildSpec, psnr
+from edge4k.backends.registry import open_build
 from edge4k.cli import main
-from edge4k.backends.base import BuildSpec, PSNR_FLOOR, psnr
 from edge4k.compiler.build import compile_build
-from edge4k.runtime.manifest import load_manifest
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.runtime.backends import EagerBackend
-from edge4k.backends.registry import open_build
+from edge4k.runtime.manifest import load_manifest
 from edge4k.runtime.pipeline import TileOptions, process
-
-from conftest import build_below_the_floor_fails, tiny_model
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
@@ -78,9 +77,10 @@ def test_a_build_below_the_floor_fails_and_keeps_the_existing_build(builds, tmp_
 
 
 def test_fp16_weights_recipe_keeps_accuracy_and_halves_weights():
+    from ai_edge_litert.interpreter import Interpreter
+
     from edge4k.backends.litert import lower_stage, signature_inputs
     from edge4k.backends.litert.quantize import fp16_recipe, quantize_tflite
-    from ai_edge_litert.interpreter import Interpreter
     from edge4k.backends.passes import fold_batchnorm
 
     model = tiny_model()

@@ -8,20 +8,19 @@ import sys
 
 import pytest
 import torch
+from conftest import build_below_the_floor_fails, tiny_model
+from test_models import stage_inputs
 
-from edge4k.cli import main
-from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES, load_manifest
-from edge4k.backends.base import BuildSpec, PSNR_FLOOR, example_inputs
-from edge4k.compiler.build import check_build, compile_build
+from edge4k.backends.base import PSNR_FLOOR, BuildSpec, example_inputs
 from edge4k.backends.passes import fold_batchnorm, space_to_channel_as_conv
+from edge4k.backends.qnn.runtime import check_soc
+from edge4k.backends.registry import open_build
+from edge4k.cli import main
+from edge4k.compiler.build import check_build, compile_build
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.models.blocks import SpaceToChannelDown
-from edge4k.backends.registry import open_build
-from edge4k.backends.qnn.runtime import check_soc
-
-from conftest import build_below_the_floor_fails, tiny_model
-from test_models import stage_inputs
+from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES, load_manifest
 
 onnxruntime_qnn = pytest.importorskip("onnxruntime_qnn")
 
@@ -151,6 +150,7 @@ def backbone_onnx(tmp_path_factory):
 
 def test_a16_layer_gets_uint16_activations_and_the_rest_uint8(backbone_onnx, tmp_path):
     import onnx
+
     from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
 
     model, example, path = backbone_onnx
@@ -213,6 +213,7 @@ def test_placement_reports_nodes_the_htp_leaves_to_the_cpu(tmp_path):
     """Without the strided-conv pass, pixel_unshuffle exports as a 6-D reshape/transpose
     that the HTP does not take: the placement report must name those nodes."""
     import onnx
+
     from edge4k.backends.qnn import get_soc
     from edge4k.backends.qnn.ep import compile_context
     from edge4k.backends.qnn.lower import export_onnx, placement

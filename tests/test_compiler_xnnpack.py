@@ -7,20 +7,19 @@ import sys
 
 import pytest
 import torch
+from conftest import build_below_the_floor_fails, tiny_model
+from test_models import stage_inputs
 
-from edge4k.cli import main
-from edge4k.backends.base import BuildSpec, PSNR_FLOOR, psnr
-from edge4k.compiler.build import compile_build
-from edge4k.runtime.manifest import load_manifest
+from edge4k.backends.base import PSNR_FLOOR, BuildSpec, psnr
 from edge4k.backends.passes import count_batchnorms, fold_batchnorm
+from edge4k.backends.registry import open_build
+from edge4k.cli import main
+from edge4k.compiler.build import compile_build
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES
 from edge4k.runtime.backends import EagerBackend
-from edge4k.backends.registry import open_build
+from edge4k.runtime.manifest import load_manifest
 from edge4k.runtime.pipeline import TileOptions, process
-
-from conftest import build_below_the_floor_fails, tiny_model
-from test_models import stage_inputs
 
 pytest.importorskip("executorch")
 
@@ -95,6 +94,7 @@ def test_compiled_pipeline_matches_eager(builds, sample_dng):
 def test_the_thread_pool_is_not_resized_under_loaded_methods(builds, capsys):
     """Resizing XNNPACK's pool after a method is loaded deadlocks the next run (seen in CI)."""
     from executorch.extension.pybindings import portable_lib
+
     from edge4k.backends.xnnpack.runtime import size_threadpool
     _, paths = builds
     backend = open_build(paths["fp32"])
@@ -184,9 +184,9 @@ def test_compile_refuses_impossible_builds(tmp_path, capsys, argv, needle):
 
 
 def test_sensitivity_ranks_every_layer_of_a_stage():
-    from edge4k.compiler.build import prepare_inputs
     from edge4k.backends.xnnpack.quantize import stage_keep_list
     from edge4k.calibration.sensitivity import layer_sensitivity
+    from edge4k.compiler.build import prepare_inputs
 
     model = tiny_model()
     _, inputs, calib, held_out = prepare_inputs(model, BuildSpec(calib=2, **{k: v for k, v in SPEC.items() if k != "calib"}))
@@ -273,6 +273,7 @@ def test_the_benchmarks_int8_probe_is_integer_end_to_end_and_fully_delegated():
     through the ReLU that XNNPACK fuses into it), and XNNPACK takes the whole graph as one partition."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
+
     from edge4k.backends.xnnpack import ops_outside_delegate
     from edge4k.benchmarks.frame4k import chain_program
 

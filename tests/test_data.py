@@ -2,18 +2,17 @@
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image, tiny_model
 
+from edge4k.calibration.tiles import PhotoSource, calibration_inputs
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.photos import PHOTOS, load_folder, load_photo, photo_names
-from edge4k.calibration.tiles import PhotoSource, calibration_inputs
-from edge4k.kernels.colour import cam_from_srgb
 from edge4k.datasets.unprocess import CFA_PATTERNS, scene_linear, unprocess
 from edge4k.errors import Edge4KError
+from edge4k.kernels.colour import cam_from_srgb
 from edge4k.kernels.postprocess import finish
 from edge4k.kernels.raw import META, RawFrame, normalised_gains, pack, pack_linear, prepare, read_raw
 from edge4k.training.data import PairSampler, clean_target, crop_pair, make_scene
-
-from conftest import smooth_image, tiny_model
 
 
 def psnr(a, b):

@@ -13,13 +13,22 @@ import pytest
 from PIL import Image
 
 from edge4k.benchmarks import data as data_bench
-
+from edge4k.cli import main
 from edge4k.datasets import shards
 from edge4k.datasets.databuild import TEST_NEAR, BuildOptions, build, downscale, reduction
 from edge4k.datasets.shards import open_shards
-from edge4k.datasets.sources import (EvalSetGuard, SourceFile, decode_rgb, eval_set_files, hamming,
-                                        load_manifest, perceptual_hash, phash_hex, pixels_sha256, write_manifest)
-from edge4k.cli import main
+from edge4k.datasets.sources import (
+    EvalSetGuard,
+    SourceFile,
+    decode_rgb,
+    eval_set_files,
+    hamming,
+    load_manifest,
+    perceptual_hash,
+    phash_hex,
+    pixels_sha256,
+    write_manifest,
+)
 from edge4k.errors import Edge4KError
 
 OPTS = BuildOptions(downscale=2.0, min_size=64, tile=64)

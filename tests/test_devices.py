@@ -9,21 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PHONE_FLAGS, edge4k_cli, fake_phone
 
+from edge4k.cli import main
+from edge4k.compiler.request import CompileRequest
+from edge4k.devices import flow
 from edge4k.devices.adb import Adb
 from edge4k.devices.android import RunOptions
 from edge4k.devices.commands import Shell
-from edge4k.compiler.request import CompileRequest
-from edge4k.devices import flow
 from edge4k.devices.flow import ProfileRequest, profile
-from edge4k.cli import main
 from edge4k.errors import DeviceNotFound, Edge4KError
 from edge4k.kernels.raw import PHASE_PAD
+from edge4k.kernels.tiling import plan_tiles
 from edge4k.runtime.pipeline import TileOptions
 from edge4k.runtime.profile import validate_profile
-from edge4k.kernels.tiling import plan_tiles
-
-from conftest import PHONE_FLAGS, edge4k_cli, fake_phone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -294,6 +293,7 @@ def _profile_script(image: bytes, sha256: str):
 
 def test_pulled_results_land_when_the_image_matches_its_sha256(on_fake_phone, runner_is_for_the_phone):
     import hashlib
+
     from edge4k.devices.android import profile_on_phone
     root = on_fake_phone()
     image = b"\x89PNG fake image"

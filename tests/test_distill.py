@@ -5,17 +5,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image, tiny_model
 from PIL import Image
 
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.models.checkpoint import load_model
 from edge4k.training.distill import DistillOptions, DistillTask, distill
-from edge4k.training.flow import (FlowTeacher, TeacherConfig, TeacherOptions, TimeEmbedding, load_teacher,
-                                teacher_as_model, train_teacher)
+from edge4k.training.flow import (
+    FlowTeacher,
+    TeacherConfig,
+    TeacherOptions,
+    TimeEmbedding,
+    load_teacher,
+    teacher_as_model,
+    train_teacher,
+)
 from edge4k.training.train import TrainOptions, train
-
-from conftest import smooth_image, tiny_model
 
 TINY = dict(preset="e4k-t-f16", budget_minutes=5, batch=2, crop=32, log_every=1, threads=1)
 TEACHER = dict(width=16, depth=2, heads=2)

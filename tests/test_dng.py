@@ -10,9 +10,9 @@ import rawpy
 import tifffile
 
 from edge4k.datasets import dng as dng_module
-from edge4k.kernels.colour import srgb_decode, srgb_encode, srgb_from_cam
 from edge4k.datasets.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
 from edge4k.datasets.unprocess import CFA_PATTERNS, mosaic, unprocess
+from edge4k.kernels.colour import srgb_decode, srgb_encode, srgb_from_cam
 
 SAMPLE = Path(__file__).resolve().parents[1] / "edge4k" / "data" / "sample.dng"
 BAYER = ["RGGB", "BGGR", "GRBG", "GBRG"]

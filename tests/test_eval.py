@@ -4,16 +4,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import smooth_image, tiny_model
 from PIL import Image
 
+from edge4k.cli import main
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import draw_params, synthesize
-from edge4k.cli import main
-from edge4k.kernels.raw import prepare, read_raw
-from edge4k.models import build_model, get_preset
 from edge4k.evaluation import evaluate as ev
-
-from conftest import smooth_image, tiny_model
+from edge4k.kernels.raw import read_raw
+from edge4k.models import build_model, get_preset
 
 
 def psnr(a, b):
@@ -212,7 +211,8 @@ def test_summary_tables_are_the_committed_evaluation(capsys):
     kodak, mcmaster = (json.loads((docs / f"eval_{s}.json").read_text()) for s in ("kodak24", "mcmaster18"))
     row = next(l for l in out.splitlines() if l.startswith("| **Edge4K**"))   # the neutral table comes first
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
-    assert cells[0] == f"{kodak['mean']['neutral']['edge4k']['psnr']:.2f} / {kodak['mean']['neutral']['edge4k']['de2000_mean']:.2f}"
+    neutral = kodak['mean']['neutral']['edge4k']
+    assert cells[0] == f"{neutral['psnr']:.2f} / {neutral['de2000_mean']:.2f}"
     assert cells[1].startswith(f"{mcmaster['mean']['neutral']['edge4k']['psnr']:.2f} /")
     pooled = np.mean([c["scores"]["neutral"]["edge4k"]["psnr"] for r in (kodak, mcmaster) for c in r["cases"]])
     assert cells[2].startswith(f"{pooled:.2f} /") and len(kodak["cases"]) + len(mcmaster["cases"]) == 126

@@ -148,6 +148,7 @@ def test_ctypes_finishing_equals_the_runner_cli_and_embeds_its_profile(lib, runn
     """edge4k_set_finishing: the runner CLI's --exposure, --highlights and --output-space (tested against
     Python in test_native_runner.py), and edge4k_icc_profile the space's profile as Python writes it."""
     import tifffile
+
     from edge4k.kernels.colourspace import icc_profile
     raw = read_raw(sample_dng)
     bayer = np.ascontiguousarray(raw.bayer, np.uint16)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from edge4k.cli import main
-from edge4k.runtime.manifest import load_manifest
 from edge4k.errors import Edge4KError
 from edge4k.runtime.limits import check_manifest, limits
+from edge4k.runtime.manifest import load_manifest
 
 SEED = Path(__file__).parent / "fuzz" / "corpus" / "manifest" / "tiny-tiled-fp32.json"
 

@@ -1,5 +1,5 @@
-import torch
 import pytest
+import torch
 
 from edge4k.errors import Edge4KError
 from edge4k.models import NETWORK_STAGES, PRESETS, build_model, get_preset

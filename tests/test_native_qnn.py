@@ -8,19 +8,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tifffile
+from conftest import build_with_latent_channels_4, edge4k_cli, fake_phone, make_test_dng
 from PIL import Image
 
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
-
-from conftest import build_with_latent_channels_4, edge4k_cli, fake_phone, make_test_dng
 
 pytest.importorskip("onnxruntime_qnn")
 
@@ -40,6 +38,7 @@ def qnn(native_build, tmp_path_factory):
     DNG handed over as a Bayer buffer, and the environment that shows the runner the
     onnxruntime wheels' libraries."""
     from types import SimpleNamespace
+
     from edge4k.devices.native import host_onnxruntime
     root = tmp_path_factory.mktemp("qnn")
     dng = make_test_dng(root / "frame.dng", 256, 256, cfa="GRBG")

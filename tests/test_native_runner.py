@@ -8,14 +8,13 @@ import subprocess
 import numpy as np
 import pytest
 import tifffile
+from conftest import build_with_latent_channels_4, smooth_image
 from PIL import Image
 
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
-
-from conftest import build_with_latent_channels_4, smooth_image
 
 MIN_PSNR_DB = 60.0
 
@@ -314,7 +313,8 @@ MANIFEST_CRASHES = [
     (lambda m: m["config"].update(thumb_size=16),
      "model.pte: global input 0 is [1,4,32,32] in the program, but [1,4,16,16] from config.thumb_size"),
     (lambda m: m["config"].update(compression=0), "manifest.json: config.compression is 0, expected one of [8,16,32]"),
-    (lambda m: m["config"].update(thumb_size=0), f"manifest.json: config.thumb_size is 0, outside {limit('config', 'thumb_size')}"),
+    (lambda m: m["config"].update(thumb_size=0),
+     f"manifest.json: config.thumb_size is 0, outside {limit('config', 'thumb_size')}"),
     (lambda m: m["tiling"].update(batch=1), "encoder input 0 is [2,4,64,64] in the program, but [1,4,64,64] from tiling.batch"),
     (lambda m: m["config"].update(latent_channels=4), "encoder output is [2,8,8,8] in the program, but [2,4,8,8] from "
                                                       "config.latent_channels"),
@@ -518,8 +518,8 @@ def test_both_runtimes_refuse_a_manifest_that_agrees_with_itself_but_not_with_th
     """latent_channels 4 and every stage input to match: the manifest is consistent, the program's
     latent has 8 channels. The host's ExecuTorch backend and the runner both read the program's own
     shapes and refuse it in one line."""
-    from edge4k.errors import Edge4KError
     from edge4k.backends.registry import open_build
+    from edge4k.errors import Edge4KError
     build = build_with_latent_channels_4(phone_run.out / "build", tmp_path / "build")
     with pytest.raises(Edge4KError, match=r"model.pte: encoder returns \[2, 8, 8, 8\] in the program, but "
                                           r"\[2, 4, 8, 8\] from manifest.json's config and tiling"):

@@ -148,6 +148,7 @@ def test_half_size_is_each_cell_one_pixel_like_librawss_half_size(renderer, make
 
 def test_thumb_extracts_the_embedded_preview_or_says_there_is_none(tmp_path, sample_dng, capsys):
     import shutil
+
     import tifffile
     dng = tmp_path / "with_preview.dng"
     shutil.copy(sample_dng, dng)

@@ -9,7 +9,8 @@ import statistics
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge4k.errors import Edge4KError
 from edge4k.runtime import profile as prof
@@ -88,7 +89,8 @@ def test_stage_timer_counts_a_stage_that_raises():
     assert timer.summary_ms()["backbone"]["median"] == 2.0
 
 
-run_times = st.lists(st.fixed_dictionaries({s: st.floats(0, 10, allow_nan=False, allow_subnormal=False) for s in (*STAGES, "total")}),
+run_times = st.lists(st.fixed_dictionaries({s: st.floats(0, 10, allow_nan=False, allow_subnormal=False)
+                                             for s in (*STAGES, "total")}),
                      min_size=1, max_size=9)
 
 

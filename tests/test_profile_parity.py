@@ -7,12 +7,11 @@ import os
 import subprocess
 
 import pytest
+from conftest import edge4k_cli, make_test_dng
 
 from edge4k.cli import main
 from edge4k.kernels.raw import read_raw, write_bayer
 from edge4k.runtime.profile import validate_profile
-
-from conftest import edge4k_cli, make_test_dng
 
 # Measured, or named after the implementation (its clock, its toolchain's versions): present in
 # both with the same type, values free. Not descended into: power's fields depend on the method.

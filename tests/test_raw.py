@@ -3,14 +3,30 @@ import re
 import numpy as np
 import pytest
 
-from edge4k.kernels.colour import srgb_from_cam
 from edge4k.datasets.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
 from edge4k.datasets.unprocess import RawCapture
 from edge4k.errors import Edge4KError
+from edge4k.kernels.colour import srgb_from_cam
 from edge4k.kernels.postprocess import ORIENTATIONS
-from edge4k.kernels.raw import (EXIF_FROM_LIBRAW_FLIP, META, META_CENTRE, META_SCALE, PHASE_PAD, RawFrame, _frame_from_libraw,
-                               compand, exposure_gain, noise_estimate, normalised_gains, pack, pack_linear,
-                               phase_padding, prepare, read_raw, thumbnail)
+from edge4k.kernels.raw import (
+    EXIF_FROM_LIBRAW_FLIP,
+    META,
+    META_CENTRE,
+    META_SCALE,
+    PHASE_PAD,
+    RawFrame,
+    _frame_from_libraw,
+    compand,
+    exposure_gain,
+    noise_estimate,
+    normalised_gains,
+    pack,
+    pack_linear,
+    phase_padding,
+    prepare,
+    read_raw,
+    thumbnail,
+)
 
 # Digital numbers written at each colour's sites: packing must route them to [R, Gr, Gb, B].
 SITE_VALUES = {"R": 4000, "Gr": 6000, "Gb": 7000, "B": 9000}
@@ -169,6 +185,7 @@ def test_white_balance_gains_are_scaled_so_the_smallest_is_one(gains, expected):
 
 def test_write_bayer_hands_the_runner_the_mosaic_and_what_packing_needs(tmp_path):
     import json
+
     from edge4k.kernels.raw import BAYER_SCHEMA, write_bayer
     frame = RawFrame(bayer=np.arange(48, dtype=np.uint16).reshape(6, 8), cfa="GBRG", black_level=(1, 2, 3, 4),
                      white_level=1000, wb_gains=(2, 1, 1.5), srgb_from_cam=np.eye(3), orientation=8,

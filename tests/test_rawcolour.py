@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from edge4k.evaluation.colour_report import (DOMINANT_HUES, auto_wb_errors, metering_errors, photo_metering_errors,
-                                             pi_dng)
-from edge4k.kernels.colour import _uv as uv_of_xy, camera_matrix, cct_from_xy, kelvin_xy, srgb_from_cam
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import RawCapture, draw_params, synthesize
 from edge4k.errors import RawInputError
+from edge4k.evaluation.colour_report import DOMINANT_HUES, auto_wb_errors, metering_errors, photo_metering_errors, pi_dng
 from edge4k.kernels import rawcolour
+from edge4k.kernels.colour import _uv as uv_of_xy
+from edge4k.kernels.colour import camera_matrix, cct_from_xy, kelvin_xy, srgb_from_cam
 from edge4k.kernels.postprocess import finish
 from edge4k.kernels.raw import RawFrame, exposure_gain, pack, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, ColourWarning, cfa_suggestion, white_balance

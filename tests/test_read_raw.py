@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from edge4k.kernels.colour import srgb_from_cam
 from edge4k.errors import Edge4KError, RawInputError
+from edge4k.kernels.colour import srgb_from_cam
 from edge4k.kernels.raw import _wb_gains, frame_colour, read_raw
 
 CFA_CODES = {"RGGB": (0, 1, 1, 2), "BGGR": (2, 1, 1, 0), "GRBG": (1, 0, 2, 1), "GBRG": (1, 2, 0, 1)}
@@ -200,6 +200,7 @@ def test_capture_facts_come_from_the_file_by_path_or_bytes(tmp_path):
 def test_without_tiff_tags_the_capture_facts_are_libraw_s():
     import io
     from datetime import datetime
+
     from edge4k.kernels.raw import _exif_facts
     other = SimpleNamespace(shutter_speed=0.01, iso_speed=200.0, timestamp=datetime(2025, 6, 1, 8, 30, 0))
     facts = _exif_facts(SimpleNamespace(other=other), io.BytesIO(b"not a TIFF file"))

@@ -115,6 +115,7 @@ def test_exif_facts_from_a_hostile_raw_do_not_fail_the_write(tmp_path, ext):
     the text made ASCII, the impossible numbers left out (they crashed TIFF writing)."""
     import numpy as np
     import tifffile
+
     from edge4k.kernels.postprocess import write_image
     image = np.full((8, 8, 3), 7, np.uint16 if ext == "tif" else np.uint8)
     exif = {"make": "Caf\xe9 \u2603\0", "model": "X", "exposure_time": -0.01, "iso": float("inf")}

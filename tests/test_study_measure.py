@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from edge4k.models.checkpoint import load_for_preset
 from edge4k.devices import cost_model
 from edge4k.models import NETWORK_STAGES, STAGES
+from edge4k.models.checkpoint import load_for_preset
 from edge4k.studies import phone, run_study, tiling
 
 
@@ -106,6 +106,7 @@ def test_tiling_choice_logic():
 def test_tiling_quality_sees_a_seam_that_psnr_forgives():
     import torch
     from conftest import smooth_image
+
     from edge4k.kernels.tiling import plan_tiles
     native = torch.from_numpy(smooth_image(256, 256)).permute(2, 0, 1).double()
     plan = plan_tiles(256, 256, compression=16, tile=128, overlap=32)
@@ -122,6 +123,7 @@ def conv_and_attention_macs(model, tile):
     Conv2d / Linear from its output size and kernel, plus LiteLA's three matrix products
     (V K^T, (V K^T) Q and mean(K)^T Q) from its token count."""
     import torch
+
     from edge4k.models.blocks import LiteLA
     cfg = model.cfg
     total = {}

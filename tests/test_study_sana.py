@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from edge4k.studies import run_study
-from edge4k.studies import sana
+from edge4k.studies import run_study, sana
 
 STAGES = ("encoder", "backbone", "decoder")
 
@@ -57,7 +56,7 @@ def test_quick_sana_stages_timed_counted_and_measured(quick_report):
         assert st["high"]["estimate_s"] > 0
     assert s["stages"]["decoder"]["base"]["output_shape"] == [1, 3, 64, 64]
     for kind in ("time", "macs"):
-        for key, share in s["shares"][kind].items():
+        for share in s["shares"][kind].values():
             assert 0 < share["decoder_share"] < 1 and share["largest_stage"] in STAGES
 
 

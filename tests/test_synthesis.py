@@ -3,13 +3,11 @@ import json
 
 import numpy as np
 import pytest
-
-from edge4k.kernels.colour import HELD_OUT_CAMERAS, camera_matrix, camera_names, camera_neutral, xyz_white
-from edge4k.datasets.unprocess import (BLACK_LEVELS, EV_RANGE, ISO_RANGE, CaptureParams, draw_params,
-                                          synthesize, unprocess)
-from edge4k.kernels.raw import RawFrame, pack_linear
-
 from conftest import smooth_image
+
+from edge4k.datasets.unprocess import BLACK_LEVELS, EV_RANGE, ISO_RANGE, CaptureParams, draw_params, synthesize, unprocess
+from edge4k.kernels.colour import HELD_OUT_CAMERAS, camera_matrix, camera_names, camera_neutral, xyz_white
+from edge4k.kernels.raw import RawFrame, pack_linear
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model
 
 from edge4k.errors import Edge4KError
+from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_tiles, seam_ratio
 from edge4k.runtime.backends import EagerBackend
 from edge4k.runtime.pipeline import TileOptions, process
-from edge4k.kernels.tiling import Blender, blend_weight, pad_packed, plan_tiles, seam_ratio
-
-from conftest import tiny_model
 
 
 def psnr(a, b):
@@ -116,7 +115,8 @@ def test_tiled_matches_native_on_a_frame_that_needs_padding_and_an_uneven_last_t
 
 def test_seam_ratio_sees_a_tile_offset(make_dng):
     plan = plan_tiles(256, 384, compression=16, tile=128, overlap=0)
-    image = torch.rand(3, 256, 384, generator=torch.Generator().manual_seed(0)) * 0.2 + torch.linspace(0, 0.5, 384)   # noisy, with a gradient
+    noise = torch.rand(3, 256, 384, generator=torch.Generator().manual_seed(0))
+    image = noise * 0.2 + torch.linspace(0, 0.5, 384)   # noisy, with a gradient
     clean = seam_ratio(image, plan)
     assert 0.8 < clean < 1.2
     seamed = image.clone()

@@ -3,7 +3,8 @@ overlaps: weights in [0, 1] with a zero margin toward every neighbour and full w
 toward the frame border, every pixel covered by some weight, neighbours at the regular
 stride summing to one, and blending crops of one image giving that image back."""
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge4k.kernels.tiling import Blender, _ramp, blend_weight, plan_tiles
 

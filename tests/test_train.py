@@ -8,14 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image
 from PIL import Image
 
 from edge4k.cli import main
 from edge4k.errors import Edge4KError
 from edge4k.models.checkpoint import load_model
 from edge4k.training.train import TrainOptions, losses, train
-
-from conftest import smooth_image
 
 TINY = dict(preset="e4k-t-f16", budget_minutes=5, batch=2, crop=32, log_every=1, threads=1)
 

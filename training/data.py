@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from edge4k.datasets.unprocess import RawCapture, unprocess
 from edge4k.errors import Edge4KError
-from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
 from edge4k.files import atomic_output
+from edge4k.kernels.raw import Prepared, RawFrame, compand, normalised_gains, phase_padding, prepare
 from edge4k.models import DEFAULT_PRESET, get_preset
 
 WINDOW_RANGE = (256, 384)        # scene (frame) side in pixels, before clamping to the photo

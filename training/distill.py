@@ -40,7 +40,6 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from edge4k.errors import Edge4KError
-
 from edge4k.models.checkpoint import save_checkpoint
 from edge4k.training.flow import TimeEmbedding, load_teacher
 from edge4k.training.train import TrainOptions, run_training

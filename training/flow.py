@@ -28,17 +28,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from safetensors.torch import save_file
+from torch import nn
 
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
-
 from edge4k.models.blocks import AdaLNSingle, DiTBlock, make_act
+from edge4k.models.checkpoint import default_checkpoint, describe, load_model, read_safetensors
 from edge4k.models.config import E4KConfig
 from edge4k.models.e4k import E4KNet, Encoder
 from edge4k.training.train import TrainOptions, losses, run_training
-from edge4k.models.checkpoint import default_checkpoint, describe, load_model, read_safetensors
 
 FORMAT = "edge4k.teacher/1"
 SOLVERS = ("euler", "heun")

@@ -31,22 +31,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from edge4k.datasets.photos import load_folder, load_split
+from edge4k.datasets.shards import open_shards
 from edge4k.errors import Edge4KError
-from edge4k.optional import require
 from edge4k.files import atomic_output
-
+from edge4k.kernels.postprocess import srgb_encode
 from edge4k.models.checkpoint import describe, load_model, read_safetensors, save_checkpoint
 from edge4k.models.config import get_preset
-from edge4k.training.data import PairSampler
 from edge4k.models.e4k import build_model
-from edge4k.datasets.photos import load_folder, load_split
-from edge4k.kernels.postprocess import srgb_encode
-from edge4k.datasets.shards import open_shards
+from edge4k.optional import require
+from edge4k.training.data import PairSampler
 
 SSIM_WEIGHT = 0.2
 WARMUP_STEPS = 100
@@ -304,8 +303,8 @@ def keep_base_fp32(model: torch.nn.Module) -> None:
     """Under autocast, run the decoder's classical base (and its clip mask) in fp32, so the output is
     the fp32 base plus a bf16 residual: rounded to bf16's 8 bits, the output would blur the L1's gradient,
     the sign of a small error (the gradient's cosine to fp32's on smooth images the shipped model renders
-    almost exactly, one step: 0.977 without, 0.990 with). Forward hooks; the network and its weights are unchanged, and without autocast
-    nothing changes."""
+    almost exactly, one step: 0.977 without, 0.990 with). Forward hooks; the network and its weights are
+    unchanged, and without autocast nothing changes."""
     if model.decoder.raw_skip:
         for m in (model.decoder.demosaic, model.decoder.clipped):
             m.register_forward_pre_hook(_autocast_off)

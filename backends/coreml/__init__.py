@@ -19,16 +19,15 @@ from pathlib import Path
 
 import torch
 
-from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
-
 from edge4k.backends.base import BuildSpec, Target
-from edge4k.backends.passes import fold_batchnorm
-from edge4k.errors import Edge4KError
-from edge4k.optional import missing
-from edge4k.models import NETWORK_STAGES, E4KNet
-from edge4k.stderr import captured_native_stderr
 from edge4k.backends.coreml.ane import ane_attention
 from edge4k.backends.coreml.quantize import RECIPES, activation_ranges, apply_recipe
+from edge4k.backends.passes import fold_batchnorm
+from edge4k.errors import Edge4KError
+from edge4k.models import NETWORK_STAGES, E4KNet
+from edge4k.optional import missing
+from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
+from edge4k.stderr import captured_native_stderr
 
 # Ops that hold compressed weights, by the recipe that makes them.
 COMPRESSED_WEIGHT_OPS = {"constexpr_blockwise_shift_scale": "int8", "constexpr_affine_dequantize": "int8",

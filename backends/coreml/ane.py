@@ -8,8 +8,8 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from edge4k.models.blocks import LiteLA
 

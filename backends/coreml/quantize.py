@@ -95,10 +95,10 @@ def apply_recipe(mlmodel, recipe: CoreMLRecipe, ranges: dict[str, dict] | None =
 
     notes = {}
     if recipe.activations:
+        from coremltools import _SPECIFICATION_VERSION_IOS_17
+        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
         from coremltools.converters.mil.mil.passes.graph_pass import PassOption
         from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
-        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
-        from coremltools import _SPECIFICATION_VERSION_IOS_17
         from coremltools.models import utils as model_utils
 
         stats, matched, total = mil_activation_stats(mlmodel, ranges or {})

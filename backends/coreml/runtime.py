@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge4k.errors import Edge4KError
-
-from edge4k.runtime.backends import BuildBackend
 from edge4k.backends.coreml import prediction_unavailable
+from edge4k.errors import Edge4KError
+from edge4k.runtime.backends import BuildBackend
 
 
 class CoreMLBackend(BuildBackend):

@@ -15,19 +15,19 @@ import collections
 import hashlib
 import os
 import time
-from pathlib import Path
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from edge4k.backends.base import BuildSpec, Target
-from edge4k.backends.passes import fold_batchnorm
-from edge4k.optional import missing
-from edge4k.models import NETWORK_STAGES, E4KNet
-from edge4k.stderr import captured_native_stderr
 from edge4k.backends.litert.delegates import DELEGATES, cpu_fallbacks, intended_delegates
 from edge4k.backends.litert.quantize import RECIPES, quantize_tflite
+from edge4k.backends.passes import fold_batchnorm
+from edge4k.models import NETWORK_STAGES, E4KNet
+from edge4k.optional import missing
+from edge4k.stderr import captured_native_stderr
 
 SIGNATURE = "serving_default"
 
@@ -40,8 +40,8 @@ def require_litert(convert: bool = False) -> str:
             from ai_edge_litert import interpreter  # noqa: F401
             if convert:
                 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-                import litert_torch  # noqa: F401
                 import ai_edge_quantizer  # noqa: F401
+                import litert_torch  # noqa: F401
     except ImportError as e:
         raise missing("the LiteRT target", "litert_torch" if convert else "ai_edge_litert", e) from None
     return version("ai-edge-litert")

@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge4k.errors import Edge4KError
-from edge4k.stderr import captured_native_stderr
-
-from edge4k.runtime.backends import BuildBackend
-
-from edge4k.kernels.threads import run_threads
 from edge4k.backends.litert import SIGNATURE, require_litert
+from edge4k.errors import Edge4KError
+from edge4k.kernels.threads import run_threads
+from edge4k.runtime.backends import BuildBackend
+from edge4k.stderr import captured_native_stderr
 
 
 class LiteRTBackend(BuildBackend):
@@ -28,7 +26,7 @@ class LiteRTBackend(BuildBackend):
         from ai_edge_litert.interpreter import Interpreter
 
         self.runners, self.io = {}, {}
-        for stage, entry, path in self.stage_paths(artifacts):
+        for stage, _entry, path in self.stage_paths(artifacts):
             with captured_native_stderr() as notes:
                 try:
                     it = Interpreter(model_path=str(path), num_threads=run_threads())

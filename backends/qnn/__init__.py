@@ -9,17 +9,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
-
 from edge4k.backends.base import BuildSpec, Target
 from edge4k.backends.passes import fold_batchnorm, space_to_channel_as_conv
-from edge4k.errors import Edge4KError
-from edge4k.models import NETWORK_STAGES, E4KNet
-
 from edge4k.backends.qnn.ep import compile_context, require_qnn
-from edge4k.backends.qnn.soc import DEFAULT_SOC, SOCS, Soc, get_soc
 from edge4k.backends.qnn.lower import context_info, export_onnx, placement
 from edge4k.backends.qnn.quantize import qnn_recipe, quantize_stage
+from edge4k.backends.qnn.soc import DEFAULT_SOC, SOCS, Soc, get_soc
+from edge4k.errors import Edge4KError
+from edge4k.models import NETWORK_STAGES, E4KNet
+from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES
 
 
 def prepare(model: E4KNet, stage: str):

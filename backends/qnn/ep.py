@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edge4k.backends.qnn.soc import Soc
 from edge4k.errors import Edge4KError
 from edge4k.optional import missing
 from edge4k.stderr import captured_native_output
-
-from edge4k.backends.qnn.soc import Soc
 
 _registered: str | None = None
 

@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge4k.errors import Edge4KError
-
-from edge4k.runtime.backends import BuildBackend
-
-from edge4k.kernels.threads import run_threads
 from edge4k.backends.qnn import require_qnn
 from edge4k.backends.qnn.ep import htp_session
 from edge4k.backends.qnn.soc import get_soc
+from edge4k.errors import Edge4KError
+from edge4k.kernels.threads import run_threads
+from edge4k.runtime.backends import BuildBackend
 
 
 def check_soc(manifest: dict, soc: str | None, artifacts) -> None:

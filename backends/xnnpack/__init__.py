@@ -13,10 +13,10 @@ import torch
 
 from edge4k.backends.base import BuildSpec, Target
 from edge4k.backends.passes import PointwiseLinear, fold_batchnorm
+from edge4k.backends.xnnpack.quantize import W4A8, int8_recipe, quantize_stage, stage_keep_list, w4a8_stage
+from edge4k.models import NETWORK_STAGES, E4KNet
 from edge4k.optional import missing
 from edge4k.stderr import captured_native_stderr
-from edge4k.models import NETWORK_STAGES, E4KNet
-from edge4k.backends.xnnpack.quantize import W4A8, int8_recipe, quantize_stage, stage_keep_list, w4a8_stage
 
 PTE = "model.pte"
 

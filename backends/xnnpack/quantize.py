@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from edge4k.errors import Edge4KError
 from edge4k.backends.passes import PointwiseLinear, pointwise_convs_to_linear
+from edge4k.errors import Edge4KError
 
 OBSERVERS = ("minmax", "histogram")
 
@@ -31,8 +31,7 @@ def int8_recipe(observer: str = "minmax", keep_fp32: tuple[str, ...] = ()) -> Qu
 
 
 def _quantizer(recipe: QuantRecipe):
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from torchao.quantization.pt2e import MinMaxObserver
 
     config = get_symmetric_quantization_config(is_per_channel=True)   # histogram activations

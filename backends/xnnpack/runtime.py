@@ -5,13 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge4k.errors import Edge4KError
-from edge4k.stderr import captured_native_stderr
-
-from edge4k.runtime.backends import BuildBackend
-
-from edge4k.kernels.threads import run_threads
 from edge4k.backends.xnnpack import require_executorch
+from edge4k.errors import Edge4KError
+from edge4k.kernels.threads import run_threads
+from edge4k.runtime.backends import BuildBackend
+from edge4k.stderr import captured_native_stderr
 
 
 class ExecuTorchBackend(BuildBackend):

@@ -10,10 +10,9 @@ from tqdm import tqdm
 
 from edge4k.api import Renderer
 from edge4k.backends.registry import BACKENDS
-from edge4k.cli import EXIT_ERROR
 from edge4k.batch import FORMATS, expand_inputs, is_batch, plan_batch
-from edge4k.cli.common import (check_flag, check_tiling, colour_args, colour_kwargs, look_arg, tiling_args,
-                               weights_args)
+from edge4k.cli import EXIT_ERROR
+from edge4k.cli.common import check_flag, check_tiling, colour_args, colour_kwargs, look_arg, tiling_args, weights_args
 from edge4k.errors import Edge4KError
 from edge4k.files import check_output, sample_path
 from edge4k.kernels.colourspace import OUTPUT_SPACES, check_bits, get_space
