@@ -16,6 +16,7 @@ facts and Orientation 1 (the pixels are already upright).
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import struct
@@ -249,6 +250,13 @@ def _png_exif(exif: dict) -> bytes:
     return data[6:] if data.startswith(b"Exif\0\0") else data
 
 
+def icc_description(icc: bytes) -> str:
+    """The profile's own description, as a PNG iCCP profile name (Latin-1, 1-79 characters)."""
+    name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    name = name.encode("latin-1", "replace").decode("latin-1")[:79].strip()
+    return name or "ICC profile"
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None = None, icc: bytes | None = None,
                 quality: int | None = None) -> None:
     """Write (H, W, 3) uint8, uint16 or float32 as PNG, TIFF or JPEG (by extension; bit_depth_for
@@ -264,7 +272,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, exif: dict | None
     ext = os.path.splitext(os.fspath(path))[1].lower()
     with atomic_output(path) as tmp:
         if ext == ".png":
-            tmp.write_bytes(encode_png(image, icc=icc, exif=_png_exif(exif)))
+            tmp.write_bytes(encode_png(image, icc=icc, icc_name=icc_description(icc), exif=_png_exif(exif)))
         elif ext in (".jpg", ".jpeg"):
             quality = quality or DEFAULT_QUALITY   # full-resolution chroma (4:4:4) from 90 up, as photo tools do
             Image.fromarray(image, "RGB").save(tmp, "JPEG", quality=quality, icc_profile=icc, optimize=True,

@@ -152,6 +152,20 @@ def test_dry_run_prints_the_plan_and_touches_no_phone(phone_run, on_fake_phone, 
     assert adb_log(root) == [] and not (root / "o").exists()
 
 
+def test_profile_passes_the_finishing_flags_to_the_runner(phone_run, on_fake_phone, capsys):
+    root = on_fake_phone(devices="")
+    assert main(["profile", "--target", "android-xnnpack", "--device", "android", "--dry-run", "-o", str(root / "o"),
+                 "--artifacts", str(phone_run.out / "build"), "--exposure", "0.5", "--highlights", "reconstruct",
+                 "--output-space", "prophoto"]) == 0
+    runner_line = next(line for line in capsys.readouterr().out.splitlines() if "./edge4k_runner" in line)
+    for needle in ("--exposure 0.5", "--highlights reconstruct", "--output-space prophoto", "--bits 16"):
+        assert needle in runner_line, (needle, runner_line)
+    with pytest.raises(SystemExit) as usage:
+        main(["profile", "--target", "android-xnnpack", "--device", "android", "--dry-run",
+              "--artifacts", str(phone_run.out / "build"), "--highlights", "blend"])
+    assert usage.value.code == 2 and "invalid choice: 'blend'" in capsys.readouterr().err
+
+
 def test_profile_on_the_host_uses_the_python_runtime(phone_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["profile", "--target", "android-xnnpack", "--device", "host", "-o", str(tmp_path / "o"),

@@ -73,9 +73,12 @@ def test_pixels_are_the_srgb_colours_in_the_spaces_primaries_and_curve(tmp_path,
     inside = np.all((linear > 0.02) & (linear < 0.98), axis=-1) & np.all((want > 0.02) & (want < 0.98), axis=-1)
     assert inside.mean() > 0.5
     np.testing.assert_allclose(decode(target[inside]), want[inside], atol=2e-3)
-    if out.suffix == ".png":   # the file says which space it is in
+    if out.suffix == ".png":   # the file says which space it is in, and names it in its iCCP chunk
         with Image.open(out) as im:
             embedded = im.info["icc_profile"]
+        data = out.read_bytes()
+        at = data.index(b"iCCP") + 4
+        assert data[at:data.index(b"\0", at)].decode("latin-1") == OUTPUT_SPACES[name].description
     else:
         import tifffile
         with tifffile.TiffFile(out) as tif:

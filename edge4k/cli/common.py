@@ -83,8 +83,8 @@ def _wb_choice(text: str):
 
 def colour_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wb", type=_wb_choice, default="camera", metavar="camera|auto|daylight|R,G,B",
-                   help="white balance: camera (as shot, default; auto when the file has none), auto (grey-edge on "
-                        "the camera's whites), daylight (the camera's D65 white) or R,G,B multipliers")
+                   help="white balance: camera (as shot, default; auto when the file has none), auto (estimated from the "
+                        "frame's distinct colours), daylight (the camera's D65 white) or R,G,B multipliers")
     p.add_argument("--wb-kelvin", type=float, metavar="K", help="white balance for a colour temperature (CIE daylight "
                                                                "locus from 4000 K, Planckian below)")
     p.add_argument("--wb-tint", type=float, default=0.0, metavar="T", help="with --wb-kelvin: tint, Adobe's scale "

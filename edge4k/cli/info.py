@@ -7,8 +7,9 @@ import json
 
 from edge4k.api import extract_thumb
 from edge4k.files import sample_path
-from edge4k.kernels.raw import PHASE_PAD, read_raw
+from edge4k.kernels.raw import read_raw
 from edge4k.kernels.rawcolour import cfa_suggestion
+from edge4k.kernels.tiling import phase_padded
 from edge4k.models import PRESETS, build_model
 from edge4k.models.cost import gmac_per_megapixel, param_count
 
@@ -29,7 +30,8 @@ def run_info(args) -> int:
     path = args.input or sample_path()
     frame = read_raw(path)
     info = {"path": path, **frame.info(), "cfa_suggestion": cfa_suggestion(frame)}
-    info["packed_shape"] = [4, (info["height"] + PHASE_PAD) // 2, (info["width"] + PHASE_PAD) // 2]
+    padded_height, padded_width = phase_padded(info["height"], info["width"])
+    info["packed_shape"] = [4, padded_height // 2, padded_width // 2]
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -15,7 +15,9 @@ from edge4k.devices.ios import COMPUTE_UNITS
 from edge4k.devices.native import KERNELS_LIB, RUNNER, build_aarch64_linux, build_android, build_host
 from edge4k.errors import Edge4KError
 from edge4k.files import sample_path
+from edge4k.kernels.colourspace import OUTPUT_SPACES
 from edge4k.kernels.cpp import default_library_path
+from edge4k.kernels.postprocess import HIGHLIGHT_MODES
 from edge4k.kernels.raw import read_raw
 from edge4k.models import DEFAULT_PRESET
 
@@ -35,6 +37,13 @@ def add_profile_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument("--calib", type=int, help="calibration samples (default: edge4k compile's)")
     f.add_argument("--soc", help="Qualcomm SoC for android-qnn, e.g. SM8650 (passed to edge4k compile)")
     look_arg(f)
+    f.add_argument("--exposure", type=float, default=0.0, metavar="EV", help="exposure compensation in stops, on "
+                                                                           "top of either look (default 0)")
+    f.add_argument("--highlights", choices=list(HIGHLIGHT_MODES), default="clip",
+                   help="clip (default) or reconstruct clipped channels from the unclipped ones")
+    f.add_argument("--output-space", default="srgb", choices=list(OUTPUT_SPACES),
+                   help="output colour space of output.png, its ICC profile embedded (default srgb; prophoto and "
+                        "rec2020-linear are written at 16 bits)")
     f.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     f.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     f.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
@@ -83,7 +92,9 @@ def run_profile(args) -> int:
                          artifacts=Path(args.artifacts) if args.artifacts else None,
                          compile=None if args.artifacts else _compile_request(args, raw_input),
                          run=RunOptions(runs=args.runs, warmup=args.warmup, threads=args.threads,
-                                        idle_seconds=args.idle_seconds, timeout=args.timeout, look=args.look),
+                                        idle_seconds=args.idle_seconds, timeout=args.timeout, look=args.look,
+                                        exposure=args.exposure, highlights=args.highlights,
+                                        output_space=args.output_space),
                          serial=args.serial, runner=args.runner, compute_units=args.compute_units,
                          dry_run=args.dry_run, qnn_libs=args.qnn_libs)
     result = profile(req, progress=progress("compile"))
