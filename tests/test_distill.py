@@ -183,7 +183,7 @@ def test_distill_refuses_bad_setups(runs, tmp_path):
 
 
 def test_eval_compares_teacher_steps_student_and_direct_model(runs, tmp_path, monkeypatch):
-    import edge4k.evaluation.evaluate as evaluate   # where the comparison loads the held-out photos
+    import edge4k.evaluation.evaluate as evaluate  # where the comparison loads the held-out photos
     root, _, _ = runs
     monkeypatch.setattr(evaluate, "load_split", lambda split, dtype=None: {"s": smooth_image(64, 96)})
     rc = main(["eval", "--preset", "e4k-t-f16", "--teacher", str(root / "teacher" / "teacher.safetensors"),
