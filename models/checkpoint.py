@@ -89,6 +89,20 @@ def load_model(path: str | os.PathLike, preset: str | E4KConfig | None = None) -
     return model.eval(), meta
 
 
+def warm_start(model: E4KNet, path: str | os.PathLike) -> dict:
+    """Copy into ``model`` every tensor of another preset's checkpoint that has the same name and
+    shape (a new architecture starts from what an older one learned); the rest keep their init.
+    Returns what was copied, for the run's record."""
+    _, state, _ = read_checkpoint(path)
+    own = model.state_dict()
+    copied = {k: state[k].to(v.dtype) for k, v in own.items() if k in state and state[k].shape == v.shape}
+    if not copied:
+        raise Edge4KError(f"checkpoint {path} shares no tensor of the same name and shape with {model.cfg.name}")
+    model.load_state_dict(copied, strict=False)
+    return {"tensors_copied": len(copied), "tensors": len(own),
+            "parameters_copied": int(sum(v.numel() for k, v in copied.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))))}
+
+
 def default_checkpoint(preset: str) -> Path | None:
     """The trained checkpoint shipped in the package for ``preset``, if there is one."""
     path = resources.files("edge4k.models").joinpath(f"weights/{preset}.safetensors")

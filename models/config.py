@@ -35,6 +35,8 @@ class E4KConfig:
     separable: bool = True            # depthwise-separable convs in encoder/decoder blocks
     dec_widths: tuple[int, ...] = (96, 64, 32, 24)  # at latent res, then after each x2 level
     raw_skip: bool = True             # decoder sees the packed RAW tile (skip + classical base)
+    clip_input: bool = False          # v3: the decoder's skip also sees which sites are at the clip
+    residual_gate: bool = False       # v3: a learned per-cell gate (0..2) scales the residual over the base
     global_dim: int = 64
     thumb_size: int = 64              # global branch input: 4 x thumb x thumb packed thumbnail
     meta_dim: int = 5                 # kernels.raw.META: noise (2), exposure, WB gains R and B
@@ -51,6 +53,8 @@ class E4KConfig:
             raise Edge4KError(f"attention must be one of {', '.join(ATTENTIONS)}, got {self.attention}")
         if self.activation not in ACTIVATIONS:
             raise Edge4KError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation}")
+        if (self.clip_input or self.residual_gate) and not self.raw_skip:
+            raise Edge4KError(f"preset {self.name}: clip_input and residual_gate need raw_skip")
         if self.dit_width % self.heads:
             raise Edge4KError(f"dit_width {self.dit_width} is not divisible by heads {self.heads}")
 
@@ -71,9 +75,16 @@ class E4KConfig:
         return cls(**d)
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        # Fields at their default are left out, so adding a field keeps every existing preset's hash.
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in NEW_FIELDS or v != defaults[k]}
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
+
+# Fields added after checkpoints were shipped: a checkpoint's config without them reads as the default.
+NEW_FIELDS = ("clip_input", "residual_gate")
 
 PRESETS: dict[str, E4KConfig] = {}
 DEFAULT_PRESET = "e4k-s-f16"
@@ -114,7 +125,19 @@ variant(_S_F16, "e4k-s-f16-noattn", attention="none")
 variant(_S_F16, "e4k-s-f16-noskip", raw_skip=False)
 variant(_S_F16, "e4k-s-f16-slimdec", dec_widths=(48, 32, 16, 12))   # about half the decoder widths
 
+# Model v3 (issue 28): the cost moved from the latent grid, where no detail is made, to nothing (a
+# narrower, shallower DiT and lighter low-resolution decoder levels: 3.44 GMAC per output MP against
+# v2's 5.70), and two decoder inputs where detail is made: which sites are clipped, and a gate on the
+# residual. One change at a time over v2, for the A/B at equal training budget (docs/MODEL_CARD.md).
+_V3 = register_preset(dataclasses.replace(
+    _S_F16, name="e4k-v3-f16", dit_width=96, heads=4, depth=2, mlp_ratio=1.5, dec_widths=(64, 48, 32, 24),
+    clip_input=True, residual_gate=True))
+variant(_S_F16, "e4k-s-f16-clipin", clip_input=True)
+variant(_S_F16, "e4k-s-f16-gate", residual_gate=True)
+variant(_V3, "e4k-v3-f16-plain", clip_input=False, residual_gate=False)   # v3's cost cut alone
+
 # Tiny: same structure, a few thousand parameters; for tests and smoke runs.
 register_preset(E4KConfig(
     name="e4k-t-f16", stem_width=8, enc_widths=(8, 16, 16), latent_channels=8, dit_width=16,
     depth=1, heads=2, dec_widths=(16, 16, 8, 8), global_dim=16, thumb_size=32))
+variant(PRESETS["e4k-t-f16"], "e4k-t-f16-v3", clip_input=True, residual_gate=True)   # v3's decoder inputs, tiny

@@ -112,6 +112,19 @@ class ClippedCells(nn.Module):
         return F.conv2d(packed, self.weight, self.bias).clamp(0.0, 1.0)
 
 
+class ClippedSites(nn.Module):
+    """Per site of a packed cell: 1 at the clip, 0 below 0.96, a ramp between (clamp of an affine map).
+    ClippedCells switches the residual off only where all four sites clip; with this as an input the
+    decoder knows which of a cell's sites carry no information and can rebuild them from the others."""
+
+    def __init__(self, start: float = 0.96):
+        super().__init__()
+        self.start = start
+
+    def forward(self, packed):
+        return ((packed - self.start) * (1.0 / (1.0 - self.start))).clamp(0.0, 1.0)
+
+
 class Decoder(nn.Module):
     """Latent (+ packed RAW tile) -> companded camera RGB tile (3 x T x T).
 
@@ -129,11 +142,20 @@ class Decoder(nn.Module):
         for cin, cout in zip(w[:-1], w[1:]):
             layers += [ChannelToSpaceUp(cin, cout), ResBlock(cout, act, cfg.separable)]
         self.up = nn.Sequential(*layers)
-        self.raw_skip = cfg.raw_skip
+        self.raw_skip, self.clip_input, self.residual_gate = cfg.raw_skip, cfg.clip_input, cfg.residual_gate
         if cfg.raw_skip:
             self.skip = ConvBNAct(4, w[-1], 3, act=act)
             self.demosaic = BayerDemosaic()
             self.clipped = ClippedCells()
+        if cfg.clip_input:     # zero-initialised: a v2 checkpoint warm-started into it renders as before
+            self.clip_sites = ClippedSites()
+            self.clip_skip = nn.Conv2d(4, w[-1], 1)
+            nn.init.zeros_(self.clip_skip.weight)
+            nn.init.zeros_(self.clip_skip.bias)
+        if cfg.residual_gate:  # 2 sigmoid(0) = 1 at the start: the residual as without the gate
+            self.gate = nn.Conv2d(w[-1], 1, 1)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
         self.head = nn.Sequential(ResBlock(w[-1], act, cfg.separable), nn.Conv2d(w[-1], 12, 1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -143,9 +165,14 @@ class Decoder(nn.Module):
         if not self.raw_skip:     # ablation: no classical base, the network renders alone
             return F.pixel_shuffle(self.head(x), 2) + 0.5
         x = x + self.skip(packed)
+        if self.clip_input:
+            x = x + self.clip_skip(self.clip_sites(packed))
+        hidden = self.head[0](x)
         # The correction is bounded: on inputs far from anything trained on, the output stays within
         # RESIDUAL_LIMIT (companded units) of the classical render instead of running away.
-        residual = self.head(x).clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT) * (1.0 - self.clipped(packed))
+        residual = self.head[1](hidden).clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT) * (1.0 - self.clipped(packed))
+        if self.residual_gate:   # where the classical base is already right, the gate can turn the residual off
+            residual = residual * (2.0 * torch.sigmoid(self.gate(hidden)))
         return F.pixel_shuffle(self.demosaic(packed) + residual, 2)
 
 

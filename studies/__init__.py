@@ -18,7 +18,7 @@ from edge4k.errors import Edge4KError
 from edge4k.studies.report import StudyContext, assemble_research
 
 # Run order for `all`: training studies first, so later ones reuse their checkpoints.
-STUDIES = ("compression", "attention", "tricks", "decoder_share", "tiling", "phone", "sana")
+STUDIES = ("compression", "attention", "tricks", "model_v3", "decoder_share", "tiling", "phone", "sana")
 
 
 def study_module(name: str):

@@ -35,7 +35,7 @@ def test_stage_shapes(name):
 FORBIDDEN_OPS = ("split", "chunk", "group_norm", "layer_norm", "native_layer_norm", "unbind")
 
 
-@pytest.mark.parametrize("name", ["e4k-t-f16", "e4k-s-f16", "e4k-s-f16-softmax"])
+@pytest.mark.parametrize("name", ["e4k-t-f16", "e4k-s-f16", "e4k-s-f16-softmax", "e4k-v3-f16"])
 def test_every_stage_exports_with_npu_friendly_ops(name):
     model = build_model(get_preset(name))
     ins = stage_inputs(model.cfg)
@@ -159,3 +159,39 @@ def test_activation_guards_keep_any_input_finite():
         out = model(torch.rand(1, 4, 32, 32, generator=g) * 1000, thumb, meta)
         glob = model.global_branch(thumb * 100, meta * 100)
     assert torch.isfinite(out).all() and glob.abs().max() <= 32.0
+
+
+def test_existing_presets_keep_their_config_hash_when_fields_are_added():
+    from edge4k.models.checkpoint import default_checkpoint, read_safetensors
+    shipped = read_safetensors(default_checkpoint("e4k-s-f16"))[1]
+    assert get_preset("e4k-s-f16").config_hash() == shipped["config_hash"]
+    assert get_preset("e4k-t-f16-v3").config_hash() != get_preset("e4k-t-f16").config_hash()
+
+
+def test_v3_decoder_inputs_start_as_the_model_they_extend_and_then_act(tmp_path):
+    """Warm-started from a checkpoint without them, the clip input (zero) and the residual gate
+    (2 sigmoid(0) = 1) leave the output exactly as it was; set to values, each changes it where it should."""
+    from conftest import tiny_model
+
+    from edge4k.models.checkpoint import save_checkpoint, warm_start
+    base = tiny_model()
+    save_checkpoint(tmp_path / "base.safetensors", base)
+    v3 = build_model(get_preset("e4k-t-f16-v3"), seed=3)
+    copied = warm_start(v3, tmp_path / "base.safetensors")
+    assert copied["tensors_copied"] == len(base.state_dict()) < copied["tensors"]
+    g = torch.Generator().manual_seed(0)
+    packed = torch.rand(1, 4, 16, 16, generator=g) * 0.8
+    packed[:, 1, :, :8] = 1.0                           # one site of each cell clipped in the left half
+    thumb, meta = torch.rand(1, 4, 32, 32, generator=g), torch.rand(1, 5, generator=g)
+    with torch.no_grad():
+        before = base(packed, thumb, meta)
+        torch.testing.assert_close(v3(packed, thumb, meta), before, rtol=0, atol=0)
+        torch.nn.init.normal_(v3.decoder.clip_skip.weight, std=1.0)
+        clipped_in = v3(packed, thumb, meta)
+        changed = (clipped_in - before).abs().amax(dim=(0, 1))
+        assert changed[:, :14].max() > 1e-3             # sites at the clip now feed the decoder (its reach
+        # is the decoder's receptive field, so only columns far from the clipped half stay exactly as before)
+        v3.decoder.gate.bias.fill_(-20.0)               # gate closed: the classical base alone
+        base_only = torch.nn.functional.pixel_shuffle(v3.decoder.demosaic(packed), 2)
+        torch.testing.assert_close(v3(packed, thumb, meta), base_only, rtol=0, atol=1e-6)
+        assert (before - base_only).abs().max() > 1e-2  # the residual was not zero to begin with

@@ -70,6 +70,20 @@ def test_fine_tuning_starts_from_a_checkpoint_and_can_keep_the_norm_statistics(t
                            **{**TINY, "preset": "e4k-s-f16"}), progress=False)
 
 
+def test_warm_start_copies_what_fits_into_another_preset(tmp_path, photos):
+    base = tmp_path / "base"
+    train(TrainOptions(out=str(base), steps=2, data=photos, **TINY), progress=False)
+    v3 = tmp_path / "v3"
+    summary = train(TrainOptions(out=str(v3), steps=1, data=photos, warm_start=str(base / "model.safetensors"),
+                                 **{**TINY, "preset": "e4k-t-f16-v3"}), progress=False)
+    start = _weights(base / "model.safetensors")
+    assert summary["init"]["warm_start"]["tensors_copied"] == len(start)
+    assert summary["init"]["warm_start"]["tensors"] == len(_weights(v3 / "model.safetensors")) > len(start)
+    with pytest.raises(Edge4KError, match="--init and --warm-start both name the starting weights"):
+        train(TrainOptions(out=str(tmp_path / "x"), steps=1, data=photos, init=str(base / "model.safetensors"),
+                           warm_start=str(base / "model.safetensors"), **TINY), progress=False)
+
+
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, photos):
     a, b = tmp_path / "a", tmp_path / "b"
     train(TrainOptions(out=str(a), steps=4, data=photos, **TINY), progress=False)

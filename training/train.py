@@ -41,7 +41,7 @@ from edge4k.datasets.shards import open_shards
 from edge4k.errors import Edge4KError
 from edge4k.files import atomic_output
 from edge4k.kernels.postprocess import srgb_encode
-from edge4k.models.checkpoint import describe, load_model, read_safetensors, save_checkpoint
+from edge4k.models.checkpoint import describe, load_model, read_safetensors, save_checkpoint, warm_start
 from edge4k.models.config import get_preset
 from edge4k.models.e4k import build_model
 from edge4k.optional import require
@@ -70,6 +70,7 @@ class TrainOptions:
     threads: int | None = None        # CPU threads per process (None: torch's default, or cores / processes)
     workers: int = 0                  # data-loading processes (0: batches are made in the training process)
     init: str | None = None           # start from this checkpoint's weights (fine-tuning; same preset)
+    warm_start: str | None = None     # start from another preset's checkpoint: tensors of equal name and shape
     freeze_norm: bool = False         # keep BatchNorm statistics fixed: train what the deployed model computes
     command: str | None = None        # the command line that started this run (recorded in summary.json)
     compile: bool = False             # torch.compile the loss (finishing + L1 + SSIM): ~1 min once, ~10 % a step on CPU
@@ -323,10 +324,13 @@ class DirectTask(torch.nn.Module):
         self.freeze_norm = opts.freeze_norm
         self.losses = torch.compile(losses) if opts.compile else losses
         self.bf16 = opts.bf16
+        self.warm_started = None
         if opts.init:
             self.model = load_model(opts.init, opts.preset)[0].train()
         else:
             self.model = build_model(get_preset(opts.preset), seed=opts.seed).train()
+            if opts.warm_start:
+                self.warm_started = warm_start(self.model, opts.warm_start)
         keep_base_fp32(self.model)
 
     def train(self, mode: bool = True):
@@ -364,8 +368,11 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
             raise Edge4KError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.steps is not None and opts.steps < 1:
         raise Edge4KError(f"--steps must be >= 1, got {opts.steps}")
-    if (opts.init or opts.freeze_norm) and make_task is not DirectTask:
-        raise Edge4KError("--init and --freeze-norm fine-tune a one-step model: they are for `edge4k train` only")
+    if (opts.init or opts.warm_start or opts.freeze_norm) and make_task is not DirectTask:
+        raise Edge4KError("--init, --warm-start and --freeze-norm start from a one-step model: they are for "
+                          "`edge4k train` only")
+    if opts.init and opts.warm_start:
+        raise Edge4KError("--init and --warm-start both name the starting weights; give one")
     if opts.compile and make_task is not DirectTask:
         raise Edge4KError("--compile is for `edge4k train` only")
     if opts.bf16 and make_task is not DirectTask:
@@ -375,7 +382,8 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
 
     elapsed_before, step = 0.0, 0
     state = None
-    record = {"crops_seen": 0, "runs": [], "init": init_record(opts.init) if opts.init else None}
+    start_from = opts.init or opts.warm_start
+    record = {"crops_seen": 0, "runs": [], "init": init_record(start_from) if start_from else None}
     if opts.resume:
         if not state_path.is_file():
             raise Edge4KError(f"nothing to resume: {state_path} does not exist")
@@ -412,6 +420,8 @@ def run_training(opts: TrainOptions, make_task, *, progress: bool = True) -> dic
         sampler = PairSampler(images, crop=opts.crop, thumb_size=cfg.thumb_size, multiple=cfg.compression,
                               seed=opts.seed, rank=rank)
         task = make_task(opts).train().to(device, memory_format=memory_format_for(device))
+        if getattr(task, "warm_started", None) and not opts.resume:
+            record["init"] = {**record["init"], "warm_start": task.warm_started}
         optim = make_optimizer([p for p in task.parameters() if p.requires_grad], opts, device)
         if state is not None:
             task.load_state_dict(state["task"])

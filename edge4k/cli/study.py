@@ -8,7 +8,7 @@ from edge4k.studies import run_all, run_study
 
 
 def add_arguments(y: argparse.ArgumentParser) -> None:
-    y.add_argument("name", help="compression, attention, tricks, decoder_share, tiling, phone, sana, or all")
+    y.add_argument("name", help="compression, attention, tricks, model_v3, decoder_share, tiling, phone, sana, or all")
     y.add_argument("--budget-minutes", type=float,
                    help="training budget per trained model (default: the study's own, see docs/RESEARCH.md)")
     y.add_argument("-o", "--out", metavar="DIR",

@@ -33,6 +33,8 @@ def training_args(p: argparse.ArgumentParser, *, lr: float = 2e-3) -> None:
     p.add_argument("--workers", type=int, default=0, help="data-loading processes that synthesise the RAW "
                                                           "batches (default 0: in the training process)")
     p.add_argument("--init", metavar="PATH", help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument("--warm-start", metavar="PATH", help="start a new preset from another preset's checkpoint: "
+                                                        "every tensor of the same name and shape is copied")
     p.add_argument("--freeze-norm", action="store_true",
                    help="keep BatchNorm statistics fixed, so training sees what the deployed model computes")
     p.add_argument("--compile", action="store_true", help="torch.compile the loss (edge4k train only): about a "
@@ -63,7 +65,7 @@ def add_distill_arguments(d: argparse.ArgumentParser) -> None:
 
 
 TRAINING_FIELDS = ("preset", "budget_minutes", "steps", "batch", "crop", "lr", "seed", "data", "checkpoint_every",
-                   "log_every", "resume", "threads", "workers", "init", "freeze_norm", "compile", "bf16")
+                   "log_every", "resume", "threads", "workers", "init", "warm_start", "freeze_norm", "compile", "bf16")
 
 
 def _run_training(args, options_cls, run, **extra) -> int:
