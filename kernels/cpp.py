@@ -5,7 +5,7 @@ through their C ABI (libedge4k_kernels.so, built by `make setup` or `edge4k buil
 Each function here has a Python twin that stays the reference (tests/test_native_kernels.py
 compares them): prepare_padded() is kernels.raw.prepare() + kernels.tiling.pad_packed(),
 blender() is kernels.tiling.Blender (to float rounding: it normalises the ramps up front),
-finish_upright() is kernels.postprocess.finish() + orient(), quantise() is
+finish_upright() is kernels.postprocess.finish() + stretch() (in torch) + orient(), quantise() is
 kernels.postprocess.quantise(). When the library is not built, or EDGE4K_CPP_KERNELS=0, the
 Python code runs instead, after one warning line (none when switched off on purpose).
 """
@@ -148,16 +148,16 @@ def blender(plan: tiling.TilePlan, window: tuple[int, int, int, int], channels: 
 
 def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, look: str, *,
                    in_place: bool = False, ev: float = 0.0, highlights: str = "clip") -> torch.Tensor:
-    """postprocess.finish() in the look (ev, highlights: as there), then orient() for the frame's
-    EXIF Orientation. in_place: the caller gives the image up, so the C++ kernel may finish it
-    where it is (a 4K frame's copy is about 30 ms). A library built before the finishing options
+    """postprocess.finish() in the look (ev, highlights: as there), postprocess.stretch() for the
+    frame's pixel aspect, then orient() for its EXIF Orientation. in_place: the caller gives the
+    image up, so the C++ kernel may finish it where it is (a 4K frame's copy is about 30 ms). A library built before the finishing options
     (no e4k_finish_options) clips highlights and scales only the natural look: highlight
     reconstruction, and EV on the neutral look, then finish in torch."""
     lib = library()
     options = lib is not None and hasattr(lib, "e4k_finish_options")
     if lib is None or (not options and (highlights != "clip" or (look == "neutral" and ev != 0))):
-        return postprocess.orient(postprocess.finish(image, frame.srgb_from_cam, exposure, look, ev=ev,
-                                                     highlights=highlights), frame.orientation)
+        finished = postprocess.finish(image, frame.srgb_from_cam, exposure, look, ev=ev, highlights=highlights)
+        return postprocess.orient(postprocess.stretch(finished, frame.pixel_aspect), frame.orientation)
     postprocess.check_look(look)
     rgb = image.detach().cpu().numpy()
     if not (in_place and rgb.dtype == np.float32 and rgb.flags.c_contiguous and rgb.flags.writeable):
@@ -169,6 +169,9 @@ def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, lo
               ctypes.c_double(ev), highlights.encode())
     else:
         _call(lib, "e4k_finish", _ptr(rgb), h, w, matrix, ctypes.c_double(exposure * 2.0 ** ev), look.encode())
+    if frame.pixel_aspect != 1:
+        rgb = np.ascontiguousarray(postprocess.stretch(torch.from_numpy(rgb), frame.pixel_aspect).numpy())
+        h, w = rgb.shape[1:]
     if frame.orientation == 1:
         return torch.from_numpy(rgb)
     out = np.empty((3, w, h) if frame.orientation >= 5 else (3, h, w), np.float32)

@@ -3,8 +3,8 @@
 The network returns companded (square-root), white-balanced camera RGB. Finishing is
 deterministic maths on the frame's own metadata, never learned:
 expand (square) -> clip to [0, 1] (highlights) -> the file's camera->sRGB matrix -> clip ->
-look -> crop the phase padding; the pipeline then turns the image upright (orient(), the
-RAW's EXIF Orientation, as LibRaw does). Looks:
+look -> crop the phase padding; the pipeline then stretches non-square pixels square
+(stretch()) and turns the image upright (orient(), the RAW's EXIF Orientation), as LibRaw does. Looks:
 - neutral: colorimetric sRGB, no brightening, no tone curve (LibRaw's postprocess with the
   camera's white balance, no_auto_bright, sRGB output and gamma (2.4, 12.92));
 - natural: the frontend's automatic exposure gain, the sRGB curve, then Brooks et al.'s
@@ -158,6 +158,29 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
     dims = [d for d, on in ((-2, flip_rows), (-1, flip_cols)) if on]
     image = image.flip(dims) if dims else image
     return image.transpose(-2, -1) if transpose else image
+
+
+def stretched_size(height: int, width: int, pixel_aspect: float) -> tuple[int, int]:
+    """(height, width) of a sensor-oriented image once its pixels are square, by LibRaw's rule:
+    only one side grows, the width times the aspect when pixels are wide (aspect > 1), the height
+    over it when they are tall, rounded half up; aspect 1 changes nothing."""
+    if pixel_aspect > 1:
+        return height, int(width * pixel_aspect + 0.5)
+    if pixel_aspect < 1:
+        return int(height / pixel_aspect + 0.5), width
+    return height, width
+
+
+def stretch(image: torch.Tensor, pixel_aspect: float) -> torch.Tensor:
+    """A (C, H, W) float image, sensor-oriented, stretched to square pixels (stretched_size), as
+    LibRaw does before it turns the image upright. Linear interpolation, as LibRaw's, but between
+    pixel centres (LibRaw's grid starts at the first pixel's edge, a fraction of a pixel off); the
+    stretch only ever enlarges, so no anti-aliasing is needed, and values stay within their range.
+    Aspect 1 returns the image itself."""
+    size = stretched_size(image.shape[-2], image.shape[-1], pixel_aspect)
+    if size == tuple(image.shape[-2:]):
+        return image
+    return F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0].to(image.dtype)
 
 
 def bit_depth_for(path: str | os.PathLike, bits: int | None = None) -> int:

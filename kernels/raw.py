@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL.ExifTags import Base
 
-from edge4k.errors import RawInputError
+from edge4k.errors import Edge4KWarning, RawInputError
 from edge4k.files import atomic_output, sha256_file
 from edge4k.kernels.colour import D65_XY, DNG_ILLUMINANT_K, LUMA, CameraColour, camera_table, srgb_from_cam
 from edge4k.stderr import captured_native_stderr
@@ -33,6 +34,9 @@ EXIF_KEYS = ("make", "model", "exposure_time", "iso", "datetime")
 # LibRaw's flip (sizes.flip; bits: 4 transpose, 2 flip rows, 1 flip columns) -> EXIF Orientation.
 # LibRaw reads EXIF o as flip "50132467"[o & 7]; this is its inverse.
 EXIF_FROM_LIBRAW_FLIP = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+# Pixel width over height that a frame may declare (RawFrame.pixel_aspect). LibRaw's non-square
+# pixels are within it (the Kodak DC120's 1.53; 0.5 and 2 for some Foveon frames).
+PIXEL_ASPECT_RANGE = (0.25, 4.0)
 
 
 def cell_offsets(cfa: str) -> list[tuple[int, int]]:
@@ -60,8 +64,9 @@ class RawFrame:
     "camera-table" or "libraw-fit"; default "given", the caller's); wb_source: where wb_gains came
     from ("as-shot", "as-shot-missing" when the file has no valid one, or the white balance
     chosen later); camera_colour: the camera's calibration (calibration.colour.CameraColour), which
-    "daylight" and kelvin white balance need. Anything inconsistent raises RawInputError in one
-    line. RawFrame.from_buffer() takes a flat buffer plus its width and height instead of a 2-D array."""
+    "daylight" and kelvin white balance need; pixel_aspect: a sensor pixel's width over its height
+    (LibRaw's sizes.pixel_aspect, 0.25..4; finishing stretches the image to square pixels).
+    Anything inconsistent raises RawInputError in one line. RawFrame.from_buffer() takes a flat buffer plus its width and height instead of a 2-D array."""
 
     bayer: np.ndarray          # (H, W) uint16, visible area
     cfa: str                   # pattern at the visible origin, e.g. "RGGB"
@@ -74,6 +79,7 @@ class RawFrame:
     matrix_source: str = "given"
     wb_source: str = "given"
     camera_colour: CameraColour | None = None
+    pixel_aspect: float = 1.0  # a sensor pixel's width / height; finishing stretches to square pixels
 
     def __post_init__(self):
         bayer = np.asarray(self.bayer)
@@ -106,11 +112,16 @@ class RawFrame:
             raise RawInputError(f"srgb_from_cam must be a finite 3x3 matrix, got shape {matrix.shape}")
         if self.orientation not in EXIF_FROM_LIBRAW_FLIP.values():
             raise RawInputError(f"orientation must be an EXIF Orientation 1..8, got {self.orientation!r}")
+        aspect, (low, high) = self.pixel_aspect, PIXEL_ASPECT_RANGE
+        if isinstance(aspect, bool) or not isinstance(aspect, (int, float, np.number)) or not low <= aspect <= high:
+            raise RawInputError(f"pixel_aspect must be a pixel's width over its height, {low:g}..{high:g}, "
+                                f"got {aspect!r}")
         unknown = set(self.exif) - set(EXIF_KEYS)
         if unknown:
             raise RawInputError(f"unknown exif keys {', '.join(sorted(unknown))}; known: {', '.join(EXIF_KEYS)}")
         self.bayer, self.cfa, self.black_level, self.white_level = bayer, self.cfa.upper(), black.copy(), white
         self.wb_gains, self.srgb_from_cam, self.orientation = gains, matrix, int(self.orientation)
+        self.pixel_aspect = float(aspect)
 
     @classmethod
     def from_buffer(cls, data, width: int, height: int, **metadata) -> "RawFrame":
@@ -156,7 +167,7 @@ class RawFrame:
             "black_level": [float(x) for x in self.black_level], "white_level": float(self.white_level),
             "wb_gains": [round(float(x), 6) for x in self.wb_gains],
             "srgb_from_cam": np.round(self.srgb_from_cam, 6).tolist(),
-            "orientation": self.orientation, "exif": dict(self.exif),
+            "orientation": self.orientation, "pixel_aspect": round(self.pixel_aspect, 6), "exif": dict(self.exif),
             "matrix_source": self.matrix_source, "wb_source": self.wb_source,
         }
 
@@ -246,7 +257,18 @@ def _frame_from_libraw(raw, path: str, exif: dict, tags: dict | None = None) -> 
                     wb_gains=np.ones(3) if gains is None else gains, srgb_from_cam=matrix,
                     orientation=EXIF_FROM_LIBRAW_FLIP.get(raw.sizes.flip, 1), exif=exif,
                     matrix_source=matrix_source, wb_source="as-shot" if as_shot is not None else "as-shot-missing",
-                    camera_colour=colour)
+                    camera_colour=colour, pixel_aspect=_pixel_aspect(raw.sizes.pixel_aspect, path))
+
+
+def _pixel_aspect(aspect: float, path: str) -> float:
+    """LibRaw's pixel aspect for the file; one outside PIXEL_ASPECT_RANGE is damaged metadata,
+    not a reason to refuse an otherwise readable file: square pixels, with a warning."""
+    low, high = PIXEL_ASPECT_RANGE
+    if low <= aspect <= high:
+        return float(aspect)
+    warnings.warn(f"{path}: pixel aspect {aspect:g} outside {low:g}..{high:g} ignored; rendering square pixels",
+                  Edge4KWarning, stacklevel=4)
+    return 1.0
 
 
 # TIFF tags (IFD0, or the EXIF IFD, or IFD0 as TIFF/EP and DNG allow) holding each EXIF_KEYS fact.
@@ -569,7 +591,11 @@ def write_bayer(frame: RawFrame, json_path: str | os.PathLike, *, source: str | 
     needs (size, CFA, levels, WB gains, colour matrix), the EXIF Orientation that finishing
     applies last (as the host pipeline does) and the capture's EXIF facts for the output.
     colour: the host's colour choices already applied to the frame (kernels/rawcolour.py:
-    ColourOptions.record()), which the runner's profile records. Both written atomically."""
+    ColourOptions.record()), which the runner's profile records. Both written atomically. A frame
+    with non-square pixels is refused: the runner does not stretch (the host render does)."""
+    if frame.pixel_aspect != 1:
+        raise RawInputError(f"this frame's pixels are not square (pixel aspect {frame.pixel_aspect:.4g}) and the "
+                            "native runner does not stretch them; render it on the host (edge4k run)")
     json_path = Path(json_path)
     data = json_path.with_suffix(".u16")
     with atomic_output(data) as tmp:

@@ -99,8 +99,8 @@ def warm_start(model: E4KNet, path: str | os.PathLike) -> dict:
     if not copied:
         raise Edge4KError(f"checkpoint {path} shares no tensor of the same name and shape with {model.cfg.name}")
     model.load_state_dict(copied, strict=False)
-    return {"tensors_copied": len(copied), "tensors": len(own),
-            "parameters_copied": int(sum(v.numel() for k, v in copied.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))))}
+    learned = [v for k, v in copied.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    return {"tensors_copied": len(copied), "tensors": len(own), "parameters_copied": int(sum(v.numel() for v in learned))}
 
 
 def default_checkpoint(preset: str) -> Path | None:

@@ -4,8 +4,9 @@ raw_preprocess and postprocess run here (CPU kernels: the C++ ones of the phone 
 when built, kernels/cpp.py, else their Python twins); the four network stages go
 through a Backend, so eager and compiled builds share this code and the profile.
 Tiles cover the frame as the frontend pads it (PHASE_PAD more pixels each way, RGGB
-phase); postprocess blends them, crops the frame back out, finishes it in the look and
-turns it upright (the RAW's EXIF Orientation, as LibRaw does).
+phase); postprocess blends them, crops the frame back out, finishes it in the look,
+stretches non-square pixels square and turns it upright (the RAW's pixel aspect and EXIF
+Orientation, as LibRaw does).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from edge4k.errors import BuildMismatch, Edge4KError
 from edge4k.files import atomic_outputs, sha256_file
 from edge4k.kernels import colourspace, cpp
 from edge4k.kernels.cpp import to_pixels
-from edge4k.kernels.postprocess import DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality, write_image
+from edge4k.kernels.postprocess import (DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality,
+                                        stretched_size, write_image)
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain
 from edge4k.kernels.threads import run_threads
@@ -111,7 +113,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
             overlap_blending: bool | None = None, buffers: FrameBuffers | None = None,
             output_space: str = "srgb", colour: ColourOptions | None = None) -> tuple[torch.Tensor, dict]:
     """One RAW (a file path, its bytes, or a RawFrame) through all six stages. Returns display
-    RGB (3, H, W) in [0, 1] in the look, upright, before quantisation, plus what was learned
+    RGB (3, H, W) in [0, 1] in the look, square pixels, upright, before quantisation, plus what was learned
     about the input and the tiling. look=None returns the network's unfinished output instead:
     companded camera RGB, in the sensor's orientation.
 
@@ -213,8 +215,10 @@ def check_fits(source, backend: Backend, opts: TileOptions) -> int | None:
     profile's estimated_tile_bytes), None when tiled."""
     frame = source if isinstance(source, RawFrame) else read_raw(source)
     plan = opts.plan(backend.cfg, frame.height, frame.width)
-    # float32 packed planes, blend and finished image (3 channels each), uint16 pixels at worst
-    frame_bytes = plan.padded_height * plan.padded_width * 4 + frame.height * frame.width * 3 * (4 + 4 + 2)
+    # float32 packed planes and blend, finished image (3 channels each; square pixels) and uint16 pixels at worst
+    out_height, out_width = stretched_size(frame.height, frame.width, frame.pixel_aspect)
+    frame_bytes = (plan.padded_height * plan.padded_width * 4 + frame.height * frame.width * 3 * 4
+                   + out_height * out_width * 3 * (4 + 2))
     tile = backend.estimate_tile_bytes(plan.tile_height, plan.tile_width, opts.batch)
     what = (f"a {plan.tile_width}x{plan.tile_height} tile" if opts.native else
             f"a {frame.width}x{frame.height} frame in {plan.tile_width}x{plan.tile_height} tiles")
@@ -269,7 +273,7 @@ def run_and_profile(input_path, output_path, *, backend: Backend, opts: TileOpti
             "created": now_iso(),
             "input": {"path": path, "sha256": sha256, "cfa": frame.cfa, "matrix_source": frame.matrix_source,
                       "wb_source": frame.wb_source, "wb_gains": [round(float(g), 6) for g in frame.wb_gains],
-                      "width": frame.width, "height": frame.height},
+                      "width": frame.width, "height": frame.height, "pixel_aspect": round(frame.pixel_aspect, 6)},
             "resolution": {"width": frame.width, "height": frame.height},
             "tiling": {"enabled": not plan.native, "tile": None if plan.native else plan.tile_height,
                        "overlap": None if plan.native else plan.overlap, "tiles": plan.num_tiles,

@@ -124,8 +124,8 @@ def run(ctx: StudyContext) -> None:
                      "training": {k: summary.get(k) for k in ("steps", "crops_seen", "elapsed_s", "stopped_by",
                                                               "median_crops_per_s", "init")},
                      **measure(ctx, model)})
-    ctx.data.update(arms=rows, steps=QUICK["steps"] if ctx.quick else STEPS, batch=QUICK["batch"] if ctx.quick else BATCH,
-                    crop=QUICK["crop"] if ctx.quick else CROP, bright_grid=BRIGHT_GRID, sweep_methods=list(SWEEP_METHODS),
+    shape = QUICK if ctx.quick else dict(steps=STEPS, batch=BATCH, crop=CROP)
+    ctx.data.update(arms=rows, **shape, bright_grid=BRIGHT_GRID, sweep_methods=list(SWEEP_METHODS),
                     wall_s_measured=round(time.perf_counter() - start, 1))
     steps = ctx.data["steps"]
     ctx.md += [f"Every trained arm: {steps} steps of {ctx.data['batch']} crops of {ctx.data['crop']} px on the bundled "
@@ -133,7 +133,8 @@ def run(ctx: StudyContext) -> None:
                "the bundled held-out photos, mean PSNR / CIEDE2000. Bright sweep: the robustness sweep's cells at EV 0, "
                "+1, +1.5 x ISO 100, 3200, 12800 (D65), both looks; 'below' counts cell-looks more than 0.5 dB under the "
                f"best of {', '.join(SWEEP_METHODS[1:])}; flat cast: the worst grey or white field's CIEDE2000 cast. "
-               f"Forward: eager fp32, one {rows[0]['tile']} tile, median of 5 on this host (noisy: other jobs shared the CPU).", ""]
+               f"Forward: eager fp32, one {rows[0]['tile']} tile, median of 5 on this host (noisy: other jobs shared "
+               "the CPU).", ""]
     ctx.table(["arm", "preset", "neutral PSNR / dE", "natural PSNR / dE", "base (MHC) neutral PSNR",
                "bright: below / cell-looks", "bright: mean delta dB", "worst flat cast", "GMAC/MP", "params",
                "train crops/s", f"{rows[0]['tile']} tile ms"],
@@ -160,8 +161,9 @@ def answer_text(rows: list[dict]) -> str:
                                        ("e4k-v3-f16-plain", "scratch", "v3's cost cut alone", scratch),
                                        ("e4k-v3-f16", "scratch", "v3 whole", scratch)):
         r = by[(preset, how)]
-        parts.append(f"{what}: {_psnr(r) - _psnr(against):+.2f} dB neutral, {_psnr(r, 'natural') - _psnr(against, 'natural'):+.2f} "
-                     f"dB natural, bright cells below the anchors {r['bright_sweep']['cells_below_0.5db']} against "
+        natural = _psnr(r, "natural") - _psnr(against, "natural")
+        parts.append(f"{what}: {_psnr(r) - _psnr(against):+.2f} dB neutral, {natural:+.2f} dB natural, "
+                     f"bright cells below the anchors {r['bright_sweep']['cells_below_0.5db']} against "
                      f"{against['bright_sweep']['cells_below_0.5db']}, MACs x{r['gmac_per_mp'] / against['gmac_per_mp']:.2f}")
     warm = by[("e4k-v3-f16", "warm")]
     return ("Against the arm without the change at the same budget: " + "; ".join(parts)

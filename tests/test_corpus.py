@@ -29,6 +29,7 @@ import pytest
 
 import edge4k
 from edge4k.kernels.colour import LUMA, XYZ_FROM_SRGB, inverse_smoothstep, srgb_decode
+from edge4k.kernels.postprocess import stretched_size
 from edge4k.kernels.raw import read_raw
 from edge4k.kernels.rawcolour import ColourOptions, _grey_world
 
@@ -140,21 +141,26 @@ def measure(renderer, path: Path, frame, looks=LOOKS) -> dict:
     """Render a centre crop of `frame` (read from `path`) in each look, with Edge4K's colour
     decisions (white balance, CFA) made on the whole frame as a render of the file makes them;
     check it is finite and turned as LibRaw turns the file; return each look's
-    colour_difference() against LibRaw."""
+    colour_difference() against LibRaw. Both stretch non-square pixels square (LibRaw's half-size
+    image too), so the crop is found in LibRaw's image scaled by the frame's pixel aspect."""
     frame = ColourOptions().apply(frame)
     sensor, upright = libraw_half(path, user_flip=0), libraw_half(path)
-    assert sensor.shape[:2] == (frame.height // 2, frame.width // 2), \
-        (f"LibRaw's image is {2 * sensor.shape[1]}x{2 * sensor.shape[0]} before turning, Edge4K's frame "
-         f"{frame.width}x{frame.height} (non-square pixels or another visible area)")
+    half = (frame.height // 2, frame.width // 2)
+    assert sensor.shape[:2] == stretched_size(*half, frame.pixel_aspect), \
+        (f"LibRaw's half-size image is {sensor.shape[1]}x{sensor.shape[0]} before turning, Edge4K's frame "
+         f"{frame.width}x{frame.height} with pixel aspect {frame.pixel_aspect:.4g} (another visible area or aspect)")
     turn = DIHEDRAL[libraw_turn(sensor, upright)]
     crop, (top, left, h, w) = centre_crop(frame)
-    ref = turn(sensor[top // 2:(top + h) // 2, left // 2:(left + w) // 2])
+    out_h, out_w = stretched_size(h, w, frame.pixel_aspect)     # our render of the crop, before turning
+    y0, x0 = round(top / 2 * sensor.shape[0] / half[0]), round(left / 2 * sensor.shape[1] / half[1])
+    ref = turn(sensor[y0:y0 + out_h // 2, x0:x0 + out_w // 2])
+    want = turn(np.empty((out_h, out_w, 1))).shape[:2]
     measured = {}
     for look in looks:
         ours = linear(renderer.render(crop, look=look, bits=16), look)
         assert np.isfinite(ours).all(), look
-        assert ours.shape[:2] == (2 * ref.shape[0], 2 * ref.shape[1]), \
-            f"{look}: {ours.shape[1]}x{ours.shape[0]}, LibRaw turns the crop to {2 * ref.shape[1]}x{2 * ref.shape[0]}"
+        assert ours.shape[:2] == want, \
+            f"{look}: {ours.shape[1]}x{ours.shape[0]}, LibRaw turns the crop to {want[1]}x{want[0]}"
         ours, theirs = binned(binned(ours, 2), BIN), binned(ref, BIN)
         # upright: our image matches LibRaw's turn of the crop better than any flip of it
         corr = {name: np.corrcoef((ours @ LUMA).ravel(), (binned(t(ref), BIN) @ LUMA).ravel())[0, 1]
@@ -185,8 +191,8 @@ def test_the_checks_pass_a_faithful_render_and_catch_a_white_balance_15_percent_
         measure(renderer, Path(sample_dng), dataclasses.replace(frame, orientation=3), looks=("neutral",))
 
 
-# Files with no as-shot white balance (the D30's cam_mul[0] is -1, the QuickTakes' cam_mul is
-# [0, 1, 0]): Edge4K falls back to its auto (shades of grey over distinct colours, held to a white
+# Files with no as-shot white balance (the D30's cam_mul[0] is -1, the QuickTakes' and the DC120's
+# cam_mul is [0, 1, 0]): Edge4K falls back to its auto (shades of grey over distinct colours, held to a white
 # the camera can see), LibRaw's use_camera_wb to its own auto (grey world). The cast between the
 # two, neutral look, as measured (with the grey-edge auto before it: 14.9, 49.4, 12.0, 8.3, 12.9);
 # test_without_an_as_shot_white_... below checks that the estimate is the whole difference.
@@ -197,12 +203,11 @@ NO_AS_SHOT_WHITE = {
     "apple_quicktake_100_room.qtk": "17.4",
     "apple_quicktake_150_houses.qtk": "7.8",
     "apple_quicktake_150_night.qtk": "27.9",
+    "kodak_dc120.kdc": "6.3",
 }
 # Files that fail today, with what fails: strict, so a fix shows up as an unexpected pass and the
 # entry is deleted; `raises` keeps any other failure a failure.
 KNOWN_FAILURES = {
-    "kodak_dc120.kdc": (AssertionError, "non-square pixels (LibRaw's pixel_aspect 1.53): LibRaw stretches the "
-                                        "frame to 1302x976, Edge4K keeps the sensor's 848x976"),
     **{name: (AssertionError, f"no as-shot white balance: Edge4K's auto (distinct colours) and LibRaw's (grey world) "
                               f"differ by a cast of {cast}") for name, cast in NO_AS_SHOT_WHITE.items()},
 }
@@ -283,8 +288,9 @@ def test_colorchecker_is_as_close_to_its_published_colours_as_libraws(name, rend
     for y, x in centres:
         top, left = int(y - PATCH // 2) // 2 * 2, int(x - PATCH // 2) // 2 * 2
         crop = dataclasses.replace(frame, bayer=frame.bayer[top:top + PATCH, left:left + PATCH])
-        ours.append(linear(renderer.render(crop, look="neutral", bits=16), "neutral")
-                    [PATCH // 4:-PATCH // 4, PATCH // 4:-PATCH // 4].reshape(-1, 3).mean(0))
+        out = linear(renderer.render(crop, look="neutral", bits=16), "neutral")   # wider for the DC120's pixels
+        h, w = out.shape[0] // 4, out.shape[1] // 4
+        ours.append(out[h:-h, w:-w].reshape(-1, 3).mean(0))
     half = libraw_half(path, user_flip=0)
     sy, sx = half.shape[0] / frame.height, half.shape[1] / frame.width    # 1/2, times LibRaw's pixel aspect
     theirs = [half[int(y * sy) - 8:int(y * sy) + 8, int(x * sx) - 8:int(x * sx) + 8].reshape(-1, 3).mean(0)

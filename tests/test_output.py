@@ -149,6 +149,31 @@ def test_half_size_is_each_cell_one_pixel_like_librawss_half_size(renderer, make
     assert np.abs(natural.astype(int) - ours).mean() > 2
 
 
+@pytest.mark.parametrize("scale", [(3, 2), (1, 2)])
+def test_non_square_pixels_come_out_square_as_librawss(renderer, make_dng, tmp_path, scale):
+    """A DNG whose DefaultScale makes its pixels 3:2 (or 1:2): the half-size preview and the full
+    render are stretched to LibRaw's sizes, the preview's pixels are LibRaw's, and the profile
+    records the aspect."""
+    import rawpy
+
+    from edge4k.datasets.dng import _RATIONAL, _rationals
+    dng = make_dng(64, 96, extra_tags=((50718, _RATIONAL, 2, _rationals(list(scale), 1000, False), True),))
+    ours = renderer.render(dng, look="neutral", half_size=True)
+    with rawpy.imread(dng) as raw:
+        libraw = raw.postprocess(half_size=True, use_camera_wb=True, no_auto_bright=True, output_bps=8,
+                                 gamma=(2.4, 12.92), output_color=rawpy.ColorSpace.sRGB)
+        full_size = raw.postprocess().shape
+    assert ours.shape == libraw.shape == {(3, 2): (32, 72, 3), (1, 2): (64, 48, 3)}[scale]
+    # LibRaw samples its stretch a fraction of a pixel off ours (kernels.postprocess.stretch): about
+    # 2.4 levels apart for 3:2, 1.5 for 1:2; our image shifted by one pixel is 4 to 8 levels off
+    diff = np.abs(ours.astype(int) - libraw.astype(int))
+    assert diff.mean() < 3.0, diff.mean()
+    assert renderer.render(dng).shape == full_size
+    profile = renderer.profile(dng, tmp_path / "o.png", profile_path=tmp_path / "o.json")
+    assert profile["input"]["pixel_aspect"] == scale[0] / scale[1]
+    assert (profile["output"]["height"], profile["output"]["width"], 3) == full_size
+
+
 def test_thumb_extracts_the_embedded_preview_or_says_there_is_none(tmp_path, sample_dng, capsys):
     import shutil
 

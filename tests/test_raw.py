@@ -2,12 +2,13 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from edge4k.datasets.dng import QUAD_BAYER_PATTERN, XTRANS_PATTERN, write_dng
 from edge4k.datasets.unprocess import RawCapture
-from edge4k.errors import Edge4KError
+from edge4k.errors import Edge4KError, Edge4KWarning
 from edge4k.kernels.colour import srgb_from_cam
-from edge4k.kernels.postprocess import ORIENTATIONS
+from edge4k.kernels.postprocess import ORIENTATIONS, stretch, stretched_size
 from edge4k.kernels.raw import (
     EXIF_FROM_LIBRAW_FLIP,
     META,
@@ -176,6 +177,46 @@ def test_frame_checks_at_their_boundaries():
     with pytest.raises(Edge4KError, match="white level 100 is not above black level 200"):
         RawFrame(bayer=np.zeros((2, 2), np.uint16), wb_gains=(2, 1, 1.5), **{**base, "black_level": 200,
                                                                              "white_level": 100})
+
+
+def test_stretch_makes_pixels_square_by_librawss_rule():
+    """LibRaw's stretch(): wide pixels (aspect > 1) widen the image, tall ones heighten it, the new
+    side rounded half up (the DC120's 848 columns at 1.5346 become 1301, LibRaw's width)."""
+    assert stretched_size(976, 848, 1.5345911949685533) == (976, 1301)
+    assert stretched_size(488, 424, 1.5345911949685533) == (488, 651)       # its half-size preview
+    assert stretched_size(4, 4, 1.5) == (4, 6) and stretched_size(4, 5, 1.5) == (4, 8)   # 7.5 rounds up
+    assert stretched_size(10, 7, 0.5) == (20, 7) and stretched_size(10, 7, 1.0) == (10, 7)
+    ramp = torch.arange(6, dtype=torch.float64).expand(3, 4, 6) / 7          # along the columns, float
+    wide = stretch(ramp, 1.5)
+    assert wide.shape == (3, 4, 9) and wide.dtype == torch.float64
+    centres = (torch.arange(9, dtype=torch.float64) + 0.5) / 1.5 - 0.5      # where each new column falls
+    torch.testing.assert_close(wide[1, 2], centres.clamp(0, 5) / 7)         # linear between pixel centres
+    tall = stretch(ramp.transpose(1, 2), 0.5)
+    assert tall.shape == (3, 12, 4)
+    torch.testing.assert_close(tall[0, :, 3], (((torch.arange(12.0) + 0.5) / 2 - 0.5).clamp(0, 5) / 7).double())
+    assert stretch(ramp, 1.0) is ramp
+
+
+def _dng_with_pixel_aspect(make_dng, width: int, height: int) -> str:
+    """A synthetic DNG whose DefaultScale says its pixels are width:height (LibRaw's pixel_aspect)."""
+    from edge4k.datasets.dng import _RATIONAL, _rationals
+    return make_dng(48, 64, name=f"aspect_{width}_{height}.dng", extra_tags=((50718, _RATIONAL, 2, _rationals([width, height], 1000, False), True),))
+
+
+def test_a_files_pixel_aspect_is_read_checked_and_reported(make_dng, tmp_path):
+    from edge4k.kernels.raw import write_bayer
+    frame = read_raw(_dng_with_pixel_aspect(make_dng, 3, 2))
+    assert frame.pixel_aspect == 1.5 and frame.info()["pixel_aspect"] == 1.5
+    assert read_raw(make_dng(48, 64, name="square.dng")).pixel_aspect == 1.0
+    with pytest.warns(Edge4KWarning, match="pixel aspect 10 outside 0.25..4 ignored; rendering square pixels"):
+        assert read_raw(_dng_with_pixel_aspect(make_dng, 10, 1)).pixel_aspect == 1.0
+    base = dict(bayer=np.zeros((2, 2), np.uint16), cfa="RGGB", black_level=0, white_level=1023, wb_gains=(2, 1, 1.5),
+                srgb_from_cam=np.eye(3))
+    for bad in (0.2, 5, float("nan"), float("inf"), "1.5", None, True):
+        with pytest.raises(Edge4KError, match="pixel_aspect must be a pixel's width over its height, 0.25..4"):
+            RawFrame(**base, pixel_aspect=bad)
+    with pytest.raises(Edge4KError, match="pixels are not square .* native runner does not stretch them"):
+        write_bayer(frame, tmp_path / "f.json")
 
 
 @pytest.mark.parametrize("gains, expected", [((4, 2, 3), (2, 1, 1, 1.5)), ((2, 1.5, 1), (2, 1.5, 1.5, 1))])
