@@ -150,9 +150,9 @@ def finish_upright(image: torch.Tensor, frame: raw.RawFrame, exposure: float, lo
                    in_place: bool = False, ev: float = 0.0, highlights: str = "clip") -> torch.Tensor:
     """postprocess.finish() in the look (ev, highlights: as there), postprocess.stretch() for the
     frame's pixel aspect, then orient() for its EXIF Orientation. in_place: the caller gives the
-    image up, so the C++ kernel may finish it where it is (a 4K frame's copy is about 30 ms). A library built before the finishing options
-    (no e4k_finish_options) clips highlights and scales only the natural look: highlight
-    reconstruction, and EV on the neutral look, then finish in torch."""
+    image up, so the C++ kernel may finish it where it is (a 4K frame's copy is about 30 ms). A
+    library built before the finishing options (no e4k_finish_options) clips highlights and scales
+    only the natural look: highlight reconstruction, and EV on the neutral look, then finish in torch."""
     lib = library()
     options = lib is not None and hasattr(lib, "e4k_finish_options")
     if lib is None or (not options and (highlights != "clip" or (look == "neutral" and ev != 0))):

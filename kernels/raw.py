@@ -66,7 +66,8 @@ class RawFrame:
     chosen later); camera_colour: the camera's calibration (calibration.colour.CameraColour), which
     "daylight" and kelvin white balance need; pixel_aspect: a sensor pixel's width over its height
     (LibRaw's sizes.pixel_aspect, 0.25..4; finishing stretches the image to square pixels).
-    Anything inconsistent raises RawInputError in one line. RawFrame.from_buffer() takes a flat buffer plus its width and height instead of a 2-D array."""
+    Anything inconsistent raises RawInputError in one line. RawFrame.from_buffer() takes a flat
+    buffer plus its width and height instead of a 2-D array."""
 
     bayer: np.ndarray          # (H, W) uint16, visible area
     cfa: str                   # pattern at the visible origin, e.g. "RGGB"

@@ -25,8 +25,15 @@ from edge4k.errors import BuildMismatch, Edge4KError
 from edge4k.files import atomic_outputs, sha256_file
 from edge4k.kernels import colourspace, cpp
 from edge4k.kernels.cpp import to_pixels
-from edge4k.kernels.postprocess import (DEFAULT_LOOK, PIXEL_TYPES, bit_depth_for, check_look, check_quality,
-                                        stretched_size, write_image)
+from edge4k.kernels.postprocess import (
+    DEFAULT_LOOK,
+    PIXEL_TYPES,
+    bit_depth_for,
+    check_look,
+    check_quality,
+    stretched_size,
+    write_image,
+)
 from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain
 from edge4k.kernels.threads import run_threads

@@ -208,6 +208,11 @@ NO_AS_SHOT_WHITE = {
 # Files that fail today, with what fails: strict, so a fix shows up as an unexpected pass and the
 # entry is deleted; `raises` keeps any other failure a failure.
 KNOWN_FAILURES = {
+    # The colour pipeline agrees (Edge4K's half size, no network, against LibRaw's: cast 0.01 over the
+    # whole frame; its ColorChecker passes below), so the network's deep shadows are the difference.
+    "canon_eos_kiss_x4_chart.dng": (AssertionError, "deep shadows: the centre crop averages 0.4-0.9% of white per "
+                                                    "channel (SNR about 1), where the network's blue is low (darkest "
+                                                    "quarter: half LibRaw's); cast 2.75 neutral, 5.1 natural"),
     **{name: (AssertionError, f"no as-shot white balance: Edge4K's auto (distinct colours) and LibRaw's (grey world) "
                               f"differ by a cast of {cast}") for name, cast in NO_AS_SHOT_WHITE.items()},
 }
@@ -252,7 +257,8 @@ def test_without_an_as_shot_white_the_whole_difference_is_the_automatic_estimate
 # column); the other 20 are interpolated on the 6x4 grid.
 CHARTS = {"canon_powershot_g2.crw": ((310, 320), (310, 1980), (1300, 330), (1294, 1984)),
           "canon_powershot_s40_chart.crw": ((326, 352), (322, 1910), (1250, 364), (1244, 1910)),
-          "kodak_dc120.kdc": ((190, 91), (190, 623), (680, 91), (680, 623))}
+          "kodak_dc120.kdc": ((190, 91), (190, 623), (680, 91), (680, 623)),
+          "canon_eos_kiss_x4_chart.dng": ((625, 715), (617, 1250), (930, 703), (923, 1255))}
 PATCH = 64    # sensor pixels rendered around each patch centre; the middle half is averaged
 
 

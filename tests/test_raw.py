@@ -200,7 +200,8 @@ def test_stretch_makes_pixels_square_by_librawss_rule():
 def _dng_with_pixel_aspect(make_dng, width: int, height: int) -> str:
     """A synthetic DNG whose DefaultScale says its pixels are width:height (LibRaw's pixel_aspect)."""
     from edge4k.datasets.dng import _RATIONAL, _rationals
-    return make_dng(48, 64, name=f"aspect_{width}_{height}.dng", extra_tags=((50718, _RATIONAL, 2, _rationals([width, height], 1000, False), True),))
+    scale = (50718, _RATIONAL, 2, _rationals([width, height], 1000, False), True)   # DefaultScale
+    return make_dng(48, 64, name=f"aspect_{width}_{height}.dng", extra_tags=(scale,))
 
 
 def test_a_files_pixel_aspect_is_read_checked_and_reported(make_dng, tmp_path):
