@@ -16,9 +16,9 @@ crops: fair on a shared machine, unlike equal minutes) on the bundled photos:
 
 Measured per arm: held-out photos (both looks, Edge4K and its own classical base), a bright and
 flat subset of the robustness sweep (EV 0 and +1.5, ISO 100 and 12800: where v2 loses to classical
-converters), against the model's own classical base, MACs, parameters, training crops/s and an eager 512-tile forward. The budget is far
-below the shipped model's 371,040 crops: this ranks changes by what they do early in training,
-it does not measure what a converged v3 reaches.
+converters), against the model's own classical base, MACs, parameters, training crops/s and an
+eager 512-tile forward. The budget is far below the shipped model's 371,040 crops: this ranks
+changes by what they do early in training, it does not measure what a converged v3 reaches.
 
 Time, defaults, 2-core host: 7 arms x 250 steps of 16 x 256^2 crops (5-8 min each), evaluation
 about 2 min for each of 9 rows: about 70 min. Quick: 2 steps of 2 x 64^2 and a one-cell sweep at 64 px.
