@@ -303,7 +303,7 @@ def extract(rows: list[SourceFile], clones: str | os.PathLike, out: str | os.Pat
         blob = subprocess.run(["git", "--git-dir", str(git), "show", "--end-of-options", f"{r.commit}:{r.path}", "--"],
                               capture_output=True)
         if blob.returncode:
-            missing.append(f"{r.file}: {blob.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+            missing.append(f"{r.file}: {_why_not_in_clone(git, r)}")
             continue
         if hashlib.sha256(blob.stdout).hexdigest() != r.sha256:
             missing.append(f"{r.file}: {r.repository}@{r.commit[:12]}:{r.path} does not match its sha256")
@@ -312,3 +312,18 @@ def extract(rows: list[SourceFile], clones: str | os.PathLike, out: str | os.Pat
             tmp.write_bytes(blob.stdout)
         written += 1
     return {"written": written, "present": present, "missing": missing}
+
+
+def _why_not_in_clone(git: Path, r: SourceFile) -> str:
+    """Why ``git show COMMIT:PATH`` failed, in words: the commit, the path or only the file's
+    content is absent (fetched snapshots leave out files of 4 MiB and more)."""
+    def has(obj: str) -> bool:
+        return subprocess.run(["git", "--git-dir", str(git), "rev-parse", "--verify", "--quiet", "--end-of-options",
+                               obj], capture_output=True).returncode == 0
+    where = f"{r.repository}@{r.commit[:12]}"
+    if not has(f"{r.commit}^{{commit}}"):
+        return f"commit {where} is not in the clone {git} (a shallow clone or snapshot without it?)"
+    if not has(f"{r.commit}:{r.path}"):
+        return f"{where} has no {r.path}"
+    return f"{where}:{r.path} is listed but its content is absent from the clone {git} (a snapshot without files " \
+           "of 4 MiB and more, or a partial clone)"

@@ -284,6 +284,41 @@ def test_extract_from_a_clone(photos, tmp_path, capsys):
     assert not (tmp_path / "root" / bad.file).exists()
 
 
+def test_extract_names_what_a_snapshot_lacks_and_goes_on(photos, tmp_path, capsys):
+    """A fetched snapshot (bare OWNER+NAME/repo) lacks files of 4 MiB and more: each row it cannot
+    give is one line saying why (content absent, path or commit absent), the rest is extracted."""
+    work = tmp_path / "work"
+    git = ["git", "-C", str(work), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    for name, src in (("a.png", photos["files"][0]), ("big.png", photos["files"][1])):
+        (work / name).write_bytes(src.read_bytes())
+    subprocess.run(git + ["add", "a.png", "big.png"], check=True)
+    subprocess.run(git + ["commit", "-qm", "a"], check=True)
+    snapshot = tmp_path / "mirrors" / "example+fixtures" / "repo"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(snapshot)], check=True)
+    blob = subprocess.run(git + ["rev-parse", "HEAD:big.png"], capture_output=True, text=True, check=True).stdout.strip()
+    (snapshot / "objects" / blob[:2] / blob[2:]).unlink()          # as a snapshot leaves out a large file
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    good = SourceFile(**{**row(photos["files"][0]).__dict__, "commit": commit, "path": "a.png"})
+    rows = [good,
+            SourceFile(**{**row(photos["files"][1]).__dict__, "commit": commit, "path": "big.png"}),
+            SourceFile(**{**row(photos["files"][2]).__dict__, "commit": commit, "path": "gone.png"}),
+            SourceFile(**{**row(photos["files"][3]).__dict__, "commit": "1" * 40, "path": "a.png"})]
+    manifest = tmp_path / "m.csv"
+    write_manifest(rows, manifest)
+    rc = main(["data", "extract", "--clones", str(tmp_path / "mirrors"), "-o", str(tmp_path / "root"),
+               "--manifest", str(manifest)])
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("not extracted:")]
+    assert rc == 1 and "1 files written, 0 already present, 3 could not be extracted" in out
+    assert len(lines) == 3 and "[" not in err
+    assert f"{rows[1].file}: example/fixtures@{commit[:12]}:big.png is listed but its content is absent" in lines[0]
+    assert f"{rows[2].file}: example/fixtures@{commit[:12]} has no gone.png" in lines[1]
+    assert f"{rows[3].file}: commit example/fixtures@111111111111 is not in the clone" in lines[2]
+    assert err.strip().splitlines()[-1] == "edge4k: error: 3 of 4 files could not be extracted (listed above)"
+    assert (tmp_path / "root" / good.file).read_bytes() == photos["files"][0].read_bytes()
+
+
 @pytest.mark.parametrize("column, value, words", [
     ("commit", "--output=PLANTED", "is not 40 hex digits"),
     ("commit", "HEAD", "commit 'HEAD' is not 40 hex digits"),
