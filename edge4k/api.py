@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Union
 from edge4k.errors import Edge4KError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import numpy as np
 
     from edge4k.batch import BatchResult
     from edge4k.kernels.raw import RawFrame
+    from edge4k.models import E4KConfig
     from edge4k.runtime.backends import Backend
     from edge4k.runtime.pipeline import TileOptions
 
@@ -98,11 +99,14 @@ def load_for_preset(preset: str, checkpoint: str | os.PathLike | None, seed: int
 
 def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: str | None = None,
                   tile: int | None = None, overlap: int | None = None, native: bool = False,
-                  batch: int | None = None) -> tuple["Backend", "TileOptions"]:
-    """A compiled build's backend and the tiling the build fixed; the caller's choices must agree."""
+                  batch: int | None = None) -> tuple["Callable[[], Backend]", "TileOptions", "E4KConfig"]:
+    """(a function that opens the build's backend, the tiling the build fixed, its model config):
+    the caller's choices must agree with the build's manifest, checked now; the build opens when
+    the function is called."""
     from edge4k.backends.qnn.runtime import check_soc
     from edge4k.backends.registry import open_build
     from edge4k.errors import BuildMismatch
+    from edge4k.models import E4KConfig
     from edge4k.runtime.manifest import load_manifest
     from edge4k.runtime.pipeline import TileOptions
 
@@ -112,19 +116,19 @@ def open_compiled(backend: str, artifacts, *, soc: str | None = None, preset: st
     check_soc(manifest, soc, artifacts)
     if preset and preset != manifest["preset"]:     # before loading anything
         raise BuildMismatch(f"{artifacts} holds preset {manifest['preset']}, not {preset}")
-    opened = open_build(artifacts, backend=backend)
-    opts = TileOptions.from_manifest(opened.manifest)
+    opts = TileOptions.from_manifest(manifest)
     asked = {"tile": tile, "overlap": overlap, "batch": batch, "native": native or None}
     for key, value in asked.items():
         if value is not None and value != getattr(opts, key):
             raise BuildMismatch(f"{artifacts} was compiled with {key}={getattr(opts, key)}, not {value}; "
                                 f"recompile, or leave {key} out")
-    return opened, opts
+    return (lambda: open_build(artifacts, backend=backend)), opts, E4KConfig.from_dict(manifest["config"])
 
 
 class Renderer:
-    """Loads the weights (eager) or a compiled build once; then render() and profile() as often
-    as wanted. Use it as a context manager, or call close().
+    """Loads the weights (eager) or a compiled build once (when made, or with lazy=True on the
+    first render that runs the network); then render() and profile() as often as wanted. Use it
+    as a context manager, or call close().
 
     Thread-safe: calls from several threads are serialised (one frame at a time per Renderer,
     since the compiled runtimes are not re-entrant); for frames in parallel, use one Renderer
@@ -137,16 +141,19 @@ class Renderer:
     def __init__(self, *, preset: str | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  backend: str = "eager", artifacts: str | os.PathLike | None = None, soc: str | None = None,
                  tile: int | None = None, overlap: int | None = None, native: bool = False,
-                 batch: int | None = None, threads: int | None = None):
+                 batch: int | None = None, threads: int | None = None, lazy: bool = False):
         """preset: model preset (default e4k-s-f16); checkpoint: .safetensors weights (default:
         the preset's shipped checkpoint, else seed-initialised with `seed`); backend: "eager"
         (PyTorch) or a compiled build's backend, with artifacts: the build folder (its preset,
         tiling and batch are fixed; soc: the SoC an android-qnn build must be for); tile,
         overlap, native, batch: eager tiling (default 512/32, fitted to smaller frames); threads:
-        the process's CPU threads (default: torch's)."""
+        the process's CPU threads (default: torch's); lazy: everything is checked now, but the
+        weights load (or the build opens) only when first needed: on the first render that runs the
+        network (a half-size preview does not), or load() (render_many and `edge4k run` do this, so
+        a batch whose files are all skipped or unreadable loads nothing)."""
         from edge4k.backends.registry import BACKENDS, backend_class
         from edge4k.kernels.threads import set_threads
-        from edge4k.models import DEFAULT_PRESET
+        from edge4k.models import DEFAULT_PRESET, get_preset
         from edge4k.runtime.backends import EagerBackend
 
         check_at_least("threads", threads)
@@ -158,22 +165,41 @@ class Renderer:
                 raise Edge4KError(f"{'artifacts' if artifacts else 'soc'} needs a compiled backend, "
                                   "e.g. backend='executorch' or 'qnn-htp-sim'")
             opts = tile_options(tile=tile, overlap=overlap, native=native, batch=batch)
-            model, weights = load_for_preset(preset or DEFAULT_PRESET, checkpoint, seed=seed)
-            self._backend, self._opts = EagerBackend(model, weights=weights), opts
+            name = preset or DEFAULT_PRESET
+            cfg = get_preset(name)      # an unknown preset is refused now, loaded or not
+
+            def load() -> "Backend":
+                model, weights = load_for_preset(name, checkpoint, seed=seed)
+                return EagerBackend(model, weights=weights)
         elif checkpoint:
             raise Edge4KError("checkpoint is for the eager backend; a compiled build carries its own weights")
         else:
-            self._backend, self._opts = open_compiled(backend, artifacts, soc=soc, preset=preset, tile=tile,
-                                                      overlap=overlap, native=native, batch=batch)
-        self._lock = threading.Lock()
+            load, opts, cfg = open_compiled(backend, artifacts, soc=soc, preset=preset, tile=tile,
+                                            overlap=overlap, native=native, batch=batch)
+        self._load, self._cfg, self._opts = load, cfg, opts
+        self._backend: Backend | None = None
+        self._closed = False
+        self._lock = threading.Lock()         # one frame at a time
+        self._load_lock = threading.Lock()    # one load, also when a render holds _lock
         self._buffers = None   # runtime.pipeline.FrameBuffers, from the first render on
+        if not lazy:
+            self.load()
+
+    @one_line
+    def load(self) -> "Backend":
+        """Load the weights (or open the compiled build) now, if not yet, and return the backend; a
+        lazy Renderer does it on the first render that runs the network."""
+        with self._load_lock:
+            if self._closed:
+                raise Edge4KError("this Renderer is closed")
+            if self._backend is None:
+                self._backend = self._load()
+            return self._backend
 
     @property
     def backend(self) -> "Backend":
-        """The loaded backend (its cfg, weights, precision)."""
-        if self._backend is None:
-            raise Edge4KError("this Renderer is closed")
-        return self._backend
+        """The backend (its cfg, weights, precision), loaded first if it was not yet."""
+        return self.load()
 
     @property
     def tiling(self) -> "TileOptions":
@@ -224,11 +250,13 @@ class Renderer:
         colour = ColourOptions(wb=wb, wb_kelvin=wb_kelvin, wb_tint=wb_tint, cfa=cfa, exposure=exposure,
                                highlights=highlights)
         with self._lock:
-            backend = self.backend
+            if self._closed:
+                raise Edge4KError("this Renderer is closed")
             frame = source if isinstance(source, RawFrame) else read_raw(source)
-            if half_size:
-                image, _ = process_half_size(frame, backend.cfg, look=look, output_space=output_space, colour=colour)
+            if half_size:   # no network: the model's config is all it needs, loaded or not
+                image, _ = process_half_size(frame, self._cfg, look=look, output_space=output_space, colour=colour)
             else:
+                backend = self.backend
                 check_fits(frame, backend, self._opts)
                 # the float image stays inside: the caller gets the quantised pixels, so the packed
                 # frame and the blend can be the same arrays from one frame to the next
@@ -290,8 +318,9 @@ class Renderer:
 
     def close(self) -> None:
         """Release the weights or the build; later calls raise Edge4KError."""
-        with self._lock:
+        with self._lock, self._load_lock:
             self._backend = self._buffers = None
+            self._closed = True
 
     def __enter__(self) -> "Renderer":
         return self
@@ -317,7 +346,8 @@ def render(source: Source, *, look: str = "natural", bits: int | None = None,
     cfa, exposure, highlights: as for Renderer.render(); preset, checkpoint, seed, backend, artifacts, soc, tile, overlap, native,
     batch, threads: as for Renderer()."""
     with Renderer(preset=preset, checkpoint=checkpoint, seed=seed, backend=backend, artifacts=artifacts, soc=soc,
-                  tile=tile, overlap=overlap, native=native, batch=batch, threads=threads) as renderer:
+                  tile=tile, overlap=overlap, native=native, batch=batch, threads=threads,
+                  lazy=half_size) as renderer:   # a half-size preview runs no network
         return renderer.render(source, look=look, bits=bits, output=output, output_space=output_space,
                                quality=quality, half_size=half_size, mkdir=mkdir, wb=wb, wb_kelvin=wb_kelvin,
                                wb_tint=wb_tint, cfa=cfa, exposure=exposure, highlights=highlights)
@@ -329,8 +359,10 @@ def render_many(inputs, output_dir: str | os.PathLike, *, format: str = "png", l
                 workers: int | None = None, preset: str | None = None, checkpoint: str | os.PathLike | None = None,
                 backend: str = "eager", artifacts: str | os.PathLike | None = None,
                 threads: int | None = None) -> "Iterator[BatchResult]":
-    """Many files with one Renderer (one model load): an iterator over edge4k.batch.BatchResult,
-    one per file, in order (a file that fails is a result with its error; the rest go on).
+    """Many files with one Renderer (one model load, for the first file that needs the network:
+    none when every file is skipped, unreadable or a half-size preview): an iterator over
+    edge4k.batch.BatchResult, one per file, in order (a file that fails is a result with its
+    error; the rest go on; a model that cannot load ends it with that error).
 
     inputs, output_dir, format, look, bits, output_space, quality, half_size, skip_existing,
     mkdir, workers: as for Renderer.render_many(); preset, checkpoint, backend, artifacts,
@@ -339,7 +371,7 @@ def render_many(inputs, output_dir: str | os.PathLike, *, format: str = "png", l
     plan_batch(inputs, output_dir, format=format, look=look, bits=bits, output_space=output_space,
                quality=quality, mkdir=mkdir)   # before the model loads
     with Renderer(preset=preset, checkpoint=checkpoint, backend=backend, artifacts=artifacts,
-                  threads=threads) as renderer:
+                  threads=threads, lazy=True) as renderer:   # loaded for the first file that needs it
         yield from renderer.render_many(inputs, output_dir, format=format, look=look, bits=bits,
                                         output_space=output_space, quality=quality, half_size=half_size,
                                         skip_existing=skip_existing, mkdir=mkdir, workers=workers)

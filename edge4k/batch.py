@@ -1,6 +1,6 @@
 """Folders of files (darktable-cli's and RawTherapee-cli's batch mode): many RAW files through
-one Renderer (one model load), one output file each in an output folder. A file that fails
-is reported and the batch goes on; the caller counts the failures.
+one Renderer (one model load, only once a file needs the network), one output file each in an
+output folder. A file that fails is reported and the batch goes on; the caller counts the failures.
 
 With workers, the next files are decoded (LibRaw) and the previous images encoded and written
 on other threads while the network renders the current one: the network runs one frame at a
@@ -32,6 +32,8 @@ class Renders(Protocol):
     """What a batch needs of a renderer (edge4k.api.Renderer, which is above this module)."""
 
     def render(self, source: Any, **options: Any) -> Any: ...
+
+    def load(self) -> Any: ...
 
 
 @dataclass
@@ -143,6 +145,9 @@ def render_many(renderer: Renders, inputs: Iterable[str | os.PathLike], output_d
     """Render every input into output_dir/<name>.<format>, yielding a BatchResult per input in
     order. Everything that can be checked before rendering (inputs, output folder, format, bits,
     space, quality) raises Edge4KError first; a file that then fails is a result with its error.
+    The renderer loads its model (renderer.load()) for the first file that runs the network, so a
+    batch whose files are all skipped, unreadable or half-size loads none; a model that cannot
+    load raises its error and ends the batch (every file would fail the same way).
     render_options: further keyword arguments of Renderer.render() (the colour controls)."""
     from edge4k.kernels.postprocess import write_image
 
@@ -182,13 +187,19 @@ def render_many(renderer: Renders, inputs: Iterable[str | os.PathLike], output_d
                     frame = reads.popleft().result()
                 else:
                     frame = read(i)
-                if frame is None:
-                    result = BatchResult(sources[i], outputs[i], skipped=True)
-                else:
-                    pixels = renderer.render(frame, look=look, bits=bits, output_space=output_space,
-                                             half_size=half_size, **render_options)
             except Exception as e:   # noqa: BLE001  one file's failure never stops the batch
                 result = failed(i, e, started)
+            else:
+                if frame is None:
+                    result = BatchResult(sources[i], outputs[i], skipped=True)
+            if result is None:
+                if not half_size:
+                    renderer.load()   # outside the per-file catch: a model that cannot load ends the batch
+                try:
+                    pixels = renderer.render(frame, look=look, bits=bits, output_space=output_space,
+                                             half_size=half_size, **render_options)
+                except Exception as e:   # noqa: BLE001
+                    result = failed(i, e, started)
             if result is None:
                 if pool:
                     future = pool.submit(write, i, pixels, frame.exif, started)

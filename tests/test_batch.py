@@ -96,6 +96,36 @@ def test_what_a_batch_can_know_up_front_is_refused_before_rendering(tmp_path, sh
     assert [p.name for p in expand_inputs([shoot / "c.dng", str(shoot / "[ac].dng")])] == ["c.dng", "a.dng"]
 
 
+def test_the_model_loads_only_once_a_file_needs_the_network(tmp_path, shoot, capsys, monkeypatch):
+    import edge4k.api
+    loads, real = [], edge4k.api.load_for_preset
+    monkeypatch.setattr(edge4k.api, "load_for_preset", lambda *a, **k: loads.append(a) or real(*a, **k))
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a", "c", "d"):
+        (out / f"{name}.png").write_bytes(b"rendered before")
+    good = [str(shoot / "a.dng"), str(shoot / "c.dng"), str(shoot / "d.DNG")]
+    run = ["-o", str(out), "--preset", TINY, "--format", "png"]
+    # every output there, or every file unreadable, or previews only: no model load
+    assert main(["run", *good, *run, "--skip-existing"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("0 rendered, 3 skipped, 0 failed of 3")
+    assert main(["run", str(shoot / "b_corrupt.dng"), str(shoot / "notes.jpg"), *run]) == 1
+    assert list(edge4k.render_many(good, tmp_path / "half", format="png", preset=TINY, half_size=True, mkdir=True))
+    assert loads == [] and len(list((tmp_path / "half").iterdir())) == 3
+    # two files to render (one skipped): one load, for the first of them
+    (out / "a.png").unlink()
+    (out / "c.png").unlink()
+    assert main(["run", *good, *run, "--skip-existing"]) == 0
+    assert len(loads) == 1 and (out / "a.png").stat().st_size > 1000 and (out / "d.png").read_bytes() == b"rendered before"
+    # a model that cannot load ends the batch with its own error, once, not as every file's failure
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights")
+    capsys.readouterr()
+    assert main(["run", *good, *run, "--checkpoint", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edge4k: error: checkpoint {bad} is corrupt"), err
+
+
 # ---- hygiene ---------------------------------------------------------------------------------
 
 def test_version_and_py_typed():

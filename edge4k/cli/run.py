@@ -99,9 +99,11 @@ def run(args) -> int:
     check_flag("threads", args.threads)
     check_tiling(args)
     _check_backend(args)
+    # lazy: the model loads for the first file that runs the network (none for --half-size, nor for a
+    # batch whose files are all skipped or unreadable)
     with Renderer(preset=args.preset, checkpoint=args.checkpoint, seed=args.seed, backend=args.backend,
                   artifacts=args.artifacts, soc=args.soc, tile=args.tile, overlap=args.overlap, native=args.native,
-                  batch=args.batch, threads=args.threads) as renderer:
+                  batch=args.batch, threads=args.threads, lazy=True) as renderer:
         if batch:
             return _run_batch(renderer, inputs, args)
         if args.half_size:
