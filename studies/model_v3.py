@@ -5,7 +5,8 @@ narrower, shallower DiT and lighter low-resolution decoder levels: 3.44 against 
 per output MP), and gives the decoder two inputs where detail is made: which sites of a cell are
 at the clip (ClippedSites, a 1x1 conv into the skip) and a learned gate on the residual over the
 classical base. Each change is an arm, every arm trained for the same number of steps (equal
-crops: fair on a shared machine, unlike equal minutes) on the bundled photos:
+crops: fair on a shared machine, unlike equal minutes) on the shipped model's shards where
+./data has them (else the bundled photos):
 
 - from the shipped v2 checkpoint: v2 itself (the control: what the same fine-tune does without
   the change), v2 + the clip input, v2 + the gate. The new layers start at zero (gate at 1), so
@@ -14,7 +15,8 @@ crops: fair on a shared machine, unlike equal minutes) on the bundled photos:
 - v3 warm-started from v2 (every tensor of the same name and shape: encoder, global branch, the
   decoder's full-resolution levels).
 
-Measured per arm: held-out photos (both looks, Edge4K and its own classical base), a bright and
+Measured per arm: 12 Kodak24 and McMaster18 images where ./data holds them, else the held-out photos
+(both looks, Edge4K and its own classical base), a bright and
 flat subset of the robustness sweep (EV 0 and +1.5, ISO 100 and 12800: where v2 loses to classical
 converters), against the model's own classical base, MACs, parameters, training crops/s and an
 eager 512-tile forward. The budget is far below the shipped model's 371,040 crops: this ranks
@@ -26,16 +28,17 @@ about 2 min for each of 9 rows: about 70 min. Quick: 2 steps of 2 x 64^2 and a o
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from edge4k.evaluation.evaluate import evaluate, sweep
+from edge4k.errors import Edge4KError
+from edge4k.evaluation.evaluate import DEFAULT_DATA, evaluate, load_set, sweep
 from edge4k.models.checkpoint import default_checkpoint, load_model
-from edge4k.models.config import get_preset
 from edge4k.models.cost import gmac_per_megapixel, param_count
-from edge4k.models.e4k import build_model
 from edge4k.studies.common import heldout_images, median_seconds
 from edge4k.studies.report import StudyContext
 from edge4k.training.train import TrainOptions, train
@@ -63,6 +66,31 @@ LR = {"init": 5e-4, "warm": 5e-4, "scratch": 2e-3}
 BRIGHT_GRID = {"ev": (0.0, 1.5), "iso": (100.0, 12800.0), "illuminant": (6500.0,)}
 SWEEP_METHODS = ("edge4k", "mhc")
 QUICK = dict(steps=2, batch=2, crop=64)
+EVAL_PER_SET = 6        # the first images of Kodak24 and McMaster18 (3 captures each: ISO 100, 800, 3200)
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("EDGE4K_DATA") or DEFAULT_DATA)
+
+
+def training_data(ctx: StudyContext) -> str | None:
+    """The shipped model's training shards (DATA/shards-gpu, datasets/DATA.md) where they are built,
+    else None: the bundled photos (six images, so arms overfit sooner; the report says which)."""
+    shards = data_root() / "shards-gpu"
+    return None if ctx.quick or not shards.is_dir() else str(shards)
+
+
+def eval_images(ctx: StudyContext) -> tuple[str, dict]:
+    """(what, images): EVAL_PER_SET images of Kodak24 and of McMaster18 where DATA/eval holds them,
+    else the bundled held-out photos."""
+    if not ctx.quick:
+        try:
+            picked = {f"{name}/{k}": img for name in ("kodak24", "mcmaster18")
+                      for k, img in sorted(load_set(name, data_root()).items())[:EVAL_PER_SET]}
+            return f"the first {EVAL_PER_SET} images of Kodak24 and of McMaster18", picked
+        except Edge4KError:
+            pass
+    return "the bundled held-out photos", heldout_images(ctx)
 
 
 def train_arm(ctx: StudyContext, preset: str, start: str):
@@ -76,7 +104,7 @@ def train_arm(ctx: StudyContext, preset: str, start: str):
                 p.unlink()
         shipped = str(default_checkpoint(V2))
         opts = TrainOptions(preset=preset, out=str(run_dir), budget_minutes=ctx.budget_minutes,
-                            lr=LR[start], init=shipped if start == "init" else None,
+                            lr=LR[start], data=training_data(ctx), init=shipped if start == "init" else None,
                             warm_start=shipped if start == "warm" else None,
                             **(QUICK if quick else dict(steps=STEPS, batch=BATCH, crop=CROP)),
                             command=f"edge4k study model_v3 (arm {preset} {start})")
@@ -91,7 +119,7 @@ def train_arm(ctx: StudyContext, preset: str, start: str):
 
 
 def measure(ctx: StudyContext, model) -> dict:
-    images = heldout_images(ctx)
+    images = eval_images(ctx)[1]
     looks = ("neutral", "natural")
     held = evaluate(model, images, methods=("edge4k", "mhc"), looks=looks, progress=False)["mean"]
     grid = {"ev": (1.5,), "iso": (3200.0,), "illuminant": (6500.0,)} if ctx.quick else BRIGHT_GRID
@@ -102,7 +130,7 @@ def measure(ctx: StudyContext, model) -> dict:
     with torch.inference_mode():
         forward_s = median_seconds(lambda: model(packed, thumb, meta), runs=1 if ctx.quick else 5)
     s = sw["summary"]
-    return {"held_out": {look: {m: held[look][m] for m in ("edge4k", "mhc")} for look in looks},
+    return {"quality": {look: {m: held[look][m] for m in ("edge4k", "mhc")} for look in looks},
             "bright_sweep": {"cells_below_0.5db": s["cells_below_0.5db"], "cell_looks": 2 * len(sw["cells"]),
                              "mean_delta_db": s["mean_delta_db"], "worst_delta_db": s["worst_delta_db"],
                              "worst_flat_cast_de2000": s["worst_flat_cast_de2000"],
@@ -117,8 +145,6 @@ def run(ctx: StudyContext) -> None:
     ctx.progress("model_v3: the shipped v2 (no further training)")
     shipped, _ = load_model(default_checkpoint(V2), V2)
     rows = [{"label": "shipped v2 (no further training)", "preset": V2, "start": "shipped", **measure(ctx, shipped)}]
-    rows.append({"label": "classical base alone (v2, residual at zero)", "preset": V2, "start": "seed, untrained",
-                 **measure(ctx, build_model(get_preset(V2)))})
     for label, preset, how in ARMS:
         ctx.progress(f"model_v3: {label}")
         model, summary = train_arm(ctx, preset, how)
@@ -127,23 +153,26 @@ def run(ctx: StudyContext) -> None:
                                                               "median_crops_per_s", "init")},
                      **measure(ctx, model)})
     shape = QUICK if ctx.quick else dict(steps=STEPS, batch=BATCH, crop=CROP)
-    ctx.data.update(arms=rows, **shape, bright_grid=BRIGHT_GRID, sweep_methods=list(SWEEP_METHODS),
+    data, evaluated_on = training_data(ctx), eval_images(ctx)[0]
+    ctx.data.update(arms=rows, **shape, training_data=data or "bundled photos", evaluated_on=evaluated_on,
+                    bright_grid=BRIGHT_GRID, sweep_methods=list(SWEEP_METHODS),
                     wall_s_measured=round(time.perf_counter() - start, 1))
     steps = ctx.data["steps"]
-    ctx.md += [f"Every trained arm: {steps} steps of {ctx.data['batch']} crops of {ctx.data['crop']} px on the bundled "
-               "photos (equal crops), learning rate 5e-4 from the shipped checkpoint and 2e-3 from a seed. Held-out: "
-               "the bundled held-out photos, mean PSNR / CIEDE2000. Bright sweep: the robustness sweep's cells at EV 0 and "
-               "+1.5 x ISO 100 and 12800 (D65), both looks; 'below' counts cell-looks more than 0.5 dB under the "
-               "model's own classical base (Malvar-He-Cutler); flat cast: the worst grey or white field's CIEDE2000 cast. "
+    ctx.md += [f"Every trained arm: {steps} steps of {ctx.data['batch']} crops of {ctx.data['crop']} px on "
+               f"{data or 'the bundled photos'} (equal crops), learning rate 5e-4 from the shipped checkpoint and 2e-3 "
+               f"from a seed. Quality: {evaluated_on}, mean PSNR / CIEDE2000 over their captures. Bright sweep: the "
+               "robustness sweep's cells at EV 0 and +1.5 x ISO 100 and 12800 (D65), both looks; 'below' counts "
+               "cell-looks more than 0.5 dB under the model's own classical base (Malvar-He-Cutler); flat cast: the "
+               "worst grey or white field's CIEDE2000 cast. "
                f"Forward: eager fp32, one {rows[0]['tile']} tile, median of 5 on this host (noisy: other jobs shared "
                "the CPU).", ""]
-    ctx.table(["arm", "preset", "neutral PSNR / dE", "natural PSNR / dE", "base (MHC) neutral PSNR",
+    ctx.table(["arm", "preset", "neutral PSNR / dE", "natural PSNR / dE", "its base (MHC): neutral PSNR",
                "bright: below MHC / cell-looks", "bright: mean dB over MHC", "worst flat cast", "GMAC/MP", "params",
                "train crops/s", f"{rows[0]['tile']} tile ms"],
               [[r["label"], r["preset"],
-                f"{r['held_out']['neutral']['edge4k']['psnr']:.2f} / {r['held_out']['neutral']['edge4k']['de2000_mean']:.2f}",
-                f"{r['held_out']['natural']['edge4k']['psnr']:.2f} / {r['held_out']['natural']['edge4k']['de2000_mean']:.2f}",
-                r["held_out"]["neutral"]["mhc"]["psnr"],
+                f"{r['quality']['neutral']['edge4k']['psnr']:.2f} / {r['quality']['neutral']['edge4k']['de2000_mean']:.2f}",
+                f"{r['quality']['natural']['edge4k']['psnr']:.2f} / {r['quality']['natural']['edge4k']['de2000_mean']:.2f}",
+                r["quality"]["neutral"]["mhc"]["psnr"],
                 f"{r['bright_sweep']['cells_below_0.5db']} / {r['bright_sweep']['cell_looks']}",
                 r["bright_sweep"]["mean_delta_db"], r["bright_sweep"]["worst_flat_cast_de2000"], r["gmac_per_mp"],
                 r["params"], (r.get("training") or {}).get("median_crops_per_s"), r["tile_forward_ms"]] for r in rows])
@@ -151,7 +180,7 @@ def run(ctx: StudyContext) -> None:
 
 
 def _psnr(row, look="neutral"):
-    return row["held_out"][look]["edge4k"]["psnr"]
+    return row["quality"][look]["edge4k"]["psnr"]
 
 
 def answer_text(rows: list[dict]) -> str:
