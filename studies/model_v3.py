@@ -98,7 +98,8 @@ def train_arm(ctx: StudyContext, preset: str, start: str):
     quick = ctx.quick
     run_dir = ctx.models_dir / f"v3-{preset}-{start}-{'quick' if quick else STEPS}"
     summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    finished = summary_path.is_file() and json.loads(summary_path.read_text())["stopped_by"] == "steps"
+    if not finished:                 # none yet, or one interrupted or cut by the time cap: train it again
         if run_dir.exists():
             for p in run_dir.iterdir():
                 p.unlink()

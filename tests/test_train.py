@@ -1,9 +1,11 @@
 """Tiny training runs: outputs, determinism, resume after interruption, data parallel under torchrun."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from edge4k.errors import Edge4KError
 from edge4k.models.checkpoint import load_model
 from edge4k.training.train import TrainOptions, losses, train
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(preset="e4k-t-f16", budget_minutes=5, batch=2, crop=32, log_every=1, threads=1)
 
 
@@ -82,6 +85,26 @@ def test_warm_start_copies_what_fits_into_another_preset(tmp_path, photos):
     with pytest.raises(Edge4KError, match="--init and --warm-start both name the starting weights"):
         train(TrainOptions(out=str(tmp_path / "x"), steps=1, data=photos, init=str(base / "model.safetensors"),
                            warm_start=str(base / "model.safetensors"), **TINY), progress=False)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_train_is_the_gpu_recipe_for_any_preset_and_warm_start(tmp_path, photos):
+    """`make train PRESET=... WARM=...` (the command for a lent GPU) runs: one step of the recipe's
+    batch and crop on a folder standing in for DATA/shards-gpu."""
+    base = tmp_path / "base"
+    train(TrainOptions(out=str(base), steps=1, data=photos, **TINY), progress=False)
+    data = tmp_path / "data"
+    (data / "shards-gpu").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray((smooth_image(288, 320, seed=i) * 255).astype(np.uint8)).save(data / "shards-gpu" / f"p{i}.png")
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "train", "STAMP=",
+                           f"BIN={Path(sys.executable).parent}", "PRESET=e4k-t-f16-v3",
+                           f"WARM={base / 'model.safetensors'}", f"DATA={data}", "STEPS=1", "WORKERS=0",
+                           f"OUT={tmp_path / 'out'}"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "train" / "summary.json").read_text())
+    assert summary["preset"] == "e4k-t-f16-v3" and summary["global_batch"] == 48 and summary["crop"] == 256
+    assert summary["init"]["warm_start"]["tensors_copied"] > 0
 
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, photos):
