@@ -1,7 +1,8 @@
 """android-qnn target: passes, a small int8 build for one SoC run on the HTP emulation
 of onnxruntime-qnn, its placement and accuracy, the qnn-htp-sim backend, `edge4k
 check`, and the refusals. Builds are tiny (e4k-t-f16, 128-pixel tiles, 2 calibration
-samples)."""
+samples); the build is of e4k-t-f16-v3, so model v3's decoder inputs (the clip mask, the residual
+gate) are placed and checked too."""
 import json
 import shutil
 import sys
@@ -24,7 +25,7 @@ from edge4k.runtime.manifest import INPUT_NAMES, OUTPUT_NAMES, load_manifest
 
 onnxruntime_qnn = pytest.importorskip("onnxruntime_qnn")
 
-SPEC = dict(target="android-qnn", preset="e4k-t-f16", width=256, height=256, tile=128, overlap=32, batch=2, calib=2)
+SPEC = dict(target="android-qnn", preset="e4k-t-f16-v3", width=256, height=256, tile=128, overlap=32, batch=2, calib=2)
 
 
 def test_space_to_channel_as_conv_keeps_outputs_and_removes_every_unshuffle():
@@ -39,7 +40,10 @@ def test_space_to_channel_as_conv_keeps_outputs_and_removes_every_unshuffle():
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    model = tiny_model()
+    model = tiny_model(name="e4k-t-f16-v3", clip_input=True, residual_gate=True)
+    torch.manual_seed(2)
+    for conv in (model.decoder.clip_skip, model.decoder.gate):    # zero-initialised: made to act
+        torch.nn.init.normal_(conv.weight, std=0.5)
     out = tmp_path_factory.mktemp("qnn") / "int8"
     compile_build(model, BuildSpec(precision="int8", options={"soc": "SM8650"}, **SPEC), out, weights="test")
     return model, out
