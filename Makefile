@@ -32,7 +32,7 @@ PROFILE_FLAGS = $(INPUT) --runs $(RUNS) --warmup $(WARMUP) $(call opt,PRESET,pre
 	$(call opt,SERIAL,serial) $(call opt,RUNNER,runner) $(call opt,ARTIFACTS,artifacts) $(call opt,QNN_LIBS,qnn-libs) \
 	$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
-.PHONY: setup lock demo eval train distill research test mutation clean arm64 android-xnnpack android-qnn ios-coreml
+.PHONY: setup lock demo eval train distill research test lint mutation clean arm64 android-xnnpack android-qnn ios-coreml
 
 setup: $(STAMP)
 
@@ -113,6 +113,12 @@ research: $(STAMP)
 
 test: $(DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The static checks alone (also part of `make test`): the layer and backend-independence contracts
+# (import-linter runs on a wheel-layout copy, since the repository's folders map to edge4k.* only
+# through the editable install), no import cycles, ruff and mypy.
+lint: $(DEPS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py tests/test_code_checks.py
 
 # The runner, libedge4k and the native kernels built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (CMake's EDGE4K_SANITIZE) into build/native-sanitize, then the native tests (tiny preset) and the
