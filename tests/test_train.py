@@ -81,6 +81,7 @@ def test_warm_start_copies_what_fits_into_another_preset(tmp_path, photos):
                                  **{**TINY, "preset": "e4k-t-f16-v3"}), progress=False)
     start = _weights(base / "model.safetensors")
     assert summary["init"]["warm_start"]["tensors_copied"] == len(start)
+    assert summary["crops_seen_total"] == summary["crops_seen"] == 2 and summary["init"]["crops_seen_total"] == 4
     assert summary["init"]["warm_start"]["tensors"] == len(_weights(v3 / "model.safetensors")) > len(start)
     with pytest.raises(Edge4KError, match="--init and --warm-start both name the starting weights"):
         train(TrainOptions(out=str(tmp_path / "x"), steps=1, data=photos, init=str(base / "model.safetensors"),

@@ -464,7 +464,10 @@ def _loop(opts, cfg, net, task, optim, sampler, step, elapsed_before, record, ra
                 "global_batch": opts.batch * world, "crop": opts.crop,
                 "bf16": opts.bf16}
     runs = record["runs"] + [this_run]
-    init_crops = (record["init"] or {}).get("crops_seen_total", 0)
+    # A fine-tune has seen its parent's crops too; a warm start into another architecture only partly
+    # (its init record keeps the parent's count), so its total is its own.
+    init = record["init"] or {}
+    init_crops = 0 if init.get("warm_start") else init.get("crops_seen_total", 0)
 
     def save():
         nonlocal last_saved
