@@ -803,9 +803,18 @@ def summary_tables(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathL
         built = {s: json.loads((Path(folder) / f"eval_{s}.json").read_text()) for s in PUBLIC_SETS
                  if (Path(folder) / f"eval_{s}.json").is_file()}
         for s, report in built.items():
+            # The same captures (the protocol is seeded), so LibRaw AHD's score of each is in the eager report.
+            ahd = {c["case"]: c["scores"] for c in sets[s]["cases"]}
             for look in LOOKS:
                 ours, eager = pooled([report], look, "edge4k"), pooled([sets[s]], look, "edge4k")
+                isos = "; ".join(f"ISO {iso} {iso_mean([report], look, 'edge4k', iso):.2f} "
+                                 f"({iso_mean([report], look, 'edge4k', iso) - iso_mean([sets[s]], look, 'edge4k', iso):+.2f})"
+                                 for iso in (100, 800, 3200))
+                under = [c["scores"][look]["edge4k"]["psnr"] - ahd[c["case"]][look]["libraw-ahd"]["psnr"]
+                         for c in report["cases"] if c["case"] in ahd and "libraw-ahd" in ahd[c["case"]][look]]
                 lines.append(f"- {label}, {s}, {look}: {ours:.2f} dB / CIEDE2000 "
                              f"{pooled([report], look, 'edge4k', 'de2000_mean'):.2f} "
-                             f"(eager {eager:.2f}; {ours - eager:+.2f} dB)")
+                             f"(eager {eager:.2f}; {ours - eager:+.2f} dB); {isos}"
+                             + (f"; {sum(d < -0.5 for d in under)} of {len(under)} captures more than 0.5 dB below "
+                                f"LibRaw AHD" if under else ""))
     return "\n".join(lines).strip() + "\n"

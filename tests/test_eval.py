@@ -217,3 +217,10 @@ def test_summary_tables_are_the_committed_evaluation(capsys):
     pooled = np.mean([c["scores"]["neutral"]["edge4k"]["psnr"] for r in (kodak, mcmaster) for c in r["cases"]])
     assert cells[2].startswith(f"{pooled:.2f} /") and len(kodak["cases"]) + len(mcmaster["cases"]) == 126
     assert main(["eval", "--summary", str(docs), "--build", "no-label"]) == 1
+    # A "build" that is the eager evaluation itself: zero deltas, overall and per ISO, and its count of
+    # captures below LibRaw AHD is the eager model's.
+    assert main(["eval", "--summary", str(docs), "--build", f"same={docs}"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("- same, mcmaster18, neutral:"))
+    below = sum(c["scores"]["neutral"]["edge4k"]["psnr"] < c["scores"]["neutral"]["libraw-ahd"]["psnr"] - 0.5
+                for c in mcmaster["cases"])
+    assert "; +0.00 dB)" in line and line.count("(+0.00)") == 3 and f"{below} of 54 captures more than 0.5 dB below" in line
