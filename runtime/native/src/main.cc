@@ -255,7 +255,9 @@ int run(const Options& o) {
       {"input", {{"path", src.contains("path") ? src["path"] : Json(input.sidecar_path)},
                  {"sha256", src.contains("sha256") ? src["sha256"] : Json(buffer_sha)},
                  {"cfa", input.cfa}, {"width", frame.width}, {"height", frame.height},
-                 {"buffer", input.data_path}, {"buffer_sha256", buffer_sha}}},
+                 {"buffer", input.data_path}, {"buffer_sha256", buffer_sha},
+                 // Square pixels only: the host's write_bayer refuses a frame that needs stretching.
+                 {"pixel_aspect", 1.0}}},
   };
   // What the host learned decoding the RAW (the sidecar's), as runtime/pipeline.py records it.
   for (const char* key : {"matrix_source", "wb_source"})
