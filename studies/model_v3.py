@@ -13,7 +13,7 @@ crops: fair on a shared machine, unlike equal minutes) on the shipped model's sh
   all three start from exactly v2's output and differ only in what they can learn;
 - from a seed: v2, v3's cost cut alone (e4k-v3-f16-plain), v3 whole;
 - v3 warm-started from v2 (every tensor of the same name and shape: encoder, global branch, the
-  decoder's full-resolution levels).
+  decoder's half-resolution levels).
 
 Measured per arm: 12 Kodak24 and McMaster18 images where ./data holds them, else the held-out photos
 (both looks, Edge4K and its own classical base), a bright and
@@ -23,7 +23,7 @@ eager 512-tile forward. The budget is far below the shipped model's 371,040 crop
 changes by what they do early in training, it does not measure what a converged v3 reaches.
 
 Time, defaults, 2-core host: 7 arms x 250 steps of 16 x 256^2 crops (5-8 min each), evaluation
-about 2 min for each of 9 rows: about 70 min. Quick: 2 steps of 2 x 64^2 and a one-cell sweep at 64 px.
+about 2 min for each of 8 rows: about 70 min. Quick: 2 steps of 2 x 64^2 and a one-cell sweep at 64 px.
 """
 from __future__ import annotations
 
@@ -119,8 +119,7 @@ def train_arm(ctx: StudyContext, preset: str, start: str):
     return model.eval(), summary
 
 
-def measure(ctx: StudyContext, model) -> dict:
-    images = eval_images(ctx)[1]
+def measure(ctx: StudyContext, model, images: dict) -> dict:
     looks = ("neutral", "natural")
     held = evaluate(model, images, methods=("edge4k", "mhc"), looks=looks, progress=False)["mean"]
     grid = {"ev": (1.5,), "iso": (3200.0,), "illuminant": (6500.0,)} if ctx.quick else BRIGHT_GRID
@@ -143,18 +142,19 @@ def measure(ctx: StudyContext, model) -> dict:
 def run(ctx: StudyContext) -> None:
     torch.set_flush_denormal(True)
     start = time.perf_counter()
+    evaluated_on, images = eval_images(ctx)     # read and hash-checked once, scored for every row
     ctx.progress("model_v3: the shipped v2 (no further training)")
     shipped, _ = load_model(default_checkpoint(V2), V2)
-    rows = [{"label": "shipped v2 (no further training)", "preset": V2, "start": "shipped", **measure(ctx, shipped)}]
+    rows = [{"label": "shipped v2 (no further training)", "preset": V2, "start": "shipped", **measure(ctx, shipped, images)}]
     for label, preset, how in ARMS:
         ctx.progress(f"model_v3: {label}")
         model, summary = train_arm(ctx, preset, how)
         rows.append({"label": label, "preset": preset, "start": how, "lr": LR[how],
                      "training": {k: summary.get(k) for k in ("steps", "crops_seen", "elapsed_s", "stopped_by",
                                                               "median_crops_per_s", "init")},
-                     **measure(ctx, model)})
+                     **measure(ctx, model, images)})
     shape = QUICK if ctx.quick else dict(steps=STEPS, batch=BATCH, crop=CROP)
-    data, evaluated_on = training_data(ctx), eval_images(ctx)[0]
+    data = training_data(ctx)
     ctx.data.update(arms=rows, **shape, training_data=data or "bundled photos", evaluated_on=evaluated_on,
                     bright_grid=BRIGHT_GRID, sweep_methods=list(SWEEP_METHODS),
                     wall_s_measured=round(time.perf_counter() - start, 1))
