@@ -93,15 +93,17 @@ class Backbone(nn.Module):
 # corrections stay below 0.26 even at ISO 12800 (99.99th percentile 0.18), so 0.4 never binds on
 # real images; it only caps a runaway output.
 RESIDUAL_LIMIT = 0.4
+# Where "at the clip" starts, in companded units, for both clip masks below.
+CLIP_RAMP_START = 0.96
 
 
 class ClippedCells(nn.Module):
     """1 where all four sites of a packed cell are at the clip (white balance already applied, so the
-    frontend has clipped them to 1), 0 below 0.96, a ramp between. Nothing is known of a scene past
+    frontend has clipped them to 1), 0 below CLIP_RAMP_START, a ramp between. Nothing is known of a scene past
     the clip, so there the output is the classical render: white, as LibRaw renders it. A fixed 1x1
     conv (the ramp over the sum of the four channels) and a clamp, which every target runs."""
 
-    def __init__(self, start: float = 0.96):
+    def __init__(self, start: float = CLIP_RAMP_START):
         super().__init__()
         # (sum - 4 start) / (4 (1 - start)) as one conv with a bias: constants, not weights.
         # The four companded sites sum to at least 4 * start only if every one is at least 4 * start - 3.
@@ -113,11 +115,11 @@ class ClippedCells(nn.Module):
 
 
 class ClippedSites(nn.Module):
-    """Per site of a packed cell: 1 at the clip, 0 below 0.96, a ramp between (clamp of an affine map).
+    """Per site of a packed cell: 1 at the clip, 0 below CLIP_RAMP_START, a ramp between (clamp of an affine map).
     ClippedCells switches the residual off only where all four sites clip; with this as an input the
     decoder knows which of a cell's sites carry no information and can rebuild them from the others."""
 
-    def __init__(self, start: float = 0.96):
+    def __init__(self, start: float = CLIP_RAMP_START):
         super().__init__()
         self.start = start
 
