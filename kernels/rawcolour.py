@@ -7,7 +7,7 @@
   frame is refused in one line: never a silent identity.
 - White balance (wb_source): "camera" (as shot; a missing or invalid one falls back to "auto"
   with one warning), "auto" (shades of grey over the scene's distinct colours, projected onto the
-  camera's daylight/Planckian whites),
+  camera's daylight/Planckian whites, nearest in log chromaticity),
   "daylight" (the camera's D65 neutral), a colour temperature with tint, or explicit multipliers.
 - CFA sanity: the declared pattern's two green sites must agree better than the other diagonal.
 - Finishing exposure: the natural look's highlight-aware metering (metered_gain), plus EV.
@@ -163,7 +163,9 @@ def auto_neutral(frame) -> np.ndarray:
     """auto white balance: distinct_colour_neutral(), moved to the nearest white the camera can see
     (a colour temperature 2000-12000 K with a tint within +-30, through the camera's matrix) when
     its calibration is known, so that a scene of one dominant colour cannot pull it off every
-    plausible light."""
+    plausible light. Nearest is Euclidean in log chromaticity (log R/G, log B/G): a sum of absolute
+    differences moves it along one channel only, the cheaper one, far from where it was (the
+    QuickTake cat came out yellow, the EOS D30 blue; corpus/README.md measures both)."""
     n = distinct_colour_neutral(frame)
     if frame.camera_colour is None:
         return n
@@ -171,7 +173,7 @@ def auto_neutral(frame) -> np.ndarray:
     neutrals = neutrals[np.all(neutrals > 0, axis=1)]      # a matrix far from its calibration can go negative
     if not len(neutrals):
         return n
-    best = np.argmin(np.abs(np.log(neutrals) - np.log(n)).sum(axis=1))
+    best = np.argmin(((np.log(neutrals) - np.log(n)) ** 2).sum(axis=1))
     return neutrals[best] / neutrals[best][1]
 
 

@@ -181,7 +181,7 @@ def test_missing_as_shot_white_falls_back_to_auto_with_one_warning(tmp_path):
 def test_auto_white_balance_resists_a_dominant_colour(hue):
     auto, grey_world = auto_wb_errors(DOMINANT_HUES[hue])
     assert np.mean(auto) < 0.5 * np.mean(grey_world)
-    assert max(auto) < 4      # measured: 2.95 worst of the nine (the grey-edge estimate before it: 5.9)
+    assert max(auto) < 4      # measured: 2.98 worst of the nine (the grey-edge estimate before it: 5.9)
 
 
 def _auto_capture(scene, kelvin):
