@@ -135,6 +135,17 @@ _V3 = register_preset(dataclasses.replace(
 variant(_S_F16, "e4k-s-f16-clipin", clip_input=True)
 variant(_S_F16, "e4k-s-f16-gate", residual_gate=True)
 variant(_V3, "e4k-v3-f16-plain", clip_input=False, residual_gate=False)   # v3's cost cut alone
+# v3 at the other compressions (the encoder and decoder levels the compression needs, latent channels as in
+# the f8/f32 presets above, the DiT unchanged) and with each MobileDiffusion trick toggled: the arms of the
+# compression, attention and tricks studies (docs/RESEARCH.md).
+variant(_V3, "e4k-v3-f8", compression=8, enc_widths=(32, 64), latent_channels=16, dec_widths=(48, 32, 24))
+variant(_V3, "e4k-v3-f32", compression=32, enc_widths=(32, 64, 96, 128), latent_channels=64,
+        dec_widths=(80, 64, 48, 32, 24))
+variant(_V3, "e4k-v3-f16-softmax", attention="softmax")
+variant(_V3, "e4k-v3-f16-gelu", activation="gelu")
+variant(_V3, "e4k-v3-f16-fullconv", separable=False)
+variant(_V3, "e4k-v3-f16-noattn", attention="none")
+variant(_V3, "e4k-v3-f16-slimdec", dec_widths=(32, 24, 16, 12))   # about half the decoder widths
 
 # Tiny: same structure, a few thousand parameters; for tests and smoke runs.
 register_preset(E4KConfig(

@@ -1,8 +1,9 @@
 """Study: does SANA's ReLU linear attention cost ISP accuracy against softmax attention,
-and how do the two scale with the number of latent tokens?
+and how do the two scale with the number of latent tokens? On model v3.
 
-- Quality: e4k-s-f16 (ReLU linear attention) and e4k-s-f16-softmax, each trained for the
-  same budget on the same photos (common.trained_model; the softmax model is reused by
+- Quality: e4k-v3-f16 (ReLU linear attention) and e4k-v3-f16-softmax, each trained from
+  the same seed for the same budget with the same settings (common.trained_model: bf16,
+  the shipped model's shards where ./data holds them; the softmax model is reused by
   `tricks`), scored on the held-out photos.
 - Scaling: the backbone stage alone (batch 1, eager fp32, seed-initialised weights:
   time and memory do not depend on the values) on latent grids from 16x16 = 256 tokens
@@ -18,13 +19,13 @@ and how do the two scale with the number of latent tokens?
   over long_point_s (10 s) is timed once without warm-up, one over point_limit_s
   (120 s) is skipped as too slow.
 
-Time, default settings, idle 2-core host: training 2 x 2.5 min (the ReLU model is
-e4k-s-f16, shared with `compression` and `tricks`; the softmax one with `tricks`),
-quality ~10 s, the sweep about 2.5 min (14 processes; softmax's 16384-token point,
-timed once, is the longest): about 5 min besides the ReLU model's training. Measured
-on this shared host (1 torch thread): the sweep took 139 s, softmax at 16384 tokens
-62 s and 8.1 GiB, 32400 tokens not run (31.3 GiB needed, 20 GiB available). Quick: 3
-training steps, 256 to 4096 tokens, one run per point: about 40 s.
+Time, one torch thread on the 2-core host: training 2 x the budget (the ReLU model is
+e4k-v3-f16, shared with `compression` and `tricks`; the softmax one with `tricks`),
+quality ~10 s, the sweep at most about 2.5 min (14 processes; softmax's 16384-token
+point, timed once, is the longest; v1's wider, deeper DiT took 139 s): about 3 min
+besides the ReLU model's training. Softmax's 32400-token point needs 31.3 GiB (4
+heads), so it is not run on a host with less. Quick: 3 training steps, 256 to 4096
+tokens, one run per point: about 40 s.
 """
 from __future__ import annotations
 
@@ -38,13 +39,13 @@ import torch
 
 from edge4k.models import build_model, get_preset
 from edge4k.runtime.memory import available_bytes
-from edge4k.studies.common import median_seconds, quality, trained_model
+from edge4k.studies.common import median_seconds, quality, trained_model, training_record, training_text
 
 TITLE = "Linear vs softmax attention"
 QUESTION = ("Does ReLU linear attention cost ISP accuracy against softmax attention, and where does softmax stop "
             "fitting or fall behind as the latent grows to a native 4K frame?")
 DEFAULT_BUDGET_MINUTES = 2.5     # the same in compression and tricks: they share the trained models
-PRESETS = {"relu-linear": "e4k-s-f16", "softmax": "e4k-s-f16-softmax"}
+PRESETS = {"relu-linear": "e4k-v3-f16", "softmax": "e4k-v3-f16-softmax"}
 NATIVE_4K_GRID = (2160 // 16, 3840 // 16)      # 135 x 240 latent at f16
 
 
@@ -217,7 +218,7 @@ def run(ctx) -> None:
     for kind, preset in PRESETS.items():
         ctx.progress(f"attention: {preset}")
         model, info = trained_model(ctx, preset)
-        training[kind] = {k: info[k] for k in ("steps", "elapsed_s", "crops_seen")}
+        training[kind] = training_record(info)
         q[kind] = quality(ctx, model)
     series = {kind: sweep_series(ctx, kind, sweep) for kind in PRESETS}
     cross = crossover(series["relu-linear"], series["softmax"])
@@ -226,10 +227,11 @@ def run(ctx) -> None:
                                     "point_limit_s": sweep.point_limit_s, "long_point_s": sweep.long_point_s, "batch": 1,
                                     "memory": "peak RSS rise of the measuring process (VmHWM after clear_refs)",
                                     "weights": "seed-initialised (time and memory do not depend on the values)"})
-    ctx.md += [f"Quality after the same training budget ({'quick: 3 steps' if ctx.quick else f'{ctx.budget_minutes:g} min'}"
-               " each; held-out photos, eager, native):", ""]
-    ctx.table(["attention", "preset", "train steps", "PSNR dB", "SSIM", "CIEDE2000"],
-              [[k, PRESETS[k], training[k]["steps"], q[k]["psnr"], q[k]["ssim"], q[k]["de2000_mean"]] for k in PRESETS])
+    ctx.md += [f"Quality: model v3 with each attention, {training_text(list(training.values()))}; held-out photos, "
+               "eager, native:", ""]
+    ctx.table(["attention", "preset", "train steps", "train crops", "PSNR dB", "SSIM", "CIEDE2000"],
+              [[k, PRESETS[k], training[k]["steps"], training[k]["crops_seen"], q[k]["psnr"], q[k]["ssim"],
+                q[k]["de2000_mean"]] for k in PRESETS])
     ctx.md += [f"Backbone stage alone, batch 1, median of {sweep.runs} runs after {sweep.warmup} warm-up, one process "
                f"per point; a point whose forward is predicted (log-log from the series' last two points) to take over "
                f"{sweep.long_point_s:.0f} s is timed once. Skipped: a softmax point whose attention matrices do not "

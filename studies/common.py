@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,19 +17,33 @@ from edge4k.benchmarks.frame4k import make_input
 from edge4k.compiler.build import compile_build
 from edge4k.datasets.photos import load_split
 from edge4k.errors import Edge4KError
-from edge4k.evaluation.evaluate import evaluate
+from edge4k.evaluation.evaluate import DEFAULT_DATA, evaluate
 from edge4k.models.checkpoint import describe, load_model
 from edge4k.runtime.manifest import MANIFEST, load_manifest
 from edge4k.studies.report import StudyContext
 from edge4k.training.train import TrainOptions, train
 
-# Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.
-QUICK_TRAIN = dict(steps=3, batch=2, crop=64)
+# The training loop of model v3's CPU run (docs/training/v3-cpu): 16 crops of 256 px a step, the network under
+# bf16 autocast. Quick mode (CI): a few steps on small crops; the numbers only prove the plumbing.
+TRAIN = dict(batch=16, crop=256, bf16=True)
+QUICK_TRAIN = dict(steps=3, batch=2, crop=64, bf16=True)
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("EDGE4K_DATA") or DEFAULT_DATA)
+
+
+def training_data(ctx: StudyContext) -> str | None:
+    """The shipped model's training shards (DATA/shards-gpu, datasets/DATA.md) where they are built,
+    else None: the bundled photos (six images, so models overfit sooner; the reports say which)."""
+    shards = data_root() / "shards-gpu"
+    return None if ctx.quick or not shards.is_dir() else str(shards)
 
 
 def trained_model(ctx: StudyContext, preset: str, *, seed: int = 0):
-    """(model, info) for `preset` trained for ctx.budget_minutes on the bundled photos,
-    from ctx.models_dir/<preset>-<budget>m if a finished run is there, else trained now."""
+    """(model, info) for `preset` trained from `seed` for ctx.budget_minutes with TRAIN's settings on
+    training_data(), from ctx.models_dir/<preset>-<budget>m-s<seed> if a finished run is there, else
+    trained now. info["data"] names the training data (None: the bundled photos)."""
     tag = "quick" if ctx.quick else f"{ctx.budget_minutes:g}m"
     run_dir = ctx.models_dir / f"{preset}-{tag}-s{seed}"
     summary_path = run_dir / "summary.json"
@@ -37,11 +52,24 @@ def trained_model(ctx: StudyContext, preset: str, *, seed: int = 0):
             for p in run_dir.iterdir():
                 p.unlink()
         ctx.progress(f"  train {preset} for {tag} -> {run_dir}")
-        extra = QUICK_TRAIN if ctx.quick else {}
         train(TrainOptions(preset=preset, out=str(run_dir), budget_minutes=ctx.budget_minutes, seed=seed,
-                           **extra), progress=False)
+                           data=training_data(ctx), **(QUICK_TRAIN if ctx.quick else TRAIN),
+                           command=f"edge4k study {ctx.name} (arm {preset})"), progress=False)
     model, _ = load_model(run_dir / "model.safetensors", preset)
     return model.eval(), json.loads(summary_path.read_text())
+
+
+def training_record(info: dict) -> dict:
+    """What a study reports of an arm's training run (trained_model's info)."""
+    return {k: info.get(k) for k in ("steps", "elapsed_s", "crops_seen", "crop", "bf16", "torch_threads", "data")}
+
+
+def training_text(records: list[dict]) -> str:
+    """How the arms were trained, for a study's section (training_record()s of its arms)."""
+    r = records[0]
+    return (f"trained from seed 0 for {r['elapsed_s'] / 60:.1f} min each on {r['data']}: steps of "
+            f"{r['crops_seen'] // max(r['steps'], 1)} crops of {r['crop']} px, "
+            f"{'bf16 autocast' if r['bf16'] else 'fp32'}, {r['torch_threads']} torch thread(s)")
 
 
 def heldout_images(ctx: StudyContext) -> dict[str, np.ndarray]:

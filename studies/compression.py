@@ -1,27 +1,30 @@
-"""Study: the largest latent compression RAW-to-RGB tolerates (f8 vs f16 vs f32).
+"""Study: the largest latent compression RAW-to-RGB tolerates (f8 vs f16 vs f32), on model v3.
 
-Each preset (e4k-s-f8, e4k-s-f16, e4k-s-f32) is trained for the same wall-clock
-budget on the same photos (common.trained_model, cached and shared with the other
-studies), then measured:
+Each arm is model v3 (e4k-v3-f16: clip input, residual gate, a 96-wide 2-deep DiT, decoder
+(64, 48, 32, 24)) at one compression: e4k-v3-f8, e4k-v3-f16, e4k-v3-f32 (models/config.py:
+the encoder and decoder levels the compression needs, the DiT unchanged). Each is trained
+from the same seed for the same wall-clock budget with the same settings (common.trained_model:
+16 crops of 256 px a step, bf16 autocast, on the shipped model's shards where ./data holds
+them; cached and shared with the other studies), then measured:
 - held-out PSNR / SSIM / CIEDE2000 (common.quality, eager, native);
 - MACs per output megapixel (models.cost) and latent tokens per tile and for the
   native frame;
-- whole-pipeline latency at 1K (1024x1024) and 4K (3840x2160), tiled at the default
-  512/64 tile, eager fp32 (runtime.backends.EagerBackend) and an int8 ExecuTorch/
-  XNNPACK build (compiler.build.compile_build, PT2E calibrated on the training
-  photos): each configuration is one `edge4k run --profile` in its own process;
+- whole-pipeline latency at 1K (1024x1024), tiled at the default 512/64 tile, eager
+  fp32 (runtime.backends.EagerBackend) and an int8 ExecuTorch/XNNPACK build
+  (compiler.build.compile_build, PT2E calibrated on the training photos): each
+  configuration is one `edge4k run --profile` in its own process. The 4K frame is not
+  profiled here (at one thread it cost about 4 of the 45 minutes the three studies had;
+  `edge4k bench` measures 4K, reports/bench-v3); its latent tokens are still counted;
 - memory: that process's peak RSS (measured; includes the Python/torch runtime),
   beside the runtime's own estimate of one tile's working set (eager) and the
   build's memory-planned arena (int8).
 
-Time, default settings, idle 2-core host: training 3 x 2.5 min (f16 is shared with
+Time, one torch thread on the 2-core host: training 3 x the budget (f16 is shared with
 `attention` and `tricks`), 3 int8 XNNPACK builds of 1.5-2 min each (the ExecuTorch
-lowering passes dominate, whatever the tile), 12 profiled runs (~3 min with process
-start-up and the 4K RAW), quality ~15 s: about 17 min, 9-10 min with the models
-cached. Measured on this shared host (load ~3 from other jobs, 1 torch thread):
-12.3 min at --budget-minutes 0.3, i.e. 11.4 min besides training. Quick (--quick):
-3 training steps per preset, 256x256 and 384x256 frames at 128-pixel tiles, one
-int8 build (f16): about 2 min, almost all of it that build's lowering.
+lowering passes dominate, whatever the tile), 6 profiled runs (~1.5 min with process
+start-up), quality ~15 s a model: about 8 min besides training. Quick (--quick): 3
+training steps per preset, 256x256 and 384x256 frames at 128-pixel tiles, one int8
+build (f16): about 2 min, almost all of it that build's lowering.
 """
 from __future__ import annotations
 
@@ -30,19 +33,29 @@ from dataclasses import dataclass
 
 from edge4k.models.cost import gmac_per_megapixel, param_count
 from edge4k.runtime.memory import estimate_tile_bytes
-from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
+from edge4k.studies.common import (
+    bench_raw,
+    checkpoint_of,
+    compiled_build,
+    profile_run,
+    quality,
+    trained_model,
+    training_record,
+    training_text,
+)
 
 TITLE = "Latent compression: f8 vs f16 vs f32"
 QUESTION = ("What is the largest latent compression (f8, f16, f32) that RAW-to-RGB tolerates, "
             "and what does it cost or save in latency and memory?")
 DEFAULT_BUDGET_MINUTES = 2.5     # training minutes per model; the same in attention and tricks (shared cache)
-PRESETS = ("e4k-s-f8", "e4k-s-f16", "e4k-s-f32")
+PRESETS = ("e4k-v3-f8", "e4k-v3-f16", "e4k-v3-f32")
 TOLERANCE_DB = 0.5               # "tolerates": PSNR within this of the best preset
 
 
 @dataclass(frozen=True)
 class Settings:
-    resolutions: dict            # label -> (width, height)
+    resolutions: dict            # label -> (width, height): profiled
+    counted: dict                # label -> (width, height): latent tokens counted only
     tile: int
     overlap: int
     runs: int
@@ -51,10 +64,10 @@ class Settings:
     int8_presets: tuple          # presets that get an int8 build (quick: one, each build lowers for ~1.5 min)
 
 
-DEFAULT = Settings({"1K": (1024, 1024), "4K": (3840, 2160)}, tile=512, overlap=64, runs=3, warmup=1, calib=4,
+DEFAULT = Settings({"1K": (1024, 1024)}, {"4K": (3840, 2160)}, tile=512, overlap=64, runs=3, warmup=1, calib=4,
                    int8_presets=PRESETS)
-QUICK = Settings({"256x256": (256, 256), "384x256": (384, 256)}, tile=128, overlap=32, runs=1, warmup=0, calib=2,
-                 int8_presets=("e4k-s-f16",))
+QUICK = Settings({"256x256": (256, 256), "384x256": (384, 256)}, {}, tile=128, overlap=32, runs=1, warmup=0,
+                 calib=2, int8_presets=("e4k-v3-f16",))
 
 
 def settings(ctx) -> Settings:
@@ -73,10 +86,11 @@ def measure_preset(ctx, preset: str, s: Settings) -> dict:
     ctx.progress(f"  {preset}: quality")
     row = {"preset": preset, "compression": f, "params": param_count(model),
            "gmac_per_mp": round(gmac_per_megapixel(model, s.tile), 3),
-           "training": {k: info[k] for k in ("steps", "elapsed_s", "crops_seen", "crop")},
+           "training": training_record(info),
            "quality": quality(ctx, model),
            "tokens": {"per_tile": latent_tokens(f, s.tile, s.tile),
-                      "native": {label: latent_tokens(f, w, h) for label, (w, h) in s.resolutions.items()}},
+                      "native": {label: latent_tokens(f, w, h)
+                                 for label, (w, h) in {**s.resolutions, **s.counted}.items()}},
            "eager_tile_estimate_mib": round(estimate_tile_bytes(model, s.tile, s.tile) / 2**20, 1)}
     tiling = ["--tile", str(s.tile), "--overlap", str(s.overlap)]
     backends = {"eager": ["--preset", preset, "--checkpoint", str(ckpt), *tiling]}
@@ -191,21 +205,21 @@ def run(ctx) -> None:
         ctx.progress(f"compression: {preset}")
         rows.append(measure_preset(ctx, preset, s))
     ctx.data.update(presets=rows, tolerance_db=TOLERANCE_DB,
-                    settings={"resolutions": s.resolutions, "tile": s.tile, "overlap": s.overlap, "runs": s.runs,
-                              "warmup": s.warmup, "int8_calibration_tiles": s.calib},
+                    settings={"resolutions": s.resolutions, "tokens_only": s.counted, "tile": s.tile,
+                              "overlap": s.overlap, "runs": s.runs, "warmup": s.warmup, "int8_calibration_tiles": s.calib},
                     memory_method="peak RSS of a separate `edge4k run` process per configuration (includes the "
                                   "Python/torch runtime); eager_tile_estimate_mib is runtime.memory's estimate of "
                                   "one tile's working set, planned_arena_mib the int8 build's ExecuTorch arena")
     labels = list(s.resolutions)
-    ctx.md += [f"Each preset trained {trained_minutes(rows)} on the bundled photos (same seed, same data), "
+    ctx.md += [f"Model v3 at each compression, {training_text([r['training'] for r in rows])}; "
                f"quality on the held-out photos (eager, native). Latency: whole pipeline, tiled "
                f"{s.tile}/{s.overlap}, median of {s.runs} runs after {s.warmup} warm-up, each configuration in its "
                "own process; peak RSS is that process's (Python and torch included).", ""]
-    ctx.table(["preset", "train steps", "PSNR dB", "SSIM", "CIEDE2000", "GMAC/MP", "tokens/tile",
-               *[f"tokens {lb} native" for lb in labels]],
-              [[r["preset"], r["training"]["steps"], r["quality"]["psnr"], r["quality"]["ssim"],
+    ctx.table(["preset", "train steps", "train crops", "PSNR dB", "SSIM", "CIEDE2000", "GMAC/MP", "tokens/tile",
+               *[f"tokens {lb} native" for lb in [*labels, *s.counted]]],
+              [[r["preset"], r["training"]["steps"], r["training"]["crops_seen"], r["quality"]["psnr"], r["quality"]["ssim"],
                 r["quality"]["de2000_mean"], r["gmac_per_mp"], r["tokens"]["per_tile"],
-                *[r["tokens"]["native"][lb] for lb in labels]] for r in rows])
+                *[r["tokens"]["native"][lb] for lb in [*labels, *s.counted]]] for r in rows])
     ctx.table(["preset", *[f"{b} {lb} s" for lb in labels for b in ("eager", "int8")],
                *[f"{b} {lb} peak MiB" for lb in labels for b in ("eager", "int8")],
                "eager tile est. MiB", "int8 arena MiB", "int8 tile PSNR vs fp32 dB"],

@@ -28,18 +28,16 @@ about 2 min for each of 8 rows: about 70 min. Quick: 2 steps of 2 x 64^2 and a o
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from edge4k.errors import Edge4KError
-from edge4k.evaluation.evaluate import DEFAULT_DATA, evaluate, load_set, sweep
+from edge4k.evaluation.evaluate import evaluate, load_set, sweep
 from edge4k.models.checkpoint import default_checkpoint, load_model
 from edge4k.models.cost import gmac_per_megapixel, param_count
-from edge4k.studies.common import heldout_images, median_seconds
+from edge4k.studies.common import data_root, heldout_images, median_seconds, training_data
 from edge4k.studies.report import StudyContext
 from edge4k.training.train import TrainOptions, train
 
@@ -67,17 +65,6 @@ BRIGHT_GRID = {"ev": (0.0, 1.5), "iso": (100.0, 12800.0), "illuminant": (6500.0,
 SWEEP_METHODS = ("edge4k", "mhc")
 QUICK = dict(steps=2, batch=2, crop=64)
 EVAL_PER_SET = 6        # the first images of Kodak24 and McMaster18 (3 captures each: ISO 100, 800, 3200)
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("EDGE4K_DATA") or DEFAULT_DATA)
-
-
-def training_data(ctx: StudyContext) -> str | None:
-    """The shipped model's training shards (DATA/shards-gpu, datasets/DATA.md) where they are built,
-    else None: the bundled photos (six images, so arms overfit sooner; the report says which)."""
-    shards = data_root() / "shards-gpu"
-    return None if ctx.quick or not shards.is_dir() else str(shards)
 
 
 def eval_images(ctx: StudyContext) -> tuple[str, dict]:

@@ -1,17 +1,18 @@
-"""Study: MobileDiffusion's efficiency tricks, each toggled alone against e4k-s-f16.
+"""Study: MobileDiffusion's efficiency tricks, each toggled alone against model v3 (e4k-v3-f16).
 
-The default preset already has three of them (SiLU, ReLU linear attention, separable
-convs), so their variants take one away (e4k-s-f16-gelu, -softmax, -fullconv); it
-has not the other two, so their variants add one (e4k-s-f16-noattn, -slimdec). In
-E4K the DiT runs at one resolution, the latent, so "no self-attention at the highest
+v3 already has three of them (SiLU, ReLU linear attention, separable convs), so their
+variants take one away (e4k-v3-f16-gelu, -softmax, -fullconv); it has not the other two,
+so their variants add one (e4k-v3-f16-noattn, -slimdec: about half v3's decoder widths).
+In E4K the DiT runs at one resolution, the latent, so "no self-attention at the highest
 resolution" is no self-attention at all (-noattn: Mix-FFN only).
 
-For each preset, trained for the same budget on the same photos (common.trained_model;
-e4k-s-f16 is shared with `compression` and `attention`, -softmax with `attention`):
+For each preset, trained from the same seed for the same budget with the same settings
+(common.trained_model: bf16, the shipped model's shards where ./data holds them;
+e4k-v3-f16 is shared with `compression` and `attention`, -softmax with `attention`):
 - quality on the held-out photos (common.quality);
 - MACs per output megapixel and per stage (models.cost, torch's flop counter);
 - int8 host latency: an ExecuTorch/XNNPACK int8 build (compile_build, the same spec as
-  `compression`'s, so e4k-s-f16's build is reused), whole pipeline on a 1K frame tiled
+  `compression`'s, so e4k-v3-f16's build is reused), whole pipeline on a 1K frame tiled
   512/64, in its own process (`edge4k run --profile`);
 - Qualcomm HTP placement: an android-qnn int8 build (QAIRT's HTP compiler, emulated
   here), how many of each stage's ONNX nodes the HTP takes and which fall back to the
@@ -19,36 +20,43 @@ e4k-s-f16 is shared with `compression` and `attention`, -softmax with `attention
   tiles to keep the QNN builds cheap: placement is a property of the ops, but an op
   the HTP takes at 8x8 latent tokens could still be refused at a larger shape.
 
-Time, default settings, idle 2-core host: training 4 x 2.5 min (gelu, fullconv,
-noattn, slimdec; e4k-s-f16 and -softmax are cached by `compression` and `attention`),
-5 int8 XNNPACK builds of 1.5-2 min (lowering; measured 1.6-2.3 min each on this
-shared host), 6 QNN builds (measured 16-28 s each at 128-pixel tiles), 6 profiled
-runs (~10 s each), quality ~30 s: about 22 min. With compression (~17 min) and
-attention (~5 min) before it, `edge4k study` of the three takes about 45 min.
-Quick: 3 training steps, a 256x256 frame at 128-pixel tiles, the int8 and QNN
-builds of e4k-s-f16 only: about 1 min once `compression --quick` has built the int8
-one into the same models folder (+~2 min alone).
+Time, one torch thread on the 2-core host: training 4 x the budget (gelu, fullconv,
+noattn, slimdec; e4k-v3-f16 and -softmax are cached by `compression` and `attention`),
+5 int8 XNNPACK builds of 1.5-2.3 min (lowering), 6 QNN builds (16-28 s each at 128-pixel
+tiles), 6 profiled runs (~10 s each), quality ~30 s: about 13 min besides training.
+Quick: 3 training steps, a 256x256 frame at 128-pixel tiles, the int8 and QNN builds of
+e4k-v3-f16 only: about 1 min once `compression --quick` has built the int8 one into the
+same models folder (+~2 min alone).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from edge4k.models.cost import gmac_per_megapixel, param_count, stage_macs
-from edge4k.studies.common import bench_raw, checkpoint_of, compiled_build, profile_run, quality, trained_model
+from edge4k.studies.common import (
+    bench_raw,
+    checkpoint_of,
+    compiled_build,
+    profile_run,
+    quality,
+    trained_model,
+    training_record,
+    training_text,
+)
 
 TITLE = "MobileDiffusion's tricks, one at a time"
 QUESTION = ("What does each MobileDiffusion trick (SiLU for GELU, ReLU linear for softmax attention, separable "
             "convs, no self-attention, a slimmer decoder) buy or cost in quality, MACs, int8 latency and "
             "Qualcomm HTP placement?")
 DEFAULT_BUDGET_MINUTES = 2.5     # the same in compression and attention: they share the trained models
-BASELINE = "e4k-s-f16"
-# (variant preset, the trick, whether the variant removes it from the default or applies it)
+BASELINE = "e4k-v3-f16"
+# (variant preset, the trick, whether the variant removes it from the baseline or applies it)
 VARIANTS = (
-    ("e4k-s-f16-gelu", "SiLU instead of GELU", "removes"),
-    ("e4k-s-f16-softmax", "ReLU linear instead of softmax attention", "removes"),
-    ("e4k-s-f16-fullconv", "depthwise-separable instead of full 3x3 convs", "removes"),
-    ("e4k-s-f16-noattn", "no self-attention (the DiT's only resolution is the latent)", "applies"),
-    ("e4k-s-f16-slimdec", "a slimmer decoder (about half the widths)", "applies"),
+    ("e4k-v3-f16-gelu", "SiLU instead of GELU", "removes"),
+    ("e4k-v3-f16-softmax", "ReLU linear instead of softmax attention", "removes"),
+    ("e4k-v3-f16-fullconv", "depthwise-separable instead of full 3x3 convs", "removes"),
+    ("e4k-v3-f16-noattn", "no self-attention (the DiT's only resolution is the latent)", "applies"),
+    ("e4k-v3-f16-slimdec", "a slimmer decoder (about half the widths)", "applies"),
 )
 TOLERANCE_DB = 0.5               # a trick "holds quality" if it loses less than this
 
@@ -66,7 +74,7 @@ class Settings:
     built: tuple | None          # presets that get compiled builds (None: all; quick: the baseline)
 
 
-# tile, overlap and calib as in compression's settings, so e4k-s-f16's int8 build is shared
+# tile, overlap and calib as in compression's settings, so e4k-v3-f16's int8 build is shared
 DEFAULT = Settings((1024, 1024), tile=512, overlap=64, runs=3, warmup=1, calib=4, qnn_tile=128, qnn_calib=4,
                    built=None)
 QUICK = Settings((256, 256), tile=128, overlap=32, runs=1, warmup=0, calib=2, qnn_tile=128, qnn_calib=2,
@@ -79,7 +87,7 @@ def measure(ctx, preset: str, s: Settings) -> dict:
     cfg = model.cfg
     ctx.progress(f"  {preset}: quality and MACs")
     row = {"preset": preset, "params": param_count(model), "quality": quality(ctx, model),
-           "training": {k: info[k] for k in ("steps", "elapsed_s", "crops_seen")},
+           "training": training_record(info),
            "gmac_per_mp": round(gmac_per_megapixel(model, s.tile), 3),
            "stage_gmac_per_tile": {k: round(v / 1e9, 4) for k, v in stage_macs(model, s.tile).items()},
            "config": {"activation": cfg.activation, "attention": cfg.attention, "separable": cfg.separable,
@@ -165,9 +173,9 @@ def answer_text(effects: list[dict]) -> str:
 
 def plot(ctx, rows: dict):
     names = list(rows)
-    short = [n.replace("e4k-s-f16-", "").replace("e4k-s-f16", "default") for n in names]
+    short = [n.replace(f"{BASELINE}-", "").replace(BASELINE, "v3") for n in names]
     base = rows[BASELINE]
-    panels = [("PSNR vs default, dB", [r["quality"]["psnr"] - base["quality"]["psnr"] for r in rows.values()]),
+    panels = [("PSNR vs v3, dB", [r["quality"]["psnr"] - base["quality"]["psnr"] for r in rows.values()]),
               ("GMAC per output MP", [r["gmac_per_mp"] for r in rows.values()]),
               ("int8 host ms per frame", [int8_ms(r) or 0 for r in rows.values()]),
               ("HTP: nodes on the CPU", [htp_cpu(r) or 0 for r in rows.values()])]
@@ -192,7 +200,8 @@ def run(ctx) -> None:
                               "warmup": s.warmup, "int8_calibration_tiles": s.calib, "qnn_tile": s.qnn_tile,
                               "qnn_calibration_tiles": s.qnn_calib})
     tricks = {v[0]: f"{v[2]} {v[1]}" for v in VARIANTS}
-    ctx.md += [f"Every preset trained for the same budget on the same photos. int8: ExecuTorch/XNNPACK build, "
+    ctx.md += [f"Model v3 ({BASELINE}) and its variants, {training_text([r['training'] for r in rows.values()])}. "
+               f"int8: ExecuTorch/XNNPACK build, "
                f"whole pipeline on a {w}x{h} frame tiled {s.tile}/{s.overlap}, median of {s.runs} runs on this host. "
                f"HTP: android-qnn int8 build at {s.qnn_tile}-pixel tiles (QAIRT's compiler, HTP emulated here), "
                "ONNX nodes on the HTP / all, per stage. In E4K the DiT runs at one resolution (the latent), so "
@@ -201,9 +210,10 @@ def run(ctx) -> None:
     def htp_cell(r, stage):   # why there is no build is listed under the tables
         st = r["htp"].get("stages", {}).get(stage)
         return f"{st['htp']}/{st['nodes']}" if st else "-"
-    ctx.table(["preset", "variant", "PSNR dB", "SSIM", "CIEDE2000", "GMAC/MP", "int8 ms", "HTP global",
+    ctx.table(["preset", "variant", "train crops", "PSNR dB", "SSIM", "CIEDE2000", "GMAC/MP", "int8 ms", "HTP global",
                "HTP encoder", "HTP backbone", "HTP decoder", "HTP fallback ops"],
-              [[p, tricks.get(p, "default"), r["quality"]["psnr"], r["quality"]["ssim"], r["quality"]["de2000_mean"],
+              [[p, tricks.get(p, "v3 (baseline)"), r["training"]["crops_seen"], r["quality"]["psnr"], r["quality"]["ssim"],
+                r["quality"]["de2000_mean"],
                 r["gmac_per_mp"], int8_ms(r), *[htp_cell(r, st) for st in ("global", "encoder", "backbone", "decoder")],
                 ", ".join(f"{op} x{n}" for st in r["htp"].get("stages", {}).values()
                           for op, n in st["cpu_ops"].items())] for p, r in rows.items()])

@@ -1,11 +1,12 @@
 """The training studies (compression, attention, tricks) end to end in quick mode,
 sharing one models folder as `edge4k study all` does (tricks reuses compression's
-int8 build of e4k-s-f16 and attention's softmax model)."""
+int8 build of e4k-v3-f16 and attention's softmax model)."""
 import json
 import math
 
 import pytest
 
+from edge4k.models import build_model, get_preset
 from edge4k.studies import run_study
 from edge4k.studies.attention import predicted_seconds, softmax_matrix_bytes
 
@@ -44,6 +45,11 @@ def test_compression(studies):
     blob = all_["compression"]
     rows = blob["presets"]
     assert [r["compression"] for r in rows] == [8, 16, 32]
+    assert [r["preset"] for r in rows] == ["e4k-v3-f8", "e4k-v3-f16", "e4k-v3-f32"]
+    for r in rows:   # every arm is v3 (clip input, residual gate), trained the same way: bf16, same steps
+        cfg = get_preset(r["preset"])
+        assert cfg.clip_input and cfg.residual_gate and cfg.dit_width == get_preset("e4k-v3-f16").dit_width
+        assert r["training"]["bf16"] and r["training"]["crops_seen"] == 3 * 2, r["training"]
     tile = blob["settings"]["tile"]
     for r in rows:
         q = r["quality"]
@@ -53,7 +59,6 @@ def test_compression(studies):
             assert r["tokens"]["native"][label] == math.ceil(w / r["compression"]) * math.ceil(h / r["compression"])
             eager = r["latency"][label]["eager"]
             assert finite_positive(eager["total_ms"], eager["peak_rss_mib"]) and eager["tiles"] >= 1
-    from edge4k.models import build_model, get_preset
     for r in rows:
         assert r["params"] == sum(p.numel() for p in build_model(get_preset(r["preset"])).parameters()), r["preset"]
     f16 = rows[1]
@@ -98,27 +103,33 @@ def test_tricks(studies):
     root, all_ = studies
     blob = all_["tricks"]
     rows = blob["presets"]
-    assert list(rows) == ["e4k-s-f16", "e4k-s-f16-gelu", "e4k-s-f16-softmax", "e4k-s-f16-fullconv",
-                          "e4k-s-f16-noattn", "e4k-s-f16-slimdec"]
+    assert list(rows) == ["e4k-v3-f16", "e4k-v3-f16-gelu", "e4k-v3-f16-softmax", "e4k-v3-f16-fullconv",
+                          "e4k-v3-f16-noattn", "e4k-v3-f16-slimdec"]
     for r in rows.values():
         assert finite_positive(r["quality"]["psnr"], r["gmac_per_mp"], r["params"])
-    base = rows["e4k-s-f16"]
+    base = rows["e4k-v3-f16"]
     assert finite_positive(base["int8"]["total_ms"])
     stages = base["htp"]["stages"]
     assert set(stages) == {"global", "encoder", "backbone", "decoder"}
     assert all(st["nodes"] > 0 and st["htp"] + st["cpu"] == st["nodes"] for st in stages.values())
-    assert "not built in quick mode" in rows["e4k-s-f16-gelu"]["htp"]["error"]
+    assert "not built in quick mode" in rows["e4k-v3-f16-gelu"]["htp"]["error"]
     effects = {e["variant"]: e for e in blob["effects"]}
     for e in blob["effects"]:     # each effect: the model with the trick against the model without it
         with_, without = (base, rows[e["variant"]]) if e["variant_does"] == "removes" else (rows[e["variant"]], base)
         assert e["d_psnr_db"] == pytest.approx(with_["quality"]["psnr"] - without["quality"]["psnr"], abs=1e-3)
         assert e["mac_ratio"] == pytest.approx(with_["gmac_per_mp"] / without["gmac_per_mp"], abs=1e-3)
-    from edge4k.models import build_model, get_preset
     for name, r in rows.items():  # parameters counted here, from the preset
         assert r["params"] == sum(p.numel() for p in build_model(get_preset(name)).parameters()), name
     # MACs from the flop counter: separable convs, no attention and a slim decoder each save work
-    assert effects["e4k-s-f16-fullconv"]["mac_ratio"] < 0.6
-    assert effects["e4k-s-f16-noattn"]["mac_ratio"] < 1 and effects["e4k-s-f16-slimdec"]["mac_ratio"] < 1
-    assert effects["e4k-s-f16-gelu"]["mac_ratio"] == pytest.approx(1.0, abs=0.01)
+    assert effects["e4k-v3-f16-fullconv"]["mac_ratio"] < 0.6
+    assert effects["e4k-v3-f16-noattn"]["mac_ratio"] < 1 and effects["e4k-v3-f16-slimdec"]["mac_ratio"] < 1
+    assert effects["e4k-v3-f16-gelu"]["mac_ratio"] == pytest.approx(1.0, abs=0.01)
     assert all(e["trick"] in blob["answer"] for e in blob["effects"])
     figures_exist(root, "tricks", blob)
+
+
+def test_study_threads_flag_is_checked(capsys):
+    from edge4k.cli import main
+    assert main(["study", "phone", "--threads", "0", "--quick"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--threads" in err and "\n" not in err
