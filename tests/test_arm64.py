@@ -7,6 +7,7 @@ toolchain or qemu these skip with one line naming the Debian package."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -78,11 +79,15 @@ def test_every_binary_is_arm64_and_the_runner_links_xnnpack(arm64):
     assert about["executorch"].startswith("1.5")
 
 
-def render(command, case, out, *extra):
+def write(command, case, out, *extra):
     done = subprocess.run([*command, "--artifacts", str(case.build), "--input", str(case.frame), "-o", str(out),
                            "--runs", "1", "--warmup", "0", "--idle-seconds", "0", *map(str, extra)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def render(command, case, out, *extra):
+    write(command, case, out, *extra)
     return read_ppm16(out)
 
 
@@ -113,6 +118,25 @@ def test_arm64_finishing_options_match_the_x86_runner(arm64, native_build, build
     ours = render([*qemu_command(), str(arm64 / RUNNER)], case, tmp_path / "arm64.ppm", *flags)
     x86 = render([str(native_build / RUNNER)], case, tmp_path / "x86.ppm", *flags)
     assert np.abs(ours.astype(np.int64) - x86).max() <= MAX_DIFF["fp32"]
+
+
+def test_arm64_float_tiff_and_jpeg_match_the_x86_runner(arm64, native_build, builds, tmp_path):
+    """The output formats' own code on arm64: the float TIFF's values, and the JPEG (where the arm64
+    libjpeg is installed; libjpeg62-turbo-dev:arm64) with its ICC profile and EXIF."""
+    case = builds["fp32"]
+    arm, x86 = [*qemu_command(), str(arm64 / RUNNER)], [str(native_build / RUNNER)]
+    for command, name in ((arm, "arm64"), (x86, "x86")):
+        write(command, case, tmp_path / f"{name}.tif", "--bits", "32", "--output-space", "rec2020-linear")
+    ours, theirs = tifffile.imread(tmp_path / "arm64.tif"), tifffile.imread(tmp_path / "x86.tif")
+    assert ours.dtype == np.float32 and np.abs(ours - theirs).max() <= MAX_DIFF["fp32"] / 65535
+    if json.loads(qemu(arm64 / RUNNER, "--about").stdout)["jpeg"] is None:
+        assert not Path("/usr/include/aarch64-linux-gnu/jconfig.h").exists(), "arm64 libjpeg installed, yet not used"
+        pytest.skip("the arm64 edge4k_runner was built without libjpeg (apt-get install libjpeg62-turbo-dev:arm64)")
+    for command, name in ((arm, "arm64"), (x86, "x86")):
+        write(command, case, tmp_path / f"{name}.jpg", "--quality", "80", "--output-space", "display-p3")
+    ours, theirs = Image.open(tmp_path / "arm64.jpg"), Image.open(tmp_path / "x86.jpg")
+    assert ours.info["exif"] == theirs.info["exif"] and ours.info["icc_profile"] == theirs.info["icc_profile"]
+    assert psnr(np.asarray(ours), np.asarray(theirs), 255) >= 50
 
 
 def test_the_c_api_test_passes_on_arm64_and_renders_what_x86_renders(arm64, native_build, phone_run, tmp_path):

@@ -103,11 +103,25 @@ def test_ctypes_render_equals_the_runner_cli(lib, runner, phone_run, sample_dng,
                                             "ops_outside_delegate": {}}
 
 
+def test_ctypes_float_render_is_the_16_bit_render_unquantised(lib, runner, sample_dng):
+    """bits 32 (API level 3): the finished float32 values the 16-bit image is rounded from."""
+    raw = read_raw(sample_dng)
+    frame = c_frame(raw, np.ascontiguousarray(raw.bayer, np.uint16))
+    floats = np.zeros((raw.height, raw.width, 3), np.float32)
+    ints = np.zeros((raw.height, raw.width, 3), np.uint16)
+    assert lib.edge4k_output_bytes(raw.width, raw.height, 32) == floats.nbytes == 2 * ints.nbytes
+    for out, bits in ((floats, 32), (ints, 16)):
+        assert lib.edge4k_render(runner, ctypes.byref(frame), bits, out.ctypes.data, out.nbytes) == OK, \
+            lib.edge4k_last_error()
+    assert floats.std() > 0.01 and 0 <= floats.min() and floats.max() <= 1
+    np.testing.assert_array_equal(np.round(floats * np.float32(65535)), ints)   # float32, half to even, as quantise()
+
+
 @pytest.mark.parametrize("change, status, needle", [
     ("cfa", INVALID_ARGUMENT, "CFA 'XTRANS' is not a 2x2 Bayer pattern"),
     ("count", INVALID_ARGUMENT, "frame.bayer_count is 1000 samples, but a 512x512 frame has 262144"),
     ("zero", INVALID_ARGUMENT, "frame size is zero"),
-    ("bits", INVALID_ARGUMENT, "bits must be 8 or 16, got 10"),
+    ("bits", INVALID_ARGUMENT, "bits must be 8, 16 or 32 (float), got 10"),
     ("small", BUILD_ERROR, "is smaller than one 128x128 tile of this build"),
 ])
 def test_ctypes_bad_input_is_a_status_and_one_line(lib, runner, sample_dng, change, status, needle):

@@ -4,6 +4,7 @@ sysfs tree, and its one-line errors."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,7 +255,7 @@ def test_runner_errors_are_one_line(phone_run, frame, tmp_path, change, needle):
         (tmp_path / "f.u16").write_bytes(b"\0" * 1000)
         sidecar.write_text(frame.read_text().replace('"frame.u16"', '"f.u16"'))
     elif change == "output":
-        out = tmp_path / "o.jpg"
+        out = tmp_path / "o.bmp"
     else:
         (build / "manifest.json").unlink()
     done = runner(phone_run, "--artifacts", build, "--input", sidecar, "-o", out, check=False)
@@ -438,6 +439,145 @@ def test_png_and_tiff_at_8_and_16_bits_decode_to_the_same_pixels_and_are_compres
     with tifffile.TiffFile(tmp_path / "c.tif") as tif:
         page = tif.pages[0]
         assert page.compression == 8 and page.predictor == 2 and page.bitspersample == 16   # deflate, differencing
+
+
+# Every EXIF fact the host writes (the sample DNG has make and model only); one character not ASCII.
+FACTS = {"make": "Acmé Optics", "model": "X1", "exposure_time": 1 / 125, "iso": 400, "datetime": "2024:01:02 03:04:05"}
+
+
+def with_exif(frame, path, exif):
+    """The frame's sidecar at path, its EXIF facts replaced."""
+    sidecar = json.loads(frame.read_text())
+    sidecar.update(exif=exif, data=str(frame.with_suffix(".u16")))
+    path.write_text(json.dumps(sidecar))
+    return path
+
+
+@pytest.fixture(scope="module")
+def jpeg_runner(phone_run):
+    """The runner, if it writes JPEG: skipped, with the runner's reason, only where libjpeg is absent."""
+    if json.loads(runner(phone_run, "--about").stdout)["jpeg"] is None:
+        assert not Path("/usr/include/jpeglib.h").exists(), "libjpeg is installed, yet the runner was built without it"
+        pytest.skip("this edge4k_runner was built without libjpeg (apt-get install libjpeg-dev)")
+    return phone_run
+
+
+def test_runner_jpeg_is_its_png_compressed_with_the_hosts_icc_and_exif(jpeg_runner, frame, tmp_path):
+    """-o .jpg: close to the PNG of the same render (PSNR at quality 95), smaller at a lower quality,
+    95 by default, and tagged as the host tags its JPEG (kernels/postprocess.py: write_image)."""
+    from edge4k.kernels.colourspace import icc_profile
+    from edge4k.kernels.postprocess import write_image
+    sidecar = with_exif(frame, tmp_path / "frame.json", FACTS)
+    common = ["--artifacts", jpeg_runner.out / "build", "--input", sidecar, "--output-space", "display-p3"]
+    runner(jpeg_runner, *common, "-o", tmp_path / "c.png")
+    runner(jpeg_runner, *common, "-o", tmp_path / "default.jpg")
+    runner(jpeg_runner, *common, "-o", tmp_path / "q95.jpg", "--quality", "95")
+    runner(jpeg_runner, *common, "-o", tmp_path / "q50.jpg", "--quality", "50", "--profile", tmp_path / "p.json")
+    png = np.asarray(Image.open(tmp_path / "c.png"))
+    ours = Image.open(tmp_path / "q95.jpg")
+    assert ours.format == "JPEG" and ours.mode == "RGB" and ours.size == (png.shape[1], png.shape[0])
+    assert psnr(np.asarray(ours), png, 255) >= 38
+    assert (tmp_path / "default.jpg").read_bytes() == (tmp_path / "q95.jpg").read_bytes()
+    assert (tmp_path / "q50.jpg").stat().st_size < 0.5 * (tmp_path / "q95.jpg").stat().st_size
+    # The host's JPEG of the same pixels: the same ICC profile and EXIF block, and (the same libjpeg
+    # settings: quality scaling, 4:4:4 chroma from 90 up) pixels that decode alike.
+    write_image(tmp_path / "host.jpg", png, exif=FACTS, icc=icc_profile("display-p3"))
+    host = Image.open(tmp_path / "host.jpg")
+    assert ours.info["icc_profile"] == host.info["icc_profile"] == icc_profile("display-p3")
+    assert ours.info["exif"] == host.info["exif"]
+    exif = ours.getexif()
+    assert (exif[271], exif[272], exif[274], exif[306]) == ("Acm? Optics", "X1", 1, "2024:01:02 03:04:05")
+    assert dict(exif.get_ifd(0x8769)) == {33434: 1 / 125, 34855: 400, 36867: "2024:01:02 03:04:05"}
+    assert psnr(np.asarray(ours), np.asarray(host), 255) >= 50
+    profile = json.loads((tmp_path / "p.json").read_text())
+    validate_profile(profile)
+    assert profile["output"]["quality"] == 50 and profile["output"]["bit_depth"] == 8
+
+
+def test_runner_png_and_tiff_carry_the_hosts_exif(phone_run, frame, tmp_path):
+    """PNG in eXIf, byte for byte the host's; TIFF as TIFF/EP tags in IFD0, the host's values."""
+    from edge4k.kernels.postprocess import write_image
+    sidecar = with_exif(frame, tmp_path / "frame.json", FACTS)
+    for name in ("c.png", "c.tif"):
+        runner(phone_run, "--artifacts", phone_run.out / "build", "--input", sidecar, "-o", tmp_path / name)
+        pixels = np.asarray(Image.open(tmp_path / name)) if name.endswith(".png") else tifffile.imread(tmp_path / name)
+        write_image(tmp_path / f"host{name[1:]}", pixels, exif=FACTS)
+    ours_png, host_png = Image.open(tmp_path / "c.png"), Image.open(tmp_path / "host.png")
+    ours_png.load(), host_png.load()
+    assert ours_png.info["exif"] == host_png.info["exif"]
+    tags = (271, 272, 274, 306, 33434, 34855, 36867)
+    ours_tif, host_tif = Image.open(tmp_path / "c.tif").getexif(), Image.open(tmp_path / "host.tif").getexif()
+    assert {t: ours_tif.get(t) for t in tags} == {t: host_tif.get(t) for t in tags}
+    assert ours_tif[33434] == 1 / 125 and ours_tif[34855] == 400
+
+
+@pytest.mark.parametrize("exif", [
+    {"make": "Ünï\0cödé 😀 " + "x" * 300, "model": "", "exposure_time": 1e-300, "iso": 1e300, "datetime": "2024"},
+    {"exposure_time": 0.1234567891234, "iso": 99.5, "model": "M"},   # a continued fraction; ISO half to even
+    {"exposure_time": 3e6, "iso": 100.5},                            # capped at 1e6 s; half to even again
+    {"exposure_time": 26092.899989810656, "iso": 65535.5},           # a numerator past 32 bits, as Pillow limits it
+    {"exposure_time": 5.1e-7, "iso": 0.4},                           # 1/1000000; ISO at least 1
+    {"exposure_time": 4.9e-7, "iso": -3, "make": "\0"},              # nearer 0: left out, as the rest
+    {},
+], ids=["long-unicode", "fraction", "huge", "32-bit", "tiny", "dropped", "none"])
+def test_runner_exif_from_an_untrusted_sidecar_is_the_hosts(phone_run, frame, tmp_path, exif):
+    """The sidecar's facts, whatever they hold, made into EXIF by the host's rules, byte for byte."""
+    from edge4k.kernels.postprocess import write_image
+    runner(phone_run, "--artifacts", phone_run.out / "build", "--input", with_exif(frame, tmp_path / "f.json", exif),
+           "-o", tmp_path / "c.png")
+    write_image(tmp_path / "host.png", np.zeros((2, 2, 3), np.uint8), exif=exif)
+    ours, host = Image.open(tmp_path / "c.png"), Image.open(tmp_path / "host.png")
+    ours.load(), host.load()
+    assert ours.info["exif"] == host.info["exif"]
+
+
+def test_runner_exif_of_the_wrong_type_is_left_out(phone_run, frame, tmp_path):
+    """Text that is not a string and numbers that are not numbers (the host's own sidecar never has
+    them): the render goes on, without those facts."""
+    from edge4k.kernels.postprocess import write_image
+    for i, exif in enumerate([{"make": ["x"], "model": 7, "iso": "400", "exposure_time": None}, "not an object"]):
+        runner(phone_run, "--artifacts", phone_run.out / "build", "--input",
+               with_exif(frame, tmp_path / f"f{i}.json", exif), "-o", tmp_path / f"c{i}.png")
+        write_image(tmp_path / "host.png", np.zeros((2, 2, 3), np.uint8), exif={})
+        ours, host = Image.open(tmp_path / f"c{i}.png"), Image.open(tmp_path / "host.png")
+        ours.load(), host.load()
+        assert ours.info["exif"] == host.info["exif"]
+
+
+@pytest.mark.parametrize("options", [[], ["--output-space", "rec2020-linear", "--look", "neutral"]])
+def test_runner_float_tiff_matches_python(phone_run, frame, sample_dng, tmp_path, options):
+    """--bits 32: float32 TIFF (SampleFormat 3), deflated without a predictor as the host's, its
+    values the host's within 1e-4 and the runner's 16-bit image unrounded."""
+    build = phone_run.out / "build"
+    assert main(["run", sample_dng, "-o", str(tmp_path / "py.tif"), "--bits", "32", "--backend", "executorch",
+                 "--artifacts", str(build), *options]) == 0
+    runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "c.tif", "--bits", "32", *options)
+    runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "c16.tif", *options)
+    ours, theirs = tifffile.imread(tmp_path / "c.tif"), tifffile.imread(tmp_path / "py.tif")
+    assert ours.dtype == theirs.dtype == np.float32 and ours.shape == theirs.shape == (512, 512, 3)
+    assert ours.std() > 0.01 and np.abs(ours - theirs).max() <= 1e-4
+    assert np.abs(np.round(ours * np.float32(65535)) - tifffile.imread(tmp_path / "c16.tif")).max() <= 1
+    with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+        page = tif.pages[0]
+        assert (page.compression, page.predictor, page.sampleformat, page.bitspersample) == (8, 1, 3, 32)
+    assert (tmp_path / "c.tif").stat().st_size < ours.nbytes   # deflated
+
+
+@pytest.mark.parametrize("out, flags, code, words", [
+    ("o.jpg", ["--quality", "0"], 2, "--quality must be 1-100, got 0"),
+    ("o.jpg", ["--quality", "101"], 2, "--quality must be 1-100, got 101"),
+    ("o.jpg", ["--quality", "high"], 2, "--quality must be an integer, got 'high'"),
+    ("o.png", ["--quality", "90"], 1, "--quality is for JPEG output (.jpg), not"),
+    ("o.jpg", ["--bits", "16"], 1, ".jpg output is 8-bit; use .tif or .png for 16 bits"),
+    ("o.png", ["--bits", "32"], 1, "float (--bits 32) output is TIFF only; use .tif"),
+    ("o.jpg", ["--output-space", "prophoto"], 1, "output space prophoto needs a 16-bit image"),
+])
+def test_runner_bad_jpeg_and_float_options_are_one_line(jpeg_runner, frame, tmp_path, out, flags, code, words):
+    done = runner(jpeg_runner, "--artifacts", jpeg_runner.out / "build", "--input", frame, "-o", tmp_path / out,
+                  *flags, check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == code and len(errors) == 1 and words in errors[0], done.stderr
+    assert not (tmp_path / out).exists()
 
 
 def test_bits_and_format_mismatch_is_one_line(phone_run, frame, tmp_path):

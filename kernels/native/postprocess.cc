@@ -346,14 +346,23 @@ EDGE4K_SIMD_CLONES static void quantise16(const float* rgb, size_t n, size_t beg
   quantise_range(rgb, n, begin, end, out);
 }
 
+// bits 32: float32, interleaved as they are (kernels/cpp.py: to_pixels, the float TIFF's samples).
+static void interleave(const float* rgb, size_t n, size_t begin, size_t end, float* out) {
+  for (size_t k = begin; k < end; ++k)
+    for (size_t c = 0; c < 3; ++c) out[k * 3 + c] = rgb[c * n + k];
+}
+
 void quantise(const float* rgb, int height, int width, int bits, void* out) {
-  if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
+  if (bits != 8 && bits != 16 && bits != 32)
+    throw Error("bit depth must be 8, 16 or 32 (float), got " + std::to_string(bits));
   const size_t n = static_cast<size_t>(height) * width;
   parallel_for(static_cast<long>(n), [&](long begin, long end) {
     if (bits == 8)
       quantise8(rgb, n, begin, end, static_cast<uint8_t*>(out));
-    else
+    else if (bits == 16)
       quantise16(rgb, n, begin, end, static_cast<uint16_t*>(out));
+    else
+      interleave(rgb, n, begin, end, static_cast<float*>(out));
   });
 }
 

@@ -46,7 +46,8 @@ void reconstruct_highlights(float* lin, int height, int width);
 std::vector<float> orient(const float* rgb, int height, int width, int orientation);
 
 // (3, H, W) display RGB -> (H, W, 3) interleaved, clamped, scaled to 2^bits - 1 and
-// rounded half to even; out holds H*W*3 uint8 (bits 8) or uint16 (bits 16).
+// rounded half to even; out holds H*W*3 uint8 (bits 8) or uint16 (bits 16), or float32
+// (bits 32: the values unchanged, as the host's float TIFF).
 void quantise(const float* rgb, int height, int width, int bits, void* out);
 
 // Width and height of the finished image of a frame (swapped for orientations 5..8).

@@ -90,8 +90,11 @@ int main(int argc, char** argv) {
   bad.cfa = NULL;
   expect_error(edge4k_render(r, &bad, 8, rgb, bytes8), EDGE4K_INVALID_ARGUMENT, "cfa is NULL", rgb, bytes8,
                "render: NULL CFA");
-  expect_error(edge4k_render(r, &frame, 12, rgb, bytes8), EDGE4K_INVALID_ARGUMENT, "bits must be 8 or 16", rgb,
+  expect_error(edge4k_render(r, &frame, 12, rgb, bytes8), EDGE4K_INVALID_ARGUMENT, "bits must be 8, 16 or 32", rgb,
                bytes8, "render: bit depth 12");
+  expect(EDGE4K_API_LEVEL >= 3 && edge4k_output_bytes(width, height, 32) == n * 3 * sizeof(float) &&
+             edge4k_output_bytes(width, height, 12) == 0,
+         "output bytes: float32 at bits 32 (API level 3), none at 12");
   expect_error(edge4k_render(r, &frame, 8, rgb, bytes8 - 1), EDGE4K_INVALID_ARGUMENT, "rgb_bytes", rgb, bytes8,
                "render: output buffer of the wrong size");
   expect_error(edge4k_profile_json(r) ? EDGE4K_OK : EDGE4K_INVALID_ARGUMENT, EDGE4K_INVALID_ARGUMENT,

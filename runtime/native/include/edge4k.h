@@ -41,8 +41,9 @@ typedef enum edge4k_status {
 typedef struct edge4k_runner edge4k_runner;
 
 /* What this header declares beyond the first release, for apps that check at compile time:
- * 2: edge4k_set_finishing and edge4k_icc_profile. Additions only: older callers keep working. */
-#define EDGE4K_API_LEVEL 2
+ * 2: edge4k_set_finishing and edge4k_icc_profile; 3: bits 32 (float32 pixels) in edge4k_render
+ * and edge4k_output_bytes. Additions only: older callers keep working. */
+#define EDGE4K_API_LEVEL 3
 
 typedef struct edge4k_open_options {
   int threads;               /* <= 0: the engine's default. ExecuTorch builds share one thread pool per
@@ -74,11 +75,12 @@ EDGE4K_EXPORT edge4k_status edge4k_open(const char* build_dir, const edge4k_open
                                         edge4k_runner** out);
 EDGE4K_EXPORT void edge4k_close(edge4k_runner* runner);
 
-/* Bytes of an (height, width, 3) image at 8 or 16 bits per sample; 0 for other depths. */
+/* Bytes of an (height, width, 3) image at 8, 16 or 32 (float) bits per sample; 0 for other depths. */
 EDGE4K_EXPORT size_t edge4k_output_bytes(int width, int height, int bits);
 
-/* Renders frame into rgb: (height, width, 3) interleaved uint8 (bits 8) or uint16
- * (bits 16, native byte order), upright: (width, height, 3) for orientations 5..8;
+/* Renders frame into rgb: (height, width, 3) interleaved uint8 (bits 8), uint16 (bits 16)
+ * or float32 (bits 32, API level 3: the finished values, unquantised; native byte order),
+ * upright: (width, height, 3) for orientations 5..8;
  * rgb_bytes must be edge4k_output_bytes(). Each call's per-stage times are added to
  * the runner's profile. */
 EDGE4K_EXPORT edge4k_status edge4k_render(edge4k_runner* runner, const edge4k_frame* frame, int bits, void* rgb,

@@ -109,14 +109,15 @@ edge4k_status edge4k_open(const char* build_dir, const edge4k_open_options* opti
 void edge4k_close(edge4k_runner* runner) { delete runner; }
 
 size_t edge4k_output_bytes(int width, int height, int bits) {
-  if (width <= 0 || height <= 0 || (bits != 8 && bits != 16)) return 0;
+  if (width <= 0 || height <= 0 || (bits != 8 && bits != 16 && bits != 32)) return 0;
   return static_cast<size_t>(width) * static_cast<size_t>(height) * 3 * static_cast<size_t>(bits / 8);
 }
 
 edge4k_status edge4k_render(edge4k_runner* runner, const edge4k_frame* frame, int bits, void* rgb, size_t rgb_bytes) {
   if (!runner) return fail(EDGE4K_INVALID_ARGUMENT, "runner is NULL");
   if (!rgb) return fail(EDGE4K_INVALID_ARGUMENT, "rgb is NULL");
-  if (bits != 8 && bits != 16) return fail(EDGE4K_INVALID_ARGUMENT, "bits must be 8 or 16, got " + std::to_string(bits));
+  if (bits != 8 && bits != 16 && bits != 32)
+    return fail(EDGE4K_INVALID_ARGUMENT, "bits must be 8, 16 or 32 (float), got " + std::to_string(bits));
   const edge4k::OutputSpace space = runner->pipeline->finishing().space;
   if (bits < edge4k::output_space_min_bits(space))   // kernels/colourspace.py: check_bits
     return fail(EDGE4K_INVALID_ARGUMENT, std::string("output space ") + edge4k::output_space_name(space) +

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +17,12 @@
 #include <vector>
 
 #include <zlib.h>
+
+#ifdef EDGE4K_WITH_JPEG
+#include <csetjmp>
+// jpeglib.h needs size_t and FILE declared before it.
+#include <jpeglib.h>
+#endif
 
 #include "common.h"
 
@@ -163,9 +170,10 @@ std::string samples_bytes(const void* pixels, int width, int height, int bits, b
 }
 
 // An ICC profile: iCCP (the profile's name, compression method 0, the zlib stream); none: the sRGB
-// chunk (rendering intent 0, perceptual), which says the same of sRGB in one byte.
+// chunk (rendering intent 0, perceptual), which says the same of sRGB in one byte. exif: eXIf's
+// TIFF-structured block (exif_block()).
 std::string encode_png(const void* pixels, int width, int height, int bits, const std::string& icc,
-                       const std::string& icc_name) {
+                       const std::string& icc_name, const std::string& exif) {
   const std::string samples = samples_bytes(pixels, width, height, bits, true);
   const size_t row = static_cast<size_t>(width) * 3 * (bits / 8);
   std::string ihdr;
@@ -179,18 +187,11 @@ std::string encode_png(const void* pixels, int width, int height, int bits, cons
     chunk(png, "sRGB", std::string(1, '\0'));
   else
     chunk(png, "iCCP", icc_name + std::string(2, '\0') + deflate_bytes(icc));
+  chunk(png, "eXIf", exif);
   chunk(png, "IDAT", deflate_bytes(filter_rows(reinterpret_cast<const uint8_t*>(samples.data()), row, height,
                                                3 * (bits / 8))));
   chunk(png, "IEND", "");
   return png;
-}
-
-void put16le(std::string& out, uint16_t v) {
-  out += static_cast<char>(v & 0xFF);
-  out += static_cast<char>(v >> 8);
-}
-void put32le(std::string& out, uint32_t v) {
-  for (int s = 0; s < 32; s += 8) out += static_cast<char>((v >> s) & 0xFF);
 }
 
 // Horizontal differencing (TIFF predictor 2): each sample minus the same channel's
@@ -207,51 +208,247 @@ std::vector<uint16_t> horizontal_differences(const void* pixels, int width, int 
   return out;
 }
 
-// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib) with predictor 2; an ICC
-// profile in tag 34675 (InterColorProfile) after the strip.
-std::string encode_tiff(const void* pixels, int width, int height, int bits, const std::string& icc) {
-  const std::vector<uint16_t> diff = horizontal_differences(pixels, width, height, bits);
-  std::string samples;
-  if (bits == 8) {
-    samples.resize(diff.size());
-    for (size_t i = 0; i < diff.size(); ++i) samples[i] = static_cast<char>(diff[i]);
-  } else {
-    samples = samples_bytes(diff.data(), width, height, 16, false);
-  }
-  const std::string strip = deflate_bytes(samples);
-  struct Entry { uint16_t tag, type; uint32_t count, value; };
-  const uint32_t ifd_at = 8, entries = icc.empty() ? 11 : 12, bits_at = ifd_at + 2 + entries * 12 + 4,
-                 strip_at = bits_at + 6, icc_at = strip_at + static_cast<uint32_t>(strip.size() + strip.size() % 2);
-  const Entry ifd[12] = {
-      {256, 4, 1, static_cast<uint32_t>(width)}, {257, 4, 1, static_cast<uint32_t>(height)},
-      {258, 3, 3, bits_at},                                      // BitsPerSample, three SHORTs stored below
-      {259, 3, 1, 8},                                            // Compression: Adobe deflate
-      {262, 3, 1, 2},                                            // Photometric: RGB
-      {273, 4, 1, strip_at}, {277, 3, 1, 3}, {278, 4, 1, static_cast<uint32_t>(height)},
-      {279, 4, 1, static_cast<uint32_t>(strip.size())}, {284, 3, 1, 1},   // one strip, chunky
-      {317, 3, 1, 2},                                                        // Predictor: horizontal
-      {34675, 7, static_cast<uint32_t>(icc.size()), icc_at}};                // ICC profile (UNDEFINED bytes)
-  std::string out = "II*";
-  out += '\0';
-  put32le(out, ifd_at);
-  put16le(out, entries);
-  for (uint32_t k = 0; k < entries; ++k) {
-    const Entry& e = ifd[k];
-    put16le(out, e.tag);
-    put16le(out, e.type);
-    put32le(out, e.count);
-    if (e.type == 3 && e.count == 1) {   // a SHORT sits left-justified in the value field
-      put16le(out, static_cast<uint16_t>(e.value));
-      put16le(out, 0);
+// ---- TIFF structures: one IFD of tagged fields, as a TIFF file and an EXIF block hold them ----
+
+enum TiffType : uint16_t { kAscii = 2, kShort = 3, kLong = 4, kRational = 5, kUndefined = 7 };
+
+struct Field {
+  uint16_t tag, type;
+  std::vector<uint32_t> values;   // SHORT, LONG; RATIONAL as numerator, denominator pairs
+  std::string text;               // ASCII (without its NUL), UNDEFINED
+};
+
+void put16(std::string& out, uint32_t v, bool big) {
+  const char b[2] = {static_cast<char>((v >> 8) & 0xFF), static_cast<char>(v & 0xFF)};
+  out += big ? b[0] : b[1];
+  out += big ? b[1] : b[0];
+}
+void put32(std::string& out, uint32_t v, bool big) {
+  put16(out, big ? v >> 16 : v & 0xFFFF, big);
+  put16(out, big ? v & 0xFFFF : v >> 16, big);
+}
+
+// The field's count and value bytes.
+std::pair<uint32_t, std::string> field_value(const Field& f, bool big) {
+  std::string bytes;
+  if (f.type == kAscii) return {static_cast<uint32_t>(f.text.size() + 1), f.text + '\0'};
+  if (f.type == kUndefined) return {static_cast<uint32_t>(f.text.size()), f.text};
+  for (uint32_t v : f.values) f.type == kShort ? put16(bytes, v, big) : put32(bytes, v, big);
+  return {static_cast<uint32_t>(f.type == kRational ? f.values.size() / 2 : f.values.size()), bytes};
+}
+
+// One IFD at file offset `at`: its entries in tag order, no next IFD, then the values longer than
+// four bytes, each at an even offset (Pillow's layout).
+std::string ifd_bytes(std::vector<Field> fields, uint32_t at, bool big) {
+  std::sort(fields.begin(), fields.end(), [](const Field& a, const Field& b) { return a.tag < b.tag; });
+  const uint32_t data_at = at + 2 + 12 * static_cast<uint32_t>(fields.size()) + 4;
+  std::string head, data;
+  put16(head, static_cast<uint32_t>(fields.size()), big);
+  for (const Field& f : fields) {
+    const auto [count, bytes] = field_value(f, big);
+    put16(head, f.tag, big);
+    put16(head, f.type, big);
+    put32(head, count, big);
+    if (bytes.size() <= 4) {
+      head += bytes + std::string(4 - bytes.size(), '\0');   // left-justified in the value field
     } else {
-      put32le(out, e.value);
+      put32(head, data_at + static_cast<uint32_t>(data.size()), big);
+      data += bytes + std::string(bytes.size() % 2, '\0');
     }
   }
-  put32le(out, 0);   // no next IFD
-  for (int i = 0; i < 3; ++i) put16le(out, static_cast<uint16_t>(bits));
-  if (icc.empty()) return out + strip;
-  return out + strip + std::string(strip.size() % 2, '\0') + icc;   // offsets on a word boundary
+  put32(head, 0, big);
+  return head + data;
 }
+
+// kernels/postprocess.py: _exif_values(), the text fields' rule: 7-bit ASCII (each other
+// character '?'), no NUL, at most 256 characters. The text is UTF-8 (the JSON parser checked it).
+std::string exif_text(const std::string& utf8) {
+  std::string out;
+  for (unsigned char c : utf8) {
+    if (out.size() == 256) break;
+    if (c >= 0x80 && c < 0xC0) continue;   // a continuation byte: its character is already a '?'
+    if (c != 0) out += c < 0x80 ? static_cast<char>(c) : '?';
+  }
+  return out;
+}
+
+// Python's Fraction(n, d).limit_denominator(max_den), n / d > 0 in lowest terms: the closest
+// fraction whose denominator is at most max_den. Every product below stays within 2^110 for the
+// values it is called with (n < 2^53 and d <= 2^77, or n <= 2^20 and d < 2^41).
+std::pair<uint64_t, uint64_t> limit_fraction(__int128 n, __int128 d, uint64_t max_den) {
+  if (d <= static_cast<__int128>(max_den)) return {static_cast<uint64_t>(n), static_cast<uint64_t>(d)};
+  __int128 p0 = 0, q0 = 1, p1 = 1, q1 = 0, num = n, den = d;
+  for (;;) {
+    const __int128 a = num / den, q2 = q0 + a * q1;
+    if (q2 > static_cast<__int128>(max_den)) break;
+    const __int128 p2 = p0 + a * p1;
+    p0 = p1;
+    q0 = q1;
+    p1 = p2;
+    q1 = q2;
+    const __int128 rest = num - a * den;
+    num = den;
+    den = rest;
+  }
+  const __int128 k = (static_cast<__int128>(max_den) - q0) / q1;
+  const __int128 bp = p0 + k * p1, bq = q0 + k * q1;   // bound1 = bp / bq; bound2 = p1 / q1
+  auto gap = [&](__int128 p, __int128 q) { const __int128 g = p * d - n * q; return g < 0 ? -g : g; };
+  // |bound2 - n/d| <= |bound1 - n/d|, over the common denominator d * q1 * bq
+  if (gap(p1, q1) * bq <= gap(bp, bq) * q1) return {static_cast<uint64_t>(p1), static_cast<uint64_t>(q1)};
+  return {static_cast<uint64_t>(bp), static_cast<uint64_t>(bq)};
+}
+
+// kernels/postprocess.py's ExposureTime, for a finite x in (0, 1e6]: Fraction(x).limit_denominator(10^6)
+// from x's exact binary value, then as Pillow writes a RATIONAL (TiffImagePlugin._limit_rational:
+// a value above 1 inverted, limited to 32-bit terms, inverted back). {0, 1}: nearer 0 than 10^-6.
+std::pair<uint32_t, uint32_t> exposure_rational(double x) {
+  if (x < 1e-7) return {0, 1};   // nearer 0 than 1/10^6
+  int exponent = 0;
+  const double mantissa = std::frexp(x, &exponent);
+  __int128 n = static_cast<__int128>(std::ldexp(mantissa, 53));   // x = n * 2^(exponent - 53)
+  exponent -= 53;
+  while (exponent < 0 && n % 2 == 0) {
+    n /= 2;
+    ++exponent;
+  }
+  std::pair<uint64_t, uint64_t> f = exponent >= 0 ? std::make_pair(static_cast<uint64_t>(n << exponent), uint64_t{1})
+                                                  : limit_fraction(n, static_cast<__int128>(1) << -exponent, 1000000);
+  if (f.first > f.second) {   // Fraction(d, n) is in lowest terms as n / d is
+    const auto inverse = limit_fraction(f.second, f.first, 0xFFFFFFFFu);
+    f = {inverse.second, inverse.first};
+  }
+  return {static_cast<uint32_t>(f.first), static_cast<uint32_t>(f.second)};
+}
+
+bool positive(double v) { return std::isfinite(v) && v > 0; }
+
+// kernels/postprocess.py: _exif_values(): IFD0's tags and the EXIF IFD's (_exif_ifd_tags()).
+std::pair<std::vector<Field>, std::vector<Field>> exif_fields(const ExifFacts& facts) {
+  std::vector<Field> ifd0 = {{274, kShort, {1}, ""}}, sub;   // Orientation: top-left, the pixels are upright
+  const std::string make = exif_text(facts.make), model = exif_text(facts.model), when = exif_text(facts.datetime);
+  if (!make.empty()) ifd0.push_back({271, kAscii, {}, make});
+  if (!model.empty()) ifd0.push_back({272, kAscii, {}, model});
+  if (!when.empty()) {
+    ifd0.push_back({306, kAscii, {}, when});                 // DateTime
+    sub.push_back({36867, kAscii, {}, when});                // DateTimeOriginal
+  }
+  if (positive(facts.exposure_time)) {
+    const auto [num, den] = exposure_rational(std::min(facts.exposure_time, 1e6));
+    if (num) sub.push_back({33434, kRational, {num, den}, ""});
+  }
+  if (positive(facts.iso)) {   // Python's max(1, min(int(round(iso)), 65535)): round half to even
+    const double iso = std::nearbyint(std::min(facts.iso, 65536.0));
+    sub.push_back({34855, kShort, {static_cast<uint32_t>(std::max(1.0, std::min(iso, 65535.0)))}, ""});
+  }
+  return {ifd0, sub};
+}
+
+// Baseline little-endian RGB TIFF, one strip, Adobe deflate (zlib): 8/16-bit with predictor 2,
+// float32 (SampleFormat 3) with none, as tifffile writes the host's; the ICC profile (tag 34675)
+// and the EXIF facts (TIFF/EP tags in IFD0, as the host's).
+std::string encode_tiff(const void* pixels, int width, int height, int bits, const ImageTags& tags) {
+  std::string samples;
+  const size_t n = static_cast<size_t>(width) * height * 3;
+  if (bits == 32) {
+    const auto* f = static_cast<const float*>(pixels);
+    samples.reserve(4 * n);
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t v;
+      std::memcpy(&v, &f[i], sizeof v);
+      put32(samples, v, false);
+    }
+  } else {
+    const std::vector<uint16_t> diff = horizontal_differences(pixels, width, height, bits);
+    if (bits == 8) {
+      samples.resize(diff.size());
+      for (size_t i = 0; i < diff.size(); ++i) samples[i] = static_cast<char>(diff[i]);
+    } else {
+      samples = samples_bytes(diff.data(), width, height, 16, false);
+    }
+  }
+  const std::string strip = deflate_bytes(samples);
+  const uint32_t b = static_cast<uint32_t>(bits);
+  std::vector<Field> fields = {
+      {256, kLong, {static_cast<uint32_t>(width)}, ""}, {257, kLong, {static_cast<uint32_t>(height)}, ""},
+      {258, kShort, {b, b, b}, ""},           // BitsPerSample
+      {259, kShort, {8}, ""},                 // Compression: Adobe deflate
+      {262, kShort, {2}, ""},                 // Photometric: RGB
+      {273, kLong, {0}, ""},                  // StripOffsets: set below
+      {277, kShort, {3}, ""}, {278, kLong, {static_cast<uint32_t>(height)}, ""},
+      {279, kLong, {static_cast<uint32_t>(strip.size())}, ""}, {284, kShort, {1}, ""},   // one strip, chunky
+      {317, kShort, {bits == 32 ? 1u : 2u}, ""},                                          // Predictor
+      {339, kShort, bits == 32 ? std::vector<uint32_t>{3, 3, 3} : std::vector<uint32_t>{1, 1, 1}, ""}};
+  if (!tags.icc.empty()) fields.push_back({34675, kUndefined, {}, tags.icc});
+  auto [ifd0, sub] = exif_fields(tags.exif);
+  fields.insert(fields.end(), ifd0.begin(), ifd0.end());
+  fields.insert(fields.end(), sub.begin(), sub.end());
+  std::string out = "II*";
+  out += '\0';
+  put32(out, 8, false);
+  const size_t header = out.size() + ifd_bytes(fields, 8, false).size();
+  fields[5].values[0] = static_cast<uint32_t>(header);   // the strip after the IFD and its values
+  return out + ifd_bytes(fields, 8, false) + strip;
+}
+
+#ifdef EDGE4K_WITH_JPEG
+struct JpegErrors {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+[[noreturn]] void jpeg_failed(j_common_ptr cinfo) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, errors->message);
+  std::longjmp(errors->jump, 1);
+}
+
+// Baseline JPEG as Pillow writes the host's (kernels/postprocess.py: write_image): libjpeg's
+// quality scaling, optimised Huffman tables, 4:4:4 chroma from quality 90 up and 4:2:0 below;
+// the EXIF block in APP1 and the ICC profile in APP2 (ICC_PROFILE chunks).
+std::string encode_jpeg(const uint8_t* pixels, int width, int height, const ImageTags& tags) {
+  const int quality = tags.quality ? tags.quality : kDefaultJpegQuality;
+  const std::string app1 = std::string("Exif\0\0", 6) + exif_block(tags.exif);
+  jpeg_compress_struct cinfo{};
+  JpegErrors errors{};
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  cinfo.err = jpeg_std_error(&errors.mgr);
+  errors.mgr.error_exit = jpeg_failed;
+  // Only C calls from here until the end: longjmp skips no destructor.
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_compress(&cinfo);
+    std::free(buffer);
+    throw Error(std::string("libjpeg could not encode the image: ") + errors.message);
+  }
+  jpeg_create_compress(&cinfo);
+  jpeg_mem_dest(&cinfo, &buffer, &size);
+  cinfo.image_width = static_cast<JDIMENSION>(width);
+  cinfo.image_height = static_cast<JDIMENSION>(height);
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  cinfo.optimize_coding = TRUE;
+  cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = quality >= 90 ? 1 : 2;
+  jpeg_start_compress(&cinfo, TRUE);
+  jpeg_write_marker(&cinfo, JPEG_APP0 + 1, reinterpret_cast<const JOCTET*>(app1.data()),
+                    static_cast<unsigned int>(app1.size()));
+  if (!tags.icc.empty())
+    jpeg_write_icc_profile(&cinfo, reinterpret_cast<const JOCTET*>(tags.icc.data()),
+                           static_cast<unsigned int>(tags.icc.size()));
+  const size_t row = static_cast<size_t>(width) * 3;
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW line = const_cast<JSAMPROW>(pixels + cinfo.next_scanline * row);
+    jpeg_write_scanlines(&cinfo, &line, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::string out(reinterpret_cast<const char*>(buffer), size);
+  std::free(buffer);
+  return out;
+}
+#endif
 
 std::string encode_ppm16(const void* pixels, int width, int height) {
   return "P6\n" + std::to_string(width) + " " + std::to_string(height) + "\n65535\n" +
@@ -371,27 +568,63 @@ static std::string lower_extension(const std::string& path) {
   return ext;
 }
 
+bool jpeg_supported() { return !jpeg_version().empty(); }
+
+std::string jpeg_version() {
+#if defined(EDGE4K_WITH_JPEG) && defined(LIBJPEG_TURBO_VERSION_NUMBER)
+  const int v = LIBJPEG_TURBO_VERSION_NUMBER;   // e.g. 2001005 for 2.1.5
+  return "libjpeg-turbo " + std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." +
+         std::to_string(v % 1000);
+#elif defined(EDGE4K_WITH_JPEG)
+  return "libjpeg " + std::to_string(JPEG_LIB_VERSION);
+#else
+  return "";
+#endif
+}
+
 OutputSpec output_spec(const std::string& path, int bits) {
   const std::string ext = lower_extension(path);
   OutputSpec spec;
   if (ext == ".png") spec = {ImageFormat::Png, 8};
   else if (ext == ".tif" || ext == ".tiff") spec = {ImageFormat::Tiff, 16};
+  else if (ext == ".jpg" || ext == ".jpeg") spec = {ImageFormat::Jpeg, 8};
   else if (ext == ".ppm") spec = {ImageFormat::Ppm, 16};
-  else throw Error("unsupported output format for " + path + "; use .png (8 or 16-bit), .tif (16 or 8-bit) or .ppm (16-bit)");
+  else throw Error("unsupported output format for " + path + "; use .png (8 or 16-bit), .tif (16, 8 or 32-bit float), "
+                   ".jpg (8-bit) or .ppm (16-bit)");
+  if (spec.format == ImageFormat::Jpeg && !jpeg_supported())
+    throw Error("this edge4k_runner was built without libjpeg, so it cannot write " + path + "; write .png or .tif");
   if (bits != 0) {
-    if (bits != 8 && bits != 16) throw Error("--bits must be 8 or 16, got " + std::to_string(bits));
+    if (bits != 8 && bits != 16 && bits != 32) throw Error("--bits must be 8, 16 or 32 (float), got " + std::to_string(bits));
     if (spec.format == ImageFormat::Ppm && bits != 16) throw Error(".ppm output is 16-bit; use .png for 8 bits");
+    if (spec.format == ImageFormat::Jpeg && bits != 8) throw Error(".jpg output is 8-bit; use .tif or .png for " +
+                                                                   std::to_string(bits) + " bits");
+    if (bits == 32 && spec.format != ImageFormat::Tiff) throw Error("float (--bits 32) output is TIFF only; use .tif");
     spec.bits = bits;
   }
   return spec;
 }
 
-std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height, const std::string& icc,
-                         const std::string& icc_name) {
+std::string exif_block(const ExifFacts& facts) {
+  auto [ifd0, sub] = exif_fields(facts);
+  const std::string header = std::string("MM\0*", 4) + std::string("\0\0\0\x08", 4);
+  if (sub.empty()) return header + ifd_bytes(ifd0, 8, true);
+  ifd0.push_back({34665, kLong, {0}, ""});   // the EXIF IFD's pointer: it follows IFD0 and its values
+  ifd0.back().values[0] = static_cast<uint32_t>(8 + ifd_bytes(ifd0, 8, true).size());
+  return header + ifd_bytes(ifd0, 8, true) + ifd_bytes(sub, ifd0.back().values[0], true);
+}
+
+std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height, const ImageTags& tags) {
   switch (spec.format) {
-    case ImageFormat::Png: return encode_png(pixels, width, height, spec.bits, icc, icc_name);
-    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits, icc);
+    case ImageFormat::Png: return encode_png(pixels, width, height, spec.bits, tags.icc, tags.icc_name,
+                                             exif_block(tags.exif));
+    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits, tags);
     case ImageFormat::Ppm: return encode_ppm16(pixels, width, height);
+    case ImageFormat::Jpeg:
+#ifdef EDGE4K_WITH_JPEG
+      return encode_jpeg(static_cast<const uint8_t*>(pixels), width, height, tags);
+#else
+      break;
+#endif
   }
   throw Error("unknown image format");
 }

@@ -26,19 +26,21 @@ namespace edge4k {
 namespace {
 
 const char* kUsage =
-    "usage: edge4k_runner --artifacts DIR --input FRAME.json -o OUT.png|OUT.tif|OUT.ppm [--bits 8|16]\n"
+    "usage: edge4k_runner --artifacts DIR --input FRAME.json -o OUT.png|OUT.tif|OUT.jpg|OUT.ppm [--bits 8|16|32]\n"
+    "                     [--quality Q]\n"
     "                     [--profile OUT.json] [--runs N] [--warmup N] [--threads N] [--idle-seconds S]\n"
     "                     [--look natural|neutral] [--exposure EV] [--highlights clip|reconstruct]\n"
     "                     [--output-space srgb|display-p3|adobe-rgb|prophoto|rec2020-linear] [--sysfs-root DIR]\n"
     "       edge4k_runner --about\n"
     "FRAME.json is the sidecar `edge4k` writes beside the uint16 Bayer buffer it decoded from a RAW file.\n"
-    ".png is 8-bit unless --bits 16, .tif 16-bit unless --bits 8, .ppm 16-bit; prophoto and rec2020-linear\n"
-    "need 16 bits. --exposure: stops (-10..+10) on top of the look. The image embeds its space's ICC profile.\n";
+    ".png is 8-bit unless --bits 16, .tif 16-bit unless --bits 8 or 32 (float), .jpg 8-bit (--quality 1-100,\n"
+    "default 95), .ppm 16-bit; prophoto and rec2020-linear need 16 bits or float. --exposure: stops (-10..+10)\n"
+    "on top of the look. The image embeds its space's ICC profile and the capture's EXIF facts.\n";
 
 struct Options {
   std::string artifacts, input, output, profile, sysfs = "/sys", look = "natural", highlights = "clip",
       output_space = "srgb";
-  int runs = 1, warmup = 0, threads = 0, bits = 0;
+  int runs = 1, warmup = 0, threads = 0, bits = 0, quality = 0;
   double exposure = 0;
   double idle_seconds = 2.0;
   bool about = false;
@@ -80,8 +82,13 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--threads") o.threads = integer("threads");
     else if (a == "--bits") {
       const double bits = number(nullptr, true);
-      if (bits != 8 && bits != 16) throw Usage("--bits must be 8 or 16");
+      if (bits != 8 && bits != 16 && bits != 32) throw Usage("--bits must be 8, 16 or 32 (float)");
       o.bits = static_cast<int>(bits);
+    }
+    else if (a == "--quality") {   // kernels/postprocess.py: check_quality
+      const double quality = number(nullptr, true);
+      if (quality < 1 || quality > 100) throw Usage(std::string("--quality must be 1-100, got ") + argv[i]);
+      o.quality = static_cast<int>(quality);
     }
     else if (a == "--idle-seconds") o.idle_seconds = number("idle_seconds", false);
     else if (a == "--sysfs-root") o.sysfs = value();
@@ -129,10 +136,32 @@ std::string now_iso() {
 // The sidecar (schema edge4k.bayer/1), its Bayer buffer, and the C API's view of both.
 struct Input {
   Json sidecar;
+  ExifFacts exif;
   std::string sidecar_path, data_path, cfa;
   std::vector<uint16_t> bayer;
   edge4k_frame frame{};
 };
+
+// The sidecar's "exif" (kernels/raw.py: RawFrame.exif's EXIF_KEYS) as far as it has the expected
+// types; anything else is left out of the image's EXIF, as the host leaves out what it cannot
+// write, rather than failing the render. image_io.cc sanitises the values themselves.
+ExifFacts exif_facts(const Json& sidecar) {
+  ExifFacts facts;
+  if (!sidecar.contains("exif") || !sidecar["exif"].is_object()) return facts;
+  const Json& exif = sidecar["exif"];
+  auto text_of = [&](const char* key) {
+    return exif.contains(key) && exif[key].is_string() ? exif[key].get<std::string>() : std::string();
+  };
+  auto number_of = [&](const char* key) {
+    return exif.contains(key) && exif[key].is_number() ? exif[key].get<double>() : 0.0;
+  };
+  facts.make = text_of("make");
+  facts.model = text_of("model");
+  facts.datetime = text_of("datetime");
+  facts.exposure_time = number_of("exposure_time");
+  facts.iso = number_of("iso");
+  return facts;
+}
 
 void read_input(const std::string& path, Input* in) {
   in->sidecar_path = path;
@@ -162,6 +191,7 @@ void read_input(const std::string& path, Input* in) {
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 3; ++c) f.srgb_from_cam[r * 3 + c] = limited(matrix[r][c], "srgb_from_cam");
   f.orientation = s.contains("orientation") ? limited_integer(s["orientation"], "frame", "orientation", path) : 1;
+  in->exif = exif_facts(s);
   const std::string bytes = read_file(in->data_path);
   const size_t n = static_cast<size_t>(std::max(f.width, 0)) * static_cast<size_t>(std::max(f.height, 0));
   if (bytes.size() != n * 2)
@@ -196,6 +226,7 @@ int about() {
   Json engines = Json::array();
   for (const auto& e : engine_names()) engines.push_back(e);
   about["engines"] = engines;
+  about["jpeg"] = jpeg_supported() ? Json(jpeg_version()) : Json(nullptr);   // the library writing .jpg, if any
 #ifdef EDGE4K_WITH_EXECUTORCH
   const Json et = executorch_about();
   for (const auto& [k, v] : et.items()) about[k] = v;
@@ -209,6 +240,7 @@ int about() {
 int run(const Options& o) {
   if (o.about) return about();
   const OutputSpec spec = output_spec(o.output, o.bits);
+  if (o.quality && spec.format != ImageFormat::Jpeg) throw Error("--quality is for JPEG output (.jpg), not " + o.output);
   Input input;
   read_input(o.input, &input);
   edge4k_runner* runner = nullptr;
@@ -236,8 +268,12 @@ int run(const Options& o) {
 
   const bool upright_swaps = frame.orientation >= 5;   // EXIF orientations 5..8 transpose the image
   const int out_width = upright_swaps ? frame.height : frame.width, out_height = upright_swaps ? frame.width : frame.height;
-  const std::string image = encode_image(spec, pixels.data(), out_width, out_height, std::string(icc, icc + icc_size),
-                                         output_space_description(parse_output_space(o.output_space)));
+  ImageTags tags;
+  tags.icc.assign(icc ? icc : "", icc_size);
+  tags.icc_name = output_space_description(parse_output_space(o.output_space));
+  tags.exif = input.exif;
+  tags.quality = o.quality;
+  const std::string image = encode_image(spec, pixels.data(), out_width, out_height, tags);
   if (o.profile.empty()) {
     write_file_atomic(o.output, image);
     std::cerr << "wrote " << o.output << "\n";
@@ -275,7 +311,9 @@ int run(const Options& o) {
   profile["output"] = {{"path", o.output}, {"sha256", sha256_hex(image)}, {"width", out_width},
                        {"height", out_height}, {"bit_depth", spec.bits}, {"look", lib["output"]["look"]},
                        {"exposure_gain", lib["output"]["exposure_gain"]},
-                       {"output_space", lib["output"]["output_space"]}, {"colour", colour_record(s, lib)}};
+                       {"output_space", lib["output"]["output_space"]}};
+  if (o.quality) profile["output"]["quality"] = o.quality;   // as runtime/pipeline.py: only when asked for
+  profile["output"]["colour"] = colour_record(s, lib);
   profile["versions"] = lib["versions"];
   // Both files or neither: both are written before either is renamed into place.
   write_files_atomic({{o.profile, profile.dump(2) + "\n"}, {o.output, image}});

@@ -222,7 +222,8 @@ void Pipeline::set_finishing(const Finishing& finishing) {
 }
 
 void Pipeline::render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels) {
-  if (bits != 8 && bits != 16) throw Error("bit depth must be 8 or 16, got " + std::to_string(bits));
+  if (bits != 8 && bits != 16 && bits != 32)
+    throw Error("bit depth must be 8, 16 or 32 (float), got " + std::to_string(bits));
   check_frame(frame);
   const Build& b = build_;
   TilePlan plan;

@@ -41,7 +41,7 @@ class Pipeline {
   Pipeline(const std::string& artifacts, int threads, const std::string& expect_preset = "",
            Look look = Look::Natural);
 
-  // One frame -> (H', W', 3) pixels of `bits` (8: uint8, 16: uint16) in `pixels`, resized
+  // One frame -> (H', W', 3) pixels of `bits` (8: uint8, 16: uint16, 32: float32) in `pixels`, resized
   // to fit, upright (H' = W for EXIF orientations 5..8); times every stage into the profile.
   void render(const BayerFrame& frame, int bits, std::vector<uint8_t>* pixels);
   // Exposure compensation, highlight mode and output space of the renders from now on (checked:
