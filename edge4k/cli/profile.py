@@ -67,7 +67,8 @@ def add_build_runner_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--target", choices=["host", "aarch64-linux"], default="host",
                    help="aarch64-linux: cross-compile for arm64 Linux (glibc) against the aarch64 executorch wheel "
                         "(fetched into build/wheels-aarch64), to run here under qemu-aarch64 (needs Debian's "
-                        "crossbuild-essential-arm64, zlib1g-dev:arm64 and qemu-user; `make arm64`)")
+                        "crossbuild-essential-arm64, zlib1g-dev:arm64 and qemu-user; libjpeg62-turbo-dev:arm64 for JPEG "
+                        "output; `make arm64`)")
     b.add_argument("--without-executorch", action="store_true",
                    help="--android: leave ExecuTorch out; the runner then runs android-qnn builds only (ONNX Runtime "
                         "is opened at run time) and needs ANDROID_NDK alone")

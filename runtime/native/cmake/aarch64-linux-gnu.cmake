@@ -1,7 +1,9 @@
 # Cross-compiling for arm64 Linux (glibc) with Debian's crossbuild-essential-arm64:
 # `edge4k build-runner --target aarch64-linux` passes this file with the aarch64
 # executorch wheel's CMake package. zlib comes from zlib1g-dev:arm64 (Debian multiarch)
-# and is linked statically, so the runner needs no libz on the board.
+# and is linked statically, so the runner needs no libz on the board. libjpeg (JPEG output, where
+# libjpeg62-turbo-dev:arm64 is installed) is linked as the shared libjpeg.so.62 of the same multiarch
+# folder: the board needs libjpeg62-turbo.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
