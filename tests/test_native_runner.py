@@ -466,7 +466,7 @@ def test_runner_jpeg_is_its_png_compressed_with_the_hosts_icc_and_exif(jpeg_runn
     """-o .jpg: close to the PNG of the same render (PSNR at quality 95), smaller at a lower quality,
     95 by default, and tagged as the host tags its JPEG (kernels/postprocess.py: write_image)."""
     from edge4k.kernels.colourspace import icc_profile
-    from edge4k.kernels.postprocess import write_image
+    from edge4k.kernels.postprocess import srgb_icc_profile, write_image
     sidecar = with_exif(frame, tmp_path / "frame.json", FACTS)
     common = ["--artifacts", jpeg_runner.out / "build", "--input", sidecar, "--output-space", "display-p3"]
     runner(jpeg_runner, *common, "-o", tmp_path / "c.png")
@@ -489,6 +489,9 @@ def test_runner_jpeg_is_its_png_compressed_with_the_hosts_icc_and_exif(jpeg_runn
     assert (exif[271], exif[272], exif[274], exif[306]) == ("Acm? Optics", "X1", 1, "2024:01:02 03:04:05")
     assert dict(exif.get_ifd(0x8769)) == {33434: 1 / 125, 34855: 400, 36867: "2024:01:02 03:04:05"}
     assert psnr(np.asarray(ours), np.asarray(host), 255) >= 50
+    # sRGB, which JPEG has no tag for: the host's sRGB profile.
+    runner(jpeg_runner, "--artifacts", jpeg_runner.out / "build", "--input", sidecar, "-o", tmp_path / "srgb.jpg")
+    assert Image.open(tmp_path / "srgb.jpg").info["icc_profile"] == srgb_icc_profile()
     profile = json.loads((tmp_path / "p.json").read_text())
     validate_profile(profile)
     assert profile["output"]["quality"] == 50 and profile["output"]["bit_depth"] == 8
@@ -509,6 +512,8 @@ def test_runner_png_and_tiff_carry_the_hosts_exif(phone_run, frame, tmp_path):
     ours_tif, host_tif = Image.open(tmp_path / "c.tif").getexif(), Image.open(tmp_path / "host.tif").getexif()
     assert {t: ours_tif.get(t) for t in tags} == {t: host_tif.get(t) for t in tags}
     assert ours_tif[33434] == 1 / 125 and ours_tif[34855] == 400
+    # sRGB: the PNG says so in its sRGB chunk (test_runner_png_says_srgb), the TIFF embeds the host's profile.
+    assert Image.open(tmp_path / "c.tif").info["icc_profile"] == Image.open(tmp_path / "host.tif").info["icc_profile"]
 
 
 @pytest.mark.parametrize("exif", [

@@ -29,6 +29,8 @@
 namespace edge4k {
 namespace {
 
+#include "srgb_icc.inc"
+
 // SHA-256 as specified in FIPS 180-4.
 class Sha256 {
  public:
@@ -614,14 +616,17 @@ std::string exif_block(const ExifFacts& facts) {
 }
 
 std::string encode_image(const OutputSpec& spec, const void* pixels, int width, int height, const ImageTags& tags) {
+  ImageTags tagged = tags;   // sRGB in TIFF and JPEG, which have no sRGB tag of their own: the host's profile
+  if (tagged.icc.empty() && spec.format != ImageFormat::Png)
+    tagged.icc.assign(reinterpret_cast<const char*>(kSrgbIcc), sizeof kSrgbIcc);
   switch (spec.format) {
     case ImageFormat::Png: return encode_png(pixels, width, height, spec.bits, tags.icc, tags.icc_name,
                                              exif_block(tags.exif));
-    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits, tags);
+    case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits, tagged);
     case ImageFormat::Ppm: return encode_ppm16(pixels, width, height);
     case ImageFormat::Jpeg:
 #ifdef EDGE4K_WITH_JPEG
-      return encode_jpeg(static_cast<const uint8_t*>(pixels), width, height, tags);
+      return encode_jpeg(static_cast<const uint8_t*>(pixels), width, height, tagged);
 #else
       break;
 #endif

@@ -49,7 +49,8 @@ struct ExifFacts {
 };
 
 // What the image carries besides its pixels. icc: the ICC profile (PNG iCCP named icc_name, TIFF
-// tag 34675, JPEG APP2; .ppm has none); empty: sRGB (a PNG says so in its sRGB chunk). exif: the
+// tag 34675, JPEG APP2; .ppm has none); empty: sRGB (a PNG says so in its sRGB chunk, a TIFF or
+// JPEG embeds the host's sRGB profile, kernels/postprocess.py: srgb_icc_profile()). exif: the
 // facts and Orientation 1 (PNG eXIf, JPEG APP1, TIFF IFD0 as TIFF/EP tags; .ppm has none).
 // quality: JPEG's, 1-100 (0: kDefaultJpegQuality).
 struct ImageTags {
