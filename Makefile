@@ -84,13 +84,14 @@ eval: $(STAMP)
 # datasets/DATA.md), crops of 256, batch 48, lr 2e-3, an 8.5-minute budget. It was run once on
 # one H200 GPU with 14 data workers (7,730 steps); on a 2-core CPU it runs, far slower: add
 # STEPS=7730 to fix the schedule by steps instead of time and let it take what it takes.
-# Model v3 on a lent GPU: PRESET=e4k-v3-f16 WARM=models/weights/e4k-s-f16.safetensors (every v2 tensor
-# that fits), or RESUME=1 OUT=<folder of a run to continue>.
+# The default preset is model v3 (e4k-v3-f16); on a lent GPU, WARM=models/weights/e4k-s-f16.safetensors
+# starts it from every v2 tensor that fits, as its shipped CPU run did; PRESET=e4k-s-f16 is v2's own
+# recipe; RESUME=1 OUT=<folder of a run to continue>.
 DATA        ?= data
 TRAIN_MIN   ?= 8.5
 WORKERS     ?= 14
 train: $(STAMP)
-	$(BIN)/edge4k train --preset $(or $(PRESET),e4k-s-f16) --data $(DATA)/shards-gpu --budget-minutes $(TRAIN_MIN) \
+	$(BIN)/edge4k train --preset $(or $(PRESET),e4k-v3-f16) --data $(DATA)/shards-gpu --budget-minutes $(TRAIN_MIN) \
 		--batch 48 --crop 256 --lr 2e-3 --workers $(WORKERS) --checkpoint-every 1000 --log-every 50 \
 		$(call opt,STEPS,steps) $(call opt,WARM,warm-start) $(if $(filter-out 0,$(RESUME)),--resume) --out $(OUT)/train
 

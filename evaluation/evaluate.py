@@ -755,13 +755,47 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
 PUBLIC_SETS = ("kodak24", "mcmaster18")
 
 
-def summary_tables(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathLike] | None = None) -> str:
+def with_anchors(report: dict, anchors: dict, source: str) -> dict:
+    """report with the methods it lacks taken from anchors, an earlier report of the same set.
+
+    The protocol is seeded, so both reports hold the same captures; the classical anchors and
+    demosaicnet are deterministic, so their scores need not be recomputed for every new model (on
+    this CPU that is over an hour per set). Refuses reports whose captures differ."""
+    def captures(r):
+        return [(c["case"], c["conditions"], c.get("exposure_gain")) for c in r["cases"]]
+    if (report.get("eval_seed"), report.get("protocol")) != (anchors.get("eval_seed"), anchors.get("protocol")) \
+            or captures(report) != captures(anchors):
+        raise Edge4KError(f"{source} was evaluated on other captures (seed, protocol or cases differ); "
+                          "its anchors cannot stand beside this model's scores")
+    merged = json.loads(json.dumps(report))
+    for look in merged["looks"]:
+        extra = [m for m in anchors["mean"][look] if m not in merged["mean"][look]]
+        for case, theirs in zip(merged["cases"], anchors["cases"]):
+            case["scores"][look].update({m: theirs["scores"][look][m] for m in extra})
+        means = {**anchors["mean"][look], **merged["mean"][look]}
+        order = [*anchors["mean"][look], *(m for m in merged["mean"][look] if m not in anchors["mean"][look])]
+        merged["mean"][look] = {m: means[m] for m in order}     # the anchors' table order
+    return merged
+
+
+def summary_tables(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathLike] | None = None,
+                   anchors: str | os.PathLike | None = None) -> str:
     """Markdown from eval_{kodak24,mcmaster18,held-out}.json in eval_dir: per look, every method's
     PSNR / CIEDE2000 mean per set and over all Kodak24 + McMaster18 captures pooled, the per-ISO
     means, and, for each {label: folder} in builds (`eval --artifacts` outputs), the compiled
-    build's pooled numbers beside the eager model's."""
+    build's pooled numbers beside the eager model's. anchors: a folder of earlier reports of the
+    same sets, whose methods fill those eval_dir's reports lack (with_anchors)."""
     eval_dir = Path(eval_dir)
     sets = {s: json.loads((eval_dir / f"eval_{s}.json").read_text()) for s in (*PUBLIC_SETS, "held-out")}
+    if anchors is not None:
+        for s, report in sets.items():
+            path = Path(anchors) / f"eval_{s}.json"
+            sets[s] = with_anchors(report, json.loads(path.read_text()), str(path))
+    for s, report in sets.items():
+        lacking = [m for m in ("edge4k", *CLASSICAL) for look in LOOKS if m not in report["mean"].get(look, {})]
+        if lacking:
+            raise Edge4KError(f"{eval_dir / f'eval_{s}.json'} has no scores for {', '.join(dict.fromkeys(lacking))}; "
+                              "pass --anchors with a folder of full reports of the same captures")
 
     def cases(report_sets, look, method):
         return [c["scores"][look][method] for s in report_sets for c in s["cases"]]

@@ -88,11 +88,13 @@ def run_compare(preset: str, teacher: str | os.PathLike, out_dir: str | os.PathL
                          title=f"{set_name} set, one-step models and the {cfg.name} flow teacher")
 
 
-def run_summary(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathLike] | None = None) -> str:
+def run_summary(eval_dir: str | os.PathLike, builds: dict[str, str | os.PathLike] | None = None,
+                anchors: str | os.PathLike | None = None) -> str:
     """The README's quality tables from the eval JSON in eval_dir (kodak24, mcmaster18,
-    held-out) and the compiled builds' eval folders (label -> folder)."""
+    held-out), the compiled builds' eval folders (label -> folder) and, for the methods eval_dir
+    lacks, the anchors folder's reports of the same captures."""
     try:
-        return summary_tables(eval_dir, builds)
+        return summary_tables(eval_dir, builds, anchors)
     except FileNotFoundError as e:
         raise Edge4KError(f"the summary needs the eval JSON of kodak24, mcmaster18 and held-out: {e.filename} "
                           "is missing (evaluate each set into that folder first)") from None

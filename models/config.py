@@ -87,7 +87,7 @@ class E4KConfig:
 NEW_FIELDS = ("clip_input", "residual_gate")
 
 PRESETS: dict[str, E4KConfig] = {}
-DEFAULT_PRESET = "e4k-s-f16"
+DEFAULT_PRESET = "e4k-v3-f16"
 
 
 def register_preset(cfg: E4KConfig) -> E4KConfig:

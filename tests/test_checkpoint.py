@@ -85,13 +85,13 @@ def test_run_uses_a_given_checkpoint_and_names_it_in_the_profile(tmp_path, sampl
     assert weights.startswith("m.safetensors sha256:") and len(weights.split(":")[1]) == 12
     # A checkpoint for another preset: one line, exit 1, no output image.
     assert main(["run", sample_dng, "-o", str(tmp_path / "x.png"), "--checkpoint", str(ckpt)]) == 1
-    assert "is for preset e4k-t-f16, not e4k-s-f16" in capsys.readouterr().err
+    assert f"is for preset e4k-t-f16, not {DEFAULT_PRESET}" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 
 def test_the_default_preset_ships_a_trained_checkpoint_and_others_fall_back_to_seed_init():
     path = default_checkpoint(DEFAULT_PRESET)
-    assert path is not None, "models/weights/e4k-s-f16.safetensors is missing"
+    assert path is not None, f"models/weights/{DEFAULT_PRESET}.safetensors is missing"
     model, meta = load_model(path, DEFAULT_PRESET)
     assert int(meta["step"]) > 0
     assert default_checkpoint("e4k-t-f16") is None

@@ -32,6 +32,8 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
                    "EVAL_DIR (kodak24, mcmaster18, held-out); with --build LABEL=DIR for compiled builds' evals")
     e.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
                    help="with --summary: a compiled build's `eval --artifacts` folder (repeatable)")
+    e.add_argument("--anchors", metavar="EVAL_DIR", help="with --summary: take the methods EVAL_DIR's reports "
+                   "lack (the classical anchors, demosaicnet) from this folder's reports of the same captures")
     e.add_argument("--gallery", nargs="+", metavar="RAW", help="real camera RAW files: LibRaw beside Edge4K, both "
                                                              "looks, as a crop sheet (no ground truth, no scores)")
     e.add_argument("-o", "--output", default="out/eval", metavar="DIR", help="output folder (default out/eval)")
@@ -51,7 +53,7 @@ def run(args) -> int:
         builds = dict(b.split("=", 1) for b in args.build if "=" in b)
         if len(builds) != len(args.build):
             raise Edge4KError("--build takes LABEL=DIR, e.g. --build 'XNNPACK int8=out/eval-builds/xnnpack-int8'")
-        print(run_summary(args.summary, builds), end="")
+        print(run_summary(args.summary, builds, args.anchors), end="")
         return 0
     progress = sys.stderr.isatty()
     if args.teacher:
