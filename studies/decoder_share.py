@@ -1,7 +1,7 @@
 """Research question 3: at 4K, is the decoder the real bottleneck?
 
 Per-stage latency (the runtime's StageTimer, through `edge4k run --profile`, each
-configuration in its own process) of the shipped default model (e4k-s-f16 and its
+configuration in its own process) of model v2, the default when it was run (e4k-s-f16 and its
 checkpoint) at 1K (1024x1024), 2K (1920x1080, full HD) and 4K (3840x2160), native
 (one tile) and tiled (512-pixel tiles, 64 overlap), as ExecuTorch/XNNPACK builds in
 fp32 and int8; plus where the Qualcomm HTP (QAIRT's x86 emulation) places each

@@ -6,7 +6,7 @@ what is estimated:
   (`python -m edge4k.benchmarks.frame4k`, reports/bench/bench.json: every compiled build with
   the C++ CPU stages) when it is in the same reports folder, else the decoder_share and
   tiling studies' JSON there, else measured now (eager fp32, tiled, one process);
-- the workload of the shipped default model (e4k-s-f16) per stage at the 4K native
+- the workload of model v2, the default when it was run (e4k-s-f16), per stage at the 4K native
   tile and at 512-pixel tiles: MACs (torch's flop counter) and bytes moved (weights +
   stage inputs/outputs as a lower bound, every op's inputs/outputs unfused as an upper
   bound), in int8 or fp16 (devices/cost_model.py);

@@ -31,7 +31,7 @@ are counted by torch's FlopCounterMode (convolutions and matrix products;
 element-wise ops not counted), the way models/cost.py counts Edge4K's, on the
 meta device, so 4K counts need neither memory nor time.
 
-Edge4K's side is its default: preset e4k-s-f16 with the shipped checkpoint
+Edge4K's side is model v2, the default when it was run: preset e4k-s-f16 with its checkpoint
 (`load_for_preset`), tiled 512/64, eager fp32; per-stage latency and peak RSS
 come from the runtime's own pipeline profile (`edge4k run --profile` in a
 subprocess, on a synthetic RAW of the same size), MACs from models/cost.py times

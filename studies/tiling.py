@@ -1,6 +1,6 @@
 """Research question 4: native 4K against tiled 4K.
 
-One 3840x2160 synthetic RAW through the shipped default model (e4k-s-f16, eager
+One 3840x2160 synthetic RAW through model v2, the default when it was run (e4k-s-f16, eager
 PyTorch fp32), natively (one tile) and tiled with 256/512/1024-pixel tiles and
 16/32/64-pixel overlaps. Each configuration runs in its own process (`edge4k run
 --profile`, 16-bit TIFF output), so its latency, per-stage split and peak resident
