@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from edge4k.errors import Edge4KError
 from edge4k.kernels.postprocess import finish
 from edge4k.models.config import get_preset
 from edge4k.models.e4k import build_model
@@ -160,6 +161,7 @@ class _Clock:
 class Variant:
     def __init__(self, name: str, model: torch.nn.Module, opts, *, compile_: bool = False):
         self.name = name
+        name = name.split(":")[-1]          # "PRESET:VARIANT": the variant of another preset's model
         cpu = torch.device("cpu")
         nchw = name in ("before", "after-nchw")
         self.model = copy.deepcopy(model).train()
@@ -226,11 +228,24 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
     opts = TrainOptions(preset=preset, out="", batch=batch, crop=crop)
     sampler = PairSampler(training_images(data), crop=crop, thumb_size=cfg.thumb_size, multiple=cfg.compression,
                           seed=seed)
-    model = build_model(cfg, seed=seed)
-    runs = [Variant(v, model, opts) for v in variants]
+    # A variant named PRESET:VARIANT steps another preset's model on the same batches, so that two
+    # models' training steps compare interleaved in one process.
+    models = {preset: build_model(cfg, seed=seed)}
+    for v in variants:
+        other = v.split(":")[0] if ":" in v else preset
+        if other not in models:
+            ocfg = get_preset(other)
+            if (ocfg.thumb_size, ocfg.compression) != (cfg.thumb_size, cfg.compression):
+                raise Edge4KError(f"{other} needs other batches than {preset} (thumbnail or compression differ)")
+            models[other] = build_model(ocfg, seed=seed)
+    model_of = {v: models[v.split(":")[0] if ":" in v else preset] for v in variants}
+    runs = [Variant(v, model_of[v], opts) for v in variants]
     if compile_:
-        runs += [Variant(f"{v}+compile", model, opts, compile_=True) for v in ("after", "bf16") if v in variants]
-    macs = step_macs(model, sampler.batch(0, batch))
+        runs += [Variant(f"{v}+compile", model_of[v], opts, compile_=True) for v in variants
+                 if v.split(":")[-1] in ("after", "bf16")]
+    first_batch = sampler.batch(0, batch)
+    macs_of = {name: step_macs(m, first_batch) for name, m in models.items()}
+    macs = macs_of[preset]
     gflops, gflops_cpu = matmul_gflops()
     # First step of each: warm-up (oneDNN primitive creation; with --compile, the compilation).
     first = sampler.batch(0, batch)
@@ -253,6 +268,7 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
               "matmul_gflops_per_cpu_s": round(gflops_cpu, 1),
               "network_gmac_per_step": round(macs / 1e9, 2), "variants": {}}
     for v in runs:
+        macs = macs_of[v.name.split(":")[0] if ":" in v.name else preset]
         wall = {p: med(v.clock.wall[p]) for p in PHASES}
         cpu = {p: med(v.clock.cpu[p]) for p in PHASES}
         steps_wall = [sum(x) for x in zip(*(v.clock.wall[p] for p in PHASES))]
@@ -265,6 +281,7 @@ def run(preset: str = "e4k-s-f16", *, batch: int = 16, crop: int = 256, threads:
                "crops_per_s": round(batch / med(steps_wall), 2),
                "crops_per_cpu_s": round(batch / med(steps_cpu), 2),
                "crops_per_s_without_synthesis": round(batch / med(train_wall), 2),
+               "network_gmac_per_step": round(macs / 1e9, 2),
                "network_gmac_per_s": round(macs / 1e9 / med(train_wall), 1),
                "network_gmac_per_cpu_s": round(macs / 1e9 / med(train_cpu), 1)}
         if v.compile_s is not None:
@@ -307,14 +324,14 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--variants", default="before,after,bf16",
                    help=f"comma-separated, of {', '.join(VARIANTS)} (default before,after,bf16; speed-ups are "
-                        "over the first)")
+                        "over the first); PRESET:VARIANT runs that variant on another preset's model")
     p.add_argument("--compile", action="store_true", help="also time `after` and `bf16` with the loss under "
                                                           "torch.compile (slow to compile)")
     p.add_argument("--data", help="training data (default: the bundled training photos)")
     p.add_argument("--json", help="write the result here")
     args = p.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
-    bad = [v for v in names if v not in VARIANTS]
+    bad = [v for v in names if v.split(":")[-1] not in VARIANTS]
     if bad:
         p.error(f"unknown variant(s) {', '.join(bad)}; valid: {', '.join(VARIANTS)}")
     res = run(args.preset, batch=args.batch, crop=args.crop, threads=args.threads, rounds=args.rounds,

@@ -230,6 +230,20 @@ def test_fast_loss_equals_the_reference_loss():
     torch.testing.assert_close(gf, gr, rtol=1e-4, atol=1e-8)
 
 
+def test_training_benchmark_steps_two_presets_on_the_same_batches():
+    """`python -m edge4k.benchmarks.training --variants before,PRESET:bf16`: another preset's model
+    interleaved with the first's, each row with its own MACs; a preset that needs other batches is refused."""
+    from edge4k.benchmarks.training import run
+    res = run("e4k-v3-f16", batch=2, crop=64, threads=1, rounds=1, variants=("before", "e4k-s-f16:bf16"))
+    rows = res["variants"]
+    assert list(rows) == ["before", "e4k-s-f16:bf16"]
+    # v2 has 5.70 GMAC per output MP to v3's 3.44 (models.cost); a training step, 3x the forward, likewise
+    assert rows["e4k-s-f16:bf16"]["network_gmac_per_step"] > 1.4 * rows["before"]["network_gmac_per_step"] > 0
+    assert rows["e4k-s-f16:bf16"]["speedup_per_cpu_s"]["over"] == "before"
+    with pytest.raises(Edge4KError, match="needs other batches"):
+        run("e4k-v3-f16", batch=2, crop=64, threads=1, rounds=1, variants=("before", "e4k-t-f16:after"))
+
+
 def test_the_training_layout_computes_the_same_network():
     """Training runs channels-last on CPU; the network it trains is the NCHW one inference runs:
     the shipped weights give the same output in both layouts, and a training step the same gradients."""
