@@ -5,7 +5,8 @@ corpus/README.md and the README's "Colour" quote:
 
 - synthetic: scenes two thirds one random saturated colour (colour_report.dominant_scene),
   --scenes at each of the synthetic set's illuminants 2500-9000 K, held-out cameras, ISO 100,
-  400 or 1600, 0 to +2 EV: angular error (degrees, camera RGB) against the true neutral;
+  400 or 1600, 0 to +2 EV: angular error (degrees, camera RGB) against the true neutral, also
+  per illuminant; and colour_report's scenes two thirds red, green or blue (the tests' scenes);
 - real: the corpus files with no as-shot white balance, against an independent white where one
   exists: the EOS D30's own JPEG preview (the white at which our linear render of the frame
   matches the camera's JPEG best, per pixel in log chromaticity, the JPEG allowed a saturation
@@ -13,6 +14,11 @@ corpus/README.md and the README's "Colour" quote:
   its white and four grey patches); hand-picked surfaces that are white in the world in three
   QuickTake frames (a white cat, a radiator and window frame, house walls; the brighter half of
   their cells). The QuickTake night street has none. Grey world (LibRaw's fallback) beside.
+
+Each line gives auto (auto_neutral) and, beside it, the statistical estimate alone
+(statistical_neutral: what auto was before grey pixels), and for the real files what the grey
+pixels showed (grey_pixel_neutral: their share of the cells, their spread and their angle from the
+statistical estimate, degrees) and whether auto used them.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import rawpy
 from PIL import Image
 
 from edge4k.datasets.unprocess import camera_names, draw_params, synthesize
-from edge4k.evaluation.colour_report import KELVINS, dominant_scene
+from edge4k.evaluation.colour_report import DOMINANT_HUES, KELVINS, auto_wb_errors, dominant_scene
 from edge4k.kernels import rawcolour
 from edge4k.kernels.colour import srgb_decode
 from edge4k.kernels.raw import RawFrame, read_raw
@@ -41,14 +47,13 @@ WHITE_SURFACES = {
 DC120_CHART = ((190, 91), (190, 623), (680, 91), (680, 623))   # corner patch centres, sensor (row, column)
 
 
-def angle(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1.0, 1.0))))
+angle = rawcolour.angle_degrees
 
 
-def synthetic_errors(per_kelvin: int) -> tuple[np.ndarray, np.ndarray]:
-    """Angular errors of auto white balance and grey world on the dominant-colour scenes."""
-    cameras, auto, grey = camera_names("held-out"), [], []
+def synthetic_errors(per_kelvin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Angular errors of auto white balance, the statistical estimate alone and grey world on the
+    dominant-colour scenes, KELVINS in order, per_kelvin each."""
+    cameras, auto, statistical, grey = camera_names("held-out"), [], [], []
     for i, kelvin in enumerate(KELVINS):
         for j in range(per_kelvin):
             seed = 1000 + per_kelvin * i + j
@@ -59,8 +64,9 @@ def synthetic_errors(per_kelvin: int) -> tuple[np.ndarray, np.ndarray]:
                                  ev=float(rng.uniform(0, 2)), illuminant=float(kelvin), jitter=False, cfa="RGGB")
             frame = RawFrame.from_capture(synthesize(dominant_scene(seed, hue), params, rng))
             auto.append(angle(rawcolour.auto_neutral(frame), params.as_shot_neutral))
+            statistical.append(angle(rawcolour.statistical_neutral(frame), params.as_shot_neutral))
             grey.append(angle(rawcolour._grey_world(frame), params.as_shot_neutral))
-    return np.array(auto), np.array(grey)
+    return np.array(auto), np.array(statistical), np.array(grey)
 
 
 def surfaces_white(frame, boxes) -> np.ndarray:
@@ -136,15 +142,30 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenes", type=int, default=8, help="synthetic scenes per colour temperature (default 8)")
     args = p.parse_args()
-    auto, grey = synthetic_errors(args.scenes)
-    for label, e in (("auto", auto), ("grey world", grey)):
+    auto, statistical, grey = synthetic_errors(args.scenes)
+    for label, e in (("auto", auto), ("statistical alone", statistical), ("grey world", grey)):
         print(f"synthetic, {e.size} dominant-colour scenes 2500-9000 K, {label}: mean {e.mean():.2f}, median "
               f"{np.median(e):.2f}, 90th percentile {np.percentile(e, 90):.2f}, worst {e.max():.2f} degrees")
+    print(f"  auto differs from the statistical estimate on {int((np.abs(auto - statistical) > 1e-9).sum())} of "
+          f"{auto.size} scenes")
+    for kelvin, a, s in zip(KELVINS, auto.reshape(len(KELVINS), -1), statistical.reshape(len(KELVINS), -1)):
+        print(f"  {kelvin} K: auto mean {a.mean():.2f}, worst {a.max():.2f}; statistical alone mean {s.mean():.2f}, "
+              f"worst {s.max():.2f} degrees")
+    tests = {name: (auto_wb_errors(hue)[0], auto_wb_errors(hue, auto=rawcolour.statistical_neutral)[0])
+             for name, hue in DOMINANT_HUES.items()}
+    for i, label in enumerate(("auto", "statistical alone")):
+        e = np.concatenate([t[i] for t in tests.values()])
+        print(f"colour_report's scenes two thirds red, green or blue at 3000, 5500 and 7500 K, {label}: median "
+              f"{np.median(e):.2f}, worst {e.max():.2f} degrees")
     for name, (frame, white, what) in real_whites().items():
-        n, gw = rawcolour.auto_neutral(frame), rawcolour._grey_world(frame)
-        against = (f"against {what}: auto {angle(n, white):.1f}, grey world {angle(gw, white):.1f} degrees; "
-                   if white is not None else "no independent white; ")
-        print(f"{name}: {against}auto against grey world {angle(n, gw):.1f} degrees")
+        n, s, gw = rawcolour.auto_neutral(frame), rawcolour.statistical_neutral(frame), rawcolour._grey_world(frame)
+        against = (f"against {what}: auto {angle(n, white):.1f}, statistical alone {angle(s, white):.1f}, grey world "
+                   f"{angle(gw, white):.1f} degrees; " if white is not None else "no independent white; ")
+        used, seen = rawcolour.grey_pixel_neutral(frame, s)
+        pixels = (f"grey pixels {seen['grey_cells']} cells, {seen['share']:.1%} of the usable" +
+                  (f", spread {seen['spread']:.1f}, {seen['from_reference']:.1f} from the statistical estimate"
+                   if "spread" in seen else "") + (", used" if used is not None else ", not used"))
+        print(f"{name}: {against}auto against grey world {angle(n, gw):.1f} degrees; {pixels}")
 
 
 if __name__ == "__main__":

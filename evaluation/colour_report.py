@@ -152,10 +152,11 @@ def dominant_scene(seed: int, hue) -> np.ndarray:
 DOMINANT_HUES = {"red": (0.8, 0.15, 0.1), "green": (0.2, 0.6, 0.15), "blue": (0.15, 0.3, 0.8)}
 
 
-def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, np.ndarray]:
-    """Angular error (degrees, camera space) of auto white balance and of grey world against the
-    true neutral, on dominant_scene() captures lit at each colour temperature (ISO 400)."""
-    auto, grey_world = [], []
+def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0), auto=rawcolour.auto_neutral) -> tuple[np.ndarray, np.ndarray]:
+    """Angular error (degrees, camera space) of auto white balance (or another estimate `auto` of
+    the frame's neutral) and of grey world against the true neutral, on dominant_scene() captures
+    lit at each colour temperature (ISO 400)."""
+    errors, grey_world = [], []
     for seed, kelvin in enumerate(kelvins):
         rng = np.random.default_rng(seed)
         params = draw_params(rng, camera="Nikon Z 7", iso=400.0, ev=0.0, illuminant=kelvin, jitter=False, cfa="RGGB")
@@ -163,9 +164,9 @@ def auto_wb_errors(hue, kelvins=(3000.0, 5500.0, 7500.0)) -> tuple[np.ndarray, n
         frame, truth = RawFrame.from_capture(capture), params.as_shot_neutral
         def angle(n, truth=truth):
             return np.degrees(np.arccos(n @ truth / np.linalg.norm(n) / np.linalg.norm(truth)))
-        auto.append(angle(rawcolour.auto_neutral(frame)))
+        errors.append(angle(auto(frame)))
         grey_world.append(angle(rawcolour._grey_world(frame)))
-    return np.array(auto), np.array(grey_world)
+    return np.array(errors), np.array(grey_world)
 
 
 def kdc_saturation(path: Path, preset: str | None) -> tuple[float, float, str]:

@@ -6,8 +6,9 @@
   rendering of the frame, camera space against linear sRGB ("libraw-fit"). Where none exists the
   frame is refused in one line: never a silent identity.
 - White balance (wb_source): "camera" (as shot; a missing or invalid one falls back to "auto"
-  with one warning), "auto" (shades of grey over the scene's distinct colours, projected onto the
-  camera's daylight/Planckian whites, nearest in log chromaticity),
+  with one warning), "auto" (the scene's grey pixels where they are strong evidence, else shades
+  of grey over its distinct colours projected onto the camera's daylight/Planckian whites,
+  nearest in log chromaticity),
   "daylight" (the camera's D65 neutral), a colour temperature with tint, or explicit multipliers.
 - CFA sanity: the declared pattern's two green sites must agree better than the other diagonal.
 - Finishing exposure: the natural look's highlight-aware metering (metered_gain), plus EV.
@@ -159,10 +160,16 @@ def _whites(colour: CameraColour) -> tuple[np.ndarray, np.ndarray]:
     return np.array(neutrals), np.array(labels)
 
 
-def auto_neutral(frame) -> np.ndarray:
-    """auto white balance: distinct_colour_neutral(), moved to the nearest white the camera can see
-    (a colour temperature 2000-12000 K with a tint within +-30, through the camera's matrix) when
-    its calibration is known, so that a scene of one dominant colour cannot pull it off every
+def angle_degrees(a, b) -> float:
+    """The angle between two RGB vectors, degrees (the usual white-balance error)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1.0, 1.0))))
+
+
+def statistical_neutral(frame) -> np.ndarray:
+    """distinct_colour_neutral(), moved to the nearest white the camera can see (a colour
+    temperature 2000-12000 K with a tint within +-30, through the camera's matrix) when its
+    calibration is known, so that a scene of one dominant colour cannot pull it off every
     plausible light. Nearest is Euclidean in log chromaticity (log R/G, log B/G): a sum of absolute
     differences moves it along one channel only, the cheaper one, far from where it was (the
     QuickTake cat came out yellow, the EOS D30 blue; corpus/README.md measures both)."""
@@ -175,6 +182,73 @@ def auto_neutral(frame) -> np.ndarray:
         return n
     best = np.argmin(((np.log(neutrals) - np.log(n)) ** 2).sum(axis=1))
     return neutrals[best] / neutrals[best][1]
+
+
+# Grey pixels (grey_pixels(), grey_pixel_neutral()): a cell is grey when its local contrast in log
+# space, against the mean of its 8 neighbours, is at least GREY_CONTRAST (above the noise of a cell)
+# and the same in the three channels to within GREY_TOLERANCE of that contrast; every channel of it
+# and its neighbours above GREY_DARK of white and unclipped. The evidence is strong when
+# - there are enough: at least GREY_CELLS grey cells (their median then moves by under a degree at the
+#   spreads real files show, 2-4 degrees) and GREY_SHARE of the usable cells (a surface, not a few edges);
+# - they agree: their median angle from their own estimate is within GREY_AGREE degrees;
+# - it agrees with the statistical estimate to within GREY_AGREE degrees, about that estimate's own
+#   90th-percentile error on dominant-colour scenes (7.4, evaluation/auto_white.py): grey pixels
+#   correct it by what it typically errs, no further.
+GREY_CONTRAST, GREY_TOLERANCE, GREY_DARK = 0.05, 0.1, 0.01
+GREY_CELLS, GREY_SHARE, GREY_AGREE = 64, 0.005, 8.0
+
+
+def grey_pixels(frame) -> tuple[np.ndarray, int]:
+    """(cells, usable): the grey cells of _small_image() as (N, 3) camera RGB (rule above), and how
+    many cells could have been (unclipped and above GREY_DARK with their neighbours)."""
+    rgb, ok = _small_image(frame)
+    ok &= rgb.min(axis=-1) > GREY_DARK
+    h, w = ok.shape
+    logs = np.pad(np.log(np.maximum(rgb, GREY_DARK)), ((1, 1), (1, 1), (0, 0)), mode="edge")
+    oks = np.pad(ok, 1)
+    around, usable = np.zeros_like(rgb), ok.copy()
+    for dy, dx in [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]:
+        around += logs[dy:dy + h, dx:dx + w] / 8
+        usable &= oks[dy:dy + h, dx:dx + w]
+    contrast = logs[1:h + 1, 1:w + 1] - around
+    mean = contrast.mean(axis=-1)
+    spread = np.linalg.norm(contrast - mean[..., None], axis=-1)
+    grey = usable & (np.abs(mean) >= GREY_CONTRAST) & (spread <= GREY_TOLERANCE * np.abs(mean))
+    return rgb[grey], int(usable.sum())
+
+
+def grey_pixel_neutral(frame, reference) -> tuple[np.ndarray | None, dict]:
+    """The white of the scene's grey pixels (Yang, Gao & Li 2015, "Efficient illuminant estimation
+    for color constancy using grey pixels": a surface grey in the world has the same contrast
+    against its neighbours in every channel of the log image, whatever the light), the median of
+    their log chromaticities, where the evidence is strong against `reference` (the statistical
+    estimate; rule above), else None; and what was seen (share, spread, angle from reference).
+    The rule is needed: the shading of one coloured surface (leaves, a red wall in varying light)
+    has equal contrasts too, and alone it can be a tight cluster; it then lies far from any
+    statistical estimate of the light."""
+    cells, usable = grey_pixels(frame)
+    seen = {"grey_cells": len(cells), "share": len(cells) / max(usable, 1)}
+    if len(cells) < 3:
+        return None, seen
+    chroma = np.log(cells[:, [0, 2]] / cells[:, [1]])
+    mid = np.median(chroma, axis=0)
+    n = np.exp([mid[0], 0.0, mid[1]])
+    seen["spread"] = float(np.median([angle_degrees(c, n) for c in cells / cells[:, [1]]]))
+    seen["from_reference"] = angle_degrees(n, reference)
+    strong = (len(cells) >= GREY_CELLS and seen["share"] >= GREY_SHARE and seen["spread"] <= GREY_AGREE
+              and seen["from_reference"] <= GREY_AGREE)
+    return (n if strong else None), seen
+
+
+def auto_neutral(frame) -> np.ndarray:
+    """auto white balance: the scene's grey pixels where they are strong evidence
+    (grey_pixel_neutral(): enough of them, agreeing with each other and with the statistical
+    estimate to within its typical error), else statistical_neutral(). The grey-pixel white is not
+    held to the camera's whites: it is a measurement of the light, and a camera's matrix can put a
+    real light off that band (the QuickTakes' white surfaces, corpus/README.md)."""
+    n = statistical_neutral(frame)
+    grey, _ = grey_pixel_neutral(frame, n)
+    return n if grey is None else grey
 
 
 def _valid_gains(gains) -> bool:

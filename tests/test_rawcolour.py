@@ -230,6 +230,37 @@ def test_foliage_does_not_pull_auto_white_balance_off_the_light(kelvin):
     assert angle(n) < 3.5 and abs(1e6 / cct - 1e6 / kelvin) < 25 and duv < 0.005, (angle(n), cct, duv)
 
 
+def grey_wall(seed: int, shape=(192, 256)) -> np.ndarray:
+    """A quarter a grey wall of panels of varied lightness, the rest one green, shaded pixel by pixel."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    img = np.asarray(DOMINANT_HUES["green"]) * rng.uniform(0.7, 1.0, size=(h, w, 1))
+    img[: h // 2, : w // 2] = rng.uniform(0.1, 0.9, size=(h // 16, w // 16, 1)).repeat(8, 0).repeat(8, 1)
+    return img
+
+
+@pytest.mark.parametrize("kelvin", [2800.0, 6500.0])
+def test_grey_pixels_correct_auto_white_balance_where_they_are_strong_evidence(kelvin):
+    """A grey wall beside a large shaded green: the grey pixels are used and find the light
+    (measured 0.05-0.11 degrees, the statistical estimate alone 3.6-4.0)."""
+    frame, angle = _auto_capture(grey_wall(1), kelvin)
+    statistical = rawcolour.statistical_neutral(frame)
+    grey, seen = rawcolour.grey_pixel_neutral(frame, statistical)
+    assert grey is not None and seen["grey_cells"] >= rawcolour.GREY_CELLS, seen
+    assert angle(rawcolour.auto_neutral(frame)) < 0.5 < 3 < angle(statistical)
+
+
+@pytest.mark.parametrize("kelvin", [2800.0, 6500.0])
+def test_grey_pixels_of_shaded_leaves_are_not_used(kelvin):
+    """Leaves shaded cell to cell have equal contrasts in every channel too: hundreds of 'grey'
+    cells, tightly clustered, 17-24 degrees from the statistical estimate; auto keeps the latter."""
+    frame, angle = _auto_capture(foliage(1, (192, 256)), kelvin)
+    statistical = rawcolour.statistical_neutral(frame)
+    grey, seen = rawcolour.grey_pixel_neutral(frame, statistical)
+    assert seen["grey_cells"] >= rawcolour.GREY_CELLS and seen["from_reference"] > rawcolour.GREY_AGREE, seen
+    assert grey is None and np.array_equal(rawcolour.auto_neutral(frame), statistical)
+
+
 # ---- CFA sanity --------------------------------------------------------------------------------
 
 def test_a_cfa_off_by_one_pixel_is_named_and_the_override_fixes_it(tmp_path):
