@@ -16,8 +16,12 @@ from edge4k.models import E4KConfig, E4KNet
 
 # Lowest per-stage PSNR (dB, against eager fp32 on held-out calibration tiles) a
 # build may have; below it the build fails. Defined once; the tests import it.
-PSNR_FLOOR = {"fp32": 60.0, "fp16": 40.0, "int8": 30.0, "int8-a16": 40.0, "int8-mixed": 40.0, "w4a8": 25.0,
+PSNR_FLOOR = {"fp32": 60.0, "fp16": 40.0, "int8": 30.0, "int8-a16": 40.0, "int8-mixed": 30.0, "w4a8": 25.0,
               "int8-weights": 38.0, "palette4": 25.0, "w8a8": 30.0}
+# Lowest PSNR of the chained tile (every stage compiled) where a precision promises more than its
+# stages do: int8-mixed leaves the encoder and backbone plain int8 (v3's backbone is 35.6 dB against
+# eager alone) and keeps in fp32 what finishing magnifies, so its promise is the whole tile's.
+TILE_PSNR_FLOOR = {"int8-mixed": 40.0}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from conftest import build_below_the_floor_fails, tiny_model
 from test_models import stage_inputs
 
-from edge4k.backends.base import PSNR_FLOOR, BuildSpec, psnr
+from edge4k.backends.base import PSNR_FLOOR, TILE_PSNR_FLOOR, BuildSpec, psnr
 from edge4k.backends.passes import count_batchnorms, fold_batchnorm
 from edge4k.backends.registry import open_build
 from edge4k.cli import main
@@ -256,10 +256,17 @@ def test_analyze_writes_a_plan_that_compile_keeps_in_fp32(tmp_path, capsys):
     assert "cannot read keep_fp32 from" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
-def test_int8_mixed_keeps_the_global_branch_and_the_decoder_output_in_fp32(tmp_path):
+def test_int8_mixed_keeps_the_global_branch_and_the_decoder_output_in_fp32(tmp_path, monkeypatch, capsys):
     common = ["--preset", "e4k-t-f16", "--resolution", "256x256", "--tile", "128", "--overlap", "32", "--calib", "2"]
     out = tmp_path / "mixed"
     assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8-mixed", "-o", str(out)]) == 0
+    checked = load_manifest(out)["verification"]
+    # its stages are held to int8's floor, its chained tile to int8-mixed's own
+    assert checked["floor_db"] == PSNR_FLOOR["int8"] and checked["tile_floor_db"] == TILE_PSNR_FLOOR["int8-mixed"]
+    assert checked["tile_psnr_db"] >= checked["tile_floor_db"]
+    monkeypatch.setitem(TILE_PSNR_FLOOR, "int8-mixed", 1000.0)
+    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8-mixed", "-o", str(tmp_path / "x")]) == 1
+    assert "whole tile" in capsys.readouterr().err and not (tmp_path / "x").exists()
     stages = load_manifest(out)["stages"]
     assert stages["global"]["precision"] == "fp32" and stages["global"]["quantization"] is None
     assert stages["decoder"]["kept_fp32"] == ["head", "demosaic"] and stages["decoder"]["quantization"]
