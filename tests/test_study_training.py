@@ -125,6 +125,15 @@ def test_tricks(studies):
     assert effects["e4k-v3-f16-noattn"]["mac_ratio"] < 1 and effects["e4k-v3-f16-slimdec"]["mac_ratio"] < 1
     assert effects["e4k-v3-f16-gelu"]["mac_ratio"] == pytest.approx(1.0, abs=0.01)
     assert all(e["trick"] in blob["answer"] for e in blob["effects"])
+    spread = blob["seed_spread"]     # the baseline from a second seed: a different model, scored the same way
+    assert spread["seed"] == 1 and math.isfinite(spread["quality"]["psnr"])
+    assert spread["d_psnr_db"] == pytest.approx(spread["quality"]["psnr"] - base["quality"]["psnr"], abs=1e-3)
+    assert spread["d_psnr_db"] != 0
+    for e in blob["effects"]:
+        with_, without = (base, rows[e["variant"]]) if e["variant_does"] == "removes" else (rows[e["variant"]], base)
+        assert e["beyond_seed_spread"] == (abs(with_["quality"]["psnr"] - without["quality"]["psnr"])
+                                           > abs(spread["d_psnr_db"]))
+    assert f"seed {spread['seed']}" in blob["answer"]
     figures_exist(root, "tricks", blob)
 
 
