@@ -99,7 +99,7 @@ def test_malformed_manifest_is_one_line(build, change, words):
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe{not utf-8", b"[" * 100000 + b"]" * 100000, b"[1, 2]", b"7",
-                                     b'{"schema": "edge4k.manifest/1", "config": {"compression": 1e400}}'])
+                                     b'{"schema": "edge4k.manifest/2", "config": {"compression": 1e400}}'])
 def test_unreadable_manifest_is_one_line(build, content):
     (build / "manifest.json").write_bytes(content)
     with pytest.raises(Edge4KError) as e:

@@ -297,6 +297,50 @@ def test_quantise_is_bit_exact(lib, bits):
     np.testing.assert_array_equal(out, quantise(torch.from_numpy(rgb), bits))
 
 
+def test_mhc_weight_is_the_python_one(lib):
+    from edge4k.models.blocks import mhc_demosaic_weight
+    w = np.empty((12, 4, 3, 3), np.float32)
+    lib.e4k_mhc_weight(ptr(w))
+    np.testing.assert_array_equal(w, mhc_demosaic_weight().numpy())
+
+
+def c_add_mhc_base(lib, packed, residual):
+    out = np.array(residual, np.float32, order="C")
+    call(lib, "e4k_add_mhc_base", ptr(packed), *packed.shape[:1], *packed.shape[2:], ptr(out))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 7), (1, 4, 1, 1), (2, 4, 1, 6), (2, 4, 9, 1), (2, 4, 32, 48)])
+def test_mhc_base_matches_the_eager_demosaic(lib, shape):
+    """A raw_skip build's runner adds pixel_shuffle(conv2d(packed, MHC, padding=1), 2) to the
+    decoder's residual, each tile zero-padded at its own edge, as the eager network does."""
+    import torch.nn.functional as F
+
+    from edge4k.models.blocks import mhc_demosaic_weight
+    rng = np.random.default_rng(sum(shape))
+    b, _, h, w = shape
+    packed = rng.uniform(-0.1, 1.5, shape).astype(np.float32)
+    residual = rng.normal(0, 0.1, (b, 3, 2 * h, 2 * w)).astype(np.float32)
+    base = F.pixel_shuffle(F.conv2d(torch.from_numpy(packed), mhc_demosaic_weight(), padding=1), 2)
+    np.testing.assert_allclose(c_add_mhc_base(lib, packed, residual), residual + base.numpy(), rtol=0, atol=1e-5)
+
+
+def test_mhc_base_is_the_same_on_any_thread_count_and_refuses_an_empty_tile(lib):
+    rng = np.random.default_rng(2)
+    packed = rng.uniform(0, 1, (2, 4, 64, 256)).astype(np.float32)   # rows enough to split across threads
+    residual = rng.normal(0, 0.1, (2, 3, 128, 512)).astype(np.float32)
+    results = []
+    try:
+        for n in (1, 3):
+            lib.e4k_set_threads(n)
+            results.append(c_add_mhc_base(lib, packed, residual))
+    finally:
+        lib.e4k_set_threads(0)
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(Edge4KError, match="have no pixels to demosaic"):
+        call(lib, "e4k_add_mhc_base", ptr(packed), 2, 0, 256, ptr(residual))
+
+
 # ---- the host pipeline's C++ path (kernels/cpp.py) against its Python twin ----------------
 
 @pytest.fixture

@@ -265,6 +265,22 @@ def test_runner_errors_are_one_line(phone_run, frame, tmp_path, change, needle):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("schema, words", [
+    ("edge4k.manifest/1", "manifest.json: built before the decoder returned its residual (edge4k.manifest/1); "
+                          "recompile it"),   # its decoder adds the base itself: the runner would add it twice
+    ("edge4k.manifest/3", "manifest.json is not an edge4k.manifest/2 build manifest"),
+])
+def test_runner_refuses_a_build_of_another_manifest_schema_in_one_line(native_build, frame, tmp_path, schema, words):
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "manifest.json").write_text(json.dumps({"schema": schema, "config": {"raw_skip": True}}))
+    done = subprocess.run([str(native_build / "edge4k_runner"), "--artifacts", str(build), "--input", str(frame),
+                           "-o", str(tmp_path / "o.png")], capture_output=True, text=True, timeout=60)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
+    assert done.returncode == 1 and len(errors) == 1 and errors[0].endswith(f"{build}/{words}"), done.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_runner_usage_errors_exit_2(phone_run):
     done = runner(phone_run, "--runs", "0", check=False)
     assert done.returncode == 2 and "--runs: runner.runs is 0, outside 1..100000" in done.stderr

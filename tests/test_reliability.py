@@ -28,8 +28,9 @@ def test_compile_output_folder_rules(tmp_path):
     old = tmp_path / "old-build"
     old.mkdir()
     (old / "model.pte").write_bytes(b"x")
-    (old / "manifest.json").write_text(json.dumps({"schema": "edge4k.manifest/1"}))
-    check_output_folder(old, force=False)   # an older build is replaced
+    for schema in ("edge4k.manifest/2", "edge4k.manifest/1"):   # a build, or an older one, is replaced
+        (old / "manifest.json").write_text(json.dumps({"schema": schema}))
+        check_output_folder(old, force=False)
     (old / "manifest.json").write_text(json.dumps({"schema": "something else"}))
     with pytest.raises(Edge4KError, match="without an Edge4K manifest.json"):
         check_output_folder(old, force=False)

@@ -226,6 +226,17 @@ int e4k_blender_add(void* blender, const float* tile, int y, int x) {
 
 void e4k_blender_free(void* blender) { delete static_cast<Blender*>(blender); }
 
+// out: the (12, 4, 3, 3) Malvar-He-Cutler weight of a raw_skip decoder's base.
+void e4k_mhc_weight(float* out) {
+  const auto& w = mhc_demosaic_weight();
+  std::memcpy(out, w.data(), sizeof(float) * w.size());
+}
+
+// rgb: (batch, 3, 2 height, 2 width) decoder output, the base of packed (batch, 4, height, width) added in place.
+int e4k_add_mhc_base(const float* packed, int batch, int height, int width, float* rgb) {
+  return guarded([&] { add_mhc_base(packed, batch, height, width, rgb); });
+}
+
 int e4k_quantise(const float* rgb, int height, int width, int bits, void* out) {
   return guarded([&] { quantise(rgb, height, width, bits, out); });
 }

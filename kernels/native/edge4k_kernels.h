@@ -15,11 +15,14 @@
 //   reconstruct_highlights   kernels/postprocess.py reconstruct_highlights()
 //   target_from_cam, encode_space, icc_profile
 //                            kernels/colourspace.py target_from_cam(), encode(), icc_profile()
+//   mhc_demosaic_weight, add_mhc_base
+//                            models/blocks.py      mhc_demosaic_weight(), BayerDemosaic + pixel_shuffle
 // Layouts are the Python ones: planar CHW float32 in, interleaved HWC out.
 #pragma once
 
 #include "colourspace.h"
 #include "common.h"
+#include "demosaic.h"
 #include "frontend.h"
 #include "postprocess.h"
 #include "tiling.h"

@@ -41,8 +41,10 @@ Build open_build(const std::string& dir) {
   try {
     b.manifest = parse_json(text_, path);
     const Json& m = b.manifest;
-    if (!m.is_object() || !m.contains("schema") || m["schema"] != "edge4k.manifest/1")
-      throw Error(path + " is not an edge4k.manifest/1 build manifest");
+    const Json* schema = m.is_object() && m.contains("schema") ? &m["schema"] : nullptr;
+    if (schema && *schema == "edge4k.manifest/1")   // its decoder returned base + residual: the base twice
+      throw Error(path + ": built before the decoder returned its residual (edge4k.manifest/1); recompile it");
+    if (!schema || *schema != "edge4k.manifest/2") throw Error(path + " is not an edge4k.manifest/2 build manifest");
     const Json& cfg = field(m, "config", path);
     const Json& t = field(m, "tiling", path);
     auto config = [&](const char* key) { return limited_integer(field(cfg, key, path + " config"), "config", key, path); };
@@ -51,6 +53,7 @@ Build open_build(const std::string& dir) {
     b.thumb_size = config("thumb_size");
     b.latent_channels = config("latent_channels");
     b.global_dim = config("global_dim");
+    b.raw_skip = boolean(field(cfg, "raw_skip", path + " config"), "config.raw_skip");
     b.native = boolean(field(t, "native", path + " tiling"), "tiling.native");
     b.batch = tiling("batch");
     b.tile = b.native ? 0 : tiling("tile");
@@ -207,6 +210,8 @@ void Pipeline::network(const FrontendOutput& in, const TilePlan& plan, int frame
     {
       Scope s(&timer_, "decoder");
       rgb = run("decoder", {z.data.data(), x.data()});
+      if (b.raw_skip)   // the decoder returned the residual; the classical base is added in fp32
+        add_mhc_base(x.data(), static_cast<int>(count), th / 2, tw / 2, rgb.data.data());
     }
     {
       Scope s(&timer_, "postprocess");

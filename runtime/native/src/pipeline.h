@@ -26,6 +26,7 @@ struct Build {
   Json manifest;
   int compression = 0, thumb_size = 0, batch = 1, tile = 0, overlap = 0, latent_channels = 0, global_dim = 0;
   bool native = false;
+  bool raw_skip = false;   // the decoder returns a residual over the Malvar-He-Cutler base (add_mhc_base)
   int padded[2] = {0, 0};
 };
 
