@@ -21,7 +21,7 @@ from edge4k.backends.registry import get_target, open_build
 from edge4k.calibration.tiles import PhotoSource, calibration_inputs
 from edge4k.errors import Edge4KError
 from edge4k.files import sha256_file, umask
-from edge4k.models import NETWORK_STAGES, E4KNet
+from edge4k.models import NETWORK_STAGES, E4KNet, add_classical_base
 from edge4k.runtime.backends import EagerBackend
 from edge4k.runtime.manifest import INPUT_NAMES, MANIFEST, MANIFEST_SCHEMA, OUTPUT_NAMES, is_build_folder, load_manifest
 from edge4k.runtime.pipeline import TileOptions, process
@@ -154,7 +154,9 @@ def compile_build(model: E4KNet, spec: BuildSpec, out_dir: str | os.PathLike, *,
 
 def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str, backend=None) -> dict:
     """PSNR of each compiled stage (fed eager inputs) and of the chained tile
-    (global -> encoder -> backbone -> decoder, all compiled) against eager fp32."""
+    (global -> encoder -> backbone -> decoder, all compiled) against eager fp32. The decoder
+    is scored on the tile image (its output plus the classical base on both sides), so its
+    floor means what it meant when the base was inside the graph."""
     backend = backend or open_build(artifacts)
     ref = {s: [] for s in NETWORK_STAGES}
     got = {s: [] for s in NETWORK_STAGES}
@@ -164,9 +166,12 @@ def verify(model: E4KNet, artifacts: Path, held_out: list[dict], precision: str,
             for s in NETWORK_STAGES:
                 ref[s].append(model.stage(s)(*ins[s]))
                 got[s].append(backend.run(s, *ins[s]))
-            g = backend.run("global", *ins["global"])
             x = ins["encoder"][0]
-            chain_got.append(backend.run("decoder", backend.run("backbone", backend.run("encoder", x), g), x))
+            ref["decoder"][-1] = add_classical_base(model.cfg, ref["decoder"][-1], x)
+            got["decoder"][-1] = add_classical_base(model.cfg, got["decoder"][-1], x)
+            g = backend.run("global", *ins["global"])
+            chain = backend.run("decoder", backend.run("backbone", backend.run("encoder", x), g), x)
+            chain_got.append(add_classical_base(model.cfg, chain, x))
             chain_ref.append(ref["decoder"][-1])
     scores = {s: round(psnr(torch.cat(ref[s]), torch.cat(got[s])), 2) for s in NETWORK_STAGES}
     report = {"psnr_db": scores, "tile_psnr_db": round(psnr(torch.cat(chain_ref), torch.cat(chain_got)), 2),

@@ -38,7 +38,7 @@ from edge4k.kernels.raw import PHASE_PAD, RawFrame, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain
 from edge4k.kernels.threads import run_threads
 from edge4k.kernels.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, packed_tile, phase_padded, plan_frame
-from edge4k.models import NETWORK_STAGES, E4KConfig
+from edge4k.models import NETWORK_STAGES, E4KConfig, add_classical_base
 from edge4k.runtime import memory
 from edge4k.runtime.backends import Backend
 from edge4k.runtime.profile import SCHEMA_ID, PowerMeter, StageTimer, host_device, now_iso, versions, write_profile
@@ -173,7 +173,7 @@ def process(source, backend: Backend, cfg: E4KConfig, opts: TileOptions, timer: 
             with timer("backbone"):
                 z = backend.run("backbone", z, g)
             with timer("decoder"):
-                rgb = backend.run("decoder", z, x)
+                rgb = add_classical_base(cfg, backend.run("decoder", z, x), x)
             with timer("postprocess"):
                 if blending is not None:
                     blending.result()

@@ -6,9 +6,12 @@ Builds of one preset (768x512 frames, 256/32 tiles, 8 calibration tiles of the t
 the compile path of compiler/build.py; BUILDS names them), scored with the evaluation protocol
 (evaluation/evaluate.py: the seeded captures of the first N images of Kodak24 and McMaster18, both
 looks) against ground truth and against the eager fp32 model:
-- int8, qnn-int8, litert-int8: every stage int8, the decoder's output (base + residual) quantised;
-- resid, qnn-resid, litert-resid: the same, but the decoder graph returns pixel_shuffle(residual)
-  (ResidualOnly) and the fp32 base pixel_shuffle(demosaic(packed)) is added outside it (BaseOutside);
+- int8, qnn-int8, litert-int8: every stage int8, the decoder's output (base + residual) quantised: the
+  contract before edge4k.manifest/2, rebuilt here with BaseInside (Decoder.render as the stage, the build's
+  config saying raw_skip false so nothing adds the base again);
+- resid, qnn-resid, litert-resid: the same, but the decoder graph returns pixel_shuffle(residual) and
+  the fp32 base pixel_shuffle(demosaic(packed)) is added outside it: how every build works since this
+  measurement (models.e4k.add_classical_base);
 - resid-gfp32: resid with the global stage fp32 inside the program;
 - mixed: XNNPACK int8 with INT8_MIXED_FP32 in fp32, built as precision int8 with that keep list,
   since the int8-mixed build of e4k-v3-f16 fails its 40 dB per-stage floor at the backbone (35.6 dB);
@@ -24,6 +27,7 @@ Not one of `edge4k study`'s STUDIES: a one-off measurement that compiles real bu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 import tempfile
@@ -44,7 +48,6 @@ from edge4k.evaluation.evaluate import clean_linear, finished, load_set, metrics
 from edge4k.kernels.raw import prepare, read_raw
 from edge4k.kernels.threads import set_threads
 from edge4k.models.checkpoint import load_for_preset
-from edge4k.models.e4k import RESIDUAL_LIMIT
 from edge4k.runtime.backends import Backend
 
 PRESET = "e4k-v3-f16"
@@ -53,43 +56,38 @@ LOOKS = ("neutral", "natural")
 SETS = ("kodak24", "mcmaster18")
 
 
-class ResidualOnly(nn.Module):
-    """models.e4k.Decoder.forward (raw_skip, as e4k-v3-f16 is built) without the classical base:
-    pixel_shuffle(residual, 2)."""
+class BaseInside(nn.Module):
+    """The decoder stage as it was compiled before edge4k.manifest/2: the image, base + residual."""
 
     def __init__(self, dec):
         super().__init__()
         self.dec = dec
 
     def forward(self, latent, packed):
-        d = self.dec
-        x = d.up(latent) + d.skip(packed)
-        if d.clip_input:
-            x = x + d.clip_skip(d.clip_sites(packed))
-        hidden = d.head[0](x)
-        residual = d.head[1](hidden).clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT) * (1.0 - d.clipped(packed))
-        if d.residual_gate:
-            residual = residual * (2.0 * torch.sigmoid(d.gate(hidden)))
-        return F.pixel_shuffle(residual, 2)
+        return self.dec.render(latent, packed)
 
 
-class BaseOutside(Backend):
-    """A build whose decoder returns the residual (resid); the fp32 base is added here. The stages
-    in fp32_stages run on the eager fp32 model instead of the build."""
+def base_inside_model(model):
+    """A copy of model whose decoder stage returns the image; its config says raw_skip false, so
+    neither the build's verification nor the pipeline adds the base a second time."""
+    old = copy.deepcopy(model)
+    old.decoder = BaseInside(old.decoder)
+    old.cfg = dataclasses.replace(old.cfg, raw_skip=False)
+    return old
 
-    def __init__(self, inner, model, *, resid: bool, fp32_stages: tuple[str, ...]):
-        self.inner, self.model, self.resid, self.fp32_stages = inner, model, resid, fp32_stages
+
+class EagerStages(Backend):
+    """A build with the stages in fp32_stages run by the eager fp32 model instead."""
+
+    def __init__(self, inner, model, fp32_stages: tuple[str, ...]):
+        self.inner, self.model, self.fp32_stages = inner, model, fp32_stages
         self.manifest, self.cfg, self.name = inner.manifest, inner.cfg, inner.name
 
     def run(self, stage, *inputs):
         if stage in self.fp32_stages:
             with torch.inference_mode():
                 return self.model.stage(stage)(*inputs)
-        out = self.inner.run(stage, *inputs)
-        if stage == "decoder" and self.resid:
-            with torch.inference_mode():
-                out = out + F.pixel_shuffle(self.model.decoder.demosaic(inputs[1]), 2)
-        return out
+        return self.inner.run(stage, *inputs)
 
 
 # name -> (target, decoder returns the residual, options). NAME+fp32:STAGE[/STAGE]: NAME's build with
@@ -106,7 +104,7 @@ BUILDS = {
 }
 
 
-def build(name: str, model, resid_model, weights: str, out: Path) -> tuple[Backend, dict]:
+def build(name: str, model, old_model, weights: str, out: Path) -> tuple[Backend, dict]:
     """A cached build. The int8 accuracy floor is lifted while compiling (a LiteRT int8 build fails
     it); each build's per-stage verification against eager is recorded instead."""
     base_name, _, fp32 = name.partition("+fp32:")
@@ -121,13 +119,15 @@ def build(name: str, model, resid_model, weights: str, out: Path) -> tuple[Backe
                          precision="int8", calib=8, calib_sources=("photos",), options=options)
         floor, PSNR_FLOOR["int8"] = PSNR_FLOOR["int8"], 0.0
         try:
-            manifest = compile_build(resid_model if resid else model, spec, path, weights=weights,
+            manifest = compile_build(model if resid else old_model, spec, path, weights=weights,
                                      progress=lambda msg: print(f"  {name}: {msg}", flush=True))
         finally:
             PSNR_FLOOR["int8"] = floor
     backend = open_build(path)
-    if resid or fp32_stages:
-        backend = BaseOutside(backend, model, resid=resid, fp32_stages=fp32_stages)
+    if fp32_stages:
+        if not resid:
+            raise SystemExit(f"{name}: eager stages beside a base-inside build would mix contracts")
+        backend = EagerStages(backend, model, fp32_stages)
     return backend, {"target": target, "eager_fp32_stages": list(fp32_stages),
                      "compile_s": round(time.perf_counter() - t, 1), "options": options,
                      "verification": manifest["verification"]}
@@ -136,15 +136,14 @@ def build(name: str, model, resid_model, weights: str, out: Path) -> tuple[Backe
 def main(out: Path, n: int, variants: tuple[str, ...], result_name: str = "int8_residual") -> dict:
     set_threads(1)
     model, weights = load_for_preset(PRESET, None)
-    resid_model = copy.deepcopy(model)
-    resid_model.decoder = ResidualOnly(resid_model.decoder)
+    old_model = base_inside_model(model)
     with torch.no_grad():   # the split is exact in fp32
         z, x = torch.randn(1, model.cfg.latent_channels, 16, 16), torch.rand(1, 4, 128, 128)
-        split = resid_model.decoder(z, x) + F.pixel_shuffle(model.decoder.demosaic(x), 2)
-        split_diff = (model.decoder(z, x) - split).abs().max().item()
+        split = model.decoder(z, x) + F.pixel_shuffle(model.decoder.demosaic(x), 2)
+        split_diff = (old_model.decoder(z, x) - split).abs().max().item()
     backends, info = {}, {}
     for name in variants:
-        backends[name], info[name] = build(name, model, resid_model, weights, out)
+        backends[name], info[name] = build(name, model, old_model, weights, out)
     runners = {"eager": run_edge4k(model), **{k: run_edge4k(b) for k, b in backends.items()}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

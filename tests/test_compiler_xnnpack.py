@@ -256,20 +256,23 @@ def test_analyze_writes_a_plan_that_compile_keeps_in_fp32(tmp_path, capsys):
     assert "cannot read keep_fp32 from" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
-def test_int8_mixed_keeps_the_global_branch_and_the_decoder_output_in_fp32(tmp_path, monkeypatch, capsys):
-    common = ["--preset", "e4k-t-f16", "--resolution", "256x256", "--tile", "128", "--overlap", "32", "--calib", "2"]
+def test_int8_mixed_keeps_the_global_branch_and_the_decoder_head_in_fp32(tmp_path, monkeypatch):
+    model = tiny_model()     # a random residual head: the tile is not the exact fp32 base
+    spec = BuildSpec(target="host-xnnpack", preset="e4k-t-f16", width=256, height=256, tile=128, overlap=32, calib=2,
+                     precision="int8-mixed")
     out = tmp_path / "mixed"
-    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8-mixed", "-o", str(out)]) == 0
+    compile_build(model, spec, out, weights="test")
     checked = load_manifest(out)["verification"]
     # its stages are held to int8's floor, its chained tile to int8-mixed's own
     assert checked["floor_db"] == PSNR_FLOOR["int8"] and checked["tile_floor_db"] == TILE_PSNR_FLOOR["int8-mixed"]
-    assert checked["tile_psnr_db"] >= checked["tile_floor_db"]
+    assert TILE_PSNR_FLOOR["int8-mixed"] <= checked["tile_psnr_db"] < 200
     monkeypatch.setitem(TILE_PSNR_FLOOR, "int8-mixed", 1000.0)
-    assert main(["compile", "--target", "host-xnnpack", *common, "--quant", "int8-mixed", "-o", str(tmp_path / "x")]) == 1
-    assert "whole tile" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(Edge4KError, match="whole tile"):
+        compile_build(model, spec, tmp_path / "x", weights="test")
+    assert not (tmp_path / "x").exists()
     stages = load_manifest(out)["stages"]
     assert stages["global"]["precision"] == "fp32" and stages["global"]["quantization"] is None
-    assert stages["decoder"]["kept_fp32"] == ["head", "demosaic"] and stages["decoder"]["quantization"]
+    assert stages["decoder"]["kept_fp32"] == ["head"] and stages["decoder"]["quantization"]
     assert stages["encoder"]["precision"] == stages["backbone"]["precision"] == "int8"
     assert stages["encoder"]["observer"] == "histogram" and stages["global"]["observer"] is None   # the default
 

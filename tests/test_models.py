@@ -129,7 +129,7 @@ def test_the_untrained_decoder_is_malvar_he_cutler():
     ramp = 0.2 + 0.01 * yy + 0.005 * xx
     packed = torch.stack([ramp[0::2, 0::2], ramp[0::2, 1::2], ramp[1::2, 0::2], ramp[1::2, 1::2]])[None]
     with torch.no_grad():
-        out = model.decoder(model.encoder(packed), packed)[0]
+        out = model.decoder.render(model.encoder(packed), packed)[0]
     torch.testing.assert_close(out[:, 2:-2, 2:-2], ramp.expand(3, h, w)[:, 2:-2, 2:-2], rtol=0, atol=1e-5)
 
 
@@ -140,7 +140,7 @@ def test_clipped_cells_keep_the_classical_render_whatever_the_residual():
     packed = torch.rand(1, 4, 16, 16, generator=g) * 0.8
     packed[..., :8] = 1.0                                   # the left half clipped in all four channels
     with torch.no_grad():
-        out = model.decoder(model.encoder(packed), packed)
+        out = model.decoder.render(model.encoder(packed), packed)
         base = torch.nn.functional.pixel_shuffle(model.decoder.demosaic(packed), 2)
     inner = (slice(None), slice(None), slice(2, -2), slice(2, 13))   # clipped cells away from the edge
     torch.testing.assert_close(out[inner], base[inner], rtol=0, atol=1e-6)
@@ -195,3 +195,28 @@ def test_v3_decoder_inputs_start_as_the_model_they_extend_and_then_act(tmp_path)
         base_only = torch.nn.functional.pixel_shuffle(v3.decoder.demosaic(packed), 2)
         torch.testing.assert_close(v3(packed, thumb, meta), base_only, rtol=0, atol=1e-6)
         assert (before - base_only).abs().max() > 1e-2  # the residual was not zero to begin with
+
+
+def test_the_decoder_stage_returns_its_residual_and_the_base_is_added_outside_it():
+    """Builds compile the stage, which with raw_skip returns only the residual; the model's image and the
+    runtime's (add_classical_base) are the old in-graph composition, bit for bit; without raw_skip the
+    stage's output is the image and nothing is added."""
+    import torch.nn.functional as F
+
+    from edge4k.models import add_classical_base
+    model = build_model(get_preset("e4k-t-f16-v3"), seed=1)
+    torch.nn.init.normal_(model.decoder.head[-1].weight, std=0.1)   # a residual that is not zero
+    g = torch.Generator().manual_seed(0)
+    packed = torch.rand(2, 4, 16, 16, generator=g)
+    thumb, meta = torch.rand(1, 4, 32, 32, generator=g), torch.rand(1, 5, generator=g)
+    with torch.no_grad():
+        z = model.backbone(model.encoder(packed), model.global_branch(thumb, meta))
+        stage = model.decoder(z, packed)
+        base = F.pixel_shuffle(model.decoder.demosaic(packed), 2)
+        in_graph = F.pixel_shuffle(model.decoder.demosaic(packed) + F.pixel_unshuffle(stage, 2), 2)
+        torch.testing.assert_close(model(packed, thumb, meta), in_graph, rtol=0, atol=0)
+        torch.testing.assert_close(add_classical_base(model.cfg, stage, packed), stage + base, rtol=0, atol=0)
+        assert (stage - in_graph).abs().max() > 0.1
+        noskip = build_model(get_preset("e4k-s-f16-noskip"))
+        out = noskip.decoder(noskip.encoder(packed), packed)
+        assert add_classical_base(noskip.cfg, out, packed) is out

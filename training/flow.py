@@ -245,7 +245,7 @@ class TeacherTask(nn.Module):
         c, g = tch.condition(packed, batch["thumb"], batch["meta"])
         if step < self.ae_steps:
             z1 = tch.target_encoder(target)
-            parts = losses(tch.base.decoder(z1, packed), batch)
+            parts = losses(tch.base.decoder.render(z1, packed), batch)
             with torch.no_grad():
                 z_base = tch.base.backbone(c, g)
             parts["anchor"] = F.mse_loss(z1, z_base)
