@@ -120,7 +120,10 @@ def compiled_build(ctx: StudyContext, model, checkpoint, *, target: str, precisi
     key = hashlib.sha256(f"{weights}|{spec}".encode()).hexdigest()[:10]
     out = ctx.models_dir / "builds" / f"{model.cfg.name}-{target}-{precision}-t{tile}-{key}"
     if (out / MANIFEST).is_file():
-        return out, load_manifest(out)
+        try:
+            return out, load_manifest(out)
+        except Edge4KError:   # built under an older manifest schema: compiled again below, replacing it
+            pass
     ctx.progress(f"  compile {model.cfg.name} {target} {precision} (tile {tile}) -> {out}")
     try:
         return out, compile_build(model, spec, out, weights=weights)
