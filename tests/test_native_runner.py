@@ -66,6 +66,24 @@ def test_runner_matches_the_python_executorch_backend(phone_run, frame, sample_d
     assert psnr(ours8, np.asarray(Image.open(tmp_path / "py.png")), 255) >= MIN_PSNR_DB
 
 
+def test_runner_adds_the_classical_base_only_where_the_config_has_raw_skip(phone_run, frame, sample_dng, tmp_path):
+    """The decoder stage of a raw_skip build returns its residual and both runtimes add the base;
+    with raw_skip false (the noskip ablation) its output is the image and neither adds anything."""
+    build = tmp_path / "build"
+    shutil.copytree(phone_run.out / "build", build)
+    manifest = json.loads((build / "manifest.json").read_text())
+    assert manifest["config"]["raw_skip"]
+    manifest["config"]["raw_skip"] = False
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["run", sample_dng, "-o", str(tmp_path / "py.tif"), "--backend", "executorch", "--artifacts",
+                 str(build)]) == 0
+    runner(phone_run, "--artifacts", build, "--input", frame, "-o", tmp_path / "c.ppm")
+    runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / "with-base.ppm")
+    ours = read_ppm16(tmp_path / "c.ppm")
+    assert psnr(ours, tifffile.imread(tmp_path / "py.tif"), 65535) >= MIN_PSNR_DB
+    assert psnr(ours, read_ppm16(tmp_path / "with-base.ppm"), 65535) < 30   # the base is left out
+
+
 def test_runner_neutral_look_and_orientation_match_python(phone_run, frame, sample_dng, tmp_path):
     build = phone_run.out / "build"
     assert main(["run", sample_dng, "-o", str(tmp_path / "py.tif"), "--look", "neutral", "--backend", "executorch",
