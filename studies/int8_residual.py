@@ -69,10 +69,11 @@ class BaseInside(nn.Module):
 
 def base_inside_model(model):
     """A copy of model whose decoder stage returns the image; its config says raw_skip false, so
-    neither the build's verification nor the pipeline adds the base a second time."""
+    neither the build's verification nor the pipeline adds the base a second time (clip_input and
+    residual_gate need raw_skip in a config; the copied decoder keeps them)."""
     old = copy.deepcopy(model)
     old.decoder = BaseInside(old.decoder)
-    old.cfg = dataclasses.replace(old.cfg, raw_skip=False)
+    old.cfg = dataclasses.replace(old.cfg, raw_skip=False, clip_input=False, residual_gate=False)
     return old
 
 
