@@ -190,6 +190,22 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_iso_table(result: dict) -> str:
+    """Mean dB against ground truth per ISO (captures of both sets), eager fp32 and each build
+    with its difference from eager."""
+    isos = sorted({r["case"].rsplit("/", 1)[-1] for r in result["rows"]}, key=lambda c: int(c.removeprefix("iso")))
+    lines = ["| look | ISO | captures | eager fp32 | " + " | ".join(result["builds"]) + " |",
+             "|---|---|---|---|" + "---|" * len(result["builds"])]
+    for look in LOOKS:
+        for iso in isos:
+            rows = [r for r in result["rows"] if r["case"].endswith("/" + iso)]
+            mean = {m: float(np.mean([r[f"{look}/{m}/gt"] for r in rows])) for m in ("eager", *result["builds"])}
+            cells = [f"{mean[m]:.2f} ({mean[m] - mean['eager']:+.2f})" for m in result["builds"]]
+            lines.append(f"| {look} | {iso.removeprefix('iso')} | {len(rows)} | {mean['eager']:.2f} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def worst(result: dict) -> list[str]:
     """Per build and look: the worst capture against eager (ground-truth PSNR difference) and how
     many captures are more than 0.5 dB below eager."""
@@ -209,5 +225,6 @@ def verification_rows(result: dict) -> list[str]:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(Path(args[0]), int(args[1]) if len(args) > 1 else 3, tuple(args[2].split(",")) if len(args) > 2 else VARIANTS,
-         *args[3:4])
+    result = main(Path(args[0]), int(args[1]) if len(args) > 1 else 3,
+                  tuple(args[2].split(",")) if len(args) > 2 else VARIANTS, *args[3:4])
+    print(markdown_table(result) + "\n" + per_iso_table(result))
