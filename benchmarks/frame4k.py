@@ -188,6 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("--native-precisions", default="fp32,int8")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--calib", type=int, default=8)
+    p.add_argument("--calib-source", default="photos",
+                   help="tiled builds' calibration: photos (the bundled training photos, default), sample (the "
+                        "embedded sample DNG, edge4k compile's default) or a RAW file")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.resolution.split("x"))
     out = Path(args.output)
@@ -197,9 +200,10 @@ def main(argv=None) -> int:
     modes = [("tiled", tiling)] + ([("native", ["--native"])] if args.native else [])
 
     configs = []
-    # Tiled builds calibrate on tiles of the bundled training photos; a native build's
+    # Tiled builds calibrate on tiles of --calib-source (default: the bundled training photos); a native build's
     # one tile is the whole frame, which only the benchmark's own 4K RAW covers.
-    calibration = {"tiled": ["--calib", str(args.calib), "--calib-source", "photos"],
+    calibration = {"tiled": ["--calib", str(args.calib)] + ([] if args.calib_source == "sample" else
+                                                           ["--calib-source", args.calib_source]),
                    "native": ["--calib", "2", "--calib-source", str(raw)]}
     for mode, flags in modes:
         configs.append((f"eager fp32 {mode}", ["--preset", args.preset, *flags]))
@@ -248,13 +252,15 @@ def main(argv=None) -> int:
                     + " | ".join(f"{r['latency_ms'][s]['median']:.0f}" for s in STAGES) + " |")
     eager = {e["name"].split()[2]: e["total_s"] for e in summary if e["name"].startswith("eager")}
     report = {"preset": args.preset, "resolution": [width, height], "tile": args.tile, "overlap": args.overlap,
-              "runs": args.runs, "frame_gmac": round(gmacs, 2),
+              "runs": args.runs, "calibration": {"tiles": args.calib, "source": args.calib_source},
+              "frame_gmac": round(gmacs, 2),
               "libraw_postprocess_s": round(statistics.median(libraw_times), 3),
               "cpu_fp32_matmul_gflops": round(mm, 1), "xnnpack_int8_kernel_speedup": int8_gain,
               "threads": torch.get_num_threads(),
               "speedup_vs_eager": {e["name"]: round(eager[e["name"].split()[2]] / e["total_s"], 2) for e in summary},
               "results": summary, "versions": results[0]["versions"], "device": results[0]["device"]["soc"]}
-    md = [f"{args.preset}, {width}x{height}, tiles {args.tile}/{args.overlap}, {args.runs} runs after 1 warm-up, "
+    md = [f"{args.preset}, {width}x{height}, tiles {args.tile}/{args.overlap} (int8 calibrated on {args.calib} tiles "
+          f"of {args.calib_source}), {args.runs} runs after 1 warm-up, "
           f"{report['device']}, {report['threads']} threads. Frame: {gmacs:.1f} GMAC. LibRaw (rawpy AHD "
           f"postprocess), timed just before each configuration: {min(libraw_times):.2f}-{max(libraw_times):.2f} s; "
           f"each row's ratio is to its own. CPU fp32 matmul: {mm:.0f} GFLOP/s. XNNPACK int8 over fp32 on "
