@@ -5,6 +5,8 @@ network stages that the compiler lowers one by one, each at a fixed shape.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -207,7 +209,9 @@ class E4KNet(nn.Module):
         return self.decoder.render(self.backbone(self.encoder(packed), g), packed)
 
 
-_RUNTIME_DEMOSAIC: list[BayerDemosaic] = []
+@functools.cache
+def _runtime_demosaic() -> BayerDemosaic:
+    return BayerDemosaic().eval()
 
 
 def add_classical_base(cfg: E4KConfig, decoded: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
@@ -216,10 +220,8 @@ def add_classical_base(cfg: E4KConfig, decoded: torch.Tensor, packed: torch.Tens
     is added here in fp32, as Decoder.render() does (the native runner's C++ kernel does the same)."""
     if not cfg.raw_skip:
         return decoded
-    if not _RUNTIME_DEMOSAIC:
-        _RUNTIME_DEMOSAIC.append(BayerDemosaic().eval())
     with torch.no_grad():
-        return decoded + F.pixel_shuffle(_RUNTIME_DEMOSAIC[0](packed.float()), 2)
+        return decoded + F.pixel_shuffle(_runtime_demosaic()(packed.float()), 2)
 
 
 def build_model(cfg: E4KConfig, *, seed: int = 0) -> E4KNet:

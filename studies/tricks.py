@@ -148,10 +148,11 @@ def trick_effects(rows: dict, seed_spread_db: float) -> list[dict]:
     for preset, trick, does in VARIANTS:
         var = rows[preset]
         with_, without = (base, var) if does == "removes" else (var, base)
+        d_psnr = with_["quality"]["psnr"] - without["quality"]["psnr"]
         effects.append({"trick": trick, "variant": preset, "variant_does": does,
-                        "d_psnr_db": round(with_["quality"]["psnr"] - without["quality"]["psnr"], 3),
+                        "d_psnr_db": round(d_psnr, 3),
                         "d_de2000": round(with_["quality"]["de2000_mean"] - without["quality"]["de2000_mean"], 3),
-                        "beyond_seed_spread": abs(with_["quality"]["psnr"] - without["quality"]["psnr"]) > seed_spread_db,
+                        "beyond_seed_spread": abs(d_psnr) > seed_spread_db,
                         "mac_ratio": round(with_["gmac_per_mp"] / without["gmac_per_mp"], 3),
                         "int8_latency_ratio": ratio(int8_ms(with_), int8_ms(without)),
                         "htp_cpu_nodes": {"with": htp_cpu(with_), "without": htp_cpu(without)}})
