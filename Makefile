@@ -49,7 +49,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/edge4k build-runner --kernels-only || echo "warning: C++ kernels not built; the Python ones will run"
 	@command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null || echo "note: the arm64 runner \
 	tests skip; to run them: dpkg --add-architecture arm64 && apt-get update && apt-get install \
-	crossbuild-essential-arm64 qemu-user zlib1g-dev:arm64 libstdc++6:arm64 libjpeg62-turbo-dev:arm64"
+	crossbuild-essential-arm64 qemu-user zlib1g-dev:arm64 libstdc++6:arm64"
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Regenerates both locks from pyproject.toml with uv (pinned here; it runs from its own venv in
@@ -146,8 +146,8 @@ mutation: $(STAMP)
 # The phone's runner, libedge4k.so and kernels cross-compiled for arm64 Linux into
 # build/native-aarch64-linux, against the aarch64 executorch wheel (fetched into
 # build/wheels-aarch64); run here with qemu-aarch64. Needs Debian's crossbuild-essential-arm64,
-# qemu-user, zlib1g-dev:arm64 and libstdc++6:arm64, and libjpeg62-turbo-dev:arm64 for JPEG output
-# (README, "Profiling on a phone"); `make setup` does not.
+# qemu-user, zlib1g-dev:arm64 and libstdc++6:arm64 (README, "Profiling on a phone"); `make setup`
+# does not.
 arm64: $(DEPS)
 	$(EDGE4K) build-runner --target aarch64-linux
 

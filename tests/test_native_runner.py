@@ -487,36 +487,34 @@ def with_exif(frame, path, exif):
     return path
 
 
-@pytest.fixture(scope="module")
-def jpeg_runner(phone_run):
-    """The runner, if it writes JPEG: skipped, with the runner's reason, only where libjpeg is absent."""
-    if json.loads(runner(phone_run, "--about").stdout)["jpeg"] is None:
-        assert not Path("/usr/include/jpeglib.h").exists(), "libjpeg is installed, yet the runner was built without it"
-        pytest.skip("this edge4k_runner was built without libjpeg (apt-get install libjpeg-dev)")
-    return phone_run
-
-
-def test_runner_jpeg_is_its_png_compressed_with_the_hosts_icc_and_exif(jpeg_runner, frame, tmp_path):
-    """-o .jpg: close to the PNG of the same render (PSNR at quality 95), smaller at a lower quality,
-    95 by default, and tagged as the host tags its JPEG (kernels/postprocess.py: write_image)."""
+def test_runner_jpeg_is_its_png_compressed_as_libjpeg_would_with_the_hosts_icc_and_exif(phone_run, frame, tmp_path):
+    """-o .jpg (the runner's own encoder, src/jpeg.cc): close to the PNG of the same render, 95 by
+    default, and as good and as small as the host's libjpeg (Pillow, the same quality, chroma and
+    optimised tables) at 4:4:4 (quality 95) and 4:2:0 (50); tagged as the host tags its JPEG
+    (kernels/postprocess.py: write_image)."""
     from edge4k.kernels.colourspace import icc_profile
     from edge4k.kernels.postprocess import srgb_icc_profile, write_image
+    from PIL.JpegImagePlugin import get_sampling
     sidecar = with_exif(frame, tmp_path / "frame.json", FACTS)
-    common = ["--artifacts", jpeg_runner.out / "build", "--input", sidecar, "--output-space", "display-p3"]
-    runner(jpeg_runner, *common, "-o", tmp_path / "c.png")
-    runner(jpeg_runner, *common, "-o", tmp_path / "default.jpg")
-    runner(jpeg_runner, *common, "-o", tmp_path / "q95.jpg", "--quality", "95")
-    runner(jpeg_runner, *common, "-o", tmp_path / "q50.jpg", "--quality", "50", "--profile", tmp_path / "p.json")
+    common = ["--artifacts", phone_run.out / "build", "--input", sidecar, "--output-space", "display-p3"]
+    runner(phone_run, *common, "-o", tmp_path / "c.png")
+    runner(phone_run, *common, "-o", tmp_path / "default.jpg")
+    runner(phone_run, *common, "-o", tmp_path / "q95.jpg", "--quality", "95")
+    runner(phone_run, *common, "-o", tmp_path / "q50.jpg", "--quality", "50", "--profile", tmp_path / "p.json")
     png = np.asarray(Image.open(tmp_path / "c.png"))
     ours = Image.open(tmp_path / "q95.jpg")
     assert ours.format == "JPEG" and ours.mode == "RGB" and ours.size == (png.shape[1], png.shape[0])
     assert psnr(np.asarray(ours), png, 255) >= 38
     assert (tmp_path / "default.jpg").read_bytes() == (tmp_path / "q95.jpg").read_bytes()
+    for quality in (95, 50):
+        write_image(tmp_path / f"host{quality}.jpg", png, exif=FACTS, icc=icc_profile("display-p3"), quality=quality)
+        mine, theirs = tmp_path / f"q{quality}.jpg", tmp_path / f"host{quality}.jpg"
+        assert get_sampling(Image.open(mine)) == get_sampling(Image.open(theirs)) == (0 if quality >= 90 else 2)
+        assert psnr(np.asarray(Image.open(mine)), png, 255) >= psnr(np.asarray(Image.open(theirs)), png, 255) - 0.05
+        assert mine.stat().st_size <= 1.02 * theirs.stat().st_size
     assert (tmp_path / "q50.jpg").stat().st_size < 0.5 * (tmp_path / "q95.jpg").stat().st_size
-    # The host's JPEG of the same pixels: the same ICC profile and EXIF block, and (the same libjpeg
-    # settings: quality scaling, 4:4:4 chroma from 90 up) pixels that decode alike.
-    write_image(tmp_path / "host.jpg", png, exif=FACTS, icc=icc_profile("display-p3"))
-    host = Image.open(tmp_path / "host.jpg")
+    # The same ICC profile and EXIF block as the host's, and pixels that decode alike.
+    host = Image.open(tmp_path / "host95.jpg")
     assert ours.info["icc_profile"] == host.info["icc_profile"] == icc_profile("display-p3")
     assert ours.info["exif"] == host.info["exif"]
     exif = ours.getexif()
@@ -524,7 +522,7 @@ def test_runner_jpeg_is_its_png_compressed_with_the_hosts_icc_and_exif(jpeg_runn
     assert dict(exif.get_ifd(0x8769)) == {33434: 1 / 125, 34855: 400, 36867: "2024:01:02 03:04:05"}
     assert psnr(np.asarray(ours), np.asarray(host), 255) >= 50
     # sRGB, which JPEG has no tag for: the host's sRGB profile.
-    runner(jpeg_runner, "--artifacts", jpeg_runner.out / "build", "--input", sidecar, "-o", tmp_path / "srgb.jpg")
+    runner(phone_run, "--artifacts", phone_run.out / "build", "--input", sidecar, "-o", tmp_path / "srgb.jpg")
     assert Image.open(tmp_path / "srgb.jpg").info["icc_profile"] == srgb_icc_profile()
     profile = json.loads((tmp_path / "p.json").read_text())
     validate_profile(profile)
@@ -611,8 +609,8 @@ def test_runner_float_tiff_matches_python(phone_run, frame, sample_dng, tmp_path
     ("o.png", ["--bits", "32"], 1, "float (--bits 32) output is TIFF only; use .tif"),
     ("o.jpg", ["--output-space", "prophoto"], 1, "output space prophoto needs a 16-bit image"),
 ])
-def test_runner_bad_jpeg_and_float_options_are_one_line(jpeg_runner, frame, tmp_path, out, flags, code, words):
-    done = runner(jpeg_runner, "--artifacts", jpeg_runner.out / "build", "--input", frame, "-o", tmp_path / out,
+def test_runner_bad_jpeg_and_float_options_are_one_line(phone_run, frame, tmp_path, out, flags, code, words):
+    done = runner(phone_run, "--artifacts", phone_run.out / "build", "--input", frame, "-o", tmp_path / out,
                   *flags, check=False)
     errors = [line for line in done.stderr.splitlines() if line.startswith("edge4k_runner:")]
     assert done.returncode == code and len(errors) == 1 and words in errors[0], done.stderr

@@ -18,13 +18,8 @@
 
 #include <zlib.h>
 
-#ifdef EDGE4K_WITH_JPEG
-#include <csetjmp>
-// jpeglib.h needs size_t and FILE declared before it.
-#include <jpeglib.h>
-#endif
-
 #include "common.h"
+#include "jpeg.h"
 
 namespace edge4k {
 namespace {
@@ -392,66 +387,6 @@ std::string encode_tiff(const void* pixels, int width, int height, int bits, con
   return out + ifd_bytes(fields, 8, false) + strip;
 }
 
-#ifdef EDGE4K_WITH_JPEG
-struct JpegErrors {
-  jpeg_error_mgr mgr;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-[[noreturn]] void jpeg_failed(j_common_ptr cinfo) {
-  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, errors->message);
-  std::longjmp(errors->jump, 1);
-}
-
-// Baseline JPEG as Pillow writes the host's (kernels/postprocess.py: write_image): libjpeg's
-// quality scaling, optimised Huffman tables, 4:4:4 chroma from quality 90 up and 4:2:0 below;
-// the EXIF block in APP1 and the ICC profile in APP2 (ICC_PROFILE chunks).
-std::string encode_jpeg(const uint8_t* pixels, int width, int height, const ImageTags& tags) {
-  const int quality = tags.quality ? tags.quality : kDefaultJpegQuality;
-  const std::string app1 = std::string("Exif\0\0", 6) + exif_block(tags.exif);
-  jpeg_compress_struct cinfo{};
-  JpegErrors errors{};
-  unsigned char* buffer = nullptr;
-  unsigned long size = 0;
-  cinfo.err = jpeg_std_error(&errors.mgr);
-  errors.mgr.error_exit = jpeg_failed;
-  // Only C calls from here until the end: longjmp skips no destructor.
-  if (setjmp(errors.jump)) {
-    jpeg_destroy_compress(&cinfo);
-    std::free(buffer);
-    throw Error(std::string("libjpeg could not encode the image: ") + errors.message);
-  }
-  jpeg_create_compress(&cinfo);
-  jpeg_mem_dest(&cinfo, &buffer, &size);
-  cinfo.image_width = static_cast<JDIMENSION>(width);
-  cinfo.image_height = static_cast<JDIMENSION>(height);
-  cinfo.input_components = 3;
-  cinfo.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&cinfo);
-  jpeg_set_quality(&cinfo, quality, TRUE);
-  cinfo.optimize_coding = TRUE;
-  cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = quality >= 90 ? 1 : 2;
-  jpeg_start_compress(&cinfo, TRUE);
-  jpeg_write_marker(&cinfo, JPEG_APP0 + 1, reinterpret_cast<const JOCTET*>(app1.data()),
-                    static_cast<unsigned int>(app1.size()));
-  if (!tags.icc.empty())
-    jpeg_write_icc_profile(&cinfo, reinterpret_cast<const JOCTET*>(tags.icc.data()),
-                           static_cast<unsigned int>(tags.icc.size()));
-  const size_t row = static_cast<size_t>(width) * 3;
-  while (cinfo.next_scanline < cinfo.image_height) {
-    JSAMPROW line = const_cast<JSAMPROW>(pixels + cinfo.next_scanline * row);
-    jpeg_write_scanlines(&cinfo, &line, 1);
-  }
-  jpeg_finish_compress(&cinfo);
-  jpeg_destroy_compress(&cinfo);
-  std::string out(reinterpret_cast<const char*>(buffer), size);
-  std::free(buffer);
-  return out;
-}
-#endif
-
 std::string encode_ppm16(const void* pixels, int width, int height) {
   return "P6\n" + std::to_string(width) + " " + std::to_string(height) + "\n65535\n" +
          samples_bytes(pixels, width, height, 16, true);
@@ -570,20 +505,6 @@ static std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-bool jpeg_supported() { return !jpeg_version().empty(); }
-
-std::string jpeg_version() {
-#if defined(EDGE4K_WITH_JPEG) && defined(LIBJPEG_TURBO_VERSION_NUMBER)
-  const int v = LIBJPEG_TURBO_VERSION_NUMBER;   // e.g. 2001005 for 2.1.5
-  return "libjpeg-turbo " + std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." +
-         std::to_string(v % 1000);
-#elif defined(EDGE4K_WITH_JPEG)
-  return "libjpeg " + std::to_string(JPEG_LIB_VERSION);
-#else
-  return "";
-#endif
-}
-
 OutputSpec output_spec(const std::string& path, int bits) {
   const std::string ext = lower_extension(path);
   OutputSpec spec;
@@ -593,8 +514,6 @@ OutputSpec output_spec(const std::string& path, int bits) {
   else if (ext == ".ppm") spec = {ImageFormat::Ppm, 16};
   else throw Error("unsupported output format for " + path + "; use .png (8 or 16-bit), .tif (16, 8 or 32-bit float), "
                    ".jpg (8-bit) or .ppm (16-bit)");
-  if (spec.format == ImageFormat::Jpeg && !jpeg_supported())
-    throw Error("this edge4k_runner was built without libjpeg, so it cannot write " + path + "; write .png or .tif");
   if (bits != 0) {
     if (bits != 8 && bits != 16 && bits != 32) throw Error("--bits must be 8, 16 or 32 (float), got " + std::to_string(bits));
     if (spec.format == ImageFormat::Ppm && bits != 16) throw Error(".ppm output is 16-bit; use .png for 8 bits");
@@ -625,11 +544,9 @@ std::string encode_image(const OutputSpec& spec, const void* pixels, int width, 
     case ImageFormat::Tiff: return encode_tiff(pixels, width, height, spec.bits, tagged);
     case ImageFormat::Ppm: return encode_ppm16(pixels, width, height);
     case ImageFormat::Jpeg:
-#ifdef EDGE4K_WITH_JPEG
-      return encode_jpeg(static_cast<const uint8_t*>(pixels), width, height, tagged);
-#else
-      break;
-#endif
+      return encode_jpeg(static_cast<const uint8_t*>(pixels), width, height,
+                         tags.quality ? tags.quality : kDefaultJpegQuality,
+                         std::string("Exif\0\0", 6) + exif_block(tags.exif), tagged.icc);
   }
   throw Error("unknown image format");
 }

@@ -1,5 +1,5 @@
 // Output files: the RGB image (PNG 8/16-bit and TIFF 16/8-bit/float, deflated with zlib;
-// JPEG through libjpeg(-turbo) where the runner was built with it; 16-bit binary PPM), each
+// baseline JPEG, jpeg.h; 16-bit binary PPM), each
 // tagged with its ICC profile and EXIF as kernels/postprocess.py: write_image() tags the host's;
 // SHA-256 for the profile, and atomic writes (a temporary file beside the target, then rename).
 #pragma once
@@ -32,13 +32,9 @@ struct OutputSpec {
 
 // kernels/postprocess.py: DEFAULT_QUALITY, the JPEG quality when none is asked for.
 constexpr int kDefaultJpegQuality = 95;
-// Whether this build writes JPEG (CMake found libjpeg-turbo), and its version ("" if not).
-bool jpeg_supported();
-std::string jpeg_version();
 
 // The format from the extension (.png, .tif/.tiff, .jpg/.jpeg, .ppm) and the bit depth: `bits`
-// if not 0, else the format's default (PNG 8, TIFF 16, JPEG 8, PPM 16). Throws for others, and
-// for JPEG in a runner built without libjpeg.
+// if not 0, else the format's default (PNG 8, TIFF 16, JPEG 8, PPM 16). Throws for others.
 OutputSpec output_spec(const std::string& path, int bits = 0);
 
 // The capture's facts for the image's EXIF (kernels/raw.py: RawFrame.exif, which the sidecar

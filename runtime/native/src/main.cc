@@ -226,7 +226,6 @@ int about() {
   Json engines = Json::array();
   for (const auto& e : engine_names()) engines.push_back(e);
   about["engines"] = engines;
-  about["jpeg"] = jpeg_supported() ? Json(jpeg_version()) : Json(nullptr);   // the library writing .jpg, if any
 #ifdef EDGE4K_WITH_EXECUTORCH
   const Json et = executorch_about();
   for (const auto& [k, v] : et.items()) about[k] = v;
