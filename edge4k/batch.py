@@ -22,8 +22,8 @@ from edge4k.errors import Edge4KError
 # File extensions LibRaw reads that a folder is searched for (files named one by one, or by a
 # glob, are taken whatever their extension).
 RAW_EXTENSIONS = frozenset(
-    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dcs .dng .erf .fff .iiq .k25 .kdc .mdc .mef .mos .mrw .nef .nrw "
-    ".orf .pef .ptx .raf .raw .rw2 .rwl .rwz .sr2 .srf .srw .x3f".split())
+    ".3fr .ari .arw .bay .cap .cr2 .cr3 .crw .dcr .dcs .dng .eip .erf .fff .iiq .k25 .kdc .mdc .mef .mfw .mos "
+    ".mrw .nef .nrw .orf .pef .ptx .qtk .raf .raw .rdc .rw2 .rwl .rwz .sr2 .srf .srw .sti .x3f".split())
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 GLOB_CHARS = "*?["
 

@@ -69,6 +69,12 @@ def test_manifest_lists_every_file_with_its_hash_and_licence():
         assert len(data) == int(row["bytes"]), f"{row['file']}: size differs"
 
 
+def test_a_folder_of_the_corpus_finds_every_file_in_it():
+    """`edge4k run corpus/ -o DIR` takes every real camera file: folders are searched by extension."""
+    from edge4k.batch import expand_inputs
+    assert [p.name for p in expand_inputs([CORPUS])] == sorted(r["file"] for r in ROWS)
+
+
 # ---- LibRaw's reference ------------------------------------------------------------------------
 
 DIHEDRAL = {"identity": lambda a: a, "flip columns": lambda a: a[:, ::-1], "flip rows": lambda a: a[::-1],
