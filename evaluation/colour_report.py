@@ -13,7 +13,8 @@
 - auto white balance on scenes two thirds one saturated colour: angular error, and grey world's;
 - the natural look's metering on bright synthetic scenes (evaluation/bright_scenes.py) and on
   ordinary photographs (scikit-image's samples): error against the true exposure, in stops, for
-  the highlight-aware rule and the frontend's mean rule.
+  the highlight-aware rule and the frontend's mean rule; and on the real corpus files that carry
+  the camera's own JPEG preview, against it (preview_metering_errors).
 Needs the train extra (colour-science) and rawpy.
 """
 from __future__ import annotations
@@ -140,6 +141,41 @@ def photo_metering_errors(rule) -> np.ndarray:
                      for i, name in enumerate(PHOTOS)])
 
 
+# Corpus files whose embedded JPEG preview is a finished picture of the capture: the camera's own,
+# but for the Nikon DNG's, which Adobe's DNG converter wrote at its defaults.
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+PREVIEWED = ("canon_eos_d30.crw", "canon_powershot_g2.crw", "canon_powershot_s40.crw", "canon_powershot_s40_chart.crw",
+             "canon_eos_30d.cr2", "nikon_d5000.dng", "sony_ilce_7rm3.arw")
+
+
+def preview_metering_errors(preset: str | None = None) -> dict[str, float]:
+    """The natural look's exposure against each PREVIEWED file's JPEG preview, in stops: log2 of
+    the median linear luminance of Edge4K's half-size natural render over the preview's, both 256
+    pixels wide, over pixels below 250 in every channel of both. The two tone curves differ, so a
+    shift shared by every file is the curve's, not the metering's."""
+    import io
+
+    from PIL import Image
+
+    from edge4k.kernels.colour import srgb_decode
+
+    def luminance(img: Image.Image) -> np.ndarray:
+        return srgb_decode(np.asarray(img, dtype=np.float64) / 255) @ LUMA
+
+    errors = {}
+    for name in PREVIEWED:
+        with rawpy.imread(str(CORPUS / name)) as raw:
+            preview = Image.open(io.BytesIO(raw.extract_thumb().data)).convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = render(CORPUS / name, look="natural", half_size=True, bits=8, preset=preset)
+        ours = Image.fromarray(ours).resize((256, round(256 * ours.shape[0] / ours.shape[1])), Image.BOX)
+        preview = preview.resize(ours.size, Image.BOX)
+        ok = (np.asarray(ours).max(-1) < 250) & (np.asarray(preview).max(-1) < 250)
+        errors[name] = float(np.log2(np.median(luminance(ours)[ok]) / np.median(luminance(preview)[ok])))
+    return errors
+
+
 def dominant_scene(seed: int, hue) -> np.ndarray:
     """A scene two thirds one saturated colour, the rest varied greys and colours (texture)."""
     rng = np.random.default_rng(seed)
@@ -211,6 +247,12 @@ def main() -> None:
                         ("ordinary photographs", photo_metering_errors(rule))):
             print(f"metering {name:>21}: median |error| {np.median(np.abs(e)):.2f} stops (median "
                   f"{np.median(e):+.2f}, max |error| {np.abs(e).max():.2f}) over {e.size} {what}")
+    if CORPUS.is_dir():
+        errors = preview_metering_errors(args.preset)
+        e = np.array(list(errors.values()))
+        print(f"metering against the corpus files' JPEG previews: median |error| {np.median(np.abs(e)):.2f} stops "
+              f"(median {np.median(e):+.2f}, max |error| {np.abs(e).max():.2f}): "
+              + ", ".join(f"{name} {err:+.2f}" for name, err in errors.items()))
 
 
 if __name__ == "__main__":

@@ -348,25 +348,32 @@ class ColourOptions:
 # ---- metering ----------------------------------------------------------------------------------
 # The natural look's metering (highlight-aware). Two rules, blended by the scene's key:
 # - mean: the mean luminance to mid-grey (0.18), held back so that no more than 2% of the
-#   thumbnail clips (the frontend's rule, right for most pictures);
+#   thumbnail clips in any channel (the frontend's rule, which looks at luminance alone, right
+#   for most pictures);
 # - highlights: the scene's bright end (the 99th percentile of the thumbnail's luminance) to
 #   HIGHLIGHT_TARGET of white (photographs of snow, sky or a white aircraft keep them near white).
 # key = mean / 99th percentile (scale-free: near 1 when most of the frame sits at its bright end).
 # At key <= KEY_LOW the mean rule, at key >= KEY_HIGH the highlight rule, geometric blend between;
-# never darker than the capture, at most 16x. KEY_LOW and KEY_HIGH were set from the key of
+# then held back so that no more than 0.1% of the thumbnail clips in any channel (a dark frame lit
+# by a few lights or by saturated stage light is exposed for them: metering its mean to mid-grey
+# blew a blue-lit concert, whose blue hardly counts in luminance, up 4 stops); never darker than
+# the capture, at most 16x. KEY_LOW and KEY_HIGH were set from the key of
 # ordinary photographs (scikit-image's samples: 0.21-0.55) and of the bright scenes of
 # evaluation/bright_scenes.py (0.56-0.65); evaluation/colour_report.py measures both.
 HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MID_GREY = 99.0, 0.85, 0.18
 KEY_LOW, KEY_HIGH = 0.45, 0.65
+MEAN_CLIP_PERCENTILE, CLIP_PERCENTILE = 98.0, 99.9
 
 
 def metered_gain(thumb: np.ndarray, srgb_from_cam: np.ndarray) -> float:
     """The natural look's exposure gain from the (4, t, t) companded thumbnail (rule above)."""
     lin = thumb.astype(np.float64) ** 2
     cam = np.stack([lin[0], (lin[1] + lin[2]) / 2, lin[3]], axis=-1)
-    y = np.clip(cam @ np.asarray(srgb_from_cam).T, 0.0, 1.0) @ LUMA
+    rgb = np.maximum(cam @ np.asarray(srgb_from_cam).T, 0.0)
+    y, peak = np.minimum(rgb, 1.0) @ LUMA, rgb.max(axis=-1)
     mean, high = max(float(y.mean()), 1e-6), max(float(np.percentile(y, HIGHLIGHT_PERCENTILE)), 1e-6)
-    by_mean = min(MID_GREY / mean, 1.0 / max(float(np.percentile(y, 98)), 1e-6))
+    by_mean = min(MID_GREY / mean, 1.0 / max(float(np.percentile(peak, MEAN_CLIP_PERCENTILE)), 1e-6))
     w = float(np.clip((mean / high - KEY_LOW) / (KEY_HIGH - KEY_LOW), 0.0, 1.0))
     gain = by_mean ** (1.0 - w) * (HIGHLIGHT_TARGET / high) ** w
+    gain = min(gain, 1.0 / max(float(np.percentile(peak, CLIP_PERCENTILE)), 1e-6))
     return float(np.clip(gain, 1.0, 16.0))

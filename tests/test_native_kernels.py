@@ -92,16 +92,19 @@ def test_frontend_matches_prepare(lib, cfa):
     assert prep.meta[0] > -3 and prep.meta[1] > -3    # noise measured, not the floor
 
 
-@pytest.mark.parametrize("scene", ["ordinary", "bright", "dark", "between"])
+@pytest.mark.parametrize("scene", ["ordinary", "bright", "dark", "between", "lit"])
 def test_metered_gain_matches(lib, scene):
     """The runner finishes the natural look with the host's highlight-aware metering. The C++ rule
     spells kernels/rawcolour.py's constants out: "between" (a key inside KEY_LOW..KEY_HIGH, where
-    both rules blend, and a gain inside 1..16) checks them all, the others each end."""
-    from edge4k.kernels.rawcolour import HIGHLIGHT_PERCENTILE, KEY_HIGH, KEY_LOW, LUMA, metered_gain
+    both rules blend, and a gain inside 1..16) checks them all, the others each end, and "lit" (a
+    dark frame with a few blue lights) the hold-back that keeps 99.9% of it unclipped."""
+    from edge4k.kernels.rawcolour import CLIP_PERCENTILE, HIGHLIGHT_PERCENTILE, KEY_HIGH, KEY_LOW, LUMA, metered_gain
     rng = np.random.default_rng(3)
+    lit = rng.uniform(0.0, 0.15, (4, 32, 32))
+    lit[3].flat[rng.choice(32 * 32, 5, replace=False)] = 0.5
     level = {"ordinary": rng.uniform(0.05, 0.7, (4, 32, 32)), "dark": rng.uniform(0.0, 0.2, (4, 32, 32)),
              "bright": np.clip(rng.normal(0.85, 0.05, (4, 32, 32)), 0, 1),
-             "between": 0.5 * np.clip(rng.normal(0.6, 0.15, (4, 32, 32)), 0, 1)}[scene]
+             "between": 0.5 * np.clip(rng.normal(0.6, 0.15, (4, 32, 32)), 0, 1), "lit": lit}[scene]
     thumb = np.ascontiguousarray(level, dtype=np.float32)
     matrix = np.ascontiguousarray([[1.6, -0.5, -0.1], [-0.2, 1.5, -0.3], [0.0, -0.4, 1.4]], dtype=np.float64)
     lin = thumb.astype(np.float64) ** 2
@@ -112,6 +115,10 @@ def test_metered_gain_matches(lib, scene):
     call(lib, "e4k_metered_gain", ptr(thumb), 32, ptr(matrix), ptr(gain))
     assert gain[0] == pytest.approx(metered_gain(thumb, matrix), rel=1e-9)
     assert scene != "between" or 1 < gain[0] < 16
+    if scene == "lit":   # the lights, not the mean, set the gain
+        peak = np.maximum(np.stack([lin[0], (lin[1] + lin[2]) / 2, lin[3]], axis=-1) @ matrix.T, 0).max(-1)
+        assert gain[0] == pytest.approx(1 / np.percentile(peak, CLIP_PERCENTILE), rel=1e-9)
+        assert 1 < gain[0] < 0.25 * 0.18 / y.mean(), (gain[0], 0.18 / y.mean())   # 2 stops under the mean rule
     with pytest.raises(Edge4KError, match="at least 1"):
         call(lib, "e4k_metered_gain", ptr(thumb), 0, ptr(matrix), ptr(gain))
 

@@ -195,6 +195,7 @@ std::pair<double, double> noise_estimate(const float* packed, int height, int wi
 // mean: what both meters read.
 struct Luminance {
   std::vector<double> sorted;
+  std::vector<double> peak;   // each pixel's largest channel, unclipped, sorted
   double mean = 0;
 };
 
@@ -203,17 +204,23 @@ static Luminance thumb_luminance(const float* thumb, int size, const double* m) 
   const size_t n = static_cast<size_t>(size) * size;
   Luminance y;
   y.sorted.resize(n);
+  y.peak.resize(n);
   for (size_t k = 0; k < n; ++k) {
     auto lin = [&](int c) { return static_cast<double>(thumb[c * n + k]) * thumb[c * n + k]; };
     const double cam[3] = {lin(0), (lin(1) + lin(2)) / 2, lin(3)};
-    double v = 0;
-    for (int i = 0; i < 3; ++i)
-      v += std::clamp(m[3 * i] * cam[0] + m[3 * i + 1] * cam[1] + m[3 * i + 2] * cam[2], 0.0, 1.0) * kLuma[i];
+    double v = 0, peak = 0;
+    for (int i = 0; i < 3; ++i) {
+      const double rgb = std::max(m[3 * i] * cam[0] + m[3 * i + 1] * cam[1] + m[3 * i + 2] * cam[2], 0.0);
+      v += std::min(rgb, 1.0) * kLuma[i];
+      peak = std::max(peak, rgb);
+    }
     y.sorted[k] = v;
+    y.peak[k] = peak;
     y.mean += v;
   }
   y.mean /= static_cast<double>(n);
   std::sort(y.sorted.begin(), y.sorted.end());
+  std::sort(y.peak.begin(), y.peak.end());
   return y;
 }
 
@@ -223,11 +230,13 @@ static double gain_by_mean(const Luminance& y) {
 }
 
 static double gain_metered(const Luminance& y) {
-  // kernels/rawcolour.py: HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MID_GREY, KEY_LOW, KEY_HIGH.
+  // kernels/rawcolour.py: HIGHLIGHT_PERCENTILE, HIGHLIGHT_TARGET, MID_GREY, KEY_LOW, KEY_HIGH,
+  // MEAN_CLIP_PERCENTILE, CLIP_PERCENTILE.
   const double mean = std::max(y.mean, 1e-6), high = std::max(quantile_of_sorted(y.sorted, 0.99), 1e-6);
-  const double by_mean = std::min(0.18 / mean, 1.0 / std::max(quantile_of_sorted(y.sorted, 0.98), 1e-6));
+  const double by_mean = std::min(0.18 / mean, 1.0 / std::max(quantile_of_sorted(y.peak, 0.98), 1e-6));
   const double w = std::clamp((mean / high - 0.45) / (0.65 - 0.45), 0.0, 1.0);
-  return std::clamp(std::pow(by_mean, 1.0 - w) * std::pow(0.85 / high, w), 1.0, 16.0);
+  const double gain = std::pow(by_mean, 1.0 - w) * std::pow(0.85 / high, w);
+  return std::clamp(std::min(gain, 1.0 / std::max(quantile_of_sorted(y.peak, 0.999), 1e-6)), 1.0, 16.0);
 }
 
 double exposure_gain(const float* thumb, int size, const double* m) {
