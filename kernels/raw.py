@@ -242,6 +242,8 @@ def _frame_from_libraw(raw, path: str, exif: dict, tags: dict | None = None) -> 
         raise RawInputError(f"{path}: CFA reads as {cfa!r}, not a 2x2 Bayer cell (a Quad-Bayer or other "
                           "non-Bayer sensor?); Edge4K needs RGGB, BGGR, GRBG or GBRG")
     bayer = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+    if not bayer.any():   # LibRaw reads a file whose image data is missing as zeros
+        raise RawInputError(f"{path}: no image data (every pixel is 0): a metadata-only or truncated file")
     if bayer.shape[0] % 2 or bayer.shape[1] % 2:
         raise RawInputError(f"{path}: odd frame size {bayer.shape[1]}x{bayer.shape[0]}; "
                           "a Bayer frame must have even width and height")
