@@ -56,7 +56,7 @@ from edge4k.files import atomic_output, sha256_file
 from edge4k.kernels.colour import HELD_OUT_CAMERAS, srgb_decode, srgb_encode
 from edge4k.kernels.postprocess import LOOKS, finish
 from edge4k.kernels.raw import RawFrame, compand, normalised_gains, pack, pack_linear, phase_padding, prepare, read_raw
-from edge4k.kernels.rawcolour import ColourOptions
+from edge4k.kernels.rawcolour import ColourOptions, metered_gain
 from edge4k.models.blocks import mhc_demosaic_weight
 from edge4k.models.cost import gmac_per_megapixel
 from edge4k.optional import require
@@ -706,7 +706,7 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
     backend, rows, tiles = EagerBackend(model), [], []
     for path in tqdm([Path(p) for p in paths], desc="gallery", unit="raw", disable=not progress):
         frame = ColourOptions().apply(read_raw(path))    # the white balance the render uses, for the table
-        exposure = prepare(frame, 64).exposure
+        exposure = metered_gain(prepare(frame, backend.cfg.thumb_size).thumb, frame.srgb_from_cam)   # as `edge4k run`
         out, _ = process(frame, backend, backend.cfg, TileOptions(fit=True), look=None)
         renders = {"Edge4K": (out.clamp(0, 1) ** 2).permute(1, 2, 0).double().numpy(),
                    "LibRaw AHD": run_libraw("libraw-ahd")(path, frame)}
@@ -740,7 +740,7 @@ def gallery(model, paths, out_dir: str | os.PathLike, *, crop: int = 192, progre
         sheet.save(tmp, format="PNG")
     md = ["### Real camera RAWs", "", "Crops at 2x of each file's most detailed window (largest mean luminance "
           "gradient); LibRaw AHD and Edge4K, both through Edge4K's finishing "
-          "(the file's matrix and white balance; the natural look's exposure from the frontend).", "",
+          "(the file's matrix and white balance; the natural look's metered exposure, as `edge4k run` renders it).", "",
           "| file | size | CFA | WB gains (R, G, B) | natural exposure gain | note |", "|---|---|---|---|---|---|"]
     md += [f"| {r['file']} | {r['size']} | {r['cfa']} | {r['wb_gains']} | {r['exposure_gain']} | "
            + ("unit white-balance gains (the file's, or none in the file): a raw sensor's green shows unless "
