@@ -7,7 +7,6 @@ toolchain or qemu these skip with one line naming the Debian package."""
 import json
 import shutil
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

@@ -4,7 +4,6 @@ sysfs tree, and its one-line errors."""
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,9 +491,10 @@ def test_runner_jpeg_is_its_png_compressed_as_libjpeg_would_with_the_hosts_icc_a
     default, and as good and as small as the host's libjpeg (Pillow, the same quality, chroma and
     optimised tables) at 4:4:4 (quality 95) and 4:2:0 (50); tagged as the host tags its JPEG
     (kernels/postprocess.py: write_image)."""
+    from PIL.JpegImagePlugin import get_sampling
+
     from edge4k.kernels.colourspace import icc_profile
     from edge4k.kernels.postprocess import srgb_icc_profile, write_image
-    from PIL.JpegImagePlugin import get_sampling
     sidecar = with_exif(frame, tmp_path / "frame.json", FACTS)
     common = ["--artifacts", phone_run.out / "build", "--input", sidecar, "--output-space", "display-p3"]
     runner(phone_run, *common, "-o", tmp_path / "c.png")
