@@ -20,6 +20,7 @@ Needs the train extra (colour-science) and rawpy.
 from __future__ import annotations
 
 import argparse
+import io
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import rawpy
 import tifffile
+from PIL import Image
 
 from edge4k.api import render
 from edge4k.datasets.dng import write_dng
 from edge4k.datasets.unprocess import RawCapture, draw_params, scene_linear, synthesize
 from edge4k.evaluation.bright_scenes import HARD_KINDS, KINDS, scene
 from edge4k.kernels import rawcolour
-from edge4k.kernels.colour import LUMA
+from edge4k.kernels.colour import LUMA, srgb_decode
 from edge4k.kernels.raw import RawFrame, exposure_gain, normalised_gains, pack, read_raw, thumbnail
 from edge4k.kernels.rawcolour import ColourOptions, metered_gain, white_balance
 
@@ -153,12 +155,6 @@ def preview_metering_errors(preset: str | None = None) -> dict[str, float]:
     the median linear luminance of Edge4K's half-size natural render over the preview's, both 256
     pixels wide, over pixels below 250 in every channel of both. The two tone curves differ, so a
     shift shared by every file is the curve's, not the metering's."""
-    import io
-
-    from PIL import Image
-
-    from edge4k.kernels.colour import srgb_decode
-
     def luminance(img: Image.Image) -> np.ndarray:
         return srgb_decode(np.asarray(img, dtype=np.float64) / 255) @ LUMA
 

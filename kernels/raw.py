@@ -190,16 +190,21 @@ def read_raw(source: str | os.PathLike | bytes | bytearray | memoryview) -> RawF
                                 "files in it; in Python, Renderer.render_many)")
         if not os.path.isfile(name):
             raise RawInputError(f"input not found: {name}")
-    # LibRaw prints notes such as "Unexpected end of file" itself: fold them into the error.
-    with captured_native_stderr() as messages:
+    # LibRaw prints notes such as "Unexpected end of file" itself: fold them into the error. Our
+    # own warnings would print into that capture too, so they are held and said after it.
+    with warnings.catch_warnings(record=True) as held, captured_native_stderr() as messages:
+        warnings.simplefilter("always")
         try:
             with rawpy.imread(name if data is None else io.BytesIO(data)) as raw:
                 stream = name if data is None else io.BytesIO(data)
-                return _frame_from_libraw(raw, name, _exif_facts(raw, stream), dng_tags(stream))
+                frame = _frame_from_libraw(raw, name, _exif_facts(raw, stream), dng_tags(stream))
         except rawpy.LibRawError as e:
             said = messages().replace(name + ": ", "").strip().replace("\n", "; ")
             raise RawInputError(f"cannot read RAW {'file ' if data is None else 'data '}{name}: {libraw_words(e)}"
                                 + (f" ({said})" if said else "")) from None
+    for warning in held:
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    return frame
 
 
 # LibRaw's exception classes (rawpy's names), as a user reads them.
@@ -243,7 +248,8 @@ def _frame_from_libraw(raw, path: str, exif: dict, tags: dict | None = None) -> 
                           "non-Bayer sensor?); Edge4K needs RGGB, BGGR, GRBG or GBRG")
     bayer = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
     if not bayer.any():   # LibRaw reads a file whose image data is missing as zeros
-        raise RawInputError(f"{path}: no image data (every pixel is 0): a metadata-only or truncated file")
+        warnings.warn(f"{path}: every pixel is 0: a metadata-only or truncated file (no image data), or a "
+                      "black frame; the render will be black", Edge4KWarning, stacklevel=2)
     if bayer.shape[0] % 2 or bayer.shape[1] % 2:
         raise RawInputError(f"{path}: odd frame size {bayer.shape[1]}x{bayer.shape[0]}; "
                           "a Bayer frame must have even width and height")
@@ -270,7 +276,7 @@ def _pixel_aspect(aspect: float, path: str) -> float:
     if low <= aspect <= high:
         return float(aspect)
     warnings.warn(f"{path}: pixel aspect {aspect:g} outside {low:g}..{high:g} ignored; rendering square pixels",
-                  Edge4KWarning, stacklevel=4)
+                  Edge4KWarning, stacklevel=2)
     return 1.0
 
 

@@ -92,6 +92,18 @@ def _bad_inputs(tmp_path, sample_dng):
     ]
 
 
+def test_a_file_without_image_data_is_said_in_one_warning_line(tmp_path):
+    """LibRaw reads a metadata-only file's missing pixels as zeros: `edge4k info` says so on stderr
+    (read_raw's warnings are held while LibRaw's own messages are captured, then said)."""
+    empty = write_dng(tmp_path / "empty.dng", np.zeros((48, 72), np.uint16))
+    proc = subprocess.run([sys.executable, "-P", "-m", "edge4k", "info", str(empty)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "every pixel is 0" in line]
+    assert said == [f"edge4k: warning: {empty}: every pixel is 0: a metadata-only or truncated file (no image "
+                    "data), or a black frame; the render will be black"], proc.stderr
+
+
 @pytest.mark.parametrize("case", range(9))
 def test_bad_input_is_one_line_nonzero_and_leaves_no_file(tmp_path, sample_dng, case):
     name, argv, needle, env = _bad_inputs(tmp_path, sample_dng)[case]
