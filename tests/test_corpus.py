@@ -30,7 +30,7 @@ import pytest
 import edge4k
 from edge4k.kernels.colour import LUMA, XYZ_FROM_SRGB, inverse_smoothstep, srgb_decode
 from edge4k.kernels.postprocess import stretched_size
-from edge4k.kernels.raw import read_raw
+from edge4k.kernels.raw import cell_offsets, read_raw
 from edge4k.kernels.rawcolour import ColourOptions, _grey_world, auto_neutral
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -127,19 +127,25 @@ def lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
 
 
+def matched_cast(ours: np.ndarray, ref: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The cast of `ours` against `ref` ((N, 3) linear sRGB samples) at matched exposure: ours
+    scaled to ref's mean luminance, both scaled so that ref's mean luminance is mid-grey (0.18).
+    Returns the cast and the two scaled sample sets."""
+    k = 0.18 / (ref @ LUMA).mean()
+    ours, ref = ours * (k * (ref @ LUMA).sum() / (ours @ LUMA).sum()), ref * k
+    return float(np.linalg.norm(lab(ours.mean(0))[1:] - lab(ref.mean(0))[1:])), ours, ref
+
+
 def colour_difference(ours: np.ndarray, ref: np.ndarray) -> dict:
     """Cast and per-pixel chroma distance of `ours` against `ref` (linear sRGB, same shape), at
-    matched exposure: ours scaled to ref's mean luminance, both scaled so that ref's mean
-    luminance is mid-grey (0.18). Samples clipped in either (a channel at 0.98 of white) or in
+    matched exposure (matched_cast). Samples clipped in either (a channel at 0.98 of white) or in
     ref's noise floor (luminance under 1% of its 99th percentile) are left out."""
-    y_ours, y_ref = ours @ LUMA, ref @ LUMA
+    y_ref = ref @ LUMA
     ok = (ours.max(-1) < 0.98) & (ref.max(-1) < 0.98) & (y_ref > 0.01 * np.percentile(y_ref, 99))
     assert ok.mean() > 0.25, f"only {ok.mean():.0%} of the crop is neither clipped nor black"
-    k = 0.18 / y_ref[ok].mean()
-    ours, ref = ours[ok] * (k * y_ref[ok].sum() / y_ours[ok].sum()), ref[ok] * k
-    cast = np.linalg.norm(lab(ours.mean(0))[1:] - lab(ref.mean(0))[1:])
+    cast, ours, ref = matched_cast(ours[ok], ref[ok])
     chroma = np.linalg.norm(lab(ours)[:, 1:] - lab(ref)[:, 1:], axis=-1).mean()
-    return {"cast": float(cast), "chroma": float(chroma), "used": float(ok.mean())}
+    return {"cast": cast, "chroma": float(chroma), "used": float(ok.mean())}
 
 
 def centre_crop(frame):
@@ -285,29 +291,16 @@ def test_auto_white_is_nearer_the_d30s_own_jpeg_white_than_grey_world():
     assert auto < 8 and auto < grey, (auto, grey)
 
 
-def unclamped_reference(frame) -> np.ndarray:
-    """Linear sRGB per BIN-by-BIN half-size block of the test's centre crop, from the mean of each
-    CFA colour's raw values over the block with the black level subtracted and nothing clamped
-    (sensor noise averages out instead of being cut at black or at the gamut edge), through the
-    file's white balance and matrix; clipped at sRGB's gamut only after averaging."""
-    frame = ColourOptions().apply(frame)
-    crop, _ = centre_crop(frame)
+def unclamped_reference(crop) -> np.ndarray:
+    """Linear sRGB per BIN-by-BIN half-size block of the crop (a frame), from the mean of each
+    packed channel's raw values over the block with its black level subtracted and nothing
+    clamped (sensor noise averages out instead of being cut at black or at the gamut edge),
+    through the frame's white balance and matrix; clipped at sRGB's gamut only after averaging."""
     raw = crop.bayer.astype(np.float64)
-    colour = np.array([["RGB".index(c) for c in frame.cfa[:2]], ["RGB".index(c) for c in frame.cfa[2:]]])
-    sites = np.tile(colour, (raw.shape[0] // 2, raw.shape[1] // 2))
-    black = np.asarray(frame.black_level, dtype=np.float64).reshape(2, 2)
-    signal = (raw - np.tile(black, (raw.shape[0] // 2, raw.shape[1] // 2))) / (frame.white_level - black.mean())
-    cam = np.stack([binned(np.where(sites == c, signal, 0)[..., None], 2 * BIN)[..., 0] /
-                    binned((sites == c).astype(np.float64)[..., None], 2 * BIN)[..., 0] for c in range(3)], -1)
-    return np.clip((cam * np.asarray(frame.wb_gains)) @ np.asarray(frame.srgb_from_cam).T, 0, None)
-
-
-def mean_cast(ours: np.ndarray, ref: np.ndarray) -> float:
-    """colour_difference's cast over every sample (the unclamped reference has no clipped ones)."""
-    ours, ref = ours.reshape(-1, 3), ref.reshape(-1, 3)
-    k = 0.18 / (ref @ LUMA).mean()
-    ours = ours * (k * (ref @ LUMA).sum() / (ours @ LUMA).sum())
-    return float(np.linalg.norm(lab(ours.mean(0))[1:] - lab(ref.mean(0) * k)[1:]))
+    r, gr, gb, b = ((raw[i::2, j::2] - crop.black_level[c]) / (crop.white_level - crop.black_level[c])
+                    for c, (i, j) in enumerate(cell_offsets(crop.cfa)))
+    cam = binned(np.stack([r, (gr + gb) / 2, b], -1), BIN)
+    return np.clip((cam * np.asarray(crop.wb_gains)) @ np.asarray(crop.srgb_from_cam).T, 0, None)
 
 
 def test_libraws_clamped_noise_is_the_sony_concert_files_cast_and_edge4k_is_nearer_the_scene(renderer):
@@ -317,13 +310,12 @@ def test_libraws_clamped_noise_is_the_sony_concert_files_cast_and_edge4k_is_near
     is the nearer; on an ordinary daylight file (the Nikon) both are within the bound of it."""
     for name, nearer in (("sony_ilce_7rm3.arw", True), ("nikon_d5000.dng", False)):
         path = CORPUS / name
-        frame = read_raw(path)
-        truth = unclamped_reference(frame)
-        crop, (top, left, h, w) = centre_crop(ColourOptions().apply(frame))
+        crop, (top, left, h, w) = centre_crop(ColourOptions().apply(read_raw(path)))
+        truth = unclamped_reference(crop)
         libraw = binned(libraw_half(path, user_flip=0)[top // 2:top // 2 + h // 2, left // 2:left // 2 + w // 2], BIN)
         ours = binned(binned(linear(renderer.render(crop, look="neutral", bits=16), "neutral"), 2), BIN)
         assert truth.shape == libraw.shape == ours.shape, (truth.shape, libraw.shape, ours.shape)
-        casts = {"libraw": mean_cast(libraw, truth), "edge4k": mean_cast(ours, truth)}
+        casts = {k: matched_cast(v.reshape(-1, 3), truth.reshape(-1, 3))[0] for k, v in (("libraw", libraw), ("edge4k", ours))}
         print(f"\n{name} against its unclamped block means: " + ", ".join(f"{k} {v:.2f}" for k, v in casts.items()))
         if nearer:
             assert casts["libraw"] > CAST_BOUND and casts["edge4k"] < casts["libraw"] - CAST_BOUND, casts
